@@ -1,0 +1,3 @@
+//! Admin API types (`/admin/v1/...`), one module per resource.
+
+pub mod tenants;

@@ -1,0 +1,90 @@
+//! Tenants: the platform's customers (GDPR controllers).
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /admin/v1/tenants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    pub name: String,
+    #[serde(default)]
+    pub dpa_signed: bool,
+}
+
+/// A tenant as the admin API shows it (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub dpa_signed: bool,
+    /// RFC 3339, when the DPA was signed.
+    pub dpa_signed_at: Option<String>,
+    /// `active`, `suspended`, `terminated` or `purged`.
+    pub status: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub channels: ChannelsPublic,
+}
+
+/// Public channel identifiers (what a tenant configures, never a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelsPublic {
+    pub webchat: bool,
+    pub whatsapp: WhatsAppPublic,
+    pub email: EmailPublic,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatsAppPublic {
+    pub phone_number_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailPublic {
+    pub address: String,
+}
+
+/// `GET /admin/v1/tenants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantList {
+    pub items: Vec<Tenant>,
+    pub next: Option<String>,
+}
+
+/// 201 answer to `POST /admin/v1/tenants`: the tenant with its credentials.
+/// Shown once; the chat core keeps only what it needs to verify them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCreated {
+    pub id: String,
+    pub name: String,
+    pub dpa_signed: bool,
+    pub api_key: String,
+    pub channels: ChannelCredentials,
+    pub status: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCredentials {
+    pub webchat: WebchatCredentials,
+    pub whatsapp: WhatsAppCredentials,
+    pub email: EmailCredentials,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebchatCredentials {
+    pub widget_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatsAppCredentials {
+    pub phone_number_id: String,
+    pub app_secret: String,
+    pub verify_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailCredentials {
+    pub address: String,
+    pub signing_key: String,
+}

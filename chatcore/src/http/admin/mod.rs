@@ -1,0 +1,3 @@
+//! The admin API (`/admin/v1/...`), one module per resource.
+
+pub mod tenants;

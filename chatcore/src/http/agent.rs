@@ -1,0 +1,207 @@
+//! The agent API: a tenant (its `api_key`, or the admin token) reads its
+//! conversations decrypted and answers visitors; replies are pushed to the
+//! visitor's open web-chat sockets.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use c24_api::agent::{ConversationList, ConversationSummary, MessageList, MessageView, PostMessage};
+use c24_api::webchat::{MsgNew, ServerFrame};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{JsonBody, Principal, QueryParams};
+use crate::clock::rfc3339;
+use crate::ingress;
+use crate::store::{ConversationRecord, WriteOp};
+use crate::tenants::TenantEntry;
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+/// Largest agent reply body (the same bound as a visitor frame).
+const MAX_CONTENT: usize = c24_api::webchat::MAX_FRAME_BYTES;
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    limit: Option<u32>,
+    /// Cursor from the previous page's `next`.
+    after: Option<String>,
+    /// Admin token only: whose conversations.
+    tenant: Option<String>,
+}
+
+fn limit(l: Option<u32>) -> Result<u32, ApiError> {
+    match l {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+fn tenant_of(
+    app: &AppState,
+    who: &Principal,
+    asked: Option<&str>,
+) -> Result<Arc<TenantEntry>, ApiError> {
+    match (who, asked) {
+        (Principal::Tenant(t), None) => Ok(t.clone()),
+        (Principal::Tenant(t), Some(id)) if id == t.id => Ok(t.clone()),
+        (Principal::Tenant(_), Some(_)) => Err(ApiError::forbidden(
+            "forbidden",
+            "a tenant key reads only its own tenant",
+        )),
+        (Principal::Admin, Some(id)) => app
+            .tenants
+            .get(id)
+            .ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant")),
+        (Principal::Admin, None) => Err(ApiError::bad_request(
+            "invalid_query",
+            "with the admin token, name the tenant: ?tenant=ID",
+        )),
+    }
+}
+
+/// The conversation, if the caller may see it (404 otherwise: no existence leak).
+async fn visible_conversation(
+    app: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<(ConversationRecord, Arc<TenantEntry>), ApiError> {
+    let not_found = || ApiError::not_found("conversation_not_found", "no such conversation");
+    let conv = app.store.conversation(id).await?.ok_or_else(not_found)?;
+    let tenant = match who {
+        Principal::Tenant(t) if t.id == conv.tenant_id => t.clone(),
+        Principal::Tenant(_) => return Err(not_found()),
+        Principal::Admin => app.tenants.get(&conv.tenant_id).ok_or_else(not_found)?,
+    };
+    Ok((conv, tenant))
+}
+
+fn summary(c: ConversationRecord) -> ConversationSummary {
+    ConversationSummary {
+        id: c.id,
+        tenant_id: c.tenant_id,
+        channel: c.channel,
+        message_count: c.message_count,
+        created_at: rfc3339(c.created_at),
+        last_activity_at: rfc3339(c.last_activity_at),
+    }
+}
+
+/// `GET /v1/conversations`: newest first.
+pub async fn list_conversations(
+    State(app): State<AppState>,
+    who: Principal,
+    QueryParams(q): QueryParams<ListParams>,
+) -> Result<Json<ConversationList>, ApiError> {
+    let tenant = tenant_of(&app, &who, q.tenant.as_deref())?;
+    let limit = limit(q.limit)?;
+    let rows = app.store.conversations(&tenant.id, limit, q.after).await?;
+    let next = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|c| c.id.clone()))
+        .flatten();
+    Ok(Json(ConversationList {
+        items: rows.into_iter().map(summary).collect(),
+        next,
+    }))
+}
+
+/// `GET /v1/conversations/{id}/messages`: oldest first, decrypted.
+pub async fn list_messages(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<ListParams>,
+) -> Result<Json<MessageList>, ApiError> {
+    let (conv, tenant) = visible_conversation(&app, &who, &id).await?;
+    let limit = limit(q.limit)?;
+    let after: i64 = match q.after.as_deref() {
+        None => 0,
+        Some(s) => s
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid_query", "after must be a cursor"))?,
+    };
+    let cipher = tenant.cipher.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::GONE,
+            "key_destroyed",
+            "this tenant's data key was destroyed",
+        )
+    })?;
+    let rows = app.store.messages(&conv.id, after, limit).await?;
+    let next = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|m| m.seq.to_string()))
+        .flatten();
+    let mut items = Vec::with_capacity(rows.len());
+    for r in rows {
+        let content = ingress::open_body(&cipher, &tenant.id, &r.id, &r.body_ct)?;
+        let subject = r
+            .subject_ct
+            .as_ref()
+            .map(|s| ingress::open_subject(&cipher, &tenant.id, &r.id, s))
+            .transpose()?;
+        items.push(MessageView {
+            id: r.id,
+            conversation_id: r.conversation_id,
+            seq: r.seq,
+            direction: r.direction,
+            content,
+            subject,
+            created_at: rfc3339(r.received_at),
+        });
+    }
+    Ok(Json(MessageList { items, next }))
+}
+
+/// `POST /v1/conversations/{id}/messages`: an agent reply, pushed as `msg.new`.
+pub async fn post_message(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PostMessage>,
+) -> Result<(StatusCode, Json<MessageView>), ApiError> {
+    if body.content.is_empty() || body.content.len() > MAX_CONTENT {
+        return Err(ApiError::bad_request(
+            "invalid_content",
+            format!("content must be 1 to {MAX_CONTENT} bytes"),
+        ));
+    }
+    let (conv, tenant) = visible_conversation(&app, &who, &id).await?;
+    let cipher = tenant.admit()?.clone();
+    let now = app.clock.now_ms();
+    let op = ingress::seal_outbound(&cipher, &tenant.id, &conv.id, &body.content, now)?;
+    let m = app
+        .store
+        .write(WriteOp::Outbound(Box::new(op)))
+        .await?
+        .message()?;
+    let frame = ServerFrame::MsgNew(MsgNew {
+        conversation_id: m.conversation_id.clone(),
+        message_id: m.message_id.clone(),
+        seq: m.seq,
+        direction: "outbound".into(),
+        content: body.content.clone(),
+        created_ts: m.received_at,
+    });
+    if let Ok(text) = serde_json::to_string(&frame) {
+        app.hub.publish(&m.conversation_id, text.into());
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(MessageView {
+            id: m.message_id,
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            direction: "outbound".into(),
+            content: body.content,
+            subject: None,
+            created_at: rfc3339(m.received_at),
+        }),
+    ))
+}

@@ -1,0 +1,107 @@
+//! The HTTP surface: shared state and every route, assembled in [`router`].
+//!
+//! One module per surface: [`webchat`] (WebSocket), [`whatsapp`] (Meta
+//! webhook), [`email`] (inbound mail), [`agent`] (the tenant's agent API),
+//! [`admin`] (operators), [`health`]. Bad input is answered by [`error`] and
+//! [`extract`] with the JSON error body.
+
+pub mod admin;
+pub mod agent;
+pub mod email;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod webchat;
+pub mod whatsapp;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::crypto::Kek;
+use crate::push::PushHub;
+use crate::replay::ReplayCache;
+use crate::store::Store;
+use crate::tenants::TenantDirectory;
+use error::ApiError;
+
+pub struct AppInner {
+    pub store: Arc<dyn Store>,
+    pub tenants: Arc<TenantDirectory>,
+    pub kek: Arc<Kek>,
+    pub clock: Arc<dyn Clock>,
+    pub hub: Arc<PushHub>,
+    pub email_replay: ReplayCache,
+    pub admin_token_hash: Vec<u8>,
+    pub at_rest_encryption: bool,
+    /// Flips to `true` when the server begins to stop; sockets close on it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Shared state behind `State`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppInner {
+    /// Constant-time comparison of the token's hash with the admin token's.
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        let h = crate::tenants::sha256(token);
+        aws_lc_rs::constant_time::verify_slices_are_equal(&h, &self.admin_token_hash).is_ok()
+    }
+}
+
+/// Every route of the chat core.
+pub fn router(state: AppState) -> Router {
+    let json_limit = DefaultBodyLimit::max(extract::JSON_LIMIT);
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route(
+            "/admin/v1/tenants",
+            post(admin::tenants::create).get(admin::tenants::list),
+        )
+        .route("/admin/v1/tenants/{id}", get(admin::tenants::show))
+        .route("/v1/webchat/ws", get(webchat::upgrade))
+        .route(
+            "/v1/whatsapp/{tenant_id}/webhook",
+            get(whatsapp::verify)
+                .post(whatsapp::notify)
+                .layer(DefaultBodyLimit::max(whatsapp::BODY_LIMIT)),
+        )
+        .route(
+            "/v1/email/{tenant_id}/inbound",
+            post(email::inbound).layer(DefaultBodyLimit::max(c24_api::email::MAX_MESSAGE_BYTES)),
+        )
+        .route("/v1/conversations", get(agent::list_conversations))
+        .route(
+            "/v1/conversations/{id}/messages",
+            get(agent::list_messages).post(agent::post_message),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(json_limit)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}

@@ -1,0 +1,357 @@
+//! Web chat over WebSocket: `GET /v1/webchat/ws?widget_key=KEY&visitor=ID`.
+//!
+//! Frames are read in order and queued to the writer in order, without
+//! waiting for earlier commits, so a visitor may pipeline; acks go out in
+//! the same order once each message is durable. Pushes (agent replies) are
+//! interleaved as they arrive.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use c24_api::webchat::{Ack, ClientFrame, MAX_FRAME_BYTES, MsgNew, ServerFrame};
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::QueryParams;
+use crate::crypto::{BlindKind, TenantCipher};
+use crate::ingress::{self, Incoming, Thread};
+use crate::push::Push;
+use crate::store::{Channel, PendingWrite, StoreError, WriteOp, WriteOutcome};
+use crate::tenants::TenantEntry;
+
+/// Frames above this size are refused at the protocol level (connection
+/// closed); between [`MAX_FRAME_BYTES`] and this they get an error frame.
+const HARD_FRAME_LIMIT: usize = 16 * 1024 * 1024;
+const MAX_VISITOR_ID: usize = 128;
+const MAX_CLIENT_MSG_ID: usize = 128;
+/// Messages replayed per `resume`.
+const RESUME_LIMIT: u32 = 1000;
+
+#[derive(Deserialize)]
+pub struct WsParams {
+    widget_key: Option<String>,
+    visitor: Option<String>,
+}
+
+pub async fn upgrade(
+    State(app): State<AppState>,
+    QueryParams(q): QueryParams<WsParams>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let key = q
+        .widget_key
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("unauthorized", "widget_key is required"))?;
+    let tenant = app
+        .tenants
+        .by_widget_key(&key)
+        .ok_or_else(|| ApiError::unauthorized("unauthorized", "unknown widget_key"))?;
+    let visitor = q
+        .visitor
+        .filter(|v| !v.is_empty() && v.len() <= MAX_VISITOR_ID)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_visitor",
+                format!("visitor is required, 1 to {MAX_VISITOR_ID} characters"),
+            )
+        })?;
+    tenant.admit()?;
+    let ws = ws.map_err(|e| ApiError::bad_request("websocket_required", e.body_text()))?;
+    Ok(ws
+        .max_message_size(HARD_FRAME_LIMIT)
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .on_upgrade(move |socket| session(app, tenant, visitor, socket)))
+}
+
+/// What the socket is waiting on, in send order.
+enum Pending {
+    Ack {
+        client_msg_id: String,
+        rx: PendingWrite,
+    },
+    /// An immediate answer (error, pong) that must not overtake earlier acks.
+    Ready(ServerFrame),
+}
+
+async fn resolve(p: Pending) -> ServerFrame {
+    match p {
+        Pending::Ready(f) => f,
+        Pending::Ack { client_msg_id, rx } => match rx.await {
+            Ok(Ok(WriteOutcome::Message(m))) => ServerFrame::Ack(Ack {
+                client_msg_id,
+                message_id: m.message_id,
+                conversation_id: m.conversation_id,
+                seq: m.seq,
+                server_recv_ts: m.received_at,
+                server_commit_ts: m.committed_at,
+            }),
+            Ok(Err(e)) => error_frame(Some(client_msg_id), &ApiError::from(e)),
+            Ok(Ok(_)) | Err(_) => error_frame(
+                Some(client_msg_id),
+                &ApiError::from(StoreError::Closed),
+            ),
+        },
+    }
+}
+
+fn error_frame(client_msg_id: Option<String>, e: &ApiError) -> ServerFrame {
+    ServerFrame::Error {
+        client_msg_id,
+        code: e.code.to_string(),
+        message: e.message.clone(),
+    }
+}
+
+fn to_text(frame: &ServerFrame) -> Utf8Bytes {
+    match serde_json::to_string(frame) {
+        Ok(s) => s.into(),
+        Err(_) => r#"{"type":"error","client_msg_id":null,"code":"internal","message":"encoding"}"#
+            .into(),
+    }
+}
+
+struct Session {
+    app: AppState,
+    tenant: Arc<TenantEntry>,
+    visitor: String,
+    socket_id: u64,
+    push_tx: mpsc::Sender<Push>,
+    subscribed: Vec<String>,
+}
+
+impl Session {
+    fn subscribe(&mut self, conversation_id: &str) {
+        if !self.subscribed.iter().any(|c| c == conversation_id) {
+            self.app
+                .hub
+                .subscribe(conversation_id, self.socket_id, &self.push_tx);
+            self.subscribed.push(conversation_id.to_string());
+        }
+    }
+
+    fn cipher(&self) -> Result<&Arc<TenantCipher>, ApiError> {
+        self.tenant.admit().map_err(ApiError::from)
+    }
+
+    /// Validates and queues a visitor message; the ack follows its commit.
+    async fn send(
+        &self,
+        client_msg_id: String,
+        conversation_id: Option<String>,
+        content: String,
+    ) -> Pending {
+        let fail = |e: ApiError, id: String| Pending::Ready(error_frame(Some(id), &e));
+        if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID {
+            return fail(
+                ApiError::bad_request(
+                    "invalid_frame",
+                    format!("client_msg_id must be 1 to {MAX_CLIENT_MSG_ID} characters"),
+                ),
+                client_msg_id,
+            );
+        }
+        if content.is_empty() {
+            return fail(
+                ApiError::bad_request("invalid_frame", "content must not be empty"),
+                client_msg_id,
+            );
+        }
+        let cipher = match self.cipher() {
+            Ok(c) => c,
+            Err(e) => return fail(e, client_msg_id),
+        };
+        let now = self.app.clock.now_ms();
+        let dedupe = format!("{}\u{0}{}", self.visitor, client_msg_id);
+        let sealed = ingress::seal(
+            cipher,
+            Incoming {
+                tenant_id: &self.tenant.id,
+                channel: Channel::Webchat,
+                contact_kind: BlindKind::VisitorId,
+                contact_ident: &self.visitor,
+                contact_name: None,
+                thread: match conversation_id {
+                    Some(id) => Thread::Existing(id),
+                    None => Thread::New,
+                },
+                dedupe: Some((BlindKind::WebchatClientMsg, dedupe)),
+                body: &content,
+                subject: None,
+                received_at: now,
+                own_message_id: None,
+            },
+        );
+        let op = match sealed {
+            Ok(m) => WriteOp::Inbound(Box::new(m)),
+            Err(e) => return fail(ApiError::from(e), client_msg_id),
+        };
+        match self.app.store.submit(op).await {
+            Ok(rx) => Pending::Ack { client_msg_id, rx },
+            Err(e) => fail(ApiError::from(e), client_msg_id),
+        }
+    }
+
+    /// Replays messages after `last_seq` and subscribes to the conversation.
+    async fn resume(&mut self, conversation_id: String, last_seq: i64) -> Vec<ServerFrame> {
+        let not_found = || {
+            vec![error_frame(
+                None,
+                &ApiError::not_found("conversation_not_found", "no such conversation"),
+            )]
+        };
+        let cipher = match self.cipher() {
+            Ok(c) => c.clone(),
+            Err(e) => return vec![error_frame(None, &e)],
+        };
+        let conv = match self.app.store.conversation(&conversation_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return not_found(),
+            Err(e) => return vec![error_frame(None, &ApiError::from(e))],
+        };
+        let me = cipher.blind_index(BlindKind::VisitorId, &self.visitor);
+        if conv.tenant_id != self.tenant.id || conv.contact_bi != me || conv.channel != "webchat"
+        {
+            return not_found();
+        }
+        self.subscribe(&conversation_id);
+        let rows = match self
+            .app
+            .store
+            .messages(&conversation_id, last_seq, RESUME_LIMIT)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return vec![error_frame(None, &ApiError::from(e))],
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            match ingress::open_body(&cipher, &self.tenant.id, &r.id, &r.body_ct) {
+                Ok(content) => out.push(ServerFrame::MsgNew(MsgNew {
+                    conversation_id: r.conversation_id,
+                    message_id: r.id,
+                    seq: r.seq,
+                    direction: r.direction,
+                    content,
+                    created_ts: r.received_at,
+                })),
+                Err(e) => out.push(error_frame(None, &ApiError::from(e))),
+            }
+        }
+        out
+    }
+}
+
+async fn session(app: AppState, tenant: Arc<TenantEntry>, visitor: String, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (push_tx, mut push_rx) = mpsc::channel::<Push>(256);
+    let mut shutdown = app.shutdown.clone();
+    let mut s = Session {
+        socket_id: app.hub.socket_id(),
+        app,
+        tenant,
+        visitor,
+        push_tx,
+        subscribed: Vec::new(),
+    };
+    let mut pending = FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            incoming = stream.next() => {
+                let Some(Ok(msg)) = incoming else { break };
+                match msg {
+                    Message::Text(text) => {
+                        for p in handle_text(&mut s, text.as_str()).await {
+                            pending.push_back(resolve(p));
+                        }
+                    }
+                    Message::Binary(_) => pending.push_back(resolve(Pending::Ready(error_frame(
+                        None,
+                        &ApiError::bad_request("invalid_frame", "frames are JSON text"),
+                    )))),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            Some(frame) = pending.next(), if !pending.is_empty() => {
+                if let ServerFrame::Ack(a) = &frame {
+                    let id = a.conversation_id.clone();
+                    s.subscribe(&id);
+                }
+                if sink.send(Message::Text(to_text(&frame))).await.is_err() {
+                    break;
+                }
+            }
+            Some(push) = push_rx.recv() => {
+                if sink.send(Message::Text(push.as_ref().into())).await.is_err() {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => {
+                // Acks for what was already queued still go out.
+                while let Some(frame) = pending.next().await {
+                    let _ = sink.send(Message::Text(to_text(&frame))).await;
+                }
+                let _ = sink.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    }
+    for c in &s.subscribed {
+        s.app.hub.unsubscribe(c, s.socket_id);
+    }
+}
+
+async fn handle_text(s: &mut Session, text: &str) -> Vec<Pending> {
+    if text.len() > MAX_FRAME_BYTES {
+        return vec![Pending::Ready(error_frame(
+            None,
+            &ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "frame_too_large",
+                format!("frames are at most {MAX_FRAME_BYTES} bytes"),
+            ),
+        ))];
+    }
+    let frame: ClientFrame = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            return vec![Pending::Ready(error_frame(
+                client_msg_id_of(text),
+                &ApiError::bad_request("invalid_frame", format!("malformed frame: {e}")),
+            ))];
+        }
+    };
+    match frame {
+        ClientFrame::MsgSend {
+            client_msg_id,
+            conversation_id,
+            content,
+            client_ts: _,
+        } => vec![s.send(client_msg_id, conversation_id, content).await],
+        ClientFrame::Ping { ts } => vec![Pending::Ready(ServerFrame::Pong { ts })],
+        ClientFrame::Resume {
+            conversation_id,
+            last_seq,
+        } => s
+            .resume(conversation_id, last_seq)
+            .await
+            .into_iter()
+            .map(Pending::Ready)
+            .collect(),
+    }
+}
+
+/// Best effort: the client_msg_id of a frame that failed to parse.
+fn client_msg_id_of(text: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()?
+        .get("client_msg_id")?
+        .as_str()
+        .map(str::to_string)
+}

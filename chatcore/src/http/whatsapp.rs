@@ -1,0 +1,176 @@
+//! WhatsApp Cloud API webhook: `/v1/whatsapp/{tenant_id}/webhook`.
+//!
+//! GET is Meta's subscription handshake. POST is a notification: the
+//! `X-Hub-Signature-256` HMAC is checked over the raw bytes, in constant time,
+//! before anything is parsed; answered 200 only after the durable commit.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use aws_lc_rs::hmac;
+use c24_api::whatsapp::{Notification, SIGNATURE_HEADER};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{QueryParams, RawBody};
+use crate::crypto::BlindKind;
+use crate::ingress::{self, Incoming, Thread};
+use crate::store::{Channel, WriteOp};
+use crate::tenants::TenantEntry;
+
+/// Meta's notifications are small; this is generous.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// WhatsApp's customer-service window: messages within it share a conversation.
+const SESSION_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Deserialize)]
+pub struct VerifyParams {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+fn tenant(app: &AppState, id: &str) -> Result<std::sync::Arc<TenantEntry>, ApiError> {
+    app.tenants
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant"))
+}
+
+/// `GET`: answers the raw `hub.challenge` when the verify token matches.
+pub async fn verify(
+    State(app): State<AppState>,
+    Path(tenant_id): Path<String>,
+    QueryParams(q): QueryParams<VerifyParams>,
+) -> Result<Response, ApiError> {
+    let t = tenant(&app, &tenant_id)?;
+    if q.mode.as_deref() != Some("subscribe") {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "hub.mode must be subscribe",
+        ));
+    }
+    let token = q.verify_token.unwrap_or_default();
+    let ok = aws_lc_rs::constant_time::verify_slices_are_equal(
+        token.as_bytes(),
+        t.secrets.verify_token.as_bytes(),
+    )
+    .is_ok();
+    if !ok {
+        return Err(ApiError::forbidden(
+            "invalid_verify_token",
+            "hub.verify_token does not match",
+        ));
+    }
+    Ok((StatusCode::OK, q.challenge.unwrap_or_default()).into_response())
+}
+
+/// Checks `sha256=<hex>` against HMAC-SHA256(app_secret, body).
+fn signature_ok(headers: &HeaderMap, secret: &str, body: &[u8]) -> bool {
+    let Some(sig) = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="))
+        .and_then(|h| hex::decode(h.trim()).ok())
+    else {
+        return false;
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    hmac::verify(&key, body, &sig).is_ok()
+}
+
+/// `POST`: a notification with messages and/or statuses.
+pub async fn notify(
+    State(app): State<AppState>,
+    Path(tenant_id): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let t = tenant(&app, &tenant_id)?;
+    if !signature_ok(&headers, &t.secrets.app_secret, &body) {
+        return Err(ApiError::unauthorized(
+            "invalid_signature",
+            "X-Hub-Signature-256 does not match the body",
+        ));
+    }
+    let cipher = t.admit()?.clone();
+    let n: Notification = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_payload", format!("not a notification: {e}")))?;
+    if n.object != "whatsapp_business_account" {
+        return Err(ApiError::bad_request(
+            "invalid_payload",
+            "object must be whatsapp_business_account",
+        ));
+    }
+    let now = app.clock.now_ms();
+    let mut ops = Vec::new();
+    let mut statuses = 0usize;
+    for change in n.entry.iter().flat_map(|e| &e.changes) {
+        let v = &change.value;
+        if v.metadata.phone_number_id != t.phone_number_id {
+            return Err(ApiError::forbidden(
+                "phone_number_mismatch",
+                "metadata.phone_number_id is not this tenant's number",
+            ));
+        }
+        statuses += v.statuses.len();
+        for m in &v.messages {
+            let name = v
+                .contacts
+                .iter()
+                .find(|c| c.wa_id == m.from)
+                .and_then(|c| c.profile.as_ref())
+                .and_then(|p| p.name.as_deref());
+            let body_text = match &m.text {
+                Some(t) => t.body.clone(),
+                None => format!("[{}]", m.kind),
+            };
+            let sealed = ingress::seal(
+                &cipher,
+                Incoming {
+                    tenant_id: &t.id,
+                    channel: Channel::Whatsapp,
+                    contact_kind: BlindKind::Phone,
+                    contact_ident: &m.from,
+                    contact_name: name,
+                    thread: Thread::Latest {
+                        within_ms: SESSION_WINDOW_MS,
+                    },
+                    dedupe: Some((BlindKind::WhatsAppMsg, m.id.clone())),
+                    body: &body_text,
+                    subject: None,
+                    received_at: now,
+                    own_message_id: None,
+                },
+            )?;
+            ops.push(WriteOp::Inbound(Box::new(sealed)));
+        }
+    }
+    // Queue all, then wait for all: they commit together.
+    let mut pending = Vec::with_capacity(ops.len());
+    for op in ops {
+        pending.push(app.store.submit(op).await?);
+    }
+    let mut stored = 0usize;
+    let mut duplicates = 0usize;
+    for rx in pending {
+        let m = rx
+            .await
+            .map_err(|_| ApiError::unavailable("the server is shutting down"))??
+            .message()?;
+        if m.duplicate {
+            duplicates += 1;
+        } else {
+            stored += 1;
+        }
+    }
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({"stored": stored, "duplicates": duplicates, "statuses": statuses})),
+    )
+        .into_response())
+}

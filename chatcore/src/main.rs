@@ -1,0 +1,130 @@
+//! `c24-core`: the chat core's command line. Everything else is in the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use c24_chatcore::clock::SystemClock;
+use c24_chatcore::{Config, KekSource, TlsConfig};
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The c24 reference chat core: web chat, WhatsApp and email ingress with
+/// durable, encrypted storage.
+#[derive(Debug, Parser)]
+#[command(name = "c24-core", version)]
+struct Cli {
+    /// Address to listen on; port 0 picks a free one (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the database (and, if generated, the KEK) lives.
+    #[arg(long, default_value = "./c24-data")]
+    data_dir: PathBuf,
+    /// Bootstrap admin bearer token. Without one, a token is generated and printed.
+    #[arg(long, env = "C24_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Key-encryption key file (base64 of 32 bytes). Else env C24_KEK, else one
+    /// generated into the data dir.
+    #[arg(long)]
+    kek_file: Option<PathBuf>,
+    /// For measuring encryption overhead only: store bodies and contact fields
+    /// unencrypted. The database remembers and refuses to reopen the other way.
+    #[arg(long)]
+    no_at_rest_encryption: bool,
+    /// TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve TLS with a generated development certificate (written to dev-cert.pem in the data dir).
+    #[arg(long)]
+    tls_self_signed: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let kek = match (&cli.kek_file, std::env::var("C24_KEK")) {
+        (Some(p), _) => KekSource::File(p.clone()),
+        (None, Ok(v)) if !v.is_empty() => KekSource::Base64(v),
+        _ => KekSource::DataDir,
+    };
+    let tls = match (&cli.tls_cert, &cli.tls_key, cli.tls_self_signed) {
+        (Some(cert), Some(key), _) => TlsConfig::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (_, _, true) => TlsConfig::SelfSigned,
+        _ => TlsConfig::Off,
+    };
+    let running = c24_chatcore::start(Config {
+        listen: cli.listen,
+        data_dir: cli.data_dir.clone(),
+        admin_token: cli.admin_token.clone(),
+        kek,
+        at_rest_encryption: !cli.no_at_rest_encryption,
+        tls,
+        clock: Arc::new(SystemClock),
+    })
+    .await
+    .context("starting c24-core")?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "c24-core listening on {}", running.url())?;
+    if running.admin_token_generated() {
+        writeln!(out, "admin token (generated): {}", running.admin_token())?;
+    }
+    out.flush()?;
+    drop(out);
+
+    stop_signal().await;
+    tracing::info!("stop signal received; flushing");
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+-- c24 chat core, SQLite schema v1.
+-- Every personal field is a sealed BLOB (AES-256-GCM, AAD = tenant/table/row/column);
+-- lookups go through *_bi blind-index columns (HMAC), never plaintext.
+-- Every row that holds personal data carries `purge_after` (ms since epoch, NULL = not scheduled).
+
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS tenants (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    dpa_signed_at    INTEGER,
+    created_at       INTEGER NOT NULL,
+    api_key_hash     BLOB NOT NULL UNIQUE,
+    widget_key_hash  BLOB NOT NULL UNIQUE,
+    phone_number_id  TEXT NOT NULL UNIQUE,
+    email_address    TEXT NOT NULL UNIQUE,
+    secrets          BLOB NOT NULL,
+    terminated_at    INTEGER,
+    purge_after      INTEGER
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS tenant_keys (
+    tenant_id     TEXT PRIMARY KEY REFERENCES tenants(id),
+    wrapped_dek   BLOB,
+    destroyed_at  INTEGER
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS contacts (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    ident_bi    BLOB NOT NULL,
+    ident_ct    BLOB NOT NULL,
+    name_ct     BLOB,
+    created_at  INTEGER NOT NULL,
+    purge_after INTEGER,
+    UNIQUE (tenant_id, kind, ident_bi)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS conversations (
+    id                TEXT PRIMARY KEY,
+    tenant_id         TEXT NOT NULL,
+    channel           TEXT NOT NULL,
+    contact_id        TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    last_activity_at  INTEGER NOT NULL,
+    message_count     INTEGER NOT NULL DEFAULT 0,
+    purge_after       INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS conversations_tenant ON conversations (tenant_id, id);
+CREATE INDEX IF NOT EXISTS conversations_contact ON conversations (contact_id, channel, last_activity_at);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id               TEXT PRIMARY KEY,
+    tenant_id        TEXT NOT NULL,
+    conversation_id  TEXT NOT NULL,
+    seq              INTEGER NOT NULL,
+    direction        TEXT NOT NULL,
+    dedupe_key       BLOB,
+    body_ct          BLOB NOT NULL,
+    subject_ct       BLOB,
+    size             INTEGER NOT NULL,
+    received_at      INTEGER NOT NULL,
+    committed_at     INTEGER NOT NULL,
+    purge_after      INTEGER,
+    UNIQUE (conversation_id, seq)
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_dedupe ON messages (tenant_id, dedupe_key) WHERE dedupe_key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS email_threads (
+    tenant_id        TEXT NOT NULL,
+    msgid_bi         BLOB NOT NULL,
+    conversation_id  TEXT NOT NULL,
+    purge_after      INTEGER,
+    PRIMARY KEY (tenant_id, msgid_bi)
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS contacts_purge ON contacts (purge_after) WHERE purge_after IS NOT NULL;
+CREATE INDEX IF NOT EXISTS conversations_purge ON conversations (purge_after) WHERE purge_after IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_purge ON messages (purge_after) WHERE purge_after IS NOT NULL;
+CREATE INDEX IF NOT EXISTS email_threads_purge ON email_threads (purge_after) WHERE purge_after IS NOT NULL;

@@ -1,0 +1,274 @@
+//! The embedded SQLite backend: one WAL database in the data dir, a
+//! group-commit writer thread, and a small pool of read-only connections
+//! (WAL lets them read while the writer commits).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::writer::{self, Job};
+use super::{
+    ConversationRecord, MessageRecord, PendingWrite, Store, StoreError, TenantRecord, WriteOp,
+};
+use crate::clock::Clock;
+
+const SCHEMA: &str = include_str!("schema.sql");
+const SCHEMA_VERSION: &str = "1";
+const READERS: usize = 4;
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "c24.sqlite";
+
+pub struct SqliteStore {
+    path: PathBuf,
+    sender: Mutex<Option<tokio::sync::mpsc::Sender<Job>>>,
+    writer_running: Arc<std::sync::atomic::AtomicBool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`.
+    pub fn open(
+        data_dir: &Path,
+        at_rest_encryption: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::Io(format!("creating {}: {e}", data_dir.display())))?;
+        let path = data_dir.join(DB_FILE);
+        let conn = Connection::open(&path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;
+             PRAGMA secure_delete = ON;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        check_meta(&conn, at_rest_encryption)?;
+
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+            readers.push(Arc::new(Mutex::new(r)));
+        }
+        let handle = writer::spawn(conn, clock)
+            .map_err(|e| StoreError::Io(format!("starting writer: {e}")))?;
+        Ok(Self {
+            path,
+            sender: Mutex::new(Some(handle.tx)),
+            writer_running: handle.running,
+            thread: Mutex::new(Some(handle.thread)),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a read on a pooled connection off the async runtime.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = self.readers[i].clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn
+                .lock()
+                .map_err(|_| StoreError::Io("reader lock poisoned".into()))?;
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("read task: {e}")))?
+    }
+}
+
+/// Records the encryption mode on first open; refuses a mismatch later.
+fn check_meta(conn: &Connection, at_rest_encryption: bool) -> Result<(), StoreError> {
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'at_rest_encryption'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let asked = on_off(at_rest_encryption);
+    match stored.as_deref() {
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('at_rest_encryption', ?1), ('schema_version', ?2)",
+                params![asked, SCHEMA_VERSION],
+            )?;
+            Ok(())
+        }
+        Some(s) if s == asked => Ok(()),
+        Some(s) => Err(StoreError::EncryptionMismatch {
+            stored: if s == "on" { "on" } else { "off" },
+            asked,
+        }),
+    }
+}
+
+fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRecord> {
+    Ok(ConversationRecord {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        channel: r.get(2)?,
+        contact_id: r.get(3)?,
+        contact_bi: r.get(4)?,
+        created_at: r.get(5)?,
+        last_activity_at: r.get(6)?,
+        message_count: r.get(7)?,
+    })
+}
+
+const CONVERSATION_COLUMNS: &str = "c.id, c.tenant_id, c.channel, c.contact_id, k.ident_bi,
+    c.created_at, c.last_activity_at, c.message_count
+    FROM conversations c JOIN contacts k ON k.id = c.contact_id";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn submit(&self, op: WriteOp) -> Result<PendingWrite, StoreError> {
+        let sender = self
+            .sender
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (tx, rx) = oneshot::channel();
+        sender
+            .send((op, tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    async fn load_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT t.id, t.name, t.status, t.dpa_signed_at, t.created_at, t.api_key_hash,
+                        t.widget_key_hash, t.phone_number_id, t.email_address, t.secrets,
+                        k.wrapped_dek, k.destroyed_at
+                 FROM tenants t LEFT JOIN tenant_keys k ON k.tenant_id = t.id
+                 ORDER BY t.id",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(TenantRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        status: r.get(2)?,
+                        dpa_signed_at: r.get(3)?,
+                        created_at: r.get(4)?,
+                        api_key_hash: r.get(5)?,
+                        widget_key_hash: r.get(6)?,
+                        phone_number_id: r.get(7)?,
+                        email_address: r.get(8)?,
+                        secrets: r.get(9)?,
+                        wrapped_dek: r.get(10)?,
+                        key_destroyed_at: r.get(11)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn conversations(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let tenant_id = tenant_id.to_string();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {CONVERSATION_COLUMNS}
+                 WHERE c.tenant_id = ?1 AND (?2 IS NULL OR c.id < ?2)
+                 ORDER BY c.id DESC LIMIT ?3"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(params![tenant_id, before_id, limit], conversation_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn conversation(&self, id: &str) -> Result<Option<ConversationRecord>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let sql = format!("SELECT {CONVERSATION_COLUMNS} WHERE c.id = ?1");
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![id], conversation_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let conversation_id = conversation_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, conversation_id, seq, direction, body_ct, subject_ct, received_at
+                 FROM messages WHERE conversation_id = ?1 AND seq > ?2
+                 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![conversation_id, after_seq, limit], |r| {
+                    Ok(MessageRecord {
+                        id: r.get(0)?,
+                        conversation_id: r.get(1)?,
+                        seq: r.get(2)?,
+                        direction: r.get(3)?,
+                        body_ct: r.get(4)?,
+                        subject_ct: r.get(5)?,
+                        received_at: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    fn ready(&self) -> bool {
+        self.writer_running.load(Ordering::SeqCst)
+            && self.sender.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
+    async fn close(&self) {
+        // Dropping the last sender lets the writer drain its queue and stop.
+        if let Ok(mut s) = self.sender.lock() {
+            s.take();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}

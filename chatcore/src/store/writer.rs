@@ -1,0 +1,376 @@
+//! Group commit: one thread owns the write connection. Producers queue
+//! `(op, reply)` pairs; the writer drains everything queued, applies it in one
+//! transaction (a savepoint per op, so one bad op fails alone), commits with
+//! one fsync, then answers every reply. Nothing is acknowledged before its
+//! commit returned.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    ConversationTarget, InboundMessage, OutboundMessage, StoreError, StoredMessage, TenantRecord,
+    WriteOp, WriteOutcome,
+};
+use crate::clock::{Clock, Millis};
+
+/// Most ops in one transaction; bounds commit latency under a flood.
+const MAX_BATCH: usize = 4096;
+
+pub(crate) type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
+pub(crate) type Job = (WriteOp, Reply);
+
+pub(crate) struct WriterHandle {
+    pub tx: mpsc::Sender<Job>,
+    pub running: Arc<AtomicBool>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+pub(crate) fn spawn(conn: Connection, clock: Arc<dyn Clock>) -> std::io::Result<WriterHandle> {
+    let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 4);
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = running.clone();
+    let thread = std::thread::Builder::new()
+        .name("c24-writer".into())
+        .spawn(move || {
+            run(conn, rx, clock);
+            flag.store(false, Ordering::SeqCst);
+        })?;
+    Ok(WriterHandle {
+        tx,
+        running,
+        thread,
+    })
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch, clock.as_ref());
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "final WAL checkpoint failed");
+    }
+    tracing::debug!("writer stopped");
+}
+
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, clock: &dyn Clock) {
+    let started = clock.now_ms();
+    let mut results: Vec<Result<WriteOutcome, StoreError>> = Vec::with_capacity(batch.len());
+    let outcome = (|| -> Result<(), rusqlite::Error> {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (op, _) in batch.iter() {
+            results.push(apply_in_savepoint(&mut tx, op, started));
+        }
+        tx.commit()
+    })();
+    let committed = clock.now_ms();
+    match outcome {
+        Ok(()) => {
+            for ((_, reply), mut result) in batch.drain(..).zip(results) {
+                if let Ok(WriteOutcome::Message(m)) = &mut result
+                    && !m.duplicate
+                {
+                    m.committed_at = committed;
+                }
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, ops = batch.len(), "group commit failed");
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(StoreError::Io(format!("commit failed: {e}"))));
+            }
+        }
+    }
+}
+
+fn apply_in_savepoint(
+    tx: &mut Transaction<'_>,
+    op: &WriteOp,
+    now: Millis,
+) -> Result<WriteOutcome, StoreError> {
+    let sp = tx.savepoint()?;
+    let result = match op {
+        WriteOp::CreateTenant(t) => create_tenant(&sp, t).map(|_| WriteOutcome::Done),
+        WriteOp::Inbound(m) => inbound(&sp, m, now).map(WriteOutcome::Message),
+        WriteOp::Outbound(m) => outbound(&sp, m, now).map(WriteOutcome::Message),
+    };
+    match result {
+        Ok(o) => {
+            sp.commit()?;
+            Ok(o)
+        }
+        // Dropping the savepoint rolls back just this op.
+        Err(e) => Err(e),
+    }
+}
+
+fn create_tenant(c: &Connection, t: &TenantRecord) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO tenants (id, name, status, dpa_signed_at, created_at, api_key_hash,
+            widget_key_hash, phone_number_id, email_address, secrets)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        t.id,
+        t.name,
+        t.status,
+        t.dpa_signed_at,
+        t.created_at,
+        t.api_key_hash,
+        t.widget_key_hash,
+        t.phone_number_id,
+        t.email_address,
+        t.secrets
+    ])?;
+    c.prepare_cached("INSERT INTO tenant_keys (tenant_id, wrapped_dek) VALUES (?1, ?2)")?
+        .execute(params![t.id, t.wrapped_dek])?;
+    Ok(())
+}
+
+fn find_duplicate(
+    c: &Connection,
+    tenant_id: &str,
+    key: &[u8],
+) -> Result<Option<StoredMessage>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT id, conversation_id, seq, received_at, committed_at FROM messages
+         WHERE tenant_id = ?1 AND dedupe_key = ?2",
+    )?
+    .query_row(params![tenant_id, key], |r| {
+        Ok(StoredMessage {
+            message_id: r.get(0)?,
+            conversation_id: r.get(1)?,
+            seq: r.get(2)?,
+            received_at: r.get(3)?,
+            committed_at: r.get(4)?,
+            duplicate: true,
+        })
+    })
+    .optional()?)
+}
+
+fn upsert_contact(c: &Connection, m: &InboundMessage, now: Millis) -> Result<String, StoreError> {
+    let ct = &m.contact;
+    c.prepare_cached(
+        "INSERT INTO contacts (id, tenant_id, kind, ident_bi, ident_ct, name_ct, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (tenant_id, kind, ident_bi) DO NOTHING",
+    )?
+    .execute(params![
+        ct.id,
+        m.tenant_id,
+        ct.kind,
+        ct.ident_bi,
+        ct.ident_ct,
+        ct.name_ct,
+        now
+    ])?;
+    Ok(c.prepare_cached(
+        "SELECT id FROM contacts WHERE tenant_id = ?1 AND kind = ?2 AND ident_bi = ?3",
+    )?
+    .query_row(params![m.tenant_id, ct.kind, ct.ident_bi], |r| r.get(0))?)
+}
+
+fn new_conversation(
+    c: &Connection,
+    id: &str,
+    m: &InboundMessage,
+    contact_id: &str,
+    now: Millis,
+) -> Result<String, StoreError> {
+    c.prepare_cached(
+        "INSERT INTO conversations (id, tenant_id, channel, contact_id, created_at, last_activity_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )?
+    .execute(params![id, m.tenant_id, m.channel.as_str(), contact_id, now])?;
+    Ok(id.to_string())
+}
+
+fn resolve_conversation(
+    c: &Connection,
+    m: &InboundMessage,
+    contact_id: &str,
+    now: Millis,
+) -> Result<String, StoreError> {
+    match &m.target {
+        ConversationTarget::New { id } => new_conversation(c, id, m, contact_id, now),
+        ConversationTarget::Existing { id } => {
+            let owner: Option<(String, String, String)> = c
+                .prepare_cached(
+                    "SELECT tenant_id, contact_id, channel FROM conversations WHERE id = ?1",
+                )?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            match owner {
+                Some((t, ct, ch))
+                    if t == m.tenant_id && ct == contact_id && ch == m.channel.as_str() =>
+                {
+                    Ok(id.clone())
+                }
+                _ => Err(StoreError::NotFound("conversation")),
+            }
+        }
+        ConversationTarget::EmailThread { candidates, new_id } => {
+            let mut stmt = c.prepare_cached(
+                "SELECT conversation_id FROM email_threads WHERE tenant_id = ?1 AND msgid_bi = ?2",
+            )?;
+            for cand in candidates {
+                let hit: Option<String> = stmt
+                    .query_row(params![m.tenant_id, cand], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = hit {
+                    return Ok(id);
+                }
+            }
+            drop(stmt);
+            new_conversation(c, new_id, m, contact_id, now)
+        }
+        ConversationTarget::LatestForContact { new_id, within_ms } => {
+            let hit: Option<String> = c
+                .prepare_cached(
+                    "SELECT id FROM conversations
+                     WHERE contact_id = ?1 AND channel = ?2 AND last_activity_at >= ?3
+                     ORDER BY last_activity_at DESC LIMIT 1",
+                )?
+                .query_row(
+                    params![contact_id, m.channel.as_str(), now - within_ms],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match hit {
+                Some(id) => Ok(id),
+                None => new_conversation(c, new_id, m, contact_id, now),
+            }
+        }
+    }
+}
+
+fn next_seq(c: &Connection, conversation_id: &str, now: Millis) -> Result<i64, StoreError> {
+    c.prepare_cached(
+        "UPDATE conversations SET message_count = message_count + 1, last_activity_at = ?2
+         WHERE id = ?1 RETURNING message_count",
+    )?
+    .query_row(params![conversation_id, now], |r| r.get(0))
+    .optional()?
+    .ok_or(StoreError::NotFound("conversation"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_message(
+    c: &Connection,
+    id: &str,
+    tenant_id: &str,
+    conversation_id: &str,
+    seq: i64,
+    direction: &str,
+    dedupe_key: Option<&[u8]>,
+    body_ct: &[u8],
+    subject_ct: Option<&[u8]>,
+    size: i64,
+    received_at: Millis,
+    now: Millis,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
+            body_ct, subject_ct, size, received_at, committed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        id,
+        tenant_id,
+        conversation_id,
+        seq,
+        direction,
+        dedupe_key,
+        body_ct,
+        subject_ct,
+        size,
+        received_at,
+        now
+    ])?;
+    Ok(())
+}
+
+fn inbound(c: &Connection, m: &InboundMessage, now: Millis) -> Result<StoredMessage, StoreError> {
+    if let Some(key) = &m.dedupe_key
+        && let Some(existing) = find_duplicate(c, &m.tenant_id, key)?
+    {
+        return Ok(existing);
+    }
+    let contact_id = upsert_contact(c, m, now)?;
+    let conversation_id = resolve_conversation(c, m, &contact_id, now)?;
+    let seq = next_seq(c, &conversation_id, now)?;
+    insert_message(
+        c,
+        &m.message_id,
+        &m.tenant_id,
+        &conversation_id,
+        seq,
+        "inbound",
+        m.dedupe_key.as_deref(),
+        &m.body_ct,
+        m.subject_ct.as_deref(),
+        m.size,
+        m.received_at,
+        now,
+    )?;
+    if let Some(key) = &m.thread_key {
+        c.prepare_cached(
+            "INSERT INTO email_threads (tenant_id, msgid_bi, conversation_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![m.tenant_id, key, conversation_id])?;
+    }
+    Ok(StoredMessage {
+        message_id: m.message_id.clone(),
+        conversation_id,
+        seq,
+        received_at: m.received_at,
+        committed_at: now,
+        duplicate: false,
+    })
+}
+
+fn outbound(c: &Connection, m: &OutboundMessage, now: Millis) -> Result<StoredMessage, StoreError> {
+    let owner: Option<String> = c
+        .prepare_cached("SELECT tenant_id FROM conversations WHERE id = ?1")?
+        .query_row(params![m.conversation_id], |r| r.get(0))
+        .optional()?;
+    if owner.as_deref() != Some(m.tenant_id.as_str()) {
+        return Err(StoreError::NotFound("conversation"));
+    }
+    let seq = next_seq(c, &m.conversation_id, now)?;
+    insert_message(
+        c,
+        &m.message_id,
+        &m.tenant_id,
+        &m.conversation_id,
+        seq,
+        "outbound",
+        None,
+        &m.body_ct,
+        None,
+        m.size,
+        m.received_at,
+        now,
+    )?;
+    Ok(StoredMessage {
+        message_id: m.message_id.clone(),
+        conversation_id: m.conversation_id.clone(),
+        seq,
+        received_at: m.received_at,
+        committed_at: now,
+        duplicate: false,
+    })
+}

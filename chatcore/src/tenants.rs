@@ -1,0 +1,265 @@
+//! The tenant directory: every tenant's state, credentials and unwrapped data
+//! key, held in memory so ingress never touches the database to authenticate.
+//!
+//! Persisted through the store; rebuilt from it at start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::digest;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::crypto::envelope::random_bytes;
+use crate::crypto::{Aad, CryptoError, Kek, TenantCipher};
+use crate::store::TenantRecord;
+
+/// Channel secrets, sealed under the KEK in the tenants table.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TenantSecrets {
+    pub app_secret: String,
+    pub verify_token: String,
+    pub signing_key: String,
+}
+
+impl std::fmt::Debug for TenantSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TenantSecrets(..)")
+    }
+}
+
+/// Why a tenant's channels refuse personal data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    DpaRequired,
+    Suspended,
+    Terminated,
+}
+
+/// Mutable lifecycle state.
+#[derive(Debug, Clone)]
+pub struct TenantState {
+    pub status: String,
+    pub dpa_signed_at: Option<Millis>,
+    pub key_destroyed_at: Option<Millis>,
+}
+
+#[derive(Debug)]
+pub struct TenantEntry {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+    pub phone_number_id: String,
+    pub email_address: String,
+    pub secrets: TenantSecrets,
+    /// `None` once the key is destroyed.
+    pub cipher: Option<Arc<TenantCipher>>,
+    pub state: RwLock<TenantState>,
+}
+
+impl TenantEntry {
+    pub fn state(&self) -> TenantState {
+        match self.state.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Whether ingress may accept personal data for this tenant now.
+    pub fn admit(&self) -> Result<&Arc<TenantCipher>, Refusal> {
+        let s = self.state();
+        match s.status.as_str() {
+            "suspended" => return Err(Refusal::Suspended),
+            "terminated" | "purged" => return Err(Refusal::Terminated),
+            _ => {}
+        }
+        if s.dpa_signed_at.is_none() {
+            return Err(Refusal::DpaRequired);
+        }
+        self.cipher.as_ref().ok_or(Refusal::Terminated)
+    }
+}
+
+/// Freshly issued credentials: returned once to the creator, never stored in
+/// plaintext (keys as SHA-256, secrets sealed under the KEK).
+#[derive(Debug, Clone)]
+pub struct IssuedCredentials {
+    pub api_key: String,
+    pub widget_key: String,
+}
+
+pub fn sha256(s: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, s.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+fn token(prefix: &str) -> Result<String, CryptoError> {
+    Ok(format!("{prefix}{}", hex::encode(random_bytes::<24>()?)))
+}
+
+fn secrets_aad(id: &str) -> Aad<'_> {
+    Aad {
+        tenant: id,
+        table: "tenants",
+        row: id,
+        column: "secrets",
+    }
+}
+
+/// A new tenant: the record to store, the entry to serve, the credentials to show.
+pub fn issue(
+    kek: &Kek,
+    name: &str,
+    dpa_signed_at: Option<Millis>,
+    now: Millis,
+    at_rest_encryption: bool,
+) -> Result<(TenantRecord, TenantEntry, IssuedCredentials), CryptoError> {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let api_key = token("c24k_")?;
+    let widget_key = token("wk_")?;
+    let secrets = TenantSecrets {
+        app_secret: hex::encode(random_bytes::<32>()?),
+        verify_token: hex::encode(random_bytes::<16>()?),
+        signing_key: hex::encode(random_bytes::<32>()?),
+    };
+    let digits = random_bytes::<8>()?;
+    let phone_number_id = format!("1{:014}", u64::from_le_bytes(digits) % 100_000_000_000_000);
+    let email_address = format!("inbox-{}@inbound.c24.local", &id[id.len() - 12..]);
+    let (cipher, wrapped) = kek.new_tenant_key(&id, at_rest_encryption)?;
+    let sealed = kek.seal(
+        secrets_aad(&id),
+        &serde_json::to_vec(&secrets).map_err(|_| CryptoError::Seal)?,
+    )?;
+    let status = "active".to_string();
+    let record = TenantRecord {
+        id: id.clone(),
+        name: name.to_string(),
+        status: status.clone(),
+        dpa_signed_at,
+        created_at: now,
+        api_key_hash: sha256(&api_key),
+        widget_key_hash: sha256(&widget_key),
+        phone_number_id: phone_number_id.clone(),
+        email_address: email_address.clone(),
+        secrets: sealed,
+        wrapped_dek: Some(wrapped),
+        key_destroyed_at: None,
+    };
+    let entry = TenantEntry {
+        id,
+        name: name.to_string(),
+        created_at: now,
+        phone_number_id,
+        email_address,
+        secrets,
+        cipher: Some(Arc::new(cipher)),
+        state: RwLock::new(TenantState {
+            status,
+            dpa_signed_at,
+            key_destroyed_at: None,
+        }),
+    };
+    Ok((
+        record,
+        entry,
+        IssuedCredentials {
+            api_key,
+            widget_key,
+        },
+    ))
+}
+
+/// Rebuilds a served entry from its stored record.
+pub fn restore(
+    kek: &Kek,
+    r: &TenantRecord,
+    at_rest_encryption: bool,
+) -> Result<TenantEntry, CryptoError> {
+    let secrets: TenantSecrets = serde_json::from_slice(&kek.open(secrets_aad(&r.id), &r.secrets)?)
+        .map_err(|_| CryptoError::Open)?;
+    let cipher = match &r.wrapped_dek {
+        Some(w) => Some(Arc::new(kek.open_tenant_key(&r.id, w, at_rest_encryption)?)),
+        None => None,
+    };
+    Ok(TenantEntry {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        created_at: r.created_at,
+        phone_number_id: r.phone_number_id.clone(),
+        email_address: r.email_address.clone(),
+        secrets,
+        cipher,
+        state: RwLock::new(TenantState {
+            status: r.status.clone(),
+            dpa_signed_at: r.dpa_signed_at,
+            key_destroyed_at: r.key_destroyed_at,
+        }),
+    })
+}
+
+#[derive(Default)]
+struct Indexes {
+    by_id: HashMap<String, Arc<TenantEntry>>,
+    by_api_key: HashMap<Vec<u8>, String>,
+    by_widget_key: HashMap<Vec<u8>, String>,
+}
+
+/// All tenants, by id and by credential hash.
+#[derive(Default)]
+pub struct TenantDirectory {
+    inner: RwLock<Indexes>,
+}
+
+impl TenantDirectory {
+    pub fn insert(&self, entry: TenantEntry, api_key_hash: Vec<u8>, widget_key_hash: Vec<u8>) {
+        let mut g = match self.inner.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let id = entry.id.clone();
+        g.by_api_key.insert(api_key_hash, id.clone());
+        g.by_widget_key.insert(widget_key_hash, id.clone());
+        g.by_id.insert(id, Arc::new(entry));
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {
+        match self.inner.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<TenantEntry>> {
+        self.read().by_id.get(id).cloned()
+    }
+
+    pub fn by_api_key(&self, key: &str) -> Option<Arc<TenantEntry>> {
+        let g = self.read();
+        g.by_api_key
+            .get(&sha256(key))
+            .and_then(|id| g.by_id.get(id).cloned())
+    }
+
+    pub fn by_widget_key(&self, key: &str) -> Option<Arc<TenantEntry>> {
+        let g = self.read();
+        g.by_widget_key
+            .get(&sha256(key))
+            .and_then(|id| g.by_id.get(id).cloned())
+    }
+
+    /// Every tenant, ordered by id (creation order).
+    pub fn all(&self) -> Vec<Arc<TenantEntry>> {
+        let mut v: Vec<_> = self.read().by_id.values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
