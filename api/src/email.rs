@@ -22,3 +22,10 @@ pub fn signed_payload(timestamp: &str, body: &[u8]) -> Vec<u8> {
     v.extend_from_slice(body);
     v
 }
+
+/// The `X-C24-Signature` value: `sha256=<hex HMAC-SHA256(signing_key, timestamp "." body)>`.
+pub fn signature_header(signing_key: &str, timestamp: &str, body: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, signing_key.as_bytes());
+    let mac = aws_lc_rs::hmac::sign(&key, &signed_payload(timestamp, body));
+    format!("sha256={}", hex::encode(mac))
+}

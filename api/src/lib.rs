@@ -11,7 +11,8 @@
 //! - [`email`]: header names and signing rule of the inbound-email channel.
 //! - [`agent`]: the agent API (conversations and messages).
 //! - [`admin`]: admin API types.
-//! - [`client`]: a typed async client over the admin and agent APIs.
+//! - [`client`]: a typed async client over the admin and agent APIs, and
+//!   (feature `ws`) a web-chat visitor client.
 
 pub mod admin;
 pub mod agent;

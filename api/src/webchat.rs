@@ -24,7 +24,10 @@ pub enum ClientFrame {
     Ping { ts: i64 },
     /// Re-attach to a conversation and receive every message after `last_seq`.
     #[serde(rename = "resume")]
-    Resume { conversation_id: String, last_seq: i64 },
+    Resume {
+        conversation_id: String,
+        last_seq: i64,
+    },
 }
 
 /// A frame sent by the chat core.

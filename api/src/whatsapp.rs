@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 /// Header carrying `sha256=<hex HMAC-SHA256(app_secret, raw body)>`.
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
 
+/// The `X-Hub-Signature-256` value for `body`: `sha256=<hex HMAC-SHA256(app_secret, body)>`.
+pub fn signature_header(app_secret: &str, body: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, app_secret.as_bytes());
+    format!("sha256={}", hex::encode(aws_lc_rs::hmac::sign(&key, body)))
+}
+
 /// Top-level notification: `{"object":"whatsapp_business_account","entry":[...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
@@ -160,6 +166,9 @@ mod tests {
         let n: Notification = serde_json::from_str(raw).unwrap();
         let m = &n.entry[0].changes[0].value.messages[0];
         assert_eq!(m.from, "16505551234");
-        assert_eq!(m.text.as_ref().unwrap().body, "Does it come in another color?");
+        assert_eq!(
+            m.text.as_ref().unwrap().body,
+            "Does it come in another color?"
+        );
     }
 }

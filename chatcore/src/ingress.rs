@@ -16,7 +16,9 @@ pub enum Thread {
     /// Email: Message-IDs this one replies to.
     Email(Vec<String>),
     /// WhatsApp: the contact's latest conversation within the window.
-    Latest { within_ms: Millis },
+    Latest {
+        within_ms: Millis,
+    },
 }
 
 /// One inbound message in plaintext, as a channel parsed it.

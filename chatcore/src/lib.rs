@@ -173,9 +173,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Starts a chat core: opens storage, loads tenants, binds, serves.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        StartError::Io(format!("creating {}: {e}", config.data_dir.display()))
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::Io(format!("creating {}: {e}", config.data_dir.display())))?;
     let kek = load_kek(&config.kek, &config.data_dir)?;
     if !config.at_rest_encryption {
         tracing::warn!(
@@ -219,12 +218,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }));
 
     let tls = tls::server_config(&config.tls, &config.data_dir).await?;
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| {
-        StartError::Listen {
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
             addr: config.listen,
             source,
-        }
-    })?;
+        })?;
     let listen_err = |source| StartError::Listen {
         addr: config.listen,
         source,

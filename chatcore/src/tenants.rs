@@ -179,7 +179,11 @@ pub fn restore(
     let secrets: TenantSecrets = serde_json::from_slice(&kek.open(secrets_aad(&r.id), &r.secrets)?)
         .map_err(|_| CryptoError::Open)?;
     let cipher = match &r.wrapped_dek {
-        Some(w) => Some(Arc::new(kek.open_tenant_key(&r.id, w, at_rest_encryption)?)),
+        Some(w) => Some(Arc::new(kek.open_tenant_key(
+            &r.id,
+            w,
+            at_rest_encryption,
+        )?)),
         None => None,
     };
     Ok(TenantEntry {

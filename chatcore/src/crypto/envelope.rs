@@ -78,7 +78,11 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(k)
 }
 
-fn seal_with(key: &RandomizedNonceKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+fn seal_with(
+    key: &RandomizedNonceKey,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
     let mut buf = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
     buf.extend_from_slice(&[0u8; NONCE_LEN]);
     buf.extend_from_slice(plaintext);

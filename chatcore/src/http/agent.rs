@@ -7,7 +7,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use c24_api::agent::{ConversationList, ConversationSummary, MessageList, MessageView, PostMessage};
+use c24_api::agent::{
+    ConversationList, ConversationSummary, MessageList, MessageView, PostMessage,
+};
 use c24_api::webchat::{MsgNew, ServerFrame};
 use serde::Deserialize;
 

@@ -9,13 +9,11 @@
 
 use std::borrow::Cow;
 
+use aws_lc_rs::hmac;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use aws_lc_rs::hmac;
-use c24_api::email::{
-    SIGNATURE_HEADER, SIGNATURE_WINDOW_SECS, TIMESTAMP_HEADER, signed_payload,
-};
+use c24_api::email::{SIGNATURE_HEADER, SIGNATURE_WINDOW_SECS, TIMESTAMP_HEADER, signed_payload};
 use mail_parser::{HeaderValue, MessageParser};
 use serde_json::{Value, json};
 

@@ -106,7 +106,10 @@ impl FromRequestParts<AppState> for Principal {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(|| {
-            ApiError::unauthorized("unauthorized", "missing bearer token (Authorization: Bearer ...)")
+            ApiError::unauthorized(
+                "unauthorized",
+                "missing bearer token (Authorization: Bearer ...)",
+            )
         })?;
         if state.is_admin_token(token) {
             return Ok(Principal::Admin);
@@ -130,14 +133,23 @@ impl FromRequestParts<AppState> for AdminAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(|| {
-            ApiError::unauthorized("unauthorized", "missing bearer token (Authorization: Bearer ...)")
+            ApiError::unauthorized(
+                "unauthorized",
+                "missing bearer token (Authorization: Bearer ...)",
+            )
         })?;
         if state.is_admin_token(token) {
             Ok(AdminAuth)
         } else if state.tenants.by_api_key(token).is_some() {
-            Err(ApiError::forbidden("forbidden", "this token may not use the admin API"))
+            Err(ApiError::forbidden(
+                "forbidden",
+                "this token may not use the admin API",
+            ))
         } else {
-            Err(ApiError::unauthorized("unauthorized", "unknown or revoked token"))
+            Err(ApiError::unauthorized(
+                "unauthorized",
+                "unknown or revoked token",
+            ))
         }
     }
 }

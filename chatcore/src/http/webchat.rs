@@ -92,10 +92,9 @@ async fn resolve(p: Pending) -> ServerFrame {
                 server_commit_ts: m.committed_at,
             }),
             Ok(Err(e)) => error_frame(Some(client_msg_id), &ApiError::from(e)),
-            Ok(Ok(_)) | Err(_) => error_frame(
-                Some(client_msg_id),
-                &ApiError::from(StoreError::Closed),
-            ),
+            Ok(Ok(_)) | Err(_) => {
+                error_frame(Some(client_msg_id), &ApiError::from(StoreError::Closed))
+            }
         },
     }
 }
@@ -111,8 +110,9 @@ fn error_frame(client_msg_id: Option<String>, e: &ApiError) -> ServerFrame {
 fn to_text(frame: &ServerFrame) -> Utf8Bytes {
     match serde_json::to_string(frame) {
         Ok(s) => s.into(),
-        Err(_) => r#"{"type":"error","client_msg_id":null,"code":"internal","message":"encoding"}"#
-            .into(),
+        Err(_) => {
+            r#"{"type":"error","client_msg_id":null,"code":"internal","message":"encoding"}"#.into()
+        }
     }
 }
 
@@ -215,8 +215,7 @@ impl Session {
             Err(e) => return vec![error_frame(None, &ApiError::from(e))],
         };
         let me = cipher.blind_index(BlindKind::VisitorId, &self.visitor);
-        if conv.tenant_id != self.tenant.id || conv.contact_bi != me || conv.channel != "webchat"
-        {
+        if conv.tenant_id != self.tenant.id || conv.contact_bi != me || conv.channel != "webchat" {
             return not_found();
         }
         self.subscribe(&conversation_id);

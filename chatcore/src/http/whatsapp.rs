@@ -4,10 +4,10 @@
 //! `X-Hub-Signature-256` HMAC is checked over the raw bytes, in constant time,
 //! before anything is parsed; answered 200 only after the durable commit.
 
+use aws_lc_rs::hmac;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use aws_lc_rs::hmac;
 use c24_api::whatsapp::{Notification, SIGNATURE_HEADER};
 use serde::Deserialize;
 use serde_json::json;
@@ -98,8 +98,9 @@ pub async fn notify(
         ));
     }
     let cipher = t.admit()?.clone();
-    let n: Notification = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_payload", format!("not a notification: {e}")))?;
+    let n: Notification = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_payload", format!("not a notification: {e}"))
+    })?;
     if n.object != "whatsapp_business_account" {
         return Err(ApiError::bad_request(
             "invalid_payload",

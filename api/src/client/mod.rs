@@ -1,6 +1,10 @@
 //! A typed async client over the chat core's HTTP APIs.
 //!
 //! The console and the load generator talk to the chat core only through this.
+//! [`webchat`] (feature `ws`) is a visitor's WebSocket client.
+
+#[cfg(feature = "ws")]
+pub mod webchat;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -24,6 +28,15 @@ pub enum ClientError {
     Transport(#[from] reqwest::Error),
     #[error("bad base URL: {0}")]
     BadUrl(String),
+    /// The WebSocket failed, or the handshake was refused with this HTTP status.
+    #[error("websocket: {message}")]
+    WebSocket {
+        status: Option<u16>,
+        code: Option<String>,
+        message: String,
+    },
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
 }
 
 impl ClientError {
@@ -31,6 +44,7 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Api { code, .. } => Some(code),
+            ClientError::WebSocket { code, .. } => code.as_deref(),
             _ => None,
         }
     }
