@@ -11,6 +11,7 @@
 //! - [`email`]: header names and signing rule of the inbound-email channel.
 //! - [`agent`]: the agent API (conversations and messages).
 //! - [`admin`]: admin API types.
+//! - [`units`]: durations (`500ms`, `60s`, `31d`) and sizes (`64KiB`) as written on command lines and in files.
 //! - [`client`]: a typed async client over the admin and agent APIs, and
 //!   (feature `ws`) a web-chat visitor client.
 
@@ -19,6 +20,7 @@ pub mod agent;
 pub mod client;
 pub mod email;
 pub mod error;
+pub mod units;
 pub mod webchat;
 pub mod whatsapp;
 

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 
@@ -40,9 +41,26 @@ pub struct Config {
     pub at_rest_encryption: bool,
     pub tls: TlsConfig,
     pub clock: Arc<dyn Clock>,
+    /// `--tokens-file`: staff tokens (TOML `[[token]]`, SHA-256 only).
+    pub tokens_file: Option<PathBuf>,
+    /// `--admin-totp-secret`: base32 TOTP secret of the bootstrap admin token.
+    pub admin_totp_secret: Option<String>,
+    /// `--dev-clock`: enables `POST /admin/v1/clock/advance`.
+    pub dev_clock: bool,
+    /// `--notice-days`: least notice for a sub-processor change.
+    pub notice_days: u32,
+    /// `--purge-interval`: how often the purge worker runs.
+    pub purge_interval: Duration,
 }
 
 impl Config {
+    /// Enables the dev clock (`POST /admin/v1/clock/advance`) with an advanceable clock.
+    pub fn with_dev_clock(mut self) -> Self {
+        self.dev_clock = true;
+        self.clock = Arc::new(crate::clock::OffsetClock::default());
+        self
+    }
+
     /// Defaults for an embedded core in `data_dir` on a free loopback port.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -53,6 +71,11 @@ impl Config {
             at_rest_encryption: true,
             tls: TlsConfig::Off,
             clock: Arc::new(SystemClock),
+            tokens_file: None,
+            admin_totp_secret: None,
+            dev_clock: false,
+            notice_days: 30,
+            purge_interval: Duration::from_secs(60),
         }
     }
 }

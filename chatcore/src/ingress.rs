@@ -52,6 +52,7 @@ fn contact_kind_name(kind: BlindKind) -> &'static str {
 
 /// Seals an incoming message into a store write.
 pub fn seal(cipher: &TenantCipher, m: Incoming<'_>) -> Result<InboundMessage, CryptoError> {
+    let started = std::time::Instant::now();
     let tenant = m.tenant_id;
     let contact_id = new_id();
     let message_id = new_id();
@@ -136,7 +137,47 @@ pub fn seal(cipher: &TenantCipher, m: Incoming<'_>) -> Result<InboundMessage, Cr
         thread_key: m
             .own_message_id
             .map(|id| cipher.blind_index(BlindKind::EmailMessageId, id)),
+        encrypt_ns: started.elapsed().as_nanos() as u64,
     })
+}
+
+/// Placeholder until the live-stats module lands.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// What to count once a write commits: the tenant's usage counters and the
+/// live figures. Built when the write is queued.
+pub struct Accounting {
+    pub app: crate::http::AppState,
+    pub tenant: std::sync::Arc<crate::tenants::TenantEntry>,
+    pub channel: Channel,
+    pub direction: Direction,
+    pub bytes: i64,
+    pub encrypt_ns: u64,
+    /// When the request arrived: receive → commit is the ingest latency.
+    pub received: std::time::Instant,
+}
+
+impl Accounting {
+    pub fn committed(&self, m: &crate::store::StoredMessage) {
+        if m.duplicate {
+            return;
+        }
+        self.tenant
+            .usage
+            .add(1, self.bytes, i64::from(m.new_conversation));
+        // STATS-WIRING: self.app.stats.record(...) once stats.rs lands.
+        let _ = (
+            self.direction,
+            self.encrypt_ns,
+            self.received,
+            &self.app,
+            m.committed_at,
+        );
+    }
 }
 
 /// Opens a stored message body.
@@ -183,6 +224,7 @@ pub fn seal_outbound(
     body: &str,
     received_at: Millis,
 ) -> Result<crate::store::OutboundMessage, CryptoError> {
+    let started = std::time::Instant::now();
     let message_id = new_id();
     let body_ct = cipher.seal(
         Aad {
@@ -194,6 +236,7 @@ pub fn seal_outbound(
         body.as_bytes(),
     )?;
     Ok(crate::store::OutboundMessage {
+        encrypt_ns: started.elapsed().as_nanos() as u64,
         tenant_id: tenant.to_string(),
         conversation_id: conversation_id.to_string(),
         message_id,

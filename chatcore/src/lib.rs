@@ -14,13 +14,18 @@
 //! - [`http`]: routes and handlers. [`push`]: fan-out to web-chat sockets.
 //! - [`tls`]: rustls listener config. [`replay`]: used-signature cache.
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod events;
 pub mod http;
 pub mod ingress;
 pub mod push;
+pub mod registry;
 pub mod replay;
+pub mod retention;
+pub mod stats;
 pub mod store;
 pub mod tenants;
 pub mod tls;
@@ -34,8 +39,10 @@ use tokio::sync::watch;
 
 pub use config::{Config, KekSource, TlsConfig};
 
+use crate::access::AccessList;
 use crate::crypto::Kek;
 use crate::crypto::envelope::random_bytes;
+use crate::events::EventBus;
 use crate::http::{AppInner, AppState};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -57,6 +64,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("access: {0}")]
+    Access(String),
     #[error("tls: {0}")]
     Tls(String),
     #[error("{0}")]
@@ -204,6 +213,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(t) if !t.is_empty() => (t.clone(), false),
         _ => (format!("c24a_{}", hex::encode(random_bytes::<24>()?)), true),
     };
+    let mut staff = vec![
+        access::StaffToken::new(
+            "bootstrap-admin",
+            access::Role::Admin,
+            &admin_token,
+            config.admin_totp_secret.as_deref(),
+        )
+        .map_err(|e| StartError::Access(format!("--admin-totp-secret: {e}")))?,
+    ];
+    if let Some(path) = &config.tokens_file {
+        staff.extend(AccessList::load_file(path).map_err(|e| StartError::Access(e.to_string()))?);
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState(Arc::new(AppInner {
         store: store.clone(),
@@ -211,11 +232,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         kek: Arc::new(kek),
         clock: config.clock.clone(),
         hub: Arc::default(),
+        events: EventBus::default(),
+        open_conversations: Default::default(),
         email_replay: Default::default(),
-        admin_token_hash: tenants::sha256(&admin_token),
+        access: AccessList::new(staff),
         at_rest_encryption: config.at_rest_encryption,
+        dev_clock: config.dev_clock,
+        notice_days: config.notice_days,
+        purge_interval: config.purge_interval,
+        purge: Default::default(),
         shutdown: shutdown_rx,
     }));
+
+    for (tenant, messages, bytes, conversations) in store.usage().await? {
+        if let Some(t) = state.tenants.get(&tenant) {
+            t.usage.add(messages, bytes, conversations);
+        }
+    }
+    tokio::spawn(retention::worker(state.clone(), config.purge_interval));
+    tokio::spawn(retention::refresher(state.clone(), Duration::from_secs(15)));
 
     let tls = tls::server_config(&config.tls, &config.data_dir).await?;
     let listener =

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use c24_chatcore::clock::SystemClock;
+use c24_chatcore::clock::{OffsetClock, SystemClock};
 use c24_chatcore::{Config, KekSource, TlsConfig};
 use clap::{Parser, ValueEnum};
 
@@ -47,6 +47,22 @@ struct Cli {
     /// Serve TLS with a generated development certificate (written to dev-cert.pem in the data dir).
     #[arg(long)]
     tls_self_signed: bool,
+    /// Staff tokens: a TOML file of `[[token]]` entries with name, role
+    /// (viewer|operator|admin), sha256 (hex SHA-256 of the token) and optional totp_secret (base32).
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
+    /// Base32 TOTP secret of the bootstrap admin token (needed for privileged writes).
+    #[arg(long, env = "C24_ADMIN_TOTP_SECRET", hide_env_values = true)]
+    admin_totp_secret: Option<String>,
+    /// Demo and test builds: enable POST /admin/v1/clock/advance to move time forward.
+    #[arg(long)]
+    dev_clock: bool,
+    /// Least notice, in days, before a sub-processor change takes effect.
+    #[arg(long, default_value_t = 30)]
+    notice_days: u32,
+    /// How often the purge worker runs (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_parser = c24_api::units::parse_duration)]
+    purge_interval: std::time::Duration,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -110,7 +126,16 @@ async fn main() -> anyhow::Result<()> {
         kek,
         at_rest_encryption: !cli.no_at_rest_encryption,
         tls,
-        clock: Arc::new(SystemClock),
+        clock: if cli.dev_clock {
+            Arc::new(OffsetClock::default())
+        } else {
+            Arc::new(SystemClock)
+        },
+        tokens_file: cli.tokens_file.clone(),
+        admin_totp_secret: cli.admin_totp_secret.clone(),
+        dev_clock: cli.dev_clock,
+        notice_days: cli.notice_days,
+        purge_interval: cli.purge_interval,
     })
     .await
     .context("starting c24-core")?;

@@ -4,6 +4,7 @@
 //! Persisted through the store; rebuilt from it at start.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::digest;
@@ -41,7 +42,36 @@ pub enum Refusal {
 pub struct TenantState {
     pub status: String,
     pub dpa_signed_at: Option<Millis>,
+    pub terminated_at: Option<Millis>,
+    /// When the tenant's end-user data is due for deletion (termination + 30 days).
+    pub purge_after: Option<Millis>,
     pub key_destroyed_at: Option<Millis>,
+}
+
+/// What a tenant has stored, kept current on commit and purge so listing
+/// 10,000 tenants never counts rows.
+#[derive(Debug, Default)]
+pub struct TenantUsage {
+    pub messages: AtomicI64,
+    pub bytes: AtomicI64,
+    pub conversations: AtomicI64,
+}
+
+impl TenantUsage {
+    pub fn add(&self, messages: i64, bytes: i64, conversations: i64) {
+        self.messages.fetch_add(messages, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.conversations
+            .fetch_add(conversations, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> (i64, i64, i64) {
+        (
+            self.messages.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+            self.conversations.load(Ordering::Relaxed),
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -53,8 +83,9 @@ pub struct TenantEntry {
     pub email_address: String,
     pub secrets: TenantSecrets,
     /// `None` once the key is destroyed.
-    pub cipher: Option<Arc<TenantCipher>>,
+    cipher: RwLock<Option<Arc<TenantCipher>>>,
     pub state: RwLock<TenantState>,
+    pub usage: TenantUsage,
 }
 
 impl TenantEntry {
@@ -65,8 +96,35 @@ impl TenantEntry {
         }
     }
 
+    /// The data key, while it exists.
+    pub fn cipher(&self) -> Option<Arc<TenantCipher>> {
+        match self.cipher.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Changes the lifecycle state in memory (after the store committed it).
+    pub fn update(&self, f: impl FnOnce(&mut TenantState)) -> TenantState {
+        let mut g = match self.state.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g);
+        g.clone()
+    }
+
+    /// Forgets the data key (crypto-shredding; the store has dropped it already).
+    pub fn drop_key(&self) {
+        let mut g = match self.cipher.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = None;
+    }
+
     /// Whether ingress may accept personal data for this tenant now.
-    pub fn admit(&self) -> Result<&Arc<TenantCipher>, Refusal> {
+    pub fn admit(&self) -> Result<Arc<TenantCipher>, Refusal> {
         let s = self.state();
         match s.status.as_str() {
             "suspended" => return Err(Refusal::Suspended),
@@ -76,7 +134,7 @@ impl TenantEntry {
         if s.dpa_signed_at.is_none() {
             return Err(Refusal::DpaRequired);
         }
-        self.cipher.as_ref().ok_or(Refusal::Terminated)
+        self.cipher().ok_or(Refusal::Terminated)
     }
 }
 
@@ -145,6 +203,8 @@ pub fn issue(
         secrets: sealed,
         wrapped_dek: Some(wrapped),
         key_destroyed_at: None,
+        terminated_at: None,
+        purge_after: None,
     };
     let entry = TenantEntry {
         id,
@@ -153,12 +213,15 @@ pub fn issue(
         phone_number_id,
         email_address,
         secrets,
-        cipher: Some(Arc::new(cipher)),
+        cipher: RwLock::new(Some(Arc::new(cipher))),
         state: RwLock::new(TenantState {
             status,
             dpa_signed_at,
+            terminated_at: None,
+            purge_after: None,
             key_destroyed_at: None,
         }),
+        usage: TenantUsage::default(),
     };
     Ok((
         record,
@@ -193,12 +256,15 @@ pub fn restore(
         phone_number_id: r.phone_number_id.clone(),
         email_address: r.email_address.clone(),
         secrets,
-        cipher,
+        cipher: RwLock::new(cipher),
         state: RwLock::new(TenantState {
             status: r.status.clone(),
             dpa_signed_at: r.dpa_signed_at,
+            terminated_at: r.terminated_at,
+            purge_after: r.purge_after,
             key_destroyed_at: r.key_destroyed_at,
         }),
+        usage: TenantUsage::default(),
     })
 }
 

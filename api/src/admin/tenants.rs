@@ -12,7 +12,7 @@ pub struct CreateTenant {
 }
 
 /// A tenant as the admin API shows it (no secrets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: String,
     pub name: String,
@@ -24,6 +24,31 @@ pub struct Tenant {
     /// RFC 3339.
     pub created_at: String,
     pub channels: ChannelsPublic,
+    /// RFC 3339, once terminated.
+    #[serde(default)]
+    pub terminated_at: Option<String>,
+    /// RFC 3339: when the end-user data is due for deletion.
+    #[serde(default)]
+    pub purge_after: Option<String>,
+    /// RFC 3339: when the data key was destroyed (crypto-shredding).
+    #[serde(default)]
+    pub key_destroyed_at: Option<String>,
+    /// Messages per second over the last 10 s.
+    #[serde(default)]
+    pub msgs_per_s: f64,
+    /// Conversations active in the last 24 h.
+    #[serde(default)]
+    pub open_conversations: i64,
+    #[serde(default)]
+    pub conversations: i64,
+    #[serde(default)]
+    pub stored_messages: i64,
+    /// Plaintext bytes of stored message bodies.
+    #[serde(default)]
+    pub stored_bytes: i64,
+    /// `retained`, `purge_scheduled`, `overdue` or `purged`.
+    #[serde(default)]
+    pub retention_state: String,
 }
 
 /// Public channel identifiers (what a tenant configures, never a secret).
@@ -45,10 +70,14 @@ pub struct EmailPublic {
 }
 
 /// `GET /admin/v1/tenants`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantList {
     pub items: Vec<Tenant>,
+    /// Cursor for the next page (`?cursor=`), `null` on the last.
     pub next: Option<String>,
+    /// Tenants matching the filter, over all pages.
+    #[serde(default)]
+    pub total: Option<usize>,
 }
 
 /// 201 answer to `POST /admin/v1/tenants`: the tenant with its credentials.

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, Principal, QueryParams};
+use crate::access::Role;
 use crate::clock::rfc3339;
 use crate::ingress;
 use crate::store::{ConversationRecord, WriteOp};
@@ -58,11 +59,15 @@ fn tenant_of(
             "forbidden",
             "a tenant key reads only its own tenant",
         )),
-        (Principal::Admin, Some(id)) => app
+        (Principal::Staff(s), _) if s.role < Role::Admin => Err(ApiError::forbidden(
+            "forbidden",
+            "reading conversations needs the admin role",
+        )),
+        (Principal::Staff(_), Some(id)) => app
             .tenants
             .get(id)
             .ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant")),
-        (Principal::Admin, None) => Err(ApiError::bad_request(
+        (Principal::Staff(_), None) => Err(ApiError::bad_request(
             "invalid_query",
             "with the admin token, name the tenant: ?tenant=ID",
         )),
@@ -80,7 +85,13 @@ async fn visible_conversation(
     let tenant = match who {
         Principal::Tenant(t) if t.id == conv.tenant_id => t.clone(),
         Principal::Tenant(_) => return Err(not_found()),
-        Principal::Admin => app.tenants.get(&conv.tenant_id).ok_or_else(not_found)?,
+        Principal::Staff(s) if s.role < Role::Admin => {
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "reading conversations needs the admin role",
+            ));
+        }
+        Principal::Staff(_) => app.tenants.get(&conv.tenant_id).ok_or_else(not_found)?,
     };
     Ok((conv, tenant))
 }
@@ -129,7 +140,7 @@ pub async fn list_messages(
             .parse()
             .map_err(|_| ApiError::bad_request("invalid_query", "after must be a cursor"))?,
     };
-    let cipher = tenant.cipher.clone().ok_or_else(|| {
+    let cipher = tenant.cipher().ok_or_else(|| {
         ApiError::new(
             StatusCode::GONE,
             "key_destroyed",
@@ -174,15 +185,27 @@ pub async fn post_message(
             format!("content must be 1 to {MAX_CONTENT} bytes"),
         ));
     }
+    let received = std::time::Instant::now();
     let (conv, tenant) = visible_conversation(&app, &who, &id).await?;
-    let cipher = tenant.admit()?.clone();
+    let cipher = tenant.admit()?;
     let now = app.clock.now_ms();
     let op = ingress::seal_outbound(&cipher, &tenant.id, &conv.id, &body.content, now)?;
+    let acct = ingress::Accounting {
+        app: app.clone(),
+        tenant: tenant.clone(),
+        channel: crate::store::Channel::parse(&conv.channel)
+            .unwrap_or(crate::store::Channel::Webchat),
+        direction: ingress::Direction::Outbound,
+        bytes: body.content.len() as i64,
+        encrypt_ns: op.encrypt_ns,
+        received,
+    };
     let m = app
         .store
         .write(WriteOp::Outbound(Box::new(op)))
         .await?
         .message()?;
+    acct.committed(&m);
     let frame = ServerFrame::MsgNew(MsgNew {
         conversation_id: m.conversation_id.clone(),
         message_id: m.message_id.clone(),

@@ -21,7 +21,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::RawBody;
 use crate::crypto::BlindKind;
-use crate::ingress::{self, Incoming, Thread};
+use crate::ingress::{self, Accounting, Direction, Incoming, Thread};
 use crate::store::{Channel, WriteOp};
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -45,6 +45,7 @@ pub async fn inbound(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let received = std::time::Instant::now();
     let t = app
         .tenants
         .get(&tenant_id)
@@ -75,7 +76,7 @@ pub async fn inbound(
             "X-C24-Timestamp is more than 5 minutes from the server clock",
         ));
     }
-    let cipher = t.admit()?.clone();
+    let cipher = t.admit()?;
     if let Some(ct) = header_str(&headers, header::CONTENT_TYPE.as_str())
         && !ct.starts_with(c24_api::email::CONTENT_TYPE)
     {
@@ -137,11 +138,21 @@ pub async fn inbound(
             own_message_id: own_id.as_deref(),
         },
     )?;
+    let acct = Accounting {
+        app: app.clone(),
+        tenant: t.clone(),
+        channel: Channel::Email,
+        direction: Direction::Inbound,
+        bytes: text.trim_end().len() as i64,
+        encrypt_ns: sealed.encrypt_ns,
+        received,
+    };
     let m = app
         .store
         .write(WriteOp::Inbound(Box::new(sealed)))
         .await?
         .message()?;
+    acct.committed(&m);
     let status = if m.duplicate {
         StatusCode::OK
     } else {

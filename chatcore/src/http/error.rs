@@ -59,9 +59,15 @@ impl ApiError {
     }
 }
 
+/// The error code of a response, for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
+        let mut r = (self.status, Json(ErrorBody::new(self.code, self.message))).into_response();
+        r.extensions_mut().insert(ErrorCode(self.code));
+        r
     }
 }
 

@@ -5,12 +5,14 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::access::Role;
 use crate::tenants::TenantEntry;
 use std::sync::Arc;
 
@@ -79,23 +81,64 @@ fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, String> 
     .map_err(|e| e.body_text())
 }
 
+/// A staff member, identified by a token of the access list.
+#[derive(Debug, Clone)]
+pub struct Staff {
+    /// Index in the access list (for TOTP replay tracking).
+    pub idx: usize,
+    pub name: String,
+    pub role: Role,
+}
+
 /// Who is calling, from `Authorization: Bearer ...`.
 #[derive(Clone)]
 pub enum Principal {
-    /// The bootstrap admin token.
-    Admin,
+    /// A staff token (bootstrap admin or `--tokens-file`).
+    Staff(Staff),
     /// A tenant's api key.
     Tenant(Arc<TenantEntry>),
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+impl Principal {
+    /// For the audit log: who, and with which role.
+    pub fn actor(&self) -> (String, &'static str) {
+        match self {
+            Principal::Staff(s) => (s.name.clone(), s.role.as_str()),
+            Principal::Tenant(t) => (format!("tenant:{}", t.id), "tenant"),
+        }
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
+}
+
+/// Resolves the caller from the request headers.
+pub fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let token = bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized(
+            "unauthorized",
+            "missing bearer token (Authorization: Bearer ...)",
+        )
+    })?;
+    if let Some((idx, t)) = state.access.find(token) {
+        return Ok(Principal::Staff(Staff {
+            idx,
+            name: t.name.clone(),
+            role: t.role,
+        }));
+    }
+    state
+        .tenants
+        .by_api_key(token)
+        .map(Principal::Tenant)
+        .ok_or_else(|| ApiError::unauthorized("unauthorized", "unknown or revoked token"))
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -105,51 +148,10 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| {
-            ApiError::unauthorized(
-                "unauthorized",
-                "missing bearer token (Authorization: Bearer ...)",
-            )
-        })?;
-        if state.is_admin_token(token) {
-            return Ok(Principal::Admin);
+        // The admin guard has resolved it already on admin routes.
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
         }
-        state
-            .tenants
-            .by_api_key(token)
-            .map(Principal::Tenant)
-            .ok_or_else(|| ApiError::unauthorized("unauthorized", "unknown or revoked token"))
-    }
-}
-
-/// The admin principal only.
-pub struct AdminAuth;
-
-impl FromRequestParts<AppState> for AdminAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or_else(|| {
-            ApiError::unauthorized(
-                "unauthorized",
-                "missing bearer token (Authorization: Bearer ...)",
-            )
-        })?;
-        if state.is_admin_token(token) {
-            Ok(AdminAuth)
-        } else if state.tenants.by_api_key(token).is_some() {
-            Err(ApiError::forbidden(
-                "forbidden",
-                "this token may not use the admin API",
-            ))
-        } else {
-            Err(ApiError::unauthorized(
-                "unauthorized",
-                "unknown or revoked token",
-            ))
-        }
+        resolve(state, &parts.headers)
     }
 }

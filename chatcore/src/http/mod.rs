@@ -10,6 +10,7 @@ pub mod agent;
 pub mod email;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod health;
 pub mod webchat;
 pub mod whatsapp;
@@ -21,8 +22,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::sync::watch;
 
+use crate::access::AccessList;
 use crate::clock::Clock;
 use crate::crypto::Kek;
+use crate::events::EventBus;
 use crate::push::PushHub;
 use crate::replay::ReplayCache;
 use crate::store::Store;
@@ -35,9 +38,16 @@ pub struct AppInner {
     pub kek: Arc<Kek>,
     pub clock: Arc<dyn Clock>,
     pub hub: Arc<PushHub>,
+    pub events: EventBus,
+    /// Conversations active in the last 24 h, per tenant; refreshed in the background.
+    pub open_conversations: std::sync::RwLock<std::collections::HashMap<String, i64>>,
     pub email_replay: ReplayCache,
-    pub admin_token_hash: Vec<u8>,
+    pub access: AccessList,
     pub at_rest_encryption: bool,
+    pub dev_clock: bool,
+    pub notice_days: u32,
+    pub purge_interval: std::time::Duration,
+    pub purge: crate::retention::PurgeState,
     /// Flips to `true` when the server begins to stop; sockets close on it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -53,25 +63,13 @@ impl std::ops::Deref for AppState {
     }
 }
 
-impl AppInner {
-    /// Constant-time comparison of the token's hash with the admin token's.
-    pub fn is_admin_token(&self, token: &str) -> bool {
-        let h = crate::tenants::sha256(token);
-        aws_lc_rs::constant_time::verify_slices_are_equal(&h, &self.admin_token_hash).is_ok()
-    }
-}
-
 /// Every route of the chat core.
 pub fn router(state: AppState) -> Router {
     let json_limit = DefaultBodyLimit::max(extract::JSON_LIMIT);
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route(
-            "/admin/v1/tenants",
-            post(admin::tenants::create).get(admin::tenants::list),
-        )
-        .route("/admin/v1/tenants/{id}", get(admin::tenants::show))
+        .merge(admin::router(state.clone()))
         .route("/v1/webchat/ws", get(webchat::upgrade))
         .route(
             "/v1/whatsapp/{tenant_id}/webhook",

@@ -20,7 +20,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::QueryParams;
 use crate::crypto::{BlindKind, TenantCipher};
-use crate::ingress::{self, Incoming, Thread};
+use crate::ingress::{self, Accounting, Direction, Incoming, Thread};
 use crate::push::Push;
 use crate::store::{Channel, PendingWrite, StoreError, WriteOp, WriteOutcome};
 use crate::tenants::TenantEntry;
@@ -74,6 +74,7 @@ enum Pending {
     Ack {
         client_msg_id: String,
         rx: PendingWrite,
+        acct: Box<Accounting>,
     },
     /// An immediate answer (error, pong) that must not overtake earlier acks.
     Ready(ServerFrame),
@@ -82,14 +83,21 @@ enum Pending {
 async fn resolve(p: Pending) -> ServerFrame {
     match p {
         Pending::Ready(f) => f,
-        Pending::Ack { client_msg_id, rx } => match rx.await {
-            Ok(Ok(WriteOutcome::Message(m))) => ServerFrame::Ack(Ack {
-                client_msg_id,
-                message_id: m.message_id,
-                conversation_id: m.conversation_id,
-                seq: m.seq,
-                server_recv_ts: m.received_at,
-                server_commit_ts: m.committed_at,
+        Pending::Ack {
+            client_msg_id,
+            rx,
+            acct,
+        } => match rx.await {
+            Ok(Ok(WriteOutcome::Message(m))) => ServerFrame::Ack({
+                acct.committed(&m);
+                Ack {
+                    client_msg_id,
+                    message_id: m.message_id,
+                    conversation_id: m.conversation_id,
+                    seq: m.seq,
+                    server_recv_ts: m.received_at,
+                    server_commit_ts: m.committed_at,
+                }
             }),
             Ok(Err(e)) => error_frame(Some(client_msg_id), &ApiError::from(e)),
             Ok(Ok(_)) | Err(_) => {
@@ -135,7 +143,7 @@ impl Session {
         }
     }
 
-    fn cipher(&self) -> Result<&Arc<TenantCipher>, ApiError> {
+    fn cipher(&self) -> Result<Arc<TenantCipher>, ApiError> {
         self.tenant.admit().map_err(ApiError::from)
     }
 
@@ -146,6 +154,7 @@ impl Session {
         conversation_id: Option<String>,
         content: String,
     ) -> Pending {
+        let received = std::time::Instant::now();
         let fail = |e: ApiError, id: String| Pending::Ready(error_frame(Some(id), &e));
         if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID {
             return fail(
@@ -169,7 +178,7 @@ impl Session {
         let now = self.app.clock.now_ms();
         let dedupe = format!("{}\u{0}{}", self.visitor, client_msg_id);
         let sealed = ingress::seal(
-            cipher,
+            &cipher,
             Incoming {
                 tenant_id: &self.tenant.id,
                 channel: Channel::Webchat,
@@ -187,12 +196,28 @@ impl Session {
                 own_message_id: None,
             },
         );
-        let op = match sealed {
-            Ok(m) => WriteOp::Inbound(Box::new(m)),
+        let (op, encrypt_ns) = match sealed {
+            Ok(m) => {
+                let ns = m.encrypt_ns;
+                (WriteOp::Inbound(Box::new(m)), ns)
+            }
             Err(e) => return fail(ApiError::from(e), client_msg_id),
         };
+        let acct = Box::new(Accounting {
+            app: self.app.clone(),
+            tenant: self.tenant.clone(),
+            channel: Channel::Webchat,
+            direction: Direction::Inbound,
+            bytes: content.len() as i64,
+            encrypt_ns,
+            received,
+        });
         match self.app.store.submit(op).await {
-            Ok(rx) => Pending::Ack { client_msg_id, rx },
+            Ok(rx) => Pending::Ack {
+                client_msg_id,
+                rx,
+                acct,
+            },
             Err(e) => fail(ApiError::from(e), client_msg_id),
         }
     }
@@ -206,7 +231,7 @@ impl Session {
             )]
         };
         let cipher = match self.cipher() {
-            Ok(c) => c.clone(),
+            Ok(c) => c,
             Err(e) => return vec![error_frame(None, &e)],
         };
         let conv = match self.app.store.conversation(&conversation_id).await {

@@ -16,7 +16,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{QueryParams, RawBody};
 use crate::crypto::BlindKind;
-use crate::ingress::{self, Incoming, Thread};
+use crate::ingress::{self, Accounting, Direction, Incoming, Thread};
 use crate::store::{Channel, WriteOp};
 use crate::tenants::TenantEntry;
 
@@ -90,6 +90,7 @@ pub async fn notify(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    let received = std::time::Instant::now();
     let t = tenant(&app, &tenant_id)?;
     if !signature_ok(&headers, &t.secrets.app_secret, &body) {
         return Err(ApiError::unauthorized(
@@ -97,7 +98,7 @@ pub async fn notify(
             "X-Hub-Signature-256 does not match the body",
         ));
     }
-    let cipher = t.admit()?.clone();
+    let cipher = t.admit()?;
     let n: Notification = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_payload", format!("not a notification: {e}"))
     })?;
@@ -148,21 +149,31 @@ pub async fn notify(
                     own_message_id: None,
                 },
             )?;
-            ops.push(WriteOp::Inbound(Box::new(sealed)));
+            let acct = Accounting {
+                app: app.clone(),
+                tenant: t.clone(),
+                channel: Channel::Whatsapp,
+                direction: Direction::Inbound,
+                bytes: body_text.len() as i64,
+                encrypt_ns: sealed.encrypt_ns,
+                received,
+            };
+            ops.push((WriteOp::Inbound(Box::new(sealed)), acct));
         }
     }
     // Queue all, then wait for all: they commit together.
     let mut pending = Vec::with_capacity(ops.len());
-    for op in ops {
-        pending.push(app.store.submit(op).await?);
+    for (op, acct) in ops {
+        pending.push((app.store.submit(op).await?, acct));
     }
     let mut stored = 0usize;
     let mut duplicates = 0usize;
-    for rx in pending {
+    for (rx, acct) in pending {
         let m = rx
             .await
             .map_err(|_| ApiError::unavailable("the server is shutting down"))??
             .message()?;
+        acct.committed(&m);
         if m.duplicate {
             duplicates += 1;
         } else {

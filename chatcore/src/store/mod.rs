@@ -74,6 +74,69 @@ pub struct TenantRecord {
     pub secrets: Vec<u8>,
     pub wrapped_dek: Option<Vec<u8>>,
     pub key_destroyed_at: Option<Millis>,
+    pub terminated_at: Option<Millis>,
+    pub purge_after: Option<Millis>,
+}
+
+/// A tenant's new lifecycle state.
+#[derive(Debug, Clone)]
+pub struct TenantUpdate {
+    pub id: String,
+    pub status: String,
+    pub dpa_signed_at: Option<Millis>,
+    pub terminated_at: Option<Millis>,
+    pub purge_after: Option<Millis>,
+}
+
+/// Tables the purge worker deletes from, each row carrying `purge_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeTable {
+    Messages,
+    EmailThreads,
+    Conversations,
+    Contacts,
+    AuditLog,
+}
+
+impl PurgeTable {
+    /// In deletion order: children before parents.
+    pub const ALL: [PurgeTable; 5] = [
+        PurgeTable::Messages,
+        PurgeTable::EmailThreads,
+        PurgeTable::Conversations,
+        PurgeTable::Contacts,
+        PurgeTable::AuditLog,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PurgeTable::Messages => "messages",
+            PurgeTable::EmailThreads => "email_threads",
+            PurgeTable::Conversations => "conversations",
+            PurgeTable::Contacts => "contacts",
+            PurgeTable::AuditLog => "audit_log",
+        }
+    }
+}
+
+/// What one purge batch deleted, per tenant (for the usage counters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgedBatch {
+    pub rows: u64,
+    /// (tenant, messages, bytes, conversations) removed.
+    pub per_tenant: Vec<(String, i64, i64, i64)>,
+}
+
+/// Counts of rows due for deletion in one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueCounts {
+    pub records: i64,
+    pub bytes: i64,
+    pub overdue: i64,
+    pub due_24h: i64,
+    pub due_7d: i64,
+    /// `purge_after` of the oldest overdue row.
+    pub oldest_overdue: Option<Millis>,
 }
 
 /// The end user behind an inbound message, sealed.
@@ -122,6 +185,8 @@ pub struct InboundMessage {
     pub received_at: Millis,
     /// Email: this message's own Message-ID blind index, for later replies.
     pub thread_key: Option<Vec<u8>>,
+    /// Time spent sealing it (not stored; for the live figures).
+    pub encrypt_ns: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -132,11 +197,51 @@ pub struct OutboundMessage {
     pub body_ct: Vec<u8>,
     pub size: i64,
     pub received_at: Millis,
+    /// Time spent sealing it (not stored).
+    pub encrypt_ns: u64,
+}
+
+/// One entry of the audit log: who did what, when, with what outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Assigned by the store; ascending.
+    pub id: i64,
+    pub at: Millis,
+    pub actor: String,
+    pub role: String,
+    /// `METHOD /route/{template}`.
+    pub action: String,
+    /// The concrete path.
+    pub target: String,
+    pub status: u16,
+    /// `ok` or the error code.
+    pub outcome: String,
+    pub purge_after: Millis,
 }
 
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     CreateTenant(Box<TenantRecord>),
+    UpdateTenant(Box<TenantUpdate>),
+    /// Sets `purge_after` on up to `batch` conversations of the tenant still
+    /// without one (and on their messages), and on its contacts and threads.
+    StampTenantPurge {
+        tenant_id: String,
+        purge_after: Millis,
+        batch: u32,
+    },
+    /// Deletes up to `batch` rows of `table` due at `now`.
+    PurgeBatch {
+        table: PurgeTable,
+        now: Millis,
+        batch: u32,
+    },
+    /// Crypto-shredding: forgets the tenant's wrapped DEK.
+    DestroyKey {
+        tenant_id: String,
+        at: Millis,
+    },
+    Audit(Box<AuditRecord>),
     Inbound(Box<InboundMessage>),
     Outbound(Box<OutboundMessage>),
 }
@@ -151,19 +256,23 @@ pub struct StoredMessage {
     pub committed_at: Millis,
     /// A resend of a message already stored; nothing new was written.
     pub duplicate: bool,
+    /// This message started its conversation.
+    pub new_conversation: bool,
 }
 
 #[derive(Debug, Clone)]
 pub enum WriteOutcome {
     Done,
     Message(StoredMessage),
+    Count(u64),
+    Purged(PurgedBatch),
 }
 
 impl WriteOutcome {
     pub fn message(self) -> Result<StoredMessage, StoreError> {
         match self {
             WriteOutcome::Message(m) => Ok(m),
-            WriteOutcome::Done => Err(StoreError::Io("expected a stored message".into())),
+            _ => Err(StoreError::Io("expected a stored message".into())),
         }
     }
 }
@@ -225,6 +334,21 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<MessageRecord>, StoreError>;
+
+    /// The audit log, newest first, `limit` entries with id below `before`.
+    async fn audit(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Row counts by `purge_after` for one table, at `now`.
+    async fn due_counts(&self, table: PurgeTable, now: Millis) -> Result<DueCounts, StoreError>;
+
+    /// Per tenant: (messages, bytes, conversations) stored, to seed the usage counters at start.
+    async fn usage(&self) -> Result<Vec<(String, i64, i64, i64)>, StoreError>;
+
+    /// Whether the tenant still has any end-user row.
+    async fn tenant_has_data(&self, tenant_id: &str) -> Result<bool, StoreError>;
+
+    /// Conversations per tenant active since `since` ("open").
+    async fn open_conversations(&self, since: Millis) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// Storage open and the writer running.
     fn ready(&self) -> bool;

@@ -83,3 +83,16 @@ CREATE INDEX IF NOT EXISTS contacts_purge ON contacts (purge_after) WHERE purge_
 CREATE INDEX IF NOT EXISTS conversations_purge ON conversations (purge_after) WHERE purge_after IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_purge ON messages (purge_after) WHERE purge_after IS NOT NULL;
 CREATE INDEX IF NOT EXISTS email_threads_purge ON email_threads (purge_after) WHERE purge_after IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS audit_log (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           INTEGER NOT NULL,
+    actor        TEXT NOT NULL,
+    role         TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    target       TEXT NOT NULL,
+    status       INTEGER NOT NULL,
+    outcome      TEXT NOT NULL,
+    purge_after  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS audit_log_purge ON audit_log (purge_after);

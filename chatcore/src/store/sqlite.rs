@@ -12,9 +12,10 @@ use tokio::sync::oneshot;
 
 use super::writer::{self, Job};
 use super::{
-    ConversationRecord, MessageRecord, PendingWrite, Store, StoreError, TenantRecord, WriteOp,
+    AuditRecord, ConversationRecord, DueCounts, MessageRecord, PendingWrite, PurgeTable, Store,
+    StoreError, TenantRecord, WriteOp,
 };
-use crate::clock::Clock;
+use crate::clock::{Clock, Millis};
 
 const SCHEMA: &str = include_str!("schema.sql");
 const SCHEMA_VERSION: &str = "1";
@@ -165,7 +166,7 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare(
                 "SELECT t.id, t.name, t.status, t.dpa_signed_at, t.created_at, t.api_key_hash,
                         t.widget_key_hash, t.phone_number_id, t.email_address, t.secrets,
-                        k.wrapped_dek, k.destroyed_at
+                        k.wrapped_dek, k.destroyed_at, t.terminated_at, t.purge_after
                  FROM tenants t LEFT JOIN tenant_keys k ON k.tenant_id = t.id
                  ORDER BY t.id",
             )?;
@@ -184,6 +185,8 @@ impl Store for SqliteStore {
                         secrets: r.get(9)?,
                         wrapped_dek: r.get(10)?,
                         key_destroyed_at: r.get(11)?,
+                        terminated_at: r.get(12)?,
+                        purge_after: r.get(13)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -250,6 +253,116 @@ impl Store for SqliteStore {
                         received_at: r.get(6)?,
                     })
                 })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn audit(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, at, actor, role, action, target, status, outcome, purge_after
+                 FROM audit_log WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![before, limit], |r| {
+                    Ok(AuditRecord {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        role: r.get(3)?,
+                        action: r.get(4)?,
+                        target: r.get(5)?,
+                        status: r.get(6)?,
+                        outcome: r.get(7)?,
+                        purge_after: r.get(8)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn due_counts(&self, table: PurgeTable, now: Millis) -> Result<DueCounts, StoreError> {
+        self.read(move |c| {
+            let name = table.name();
+            let bytes = match table {
+                PurgeTable::Messages => "coalesce(sum(size), 0)",
+                _ => "0",
+            };
+            let (records, bytes): (i64, i64) = c
+                .prepare_cached(&format!("SELECT count(*), {bytes} FROM {name}"))?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            // Served by the partial purge_after indexes.
+            let sql = format!(
+                "SELECT count(*) FILTER (WHERE purge_after <= ?1),
+                        count(*) FILTER (WHERE purge_after > ?1 AND purge_after <= ?1 + 86400000),
+                        count(*) FILTER (WHERE purge_after > ?1 AND purge_after <= ?1 + 604800000),
+                        min(purge_after) FILTER (WHERE purge_after <= ?1)
+                 FROM {name} WHERE purge_after IS NOT NULL AND purge_after <= ?1 + 604800000"
+            );
+            let (overdue, due_24h, due_7d, oldest_overdue) =
+                c.prepare_cached(&sql)?.query_row(params![now], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+            Ok(DueCounts {
+                records,
+                bytes,
+                overdue,
+                due_24h,
+                due_7d,
+                oldest_overdue,
+            })
+        })
+        .await
+    }
+
+    async fn usage(&self) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {
+        self.read(|c| {
+            let mut out: std::collections::HashMap<String, (i64, i64, i64)> = Default::default();
+            let mut stmt = c.prepare(
+                "SELECT tenant_id, count(*), coalesce(sum(size), 0) FROM messages GROUP BY tenant_id",
+            )?;
+            let mut q = stmt.query([])?;
+            while let Some(r) = q.next()? {
+                let e = out.entry(r.get(0)?).or_default();
+                e.0 = r.get(1)?;
+                e.1 = r.get(2)?;
+            }
+            let mut stmt =
+                c.prepare("SELECT tenant_id, count(*) FROM conversations GROUP BY tenant_id")?;
+            let mut q = stmt.query([])?;
+            while let Some(r) = q.next()? {
+                out.entry(r.get(0)?).or_default().2 = r.get(1)?;
+            }
+            Ok(out.into_iter().map(|(t, (m, b, cv))| (t, m, b, cv)).collect())
+        })
+        .await
+    }
+
+    async fn tenant_has_data(&self, tenant_id: &str) -> Result<bool, StoreError> {
+        let tenant_id = tenant_id.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM conversations WHERE tenant_id = ?1)
+                     OR EXISTS (SELECT 1 FROM contacts WHERE tenant_id = ?1)
+                     OR EXISTS (SELECT 1 FROM email_threads WHERE tenant_id = ?1)",
+            )?
+            .query_row(params![tenant_id], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn open_conversations(&self, since: Millis) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT tenant_id, count(*) FROM conversations WHERE last_activity_at >= ?1
+                 GROUP BY tenant_id",
+            )?;
+            let rows = stmt
+                .query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })

@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ConversationTarget, InboundMessage, OutboundMessage, StoreError, StoredMessage, TenantRecord,
-    WriteOp, WriteOutcome,
+    AuditRecord, ConversationTarget, InboundMessage, OutboundMessage, PurgeTable, PurgedBatch,
+    StoreError, StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
 };
 use crate::clock::{Clock, Millis};
 
@@ -102,6 +102,19 @@ fn apply_in_savepoint(
     let sp = tx.savepoint()?;
     let result = match op {
         WriteOp::CreateTenant(t) => create_tenant(&sp, t).map(|_| WriteOutcome::Done),
+        WriteOp::Audit(a) => audit(&sp, a).map(|_| WriteOutcome::Done),
+        WriteOp::UpdateTenant(u) => update_tenant(&sp, u).map(|_| WriteOutcome::Done),
+        WriteOp::StampTenantPurge {
+            tenant_id,
+            purge_after,
+            batch,
+        } => stamp_tenant_purge(&sp, tenant_id, *purge_after, *batch).map(WriteOutcome::Count),
+        WriteOp::PurgeBatch { table, now, batch } => {
+            purge_batch(&sp, *table, *now, *batch).map(WriteOutcome::Purged)
+        }
+        WriteOp::DestroyKey { tenant_id, at } => {
+            destroy_key(&sp, tenant_id, *at).map(|_| WriteOutcome::Done)
+        }
         WriteOp::Inbound(m) => inbound(&sp, m, now).map(WriteOutcome::Message),
         WriteOp::Outbound(m) => outbound(&sp, m, now).map(WriteOutcome::Message),
     };
@@ -138,6 +151,136 @@ fn create_tenant(c: &Connection, t: &TenantRecord) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn update_tenant(c: &Connection, u: &TenantUpdate) -> Result<(), StoreError> {
+    let n = c
+        .prepare_cached(
+            "UPDATE tenants SET status = ?2, dpa_signed_at = ?3, terminated_at = ?4, purge_after = ?5
+             WHERE id = ?1",
+        )?
+        .execute(params![u.id, u.status, u.dpa_signed_at, u.terminated_at, u.purge_after])?;
+    if n == 0 {
+        return Err(StoreError::NotFound("tenant"));
+    }
+    Ok(())
+}
+
+fn stamp_tenant_purge(
+    c: &Connection,
+    tenant_id: &str,
+    purge_after: Millis,
+    batch: u32,
+) -> Result<u64, StoreError> {
+    let ids: Vec<String> = c
+        .prepare_cached(
+            "UPDATE conversations SET purge_after = ?2 WHERE rowid IN
+               (SELECT rowid FROM conversations WHERE tenant_id = ?1 AND purge_after IS NULL LIMIT ?3)
+             RETURNING id",
+        )?
+        .query_map(params![tenant_id, purge_after, batch], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut n = ids.len() as u64;
+    let mut msgs = c.prepare_cached(
+        "UPDATE messages SET purge_after = ?2 WHERE conversation_id = ?1 AND purge_after IS NULL",
+    )?;
+    for id in &ids {
+        n += msgs.execute(params![id, purge_after])? as u64;
+    }
+    for table in ["contacts", "email_threads"] {
+        let sql = format!(
+            "UPDATE {table} SET purge_after = ?2 WHERE rowid IN
+               (SELECT rowid FROM {table} WHERE tenant_id = ?1 AND purge_after IS NULL LIMIT ?3)"
+        );
+        n += c
+            .prepare_cached(&sql)?
+            .execute(params![tenant_id, purge_after, batch])? as u64;
+    }
+    Ok(n)
+}
+
+fn purge_batch(
+    c: &Connection,
+    table: PurgeTable,
+    now: Millis,
+    batch: u32,
+) -> Result<PurgedBatch, StoreError> {
+    use std::collections::HashMap;
+    let mut per: HashMap<String, (i64, i64, i64)> = HashMap::new();
+    let mut rows = 0u64;
+    match table {
+        PurgeTable::Messages | PurgeTable::Conversations => {
+            let sql = match table {
+                PurgeTable::Messages => {
+                    "DELETE FROM messages WHERE rowid IN
+                       (SELECT rowid FROM messages WHERE purge_after <= ?1 LIMIT ?2)
+                     RETURNING tenant_id, size"
+                }
+                _ => {
+                    "DELETE FROM conversations WHERE rowid IN
+                       (SELECT rowid FROM conversations WHERE purge_after <= ?1 LIMIT ?2)
+                     RETURNING tenant_id, 0"
+                }
+            };
+            let mut stmt = c.prepare_cached(sql)?;
+            let mut q = stmt.query(params![now, batch])?;
+            while let Some(r) = q.next()? {
+                let tenant: String = r.get(0)?;
+                let size: i64 = r.get(1)?;
+                let e = per.entry(tenant).or_default();
+                if table == PurgeTable::Messages {
+                    e.0 += 1;
+                    e.1 += size;
+                } else {
+                    e.2 += 1;
+                }
+                rows += 1;
+            }
+        }
+        other => {
+            let name = other.name();
+            let sql = format!(
+                "DELETE FROM {name} WHERE rowid IN
+                   (SELECT rowid FROM {name} WHERE purge_after <= ?1 LIMIT ?2)"
+            );
+            rows = c.prepare_cached(&sql)?.execute(params![now, batch])? as u64;
+        }
+    }
+    Ok(PurgedBatch {
+        rows,
+        per_tenant: per
+            .into_iter()
+            .map(|(t, (m, b, cv))| (t, m, b, cv))
+            .collect(),
+    })
+}
+
+fn destroy_key(c: &Connection, tenant_id: &str, at: Millis) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "UPDATE tenant_keys SET wrapped_dek = NULL, destroyed_at = ?2 WHERE tenant_id = ?1",
+    )?
+    .execute(params![tenant_id, at])?;
+    c.prepare_cached("UPDATE tenants SET status = 'purged' WHERE id = ?1")?
+        .execute(params![tenant_id])?;
+    Ok(())
+}
+
+fn audit(c: &Connection, a: &AuditRecord) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO audit_log (at, actor, role, action, target, status, outcome, purge_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        a.at,
+        a.actor,
+        a.role,
+        a.action,
+        a.target,
+        a.status,
+        a.outcome,
+        a.purge_after
+    ])?;
+    Ok(())
+}
+
 fn find_duplicate(
     c: &Connection,
     tenant_id: &str,
@@ -155,6 +298,7 @@ fn find_duplicate(
             received_at: r.get(3)?,
             committed_at: r.get(4)?,
             duplicate: true,
+            new_conversation: false,
         })
     })
     .optional()?)
@@ -188,13 +332,13 @@ fn new_conversation(
     m: &InboundMessage,
     contact_id: &str,
     now: Millis,
-) -> Result<String, StoreError> {
+) -> Result<(String, bool), StoreError> {
     c.prepare_cached(
         "INSERT INTO conversations (id, tenant_id, channel, contact_id, created_at, last_activity_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
     )?
     .execute(params![id, m.tenant_id, m.channel.as_str(), contact_id, now])?;
-    Ok(id.to_string())
+    Ok((id.to_string(), true))
 }
 
 fn resolve_conversation(
@@ -202,7 +346,7 @@ fn resolve_conversation(
     m: &InboundMessage,
     contact_id: &str,
     now: Millis,
-) -> Result<String, StoreError> {
+) -> Result<(String, bool), StoreError> {
     match &m.target {
         ConversationTarget::New { id } => new_conversation(c, id, m, contact_id, now),
         ConversationTarget::Existing { id } => {
@@ -216,7 +360,7 @@ fn resolve_conversation(
                 Some((t, ct, ch))
                     if t == m.tenant_id && ct == contact_id && ch == m.channel.as_str() =>
                 {
-                    Ok(id.clone())
+                    Ok((id.clone(), false))
                 }
                 _ => Err(StoreError::NotFound("conversation")),
             }
@@ -230,7 +374,7 @@ fn resolve_conversation(
                     .query_row(params![m.tenant_id, cand], |r| r.get(0))
                     .optional()?;
                 if let Some(id) = hit {
-                    return Ok(id);
+                    return Ok((id, false));
                 }
             }
             drop(stmt);
@@ -249,7 +393,7 @@ fn resolve_conversation(
                 )
                 .optional()?;
             match hit {
-                Some(id) => Ok(id),
+                Some(id) => Ok((id, false)),
                 None => new_conversation(c, new_id, m, contact_id, now),
             }
         }
@@ -309,7 +453,7 @@ fn inbound(c: &Connection, m: &InboundMessage, now: Millis) -> Result<StoredMess
         return Ok(existing);
     }
     let contact_id = upsert_contact(c, m, now)?;
-    let conversation_id = resolve_conversation(c, m, &contact_id, now)?;
+    let (conversation_id, new_conversation) = resolve_conversation(c, m, &contact_id, now)?;
     let seq = next_seq(c, &conversation_id, now)?;
     insert_message(
         c,
@@ -339,6 +483,7 @@ fn inbound(c: &Connection, m: &InboundMessage, now: Millis) -> Result<StoredMess
         received_at: m.received_at,
         committed_at: now,
         duplicate: false,
+        new_conversation,
     })
 }
 
@@ -372,5 +517,6 @@ fn outbound(c: &Connection, m: &OutboundMessage, now: Millis) -> Result<StoredMe
         received_at: m.received_at,
         committed_at: now,
         duplicate: false,
+        new_conversation: false,
     })
 }

@@ -1,4 +1,8 @@
-//! `/admin/v1/tenants`: create, list and read tenants.
+//! `/admin/v1/tenants`: create, list (paged, sorted and filtered on the
+//! server), read, and the lifecycle: sign DPA, suspend, resume, terminate,
+//! destroy the key.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -7,24 +11,44 @@ use c24_api::admin::tenants::{
     ChannelCredentials, ChannelsPublic, CreateTenant, EmailCredentials, EmailPublic, Tenant,
     TenantCreated, TenantList, WebchatCredentials, WhatsAppCredentials, WhatsAppPublic,
 };
+use serde::Deserialize;
 
-use crate::clock::rfc3339;
+use crate::clock::{Millis, rfc3339};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{AdminAuth, JsonBody};
-use crate::store::WriteOp;
-use crate::tenants::{self, TenantEntry};
+use crate::http::extract::{JsonBody, QueryParams};
+use crate::retention::{END_USER_GRACE_MS, stamp_tenant};
+use crate::store::{TenantUpdate, WriteOp};
+use crate::tenants::{self, TenantEntry, TenantState};
 
 const MAX_NAME: usize = 200;
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
 
-pub fn view(t: &TenantEntry) -> Tenant {
+/// The retention state shown for a tenant.
+fn retention_state(s: &TenantState, now: Millis) -> &'static str {
+    match (s.key_destroyed_at, s.purge_after) {
+        (Some(_), _) => "purged",
+        (None, Some(p)) if p <= now => "overdue",
+        (None, Some(_)) => "purge_scheduled",
+        (None, None) => "retained",
+    }
+}
+
+pub fn view(app: &AppState, t: &TenantEntry, now: Millis) -> Tenant {
     let s = t.state();
+    let (messages, bytes, conversations) = t.usage.get();
+    let open = app
+        .open_conversations
+        .read()
+        .map(|m| m.get(&t.id).copied().unwrap_or(0))
+        .unwrap_or(0);
     Tenant {
         id: t.id.clone(),
         name: t.name.clone(),
         dpa_signed: s.dpa_signed_at.is_some(),
         dpa_signed_at: s.dpa_signed_at.map(rfc3339),
-        status: s.status,
+        status: s.status.clone(),
         created_at: rfc3339(t.created_at),
         channels: ChannelsPublic {
             webchat: true,
@@ -35,17 +59,31 @@ pub fn view(t: &TenantEntry) -> Tenant {
                 address: t.email_address.clone(),
             },
         },
+        terminated_at: s.terminated_at.map(rfc3339),
+        purge_after: s.purge_after.map(rfc3339),
+        key_destroyed_at: s.key_destroyed_at.map(rfc3339),
+        msgs_per_s: 0.0,
+        open_conversations: open,
+        conversations: conversations.max(0),
+        stored_messages: messages.max(0),
+        stored_bytes: bytes.max(0),
+        retention_state: retention_state(&s, now).to_string(),
     }
+}
+
+fn find(app: &AppState, id: &str) -> Result<Arc<TenantEntry>, ApiError> {
+    app.tenants
+        .get(id)
+        .ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant"))
 }
 
 /// `POST /admin/v1/tenants`: 201 with the credentials, shown this once.
 pub async fn create(
     State(app): State<AppState>,
-    _admin: AdminAuth,
     JsonBody(req): JsonBody<CreateTenant>,
 ) -> Result<(StatusCode, Json<TenantCreated>), ApiError> {
     let name = req.name.trim();
-    if name.is_empty() || name.len() > MAX_NAME {
+    if name.is_empty() || name.chars().count() > MAX_NAME {
         return Err(ApiError::bad_request(
             "invalid_name",
             format!("name must be 1 to {MAX_NAME} characters"),
@@ -87,25 +125,242 @@ pub async fn create(
     };
     tracing::info!(tenant = %entry.id, "tenant created");
     app.tenants.insert(entry, api_hash, widget_hash);
+    app.events.publish(
+        "tenant.changed",
+        now,
+        serde_json::json!({"id": created.id, "change": "created", "status": created.status}),
+    );
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-/// `GET /admin/v1/tenants`.
-pub async fn list(State(app): State<AppState>, _admin: AdminAuth) -> Json<TenantList> {
-    Json(TenantList {
-        items: app.tenants.all().iter().map(|t| view(t)).collect(),
-        next: None,
-    })
+#[derive(Deserialize)]
+pub struct ListParams {
+    /// `active`, `suspended`, `terminated` or `purged`.
+    status: Option<String>,
+    /// Case-insensitive substring of the name or id.
+    q: Option<String>,
+    dpa: Option<bool>,
+    /// `name` (default), `created_at`, `status`, `msgs_per_s`, `stored_messages`,
+    /// `stored_bytes`, `open_conversations`.
+    sort: Option<String>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
+    limit: Option<usize>,
+    /// Opaque cursor from the previous page's `next`.
+    cursor: Option<String>,
+}
+
+const SORTS: [&str; 7] = [
+    "name",
+    "created_at",
+    "status",
+    "msgs_per_s",
+    "stored_messages",
+    "stored_bytes",
+    "open_conversations",
+];
+
+/// `GET /admin/v1/tenants`: from memory, so 10,000 tenants list fast.
+pub async fn list(
+    State(app): State<AppState>,
+    QueryParams(q): QueryParams<ListParams>,
+) -> Result<Json<TenantList>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let sort = q.sort.as_deref().unwrap_or("name");
+    if !SORTS.contains(&sort) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("sort must be one of {}", SORTS.join(", ")),
+        ));
+    }
+    let desc = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "order must be asc or desc",
+            ));
+        }
+    };
+    let offset: usize = match q.cursor.as_deref() {
+        None => 0,
+        Some(c) => c
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid_query", "cursor is not valid"))?,
+    };
+    let now = app.clock.now_ms();
+    let needle = q.q.as_deref().map(str::to_lowercase);
+    let mut rows: Vec<Tenant> = app
+        .tenants
+        .all()
+        .iter()
+        .filter(|t| {
+            let s = t.state();
+            q.status.as_deref().is_none_or(|want| s.status == want)
+                && q.dpa.is_none_or(|d| s.dpa_signed_at.is_some() == d)
+                && needle
+                    .as_deref()
+                    .is_none_or(|n| t.name.to_lowercase().contains(n) || t.id.contains(n))
+        })
+        .map(|t| view(&app, t, now))
+        .collect();
+    let total = rows.len();
+    rows.sort_by(|a, b| {
+        let o = match sort {
+            "created_at" => a.created_at.cmp(&b.created_at),
+            "status" => a.status.cmp(&b.status),
+            "msgs_per_s" => a.msgs_per_s.total_cmp(&b.msgs_per_s),
+            "stored_messages" => a.stored_messages.cmp(&b.stored_messages),
+            "stored_bytes" => a.stored_bytes.cmp(&b.stored_bytes),
+            "open_conversations" => a.open_conversations.cmp(&b.open_conversations),
+            _ => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+        }
+        .then_with(|| a.id.cmp(&b.id));
+        if desc { o.reverse() } else { o }
+    });
+    let items: Vec<Tenant> = rows.into_iter().skip(offset).take(limit).collect();
+    let next = (offset + items.len() < total).then(|| (offset + items.len()).to_string());
+    Ok(Json(TenantList {
+        items,
+        next,
+        total: Some(total),
+    }))
 }
 
 /// `GET /admin/v1/tenants/{id}`.
 pub async fn show(
     State(app): State<AppState>,
-    _admin: AdminAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>, ApiError> {
-    app.tenants
-        .get(&id)
-        .map(|t| Json(view(&t)))
-        .ok_or_else(|| ApiError::not_found("tenant_not_found", "no such tenant"))
+    let t = find(&app, &id)?;
+    Ok(Json(view(&app, &t, app.clock.now_ms())))
+}
+
+/// Commits a new state, then applies it in memory and announces it.
+async fn transition(
+    app: &AppState,
+    t: &TenantEntry,
+    change: &'static str,
+    f: impl FnOnce(&mut TenantState),
+) -> Result<Tenant, ApiError> {
+    let mut next = t.state();
+    f(&mut next);
+    app.store
+        .write(WriteOp::UpdateTenant(Box::new(TenantUpdate {
+            id: t.id.clone(),
+            status: next.status.clone(),
+            dpa_signed_at: next.dpa_signed_at,
+            terminated_at: next.terminated_at,
+            purge_after: next.purge_after,
+        })))
+        .await?;
+    let s = t.update(|s| *s = next);
+    let now = app.clock.now_ms();
+    tracing::info!(tenant = %t.id, change, status = %s.status, "tenant changed");
+    app.events.publish(
+        "tenant.changed",
+        now,
+        serde_json::json!({"id": t.id, "change": change, "status": s.status}),
+    );
+    Ok(view(app, t, now))
+}
+
+fn conflict(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "invalid_state", message)
+}
+
+/// `POST /admin/v1/tenants/{id}/sign-dpa`.
+pub async fn sign_dpa(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Tenant>, ApiError> {
+    let t = find(&app, &id)?;
+    let s = t.state();
+    if s.status == "terminated" || s.status == "purged" {
+        return Err(conflict("a terminated tenant cannot sign a DPA"));
+    }
+    if s.dpa_signed_at.is_some() {
+        return Ok(Json(view(&app, &t, app.clock.now_ms())));
+    }
+    let now = app.clock.now_ms();
+    Ok(Json(
+        transition(&app, &t, "dpa_signed", |s| s.dpa_signed_at = Some(now)).await?,
+    ))
+}
+
+/// `POST /admin/v1/tenants/{id}/suspend`: ingress answers 403, data kept.
+pub async fn suspend(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Tenant>, ApiError> {
+    let t = find(&app, &id)?;
+    match t.state().status.as_str() {
+        "active" => Ok(Json(
+            transition(&app, &t, "suspended", |s| s.status = "suspended".into()).await?,
+        )),
+        "suspended" => Ok(Json(view(&app, &t, app.clock.now_ms()))),
+        other => Err(conflict(format!("a {other} tenant cannot be suspended"))),
+    }
+}
+
+/// `POST /admin/v1/tenants/{id}/resume`.
+pub async fn resume(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Tenant>, ApiError> {
+    let t = find(&app, &id)?;
+    match t.state().status.as_str() {
+        "suspended" => Ok(Json(
+            transition(&app, &t, "resumed", |s| s.status = "active".into()).await?,
+        )),
+        "active" => Ok(Json(view(&app, &t, app.clock.now_ms()))),
+        other => Err(conflict(format!("a {other} tenant cannot be resumed"))),
+    }
+}
+
+/// `POST /admin/v1/tenants/{id}/terminate`: ingress closes; the end-user
+/// data is scheduled for deletion at termination + 30 days.
+pub async fn terminate(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Tenant>, ApiError> {
+    let t = find(&app, &id)?;
+    let s = t.state();
+    if s.status == "terminated" || s.status == "purged" {
+        return Err(conflict(format!("the tenant is already {}", s.status)));
+    }
+    let now = app.clock.now_ms();
+    let purge_after = now + END_USER_GRACE_MS;
+    let view = transition(&app, &t, "terminated", |s| {
+        s.status = "terminated".into();
+        s.terminated_at = Some(now);
+        s.purge_after = Some(purge_after);
+    })
+    .await?;
+    stamp_tenant(&app, &t.id, purge_after).await?;
+    Ok(Json(view))
+}
+
+/// `POST /admin/v1/tenants/{id}/destroy-key`: crypto-shreds a terminated
+/// tenant now, making every copy of its data (WAL, backups) unreadable.
+pub async fn destroy_key(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Tenant>, ApiError> {
+    let t = find(&app, &id)?;
+    let s = t.state();
+    if s.status != "terminated" && s.status != "purged" {
+        return Err(conflict("only a terminated tenant's key can be destroyed"));
+    }
+    if s.key_destroyed_at.is_none() {
+        crate::retention::shred(&app, &t).await?;
+    }
+    Ok(Json(view(&app, &t, app.clock.now_ms())))
 }

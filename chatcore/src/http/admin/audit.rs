@@ -1,0 +1,72 @@
+//! `GET /admin/v1/audit`: the audit log, newest first, paged.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::rfc3339;
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::QueryParams;
+
+#[derive(Deserialize)]
+pub struct AuditParams {
+    limit: Option<u32>,
+    /// Cursor from the previous page's `next`.
+    before: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// RFC 3339.
+    pub at: String,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub target: String,
+    pub status: u16,
+    pub outcome: String,
+    /// RFC 3339: access logs are kept 90 days.
+    pub purge_after: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub next: Option<i64>,
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    QueryParams(q): QueryParams<AuditParams>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1 to 1000",
+        ));
+    }
+    let rows = app.store.audit(limit, q.before).await?;
+    let next = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(AuditPage {
+        items: rows
+            .into_iter()
+            .map(|r| AuditEntry {
+                id: r.id,
+                at: rfc3339(r.at),
+                actor: r.actor,
+                role: r.role,
+                action: r.action,
+                target: r.target,
+                status: r.status,
+                outcome: r.outcome,
+                purge_after: rfc3339(r.purge_after),
+            })
+            .collect(),
+        next,
+    }))
+}

@@ -1,0 +1,1915 @@
+//! The sub-processor registry: the domain rules, without HTTP or storage.
+//!
+//! Privacy policy section 8 promises customers an up-to-date list of
+//! sub-processors, advance notice of any change and a chance to object;
+//! section 7 promises that a transfer outside the EEA rests on an adequacy
+//! decision or Standard Contractual Clauses. This module turns those promises
+//! into checks a test can run:
+//!
+//! - [`announce`] / [`announce_change`] refuse an effective date inside the
+//!   notice period ([`RegistryError::NoticePeriod`], HTTP 422 `notice_period`).
+//! - [`advance`] applies what has come due by a given `now_ms` (the injectable
+//!   clock, see [`crate::clock`]), so a 30-day notice can be tested in a
+//!   test or shown with `--dev-clock`.
+//! - [`flags`] marks an entry located outside the EEA whose safeguard names
+//!   neither SCC nor an adequacy decision (`transfer_without_safeguard`).
+//! - [`record_objection`] keeps one objection per tenant per entry.
+//! - [`feed_json`] renders every change as a JSON Feed 1.1 customers subscribe to.
+//!
+//! The integrator persists `Vec<SubProcessor>` as JSON (the entries carry their
+//! whole history), wires the routes, calls [`advance_all`] on a timer and on
+//! reads, and maps [`RegistryError::code`] / [`RegistryError::http_status`]
+//! onto the usual error body.
+//!
+//! Timestamps are RFC 3339 UTC strings. Instants taken from the clock are
+//! stored to the second; an effective date keeps the millisecond it was given
+//! (whole seconds print without a fraction), because truncating it would let
+//! a change take effect before the date tenants were told.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::clock::Millis;
+
+/// Default `--notice-days`.
+pub const DEFAULT_NOTICE_DAYS: u32 = 30;
+
+/// The flag on an entry whose transfer out of the EEA has no named safeguard.
+pub const TRANSFER_WITHOUT_SAFEGUARD: &str = "transfer_without_safeguard";
+
+/// History events.
+pub const EVENT_ANNOUNCED: &str = "announced";
+pub const EVENT_CHANGED_ANNOUNCED: &str = "changed_announced";
+pub const EVENT_EFFECTIVE: &str = "effective";
+pub const EVENT_RETIRED: &str = "retired";
+pub const EVENT_OBJECTION: &str = "objection";
+
+const DAY_MS: Millis = 86_400_000;
+/// An effective date further out than this is almost certainly a typo (a
+/// five-digit year), and would park a proposal forever.
+const MAX_AHEAD_DAYS: i64 = 3_650;
+
+const NAME_MAX: usize = 200;
+const PURPOSE_MAX: usize = 500;
+const LOCATION_MAX: usize = 100;
+const SAFEGUARD_MAX: usize = 200;
+const DATA_CATEGORY_MAX: usize = 100;
+const DATA_CATEGORIES_MAX: usize = 32;
+const TENANT_ID_MAX: usize = 128;
+const REASON_MAX: usize = 2_000;
+
+// ---------------------------------------------------------------------------
+// Categories, status, location classes
+// ---------------------------------------------------------------------------
+
+/// The five sub-processor categories of privacy policy section 8, serialised
+/// exactly as the policy writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Category {
+    #[serde(rename = "Cloud Infrastructure")]
+    CloudInfrastructure,
+    #[serde(rename = "Security & Anti-malware")]
+    SecurityAntiMalware,
+    #[serde(rename = "Collaboration Tools")]
+    CollaborationTools,
+    #[serde(rename = "Monitoring & Logging")]
+    MonitoringLogging,
+    #[serde(rename = "Communication Channels")]
+    CommunicationChannels,
+}
+
+impl Category {
+    /// In the policy's table order.
+    pub const ALL: [Category; 5] = [
+        Category::CloudInfrastructure,
+        Category::SecurityAntiMalware,
+        Category::CollaborationTools,
+        Category::MonitoringLogging,
+        Category::CommunicationChannels,
+    ];
+
+    /// The policy's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::CloudInfrastructure => "Cloud Infrastructure",
+            Category::SecurityAntiMalware => "Security & Anti-malware",
+            Category::CollaborationTools => "Collaboration Tools",
+            Category::MonitoringLogging => "Monitoring & Logging",
+            Category::CommunicationChannels => "Communication Channels",
+        }
+    }
+
+    /// The policy's spelling, exactly or ignoring case and surrounding
+    /// whitespace.
+    pub fn parse(s: &str) -> Option<Category> {
+        let s = s.trim();
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .or_else(|| {
+                Category::ALL
+                    .into_iter()
+                    .find(|c| c.as_str().eq_ignore_ascii_case(s))
+            })
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Announced, not yet effective: tenants are in their notice period.
+    Proposed,
+    Active,
+    Retired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Proposed => "proposed",
+            Status::Active => "active",
+            Status::Retired => "retired",
+        }
+    }
+}
+
+/// Where a location stands under GDPR Chapter V, ordered from inside the EEA
+/// outwards, so a list of locations takes its farthest member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocationClass {
+    /// The EU 27 plus Iceland, Liechtenstein, Norway: no transfer at all.
+    Eea,
+    /// A country with a European Commission adequacy decision.
+    Adequate,
+    /// Any other country, and anything not recognised (unknown is treated as
+    /// the risky case, so it gets looked at).
+    ThirdCountry,
+    /// Anywhere in the world, which includes third countries.
+    Global,
+}
+
+// ---------------------------------------------------------------------------
+// Wire and persisted types
+// ---------------------------------------------------------------------------
+
+/// Body of `POST /admin/v1/subprocessors`: announces a new sub-processor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Announcement {
+    pub name: String,
+    /// One of [`Category::ALL`] as the policy writes it (case-insensitive).
+    pub category: String,
+    pub purpose: String,
+    pub location: String,
+    pub safeguard: String,
+    pub data_categories: Vec<String>,
+    /// RFC 3339; at least the notice period after the announcement.
+    pub effective_at: String,
+}
+
+/// Body of `POST /admin/v1/subprocessors/{id}/changes`: the new values of
+/// what changes (absent fields stay as they are) and when.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safeguard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_categories: Option<Vec<String>>,
+    /// RFC 3339; at least the notice period after the announcement.
+    pub effective_at: String,
+}
+
+/// Body of `POST /admin/v1/subprocessors/{id}/objections`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectionRequest {
+    pub tenant_id: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A tenant's objection; at most one per tenant per entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Objection {
+    pub tenant_id: String,
+    pub reason: Option<String>,
+    /// When the current reason was given.
+    pub at: String,
+}
+
+/// One line of an entry's append-only history. The feed item id is the
+/// entry id plus the index here, so entries are never removed or reordered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: String,
+    /// One of the `EVENT_*` constants.
+    pub event: String,
+    /// Event-specific: a snapshot of the terms, the changed fields, etc.
+    #[serde(default)]
+    pub detail: Value,
+    /// For announcements, the date announced; for `effective`, the date applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<String>,
+}
+
+/// An announced change waiting for its effective date. Only the fields that
+/// change are present.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingChange {
+    pub announced_at: String,
+    pub effective_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safeguard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_categories: Option<Vec<String>>,
+    /// The entry's flags once the change applies, so tenants see a risky
+    /// change while they can still object.
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+/// A registry entry, persisted as JSON and returned by the API as is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubProcessor {
+    pub id: String,
+    pub name: String,
+    pub category: Category,
+    pub purpose: String,
+    pub location: String,
+    pub location_class: LocationClass,
+    pub safeguard: String,
+    pub data_categories: Vec<String>,
+    pub status: Status,
+    pub announced_at: String,
+    /// When the entry took (or takes) effect; a later change keeps this date
+    /// and is recorded in `history`.
+    pub effective_at: String,
+    #[serde(default)]
+    pub retired_at: Option<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub pending_change: Option<PendingChange>,
+    #[serde(default)]
+    pub objections: Vec<Objection>,
+    #[serde(default)]
+    pub objection_count: usize,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("effective_at is inside the notice period; the earliest allowed is {earliest}")]
+    NoticePeriod { earliest: String },
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("no such sub-processor")]
+    NotFound,
+    #[error("the sub-processor is retired")]
+    AlreadyRetired,
+    #[error("{name:?} is already listed under {category}")]
+    Duplicate { name: String, category: Category },
+}
+
+impl RegistryError {
+    /// The stable `error.code` of the HTTP body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::NoticePeriod { .. } => "notice_period",
+            RegistryError::Invalid { .. } => "invalid_field",
+            RegistryError::NotFound => "not_found",
+            RegistryError::AlreadyRetired | RegistryError::Duplicate { .. } => "conflict",
+        }
+    }
+
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RegistryError::NoticePeriod { .. } | RegistryError::Invalid { .. } => 422,
+            RegistryError::NotFound => 404,
+            RegistryError::AlreadyRetired | RegistryError::Duplicate { .. } => 409,
+        }
+    }
+
+    /// The offending field, for `notice_period` always `effective_at`.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            RegistryError::NoticePeriod { .. } => Some("effective_at"),
+            RegistryError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Locations and flags
+// ---------------------------------------------------------------------------
+
+/// EU 27 + Iceland, Liechtenstein, Norway: English names (with common
+/// variants) and ISO 3166 alpha-2 codes, plus "EL", the EU's code for Greece.
+const EEA: &[&str] = &[
+    "eu",
+    "eea",
+    "european union",
+    "european economic area",
+    "austria",
+    "at",
+    "belgium",
+    "be",
+    "bulgaria",
+    "bg",
+    "croatia",
+    "hr",
+    "cyprus",
+    "cy",
+    "czechia",
+    "czech republic",
+    "cz",
+    "denmark",
+    "dk",
+    "estonia",
+    "ee",
+    "finland",
+    "fi",
+    "france",
+    "fr",
+    "germany",
+    "de",
+    "greece",
+    "gr",
+    "el",
+    "hungary",
+    "hu",
+    "ireland",
+    "republic of ireland",
+    "ie",
+    "italy",
+    "it",
+    "latvia",
+    "lv",
+    "lithuania",
+    "lt",
+    "luxembourg",
+    "lu",
+    "malta",
+    "mt",
+    "netherlands",
+    "nl",
+    "poland",
+    "pl",
+    "portugal",
+    "pt",
+    "romania",
+    "ro",
+    "slovakia",
+    "slovak republic",
+    "sk",
+    "slovenia",
+    "si",
+    "spain",
+    "es",
+    "sweden",
+    "se",
+    "iceland",
+    "is",
+    "liechtenstein",
+    "li",
+    "norway",
+    "no",
+];
+
+/// Countries with a European Commission adequacy decision; the United States
+/// under the EU-US Data Privacy Framework decision (2023).
+const ADEQUATE: &[&str] = &[
+    "andorra",
+    "ad",
+    "argentina",
+    "ar",
+    "canada",
+    "ca",
+    "faroe islands",
+    "fo",
+    "guernsey",
+    "gg",
+    "israel",
+    "il",
+    "isle of man",
+    "im",
+    "japan",
+    "jp",
+    "jersey",
+    "je",
+    "new zealand",
+    "nz",
+    "republic of korea",
+    "korea, republic of",
+    "south korea",
+    "kr",
+    "switzerland",
+    "ch",
+    "united kingdom",
+    "great britain",
+    "uk",
+    "gb",
+    "uruguay",
+    "uy",
+    "united states",
+    "united states of america",
+    "usa",
+    "us",
+];
+
+const GLOBAL: &[&str] = &[
+    "global",
+    "worldwide",
+    "world-wide",
+    "world wide",
+    "international",
+];
+
+/// Lower case, dots dropped ("U.S." is "us"), whitespace collapsed, a leading
+/// "the " dropped ("The Netherlands").
+fn normalize_place(s: &str) -> String {
+    let lowered = s.to_lowercase().replace('.', "");
+    let collapsed = lowered.split_whitespace().collect::<Vec<_>>().join(" ");
+    match collapsed.strip_prefix("the ") {
+        Some(rest) => rest.to_string(),
+        None => collapsed,
+    }
+}
+
+/// Drops parenthesised text: "EU (Germany)" is judged by "EU". Only when
+/// nothing is left outside ("(Germany)") is the inside used.
+fn outside_parentheses(s: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for ch in s.chars() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(ch),
+            _ => {}
+        }
+    }
+    if out.trim().is_empty() {
+        s.chars().filter(|c| *c != '(' && *c != ')').collect()
+    } else {
+        out
+    }
+}
+
+fn lookup_place(key: &str) -> Option<LocationClass> {
+    if GLOBAL.contains(&key) {
+        Some(LocationClass::Global)
+    } else if EEA.contains(&key) {
+        Some(LocationClass::Eea)
+    } else if ADEQUATE.contains(&key) {
+        Some(LocationClass::Adequate)
+    } else {
+        None
+    }
+}
+
+/// Classifies a location as written in the registry: a country's English name
+/// or ISO 3166 alpha-2 code, "EU", "EEA" or "Global", case-insensitive, with
+/// parenthesised detail ignored ("EU (Germany)"). A list ("EU / Global",
+/// "Germany, India") takes its farthest member. Anything unrecognised is a
+/// third country, so it is flagged for review rather than silently passed.
+pub fn classify_location(location: &str) -> LocationClass {
+    let outside = outside_parentheses(location);
+    // The whole text first, so "Korea, Republic of" is not split at its comma.
+    if let Some(class) = lookup_place(&normalize_place(&outside)) {
+        return class;
+    }
+    outside
+        .split(['/', ',', ';', '+', '|'])
+        .map(normalize_place)
+        .filter(|part| !part.is_empty())
+        .map(|part| lookup_place(&part).unwrap_or(LocationClass::ThirdCountry))
+        .max()
+        .unwrap_or(LocationClass::ThirdCountry)
+}
+
+/// Whether a safeguard text names Standard Contractual Clauses ("SCC",
+/// "SCCs", "Standard Contractual Clauses") or an adequacy decision
+/// ("adequacy"), case-insensitive. A text match: "no SCC" would pass, which
+/// is why the API shows the safeguard text next to the flag.
+fn names_transfer_safeguard(safeguard: &str) -> bool {
+    let lower = safeguard.to_lowercase();
+    lower.contains("standard contractual clause")
+        || lower.contains("adequacy")
+        || lower
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|token| token == "scc" || token == "sccs")
+}
+
+/// The entry's flags: [`TRANSFER_WITHOUT_SAFEGUARD`] when the location is a
+/// third country or global and the safeguard names neither SCC nor an
+/// adequacy decision.
+///
+/// A location with an adequacy decision is not flagged whatever the
+/// safeguard says: the decision itself is the Article 45 safeguard. For the
+/// United States that decision (the Data Privacy Framework) covers only
+/// certified recipients, which this registry cannot check; whoever announces
+/// a US entry is expected to confirm certification or name SCC.
+pub fn flags(location: &str, safeguard: &str) -> Vec<String> {
+    match classify_location(location) {
+        LocationClass::Eea | LocationClass::Adequate => Vec::new(),
+        LocationClass::ThirdCountry | LocationClass::Global => {
+            if names_transfer_safeguard(safeguard) {
+                Vec::new()
+            } else {
+                vec![TRANSFER_WITHOUT_SAFEGUARD.to_string()]
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Time helpers
+// ---------------------------------------------------------------------------
+
+/// An instant from the clock, to the second.
+fn stamp(ms: Millis) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// An effective date: to the millisecond when it has one, else to the second.
+fn stamp_exact(ms: Millis) -> String {
+    let format = if ms.rem_euclid(1_000) == 0 {
+        SecondsFormat::Secs
+    } else {
+        SecondsFormat::Millis
+    };
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(format, true)
+}
+
+/// The earliest allowed effective date, rounded up to a whole second so that
+/// the value shown in the error is itself accepted.
+fn stamp_earliest(ms: Millis) -> String {
+    let rem = ms.rem_euclid(1_000);
+    stamp(if rem == 0 {
+        ms
+    } else {
+        ms.saturating_add(1_000 - rem)
+    })
+}
+
+fn parse_ms(s: &str) -> Option<Millis> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc).timestamp_millis())
+}
+
+/// A stored timestamp; a corrupt one never comes due (and is logged) rather
+/// than taking effect at some guessed time.
+fn stored_ms(s: &str, id: &str, what: &str) -> Option<Millis> {
+    let ms = parse_ms(s);
+    if ms.is_none() {
+        tracing::warn!(
+            subprocessor = id,
+            field = what,
+            value = s,
+            "unparseable stored timestamp"
+        );
+    }
+    ms
+}
+
+/// Parses and checks an effective date against the notice rule; returns the
+/// instant in ms, rounded up to the millisecond (never earlier than asked).
+fn check_effective_at(
+    raw: &str,
+    now_ms: Millis,
+    notice_days: u32,
+) -> Result<Millis, RegistryError> {
+    let parsed = DateTime::parse_from_rfc3339(raw.trim()).map_err(|e| {
+        invalid(
+            "effective_at",
+            format!("not an RFC 3339 date-time ({e}), e.g. 2025-07-01T00:00:00Z"),
+        )
+    })?;
+    let utc = parsed.with_timezone(&Utc);
+    let mut ms = utc.timestamp_millis();
+    if utc.timestamp_subsec_nanos() % 1_000_000 != 0 {
+        ms = ms.saturating_add(1);
+    }
+    let earliest = now_ms.saturating_add(i64::from(notice_days).saturating_mul(DAY_MS));
+    if ms < earliest {
+        return Err(RegistryError::NoticePeriod {
+            earliest: stamp_earliest(earliest),
+        });
+    }
+    if ms > earliest.saturating_add(MAX_AHEAD_DAYS * DAY_MS) {
+        return Err(invalid(
+            "effective_at",
+            format!("more than {MAX_AHEAD_DAYS} days ahead"),
+        ));
+    }
+    Ok(ms)
+}
+
+// ---------------------------------------------------------------------------
+// Field validation
+// ---------------------------------------------------------------------------
+
+/// Trimmed, non-empty, bounded, single-line text (it lands in feed titles
+/// and logs, where a newline could forge a line).
+fn text(field: &'static str, value: &str, max: usize) -> Result<String, RegistryError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(invalid(field, format!("longer than {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(field, "must not contain control characters"));
+    }
+    Ok(value.to_string())
+}
+
+/// At least one, bounded; trimmed, and duplicates (ignoring case) dropped
+/// since they say nothing new.
+fn data_categories(values: &[String]) -> Result<Vec<String>, RegistryError> {
+    const FIELD: &str = "data_categories";
+    if values.is_empty() {
+        return Err(invalid(
+            FIELD,
+            "name at least one category of personal data",
+        ));
+    }
+    if values.len() > DATA_CATEGORIES_MAX {
+        return Err(invalid(
+            FIELD,
+            format!("more than {DATA_CATEGORIES_MAX} entries"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(values.len());
+    for value in values {
+        let value = text(FIELD, value, DATA_CATEGORY_MAX)?;
+        if seen.insert(value.to_lowercase()) {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_category(raw: &str) -> Result<Category, RegistryError> {
+    Category::parse(raw).ok_or_else(|| {
+        let known: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+        invalid(
+            "category",
+            format!(
+                "unknown category {:?}; expected one of: {}",
+                raw,
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+fn terms_json(sp: &SubProcessor) -> Value {
+    json!({
+        "name": sp.name,
+        "category": sp.category,
+        "purpose": sp.purpose,
+        "location": sp.location,
+        "safeguard": sp.safeguard,
+        "data_categories": sp.data_categories,
+        "flags": sp.flags,
+    })
+}
+
+/// Names and locations of the entries listed in policy section 8. Only
+/// AWS (named in section 5.1) and WhatsApp (a channel this platform
+/// integrates) follow from the policy; the other three are placeholders the
+/// operator replaces with the actual providers.
+/// (category, name, purpose, location, safeguard, data categories).
+type SeedRow = (
+    Category,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
+const SEED: [SeedRow; 5] = [
+    (
+        Category::CloudInfrastructure,
+        "Amazon Web Services EMEA SARL",
+        "Hosting and data storage",
+        "EU (Germany)",
+        "ISO 27001 / DPA",
+        &[
+            "Names and contact details of end-users",
+            "Chat messages and conversation content",
+            "IP addresses and technical session metadata",
+            "Files and attachments uploaded by end-users",
+            "Data received via connected channels",
+        ],
+    ),
+    (
+        Category::SecurityAntiMalware,
+        "Security scanning provider (to be named)",
+        "Security scanning and threat detection",
+        "EU / Global",
+        "SCC / DPA",
+        &[
+            "IP addresses and technical session metadata",
+            "Files and attachments uploaded by end-users",
+        ],
+    ),
+    (
+        Category::CollaborationTools,
+        "Collaboration tools provider (to be named)",
+        "Internal operations",
+        "EU / Global",
+        "SCC / DPA",
+        &["Names and contact details of end-users", "Support requests"],
+    ),
+    (
+        Category::MonitoringLogging,
+        "Monitoring and logging provider (to be named)",
+        "Platform monitoring and security",
+        "EU",
+        "DPA",
+        &[
+            "IP addresses and technical session metadata",
+            "System and access logs",
+        ],
+    ),
+    (
+        Category::CommunicationChannels,
+        "Meta Platforms Ireland (WhatsApp Business)",
+        "Messaging channel integrations",
+        "Global",
+        "SCC / DPA",
+        &[
+            "Names and contact details of end-users",
+            "Chat messages and conversation content",
+            "Data received via connected channels",
+        ],
+    ),
+];
+
+/// The registry as the policy describes it today: one active entry per row of
+/// section 8, with the policy's category, purpose, location and safeguard
+/// verbatim. Ids are fresh, so seed only when nothing is persisted yet.
+pub fn seed(now_ms: Millis) -> Vec<SubProcessor> {
+    let at = stamp(now_ms);
+    SEED.iter()
+        .map(|(category, name, purpose, location, safeguard, data)| {
+            let mut sp = SubProcessor {
+                id: new_id(),
+                name: (*name).to_string(),
+                category: *category,
+                purpose: (*purpose).to_string(),
+                location: (*location).to_string(),
+                location_class: classify_location(location),
+                safeguard: (*safeguard).to_string(),
+                data_categories: data.iter().map(|d| (*d).to_string()).collect(),
+                status: Status::Active,
+                announced_at: at.clone(),
+                effective_at: at.clone(),
+                retired_at: None,
+                flags: flags(location, safeguard),
+                pending_change: None,
+                objections: Vec::new(),
+                objection_count: 0,
+                history: Vec::new(),
+            };
+            // Listed in the policy already, so no notice period applies: one
+            // `effective` event marks the baseline.
+            let mut detail = terms_json(&sp);
+            detail["kind"] = json!("seeded");
+            detail["source"] = json!("privacy policy section 8");
+            sp.history.push(HistoryEntry {
+                at: at.clone(),
+                event: EVENT_EFFECTIVE.to_string(),
+                detail,
+                effective_at: Some(at.clone()),
+            });
+            sp
+        })
+        .collect()
+}
+
+/// Announces a new sub-processor: every field is validated, the effective
+/// date must be at least `notice_days` after `now_ms`. The entry starts
+/// [`Status::Proposed`]; [`advance`] makes it active on its date.
+pub fn announce(
+    a: Announcement,
+    now_ms: Millis,
+    notice_days: u32,
+) -> Result<SubProcessor, RegistryError> {
+    let name = text("name", &a.name, NAME_MAX)?;
+    let category = parse_category(&a.category)?;
+    let purpose = text("purpose", &a.purpose, PURPOSE_MAX)?;
+    let location = text("location", &a.location, LOCATION_MAX)?;
+    let safeguard = text("safeguard", &a.safeguard, SAFEGUARD_MAX)?;
+    let data = data_categories(&a.data_categories)?;
+    let effective_ms = check_effective_at(&a.effective_at, now_ms, notice_days)?;
+
+    let effective_at = stamp_exact(effective_ms);
+    let mut sp = SubProcessor {
+        id: new_id(),
+        name,
+        category,
+        location_class: classify_location(&location),
+        flags: flags(&location, &safeguard),
+        purpose,
+        location,
+        safeguard,
+        data_categories: data,
+        status: Status::Proposed,
+        announced_at: stamp(now_ms),
+        effective_at: effective_at.clone(),
+        retired_at: None,
+        pending_change: None,
+        objections: Vec::new(),
+        objection_count: 0,
+        history: Vec::new(),
+    };
+    sp.history.push(HistoryEntry {
+        at: sp.announced_at.clone(),
+        event: EVENT_ANNOUNCED.to_string(),
+        detail: terms_json(&sp),
+        effective_at: Some(effective_at),
+    });
+    Ok(sp)
+}
+
+/// [`announce`], refusing a second live entry with the same name
+/// (ignoring case) in the same category, and appending to `entries`.
+pub fn announce_into(
+    entries: &mut Vec<SubProcessor>,
+    a: Announcement,
+    now_ms: Millis,
+    notice_days: u32,
+) -> Result<&SubProcessor, RegistryError> {
+    let sp = announce(a, now_ms, notice_days)?;
+    let clash = entries.iter().any(|e| {
+        e.status != Status::Retired
+            && e.category == sp.category
+            && e.name.to_lowercase() == sp.name.to_lowercase()
+    });
+    if clash {
+        return Err(RegistryError::Duplicate {
+            name: sp.name,
+            category: sp.category,
+        });
+    }
+    entries.push(sp);
+    let last = entries.len() - 1;
+    Ok(&entries[last])
+}
+
+/// The entry with this id.
+pub fn find_mut<'a>(
+    entries: &'a mut [SubProcessor],
+    id: &str,
+) -> Result<&'a mut SubProcessor, RegistryError> {
+    entries
+        .iter_mut()
+        .find(|e| e.id == id)
+        .ok_or(RegistryError::NotFound)
+}
+
+/// Announces a change to an entry: it waits in `pending_change` until its own
+/// effective date, which obeys the same notice rule (and cannot precede the
+/// entry's own effective date). Only fields that differ are kept; a change
+/// that changes nothing is refused. A new change replaces a pending one: it
+/// restarts the notice period, and the history keeps both.
+pub fn announce_change(
+    sp: &mut SubProcessor,
+    c: ChangeRequest,
+    now_ms: Millis,
+    notice_days: u32,
+) -> Result<(), RegistryError> {
+    if sp.status == Status::Retired {
+        return Err(RegistryError::AlreadyRetired);
+    }
+    let purpose = c
+        .purpose
+        .as_deref()
+        .map(|v| text("purpose", v, PURPOSE_MAX))
+        .transpose()?
+        .filter(|v| *v != sp.purpose);
+    let location = c
+        .location
+        .as_deref()
+        .map(|v| text("location", v, LOCATION_MAX))
+        .transpose()?
+        .filter(|v| *v != sp.location);
+    let safeguard = c
+        .safeguard
+        .as_deref()
+        .map(|v| text("safeguard", v, SAFEGUARD_MAX))
+        .transpose()?
+        .filter(|v| *v != sp.safeguard);
+    let data = c
+        .data_categories
+        .as_deref()
+        .map(data_categories)
+        .transpose()?
+        .filter(|v| *v != sp.data_categories);
+    if purpose.is_none() && location.is_none() && safeguard.is_none() && data.is_none() {
+        return Err(invalid(
+            "change",
+            "changes nothing: give a new purpose, location, safeguard or data_categories",
+        ));
+    }
+    let effective_ms = check_effective_at(&c.effective_at, now_ms, notice_days)?;
+    let entry_ms = stored_ms(&sp.effective_at, &sp.id, "effective_at");
+    if entry_ms.is_some_and(|entry_ms| effective_ms < entry_ms) {
+        return Err(invalid(
+            "effective_at",
+            format!("before the entry itself takes effect ({})", sp.effective_at),
+        ));
+    }
+
+    let after_location = location.as_deref().unwrap_or(&sp.location);
+    let after_safeguard = safeguard.as_deref().unwrap_or(&sp.safeguard);
+    let change = PendingChange {
+        announced_at: stamp(now_ms),
+        effective_at: stamp_exact(effective_ms),
+        flags: flags(after_location, after_safeguard),
+        purpose,
+        location,
+        safeguard,
+        data_categories: data,
+    };
+    let mut detail = json!({
+        "changes": change_diff(sp, &change),
+        "flags_after": change.flags,
+    });
+    if let Some(old) = &sp.pending_change {
+        detail["supersedes"] =
+            json!({ "announced_at": old.announced_at, "effective_at": old.effective_at });
+    }
+    sp.history.push(HistoryEntry {
+        at: change.announced_at.clone(),
+        event: EVENT_CHANGED_ANNOUNCED.to_string(),
+        detail,
+        effective_at: Some(change.effective_at.clone()),
+    });
+    sp.pending_change = Some(change);
+    Ok(())
+}
+
+/// `{"field": {"from": old, "to": new}}` for each field the change touches.
+fn change_diff(sp: &SubProcessor, c: &PendingChange) -> Value {
+    let mut diff = serde_json::Map::new();
+    let mut put = |field: &str, from: Value, to: Value| {
+        diff.insert(field.to_string(), json!({ "from": from, "to": to }));
+    };
+    if let Some(v) = &c.purpose {
+        put("purpose", json!(sp.purpose), json!(v));
+    }
+    if let Some(v) = &c.location {
+        put("location", json!(sp.location), json!(v));
+    }
+    if let Some(v) = &c.safeguard {
+        put("safeguard", json!(sp.safeguard), json!(v));
+    }
+    if let Some(v) = &c.data_categories {
+        put("data_categories", json!(sp.data_categories), json!(v));
+    }
+    Value::Object(diff)
+}
+
+/// Records a tenant's objection. One per tenant per entry: a second replaces
+/// the reason (and its time) without raising the count. Refused once retired,
+/// since there is nothing left to object to. The caller checks that the
+/// tenant exists.
+pub fn record_objection(
+    sp: &mut SubProcessor,
+    tenant_id: &str,
+    reason: Option<String>,
+    now_ms: Millis,
+) -> Result<(), RegistryError> {
+    if sp.status == Status::Retired {
+        return Err(RegistryError::AlreadyRetired);
+    }
+    let tenant_id = text("tenant_id", tenant_id, TENANT_ID_MAX)?;
+    let reason = match reason.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(r) if r.chars().count() > REASON_MAX => {
+            return Err(invalid(
+                "reason",
+                format!("longer than {REASON_MAX} characters"),
+            ));
+        }
+        // Free text from a tenant; newlines are fine here, it is never a title.
+        Some(r) => Some(r.to_string()),
+    };
+    let at = stamp(now_ms);
+    let replaced = match sp.objections.iter_mut().find(|o| o.tenant_id == tenant_id) {
+        Some(existing) => {
+            existing.reason = reason;
+            existing.at = at.clone();
+            true
+        }
+        None => {
+            sp.objections.push(Objection {
+                tenant_id: tenant_id.clone(),
+                reason,
+                at: at.clone(),
+            });
+            false
+        }
+    };
+    sp.objection_count = sp.objections.len();
+    // The reason stays in `objections` only; history and feed carry no
+    // tenant's words.
+    sp.history.push(HistoryEntry {
+        at,
+        event: EVENT_OBJECTION.to_string(),
+        detail: json!({ "tenant_id": tenant_id, "replaced": replaced }),
+        effective_at: None,
+    });
+    Ok(())
+}
+
+/// Retires an entry now (proposed or active); a pending change is dropped.
+/// Removing a sub-processor needs no notice period: it only narrows who
+/// processes the data.
+pub fn retire(sp: &mut SubProcessor, now_ms: Millis) -> Result<(), RegistryError> {
+    if sp.status == Status::Retired {
+        return Err(RegistryError::AlreadyRetired);
+    }
+    let at = stamp(now_ms);
+    let dropped = sp.pending_change.take();
+    sp.history.push(HistoryEntry {
+        at: at.clone(),
+        event: EVENT_RETIRED.to_string(),
+        detail: json!({
+            "previous_status": sp.status,
+            "dropped_pending_change": dropped.map(|c| c.effective_at),
+        }),
+        effective_at: None,
+    });
+    sp.status = Status::Retired;
+    sp.retired_at = Some(at);
+    Ok(())
+}
+
+/// Applies what has come due by `now_ms`: a proposed entry becomes active at
+/// its effective date, then a pending change applies at its own. Flags,
+/// location class and the objection count are recomputed either way (a rule
+/// may have changed since the entry was stored). Returns whether anything
+/// changed, so the caller persists and emits an event only then.
+///
+/// History records the effective date as the time of the event, not
+/// `now_ms`: if the worker ran late, the change still took effect when
+/// tenants were told it would.
+pub fn advance(sp: &mut SubProcessor, now_ms: Millis) -> bool {
+    let mut changed = false;
+
+    if sp.status == Status::Proposed
+        && stored_ms(&sp.effective_at, &sp.id, "effective_at").is_some_and(|t| t <= now_ms)
+    {
+        sp.status = Status::Active;
+        sp.history.push(HistoryEntry {
+            at: sp.effective_at.clone(),
+            event: EVENT_EFFECTIVE.to_string(),
+            detail: {
+                let mut d = terms_json(sp);
+                d["kind"] = json!("activated");
+                d
+            },
+            effective_at: Some(sp.effective_at.clone()),
+        });
+        changed = true;
+    }
+
+    let change_due = sp.status == Status::Active
+        && sp.pending_change.as_ref().is_some_and(|c| {
+            stored_ms(&c.effective_at, &sp.id, "pending_change.effective_at")
+                .is_some_and(|t| t <= now_ms)
+        });
+    if let Some(c) = sp.pending_change.take_if(|_| change_due) {
+        let diff = change_diff(sp, &c);
+        if let Some(v) = c.purpose {
+            sp.purpose = v;
+        }
+        if let Some(v) = c.location {
+            sp.location = v;
+        }
+        if let Some(v) = c.safeguard {
+            sp.safeguard = v;
+        }
+        if let Some(v) = c.data_categories {
+            sp.data_categories = v;
+        }
+        sp.history.push(HistoryEntry {
+            at: c.effective_at.clone(),
+            event: EVENT_EFFECTIVE.to_string(),
+            detail: json!({ "kind": "change_applied", "changes": diff }),
+            effective_at: Some(c.effective_at),
+        });
+        changed = true;
+    }
+
+    let class = classify_location(&sp.location);
+    let current_flags = flags(&sp.location, &sp.safeguard);
+    if class != sp.location_class || current_flags != sp.flags {
+        sp.location_class = class;
+        sp.flags = current_flags;
+        changed = true;
+    }
+    if let Some(c) = sp.pending_change.as_mut() {
+        let after = flags(
+            c.location.as_deref().unwrap_or(&sp.location),
+            c.safeguard.as_deref().unwrap_or(&sp.safeguard),
+        );
+        if after != c.flags {
+            c.flags = after;
+            changed = true;
+        }
+    }
+    if sp.objection_count != sp.objections.len() {
+        sp.objection_count = sp.objections.len();
+        changed = true;
+    }
+    changed
+}
+
+/// [`advance`] over every entry; the ids of those that changed.
+pub fn advance_all(entries: &mut [SubProcessor], now_ms: Millis) -> Vec<String> {
+    entries
+        .iter_mut()
+        .filter_map(|sp| advance(sp, now_ms).then(|| sp.id.clone()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// JSON Feed
+// ---------------------------------------------------------------------------
+
+fn detail_str<'a>(h: &'a HistoryEntry, key: &str) -> Option<&'a str> {
+    h.detail.get(key).and_then(Value::as_str)
+}
+
+/// "what, where, safeguard" of an event: the snapshot taken when it happened
+/// if there is one, else the entry as it is now.
+fn terms_line(sp: &SubProcessor, h: &HistoryEntry) -> String {
+    let purpose = detail_str(h, "purpose").unwrap_or(&sp.purpose);
+    let location = detail_str(h, "location").unwrap_or(&sp.location);
+    let safeguard = detail_str(h, "safeguard").unwrap_or(&sp.safeguard);
+    let data = match h.detail.get("data_categories").and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => sp.data_categories.join(", "),
+    };
+    format!(
+        "{} ({}): {purpose}. Location: {location}. Safeguard: {safeguard}. Personal data: {data}.",
+        sp.name, sp.category
+    )
+}
+
+fn changes_line(changes: Option<&Value>) -> String {
+    let Some(Value::Object(map)) = changes else {
+        return String::new();
+    };
+    let show = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    };
+    let parts: Vec<String> = map
+        .iter()
+        .map(|(field, d)| {
+            format!(
+                "{}: {} -> {}",
+                field.replace('_', " "),
+                show(d.get("from")),
+                show(d.get("to"))
+            )
+        })
+        .collect();
+    format!(" Changes: {}.", parts.join("; "))
+}
+
+fn feed_item(sp: &SubProcessor, index: usize, h: &HistoryEntry) -> Option<Value> {
+    let effective = h.effective_at.as_deref().unwrap_or(&sp.effective_at);
+    let kind = detail_str(h, "kind");
+    let (title, body) = match (h.event.as_str(), kind) {
+        (EVENT_ANNOUNCED, _) => (
+            format!(
+                "New sub-processor proposed: {}, effective {effective}",
+                sp.name
+            ),
+            terms_line(sp, h),
+        ),
+        (EVENT_CHANGED_ANNOUNCED, _) => (
+            format!(
+                "Change to sub-processor {} announced, effective {effective}",
+                sp.name
+            ),
+            format!(
+                "{} ({}).{}",
+                sp.name,
+                sp.category,
+                changes_line(h.detail.get("changes"))
+            ),
+        ),
+        (EVENT_EFFECTIVE, Some("seeded")) => (
+            format!("Sub-processor listed: {}", sp.name),
+            terms_line(sp, h),
+        ),
+        (EVENT_EFFECTIVE, Some("change_applied")) => (
+            format!("Change to sub-processor {} in effect", sp.name),
+            format!(
+                "{} ({}).{}",
+                sp.name,
+                sp.category,
+                changes_line(h.detail.get("changes"))
+            ),
+        ),
+        (EVENT_EFFECTIVE, _) => (
+            format!("Sub-processor now active: {}", sp.name),
+            terms_line(sp, h),
+        ),
+        (EVENT_RETIRED, _) => (
+            format!("Sub-processor retired: {}", sp.name),
+            format!(
+                "{} ({}) no longer processes personal data for us.",
+                sp.name, sp.category
+            ),
+        ),
+        // Objections are between a tenant and us: only their count is public.
+        _ => return None,
+    };
+    let mut content = body;
+    if h.event != EVENT_RETIRED {
+        content.push_str(&format!(" Effective: {effective}."));
+    }
+    // The flags as of the event (for an announced change, once it applies).
+    let flagged = match h
+        .detail
+        .get("flags_after")
+        .or_else(|| h.detail.get("flags"))
+    {
+        Some(Value::Array(list)) => list.iter().any(|f| f == TRANSFER_WITHOUT_SAFEGUARD),
+        _ => sp.flags.iter().any(|f| f == TRANSFER_WITHOUT_SAFEGUARD),
+    };
+    if flagged {
+        content.push_str(" Flagged: transfer outside the EEA without SCC or an adequacy decision.");
+    }
+    content.push_str(&format!(" Objections so far: {}.", sp.objections.len()));
+    Some(json!({
+        "id": format!("{}:{index}", sp.id),
+        "title": title,
+        "content_text": content,
+        "date_published": h.at,
+        "tags": [sp.category.as_str(), h.event],
+        // JSON Feed extension (underscore-prefixed keys are reserved for
+        // publishers) so a program need not parse the prose.
+        "_c24": {
+            "subprocessor_id": sp.id,
+            "event": h.event,
+            "status": sp.status,
+            "effective_at": effective,
+            "flags": sp.flags,
+            "objection_count": sp.objections.len(),
+        },
+    }))
+}
+
+/// A JSON Feed 1.1 (<https://www.jsonfeed.org/version/1.1/>) of registry
+/// changes: one item per announced, change-announced, effective and retired
+/// event of every entry, newest first. Item ids (`{entry id}:{history index}`)
+/// are stable because history is append-only, so readers do not repeat items.
+pub fn feed_json(entries: &[SubProcessor], feed_url: &str, home_url: &str) -> Value {
+    let mut items: Vec<(Millis, &str, usize, Value)> = entries
+        .iter()
+        .flat_map(|sp| {
+            sp.history.iter().enumerate().filter_map(move |(i, h)| {
+                let item = feed_item(sp, i, h)?;
+                // An unparseable time sorts last rather than hiding the item.
+                let at = parse_ms(&h.at).unwrap_or(Millis::MIN);
+                Some((at, sp.id.as_str(), i, item))
+            })
+        })
+        .collect();
+    // Newest first; same-second events by entry id (time-ordered v7) then
+    // history position, so the order is deterministic.
+    items.sort_by(|a, b| (b.0, b.1, b.2).cmp(&(a.0, a.1, a.2)));
+    json!({
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Conversation24 sub-processor changes",
+        "description": "New, changed and retired sub-processors, announced ahead of their effective date.",
+        "home_page_url": home_url,
+        "feed_url": feed_url,
+        "language": "en",
+        "items": items.into_iter().map(|(_, _, _, item)| item).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2025-01-01T00:00:00Z.
+    const NOW: Millis = 1_735_689_600_000;
+
+    fn ann(effective_ms: Millis) -> Announcement {
+        Announcement {
+            name: "Example Analytics GmbH".into(),
+            category: "Monitoring & Logging".into(),
+            purpose: "Error tracking".into(),
+            location: "Germany".into(),
+            safeguard: "DPA".into(),
+            data_categories: vec!["IP addresses".into(), "Session metadata".into()],
+            effective_at: stamp_exact(effective_ms),
+        }
+    }
+
+    fn active(now: Millis) -> SubProcessor {
+        let mut sp = announce(ann(now + 30 * DAY_MS), now, 30).unwrap();
+        assert!(advance(&mut sp, now + 30 * DAY_MS));
+        sp
+    }
+
+    fn field_of(r: Result<impl std::fmt::Debug, RegistryError>) -> &'static str {
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), "invalid_field", "{e}");
+        assert_eq!(e.http_status(), 422);
+        e.field().unwrap()
+    }
+
+    #[test]
+    fn classifies_locations() {
+        use LocationClass::*;
+        for (loc, want) in [
+            ("Germany", Eea),
+            ("de", Eea),
+            ("DE", Eea),
+            ("the Netherlands", Eea),
+            ("EL", Eea),
+            ("Norway", Eea),
+            ("LI", Eea),
+            ("iceland", Eea),
+            ("EU", Eea),
+            ("EEA", Eea),
+            ("European Union", Eea),
+            ("EU (Germany)", Eea),
+            ("(Ireland)", Eea),
+            ("EU (Frankfurt/Dublin)", Eea),
+            ("Germany, France", Eea),
+            ("Global", Global),
+            ("worldwide", Global),
+            ("EU / Global", Global),
+            ("United Kingdom", Adequate),
+            ("UK", Adequate),
+            ("GB", Adequate),
+            ("Switzerland", Adequate),
+            ("Japan", Adequate),
+            ("Republic of Korea", Adequate),
+            ("Korea, Republic of", Adequate),
+            ("US", Adequate),
+            ("U.S.", Adequate),
+            ("United States of America", Adequate),
+            ("Isle of Man", Adequate),
+            ("EU / US", Adequate),
+            ("India", ThirdCountry),
+            ("IN", ThirdCountry),
+            ("Brazil", ThirdCountry),
+            ("EU / India", ThirdCountry),
+            ("Europe", ThirdCountry),
+            ("", ThirdCountry),
+            ("Atlantis", ThirdCountry),
+        ] {
+            assert_eq!(classify_location(loc), want, "{loc:?}");
+        }
+    }
+
+    #[test]
+    fn flags_transfers_without_safeguard() {
+        let flagged = vec![TRANSFER_WITHOUT_SAFEGUARD.to_string()];
+        // Adequacy decision (DPF for the US): the location is the safeguard.
+        assert!(flags("US", "DPA").is_empty());
+        assert!(flags("United Kingdom", "DPA").is_empty());
+        assert_eq!(flags("India", "DPA"), flagged);
+        assert!(flags("India", "SCC / DPA").is_empty());
+        assert!(flags("India", "Standard Contractual Clauses (2021)").is_empty());
+        assert!(flags("India", "sccs").is_empty());
+        assert!(flags("India", "Adequacy decision").is_empty());
+        assert_eq!(flags("Global", "DPA"), flagged);
+        assert_eq!(flags("EU / Global", "ISO 27001 / DPA"), flagged);
+        assert!(flags("Global", "scc / dpa").is_empty());
+        assert!(flags("EU", "DPA").is_empty());
+        assert!(flags("EU (Germany)", "ISO 27001 / DPA").is_empty());
+        // "scc" only as a word, not inside one.
+        assert_eq!(flags("Brazil", "DPA, SCCX audit"), flagged);
+        assert_eq!(flags("Atlantis", "DPA"), flagged);
+    }
+
+    #[test]
+    fn category_strings_and_parse() {
+        for c in Category::ALL {
+            assert_eq!(Category::parse(c.as_str()), Some(c));
+            assert_eq!(Category::parse(&c.as_str().to_uppercase()), Some(c));
+            assert_eq!(serde_json::to_value(c).unwrap(), json!(c.as_str()));
+        }
+        assert_eq!(
+            Category::parse(" security & anti-malware "),
+            Some(Category::SecurityAntiMalware)
+        );
+        assert_eq!(Category::parse("Monitoring"), None);
+        assert_eq!(
+            serde_json::to_value(Status::Proposed).unwrap(),
+            json!("proposed")
+        );
+        assert_eq!(
+            serde_json::to_value(LocationClass::ThirdCountry).unwrap(),
+            json!("third_country")
+        );
+    }
+
+    #[test]
+    fn announce_enforces_notice_period_and_accepts_the_boundary() {
+        let boundary = NOW + 30 * DAY_MS;
+        let e = announce(ann(boundary - 1), NOW, 30).unwrap_err();
+        assert_eq!(e.code(), "notice_period");
+        assert_eq!(e.http_status(), 422);
+        assert_eq!(
+            e,
+            RegistryError::NoticePeriod {
+                earliest: "2025-01-31T00:00:00Z".into()
+            }
+        );
+
+        let sp = announce(ann(boundary), NOW, 30).unwrap();
+        assert_eq!(sp.status, Status::Proposed);
+        assert_eq!(sp.effective_at, "2025-01-31T00:00:00Z");
+        assert_eq!(sp.announced_at, "2025-01-01T00:00:00Z");
+        assert_eq!(sp.category, Category::MonitoringLogging);
+        assert_eq!(sp.location_class, LocationClass::Eea);
+        assert!(sp.flags.is_empty());
+        assert_eq!(sp.history.len(), 1);
+        assert_eq!(sp.history[0].event, EVENT_ANNOUNCED);
+        assert_eq!(sp.id.len(), 32);
+
+        // Another offset meaning the same instant is the same boundary.
+        let mut a = ann(boundary);
+        a.effective_at = "2025-01-31T01:00:00+01:00".into();
+        assert_eq!(
+            announce(a, NOW, 30).unwrap().effective_at,
+            "2025-01-31T00:00:00Z"
+        );
+
+        // The earliest shown for an off-second now is itself accepted.
+        let now = NOW + 500;
+        let RegistryError::NoticePeriod { earliest } = announce(ann(NOW), now, 30).unwrap_err()
+        else {
+            panic!("expected notice_period");
+        };
+        let mut a = ann(NOW);
+        a.effective_at = earliest;
+        assert!(announce(a, now, 30).is_ok());
+
+        // A custom notice period.
+        assert!(announce(ann(NOW + 7 * DAY_MS), NOW, 7).is_ok());
+        assert!(announce(ann(NOW + 7 * DAY_MS), NOW, 8).is_err());
+    }
+
+    #[test]
+    fn announce_validates_fields() {
+        type Edit = fn(&mut Announcement);
+        let cases: [(Edit, &str); 10] = [
+            (|a| a.name = "  ".into(), "name"),
+            (|a| a.category = "Cloud".into(), "category"),
+            (|a| a.effective_at = "tomorrow".into(), "effective_at"),
+            (|a| a.effective_at = "2025-03-01".into(), "effective_at"),
+            (
+                |a| a.effective_at = "2099-01-01T00:00:00Z".into(),
+                "effective_at",
+            ),
+            (|a| a.purpose = String::new(), "purpose"),
+            (|a| a.location = "x".repeat(101), "location"),
+            (|a| a.safeguard = "DPA\nforged".into(), "safeguard"),
+            (|a| a.data_categories.clear(), "data_categories"),
+            (|a| a.data_categories.push(" ".into()), "data_categories"),
+        ];
+        let ok = || ann(NOW + 31 * DAY_MS);
+        for (edit, field) in cases {
+            let mut a = ok();
+            edit(&mut a);
+            assert_eq!(field_of(announce(a, NOW, 30)), field);
+        }
+        // Case-insensitive category, trimmed text, duplicate data categories dropped.
+        let sp = announce(
+            Announcement {
+                name: "  Acme  ".into(),
+                category: "cloud infrastructure".into(),
+                data_categories: vec!["Email".into(), "email ".into(), "Name".into()],
+                ..ok()
+            },
+            NOW,
+            30,
+        )
+        .unwrap();
+        assert_eq!(sp.name, "Acme");
+        assert_eq!(sp.category, Category::CloudInfrastructure);
+        assert_eq!(sp.data_categories, vec!["Email", "Name"]);
+    }
+
+    #[test]
+    fn announcement_body_rejects_unknown_fields() {
+        let body = json!({
+            "name": "Acme", "category": "Collaboration Tools", "purpose": "Chat",
+            "location": "India", "safeguard": "DPA", "data_categories": ["Names"],
+            "effective_at": "2025-03-01T00:00:00Z",
+        });
+        let a: Announcement = serde_json::from_value(body.clone()).unwrap();
+        let sp = announce(a, NOW, 30).unwrap();
+        assert_eq!(sp.location_class, LocationClass::ThirdCountry);
+        assert_eq!(sp.flags, vec![TRANSFER_WITHOUT_SAFEGUARD]);
+
+        let mut extra = body;
+        extra["status"] = json!("active");
+        assert!(serde_json::from_value::<Announcement>(extra).is_err());
+        assert!(
+            serde_json::from_value::<ChangeRequest>(json!({"effective_at": "x", "name": "y"}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn advance_activates_at_the_effective_date_not_before() {
+        let eff = NOW + 30 * DAY_MS;
+        let mut sp = announce(ann(eff), NOW, 30).unwrap();
+        assert!(!advance(&mut sp, eff - 1));
+        assert_eq!(sp.status, Status::Proposed);
+        assert_eq!(sp.history.len(), 1);
+
+        assert!(advance(&mut sp, eff));
+        assert_eq!(sp.status, Status::Active);
+        let last = sp.history.last().unwrap();
+        assert_eq!(last.event, EVENT_EFFECTIVE);
+        assert_eq!(last.at, "2025-01-31T00:00:00Z");
+        // Nothing more is due.
+        assert!(!advance(&mut sp, eff + 1));
+
+        // A late worker (31 days on) still activates, dated when it was due.
+        let mut sp = announce(ann(eff), NOW, 30).unwrap();
+        assert!(advance(&mut sp, NOW + 31 * DAY_MS));
+        assert_eq!(sp.history.last().unwrap().at, sp.effective_at);
+    }
+
+    #[test]
+    fn change_waits_for_its_date_then_applies() {
+        let mut sp = active(NOW);
+        let t = NOW + 40 * DAY_MS;
+        let change = ChangeRequest {
+            location: Some("India".into()),
+            safeguard: Some("DPA".into()),
+            purpose: Some(sp.purpose.clone()), // unchanged, so not kept
+            ..ChangeRequest::default()
+        };
+
+        let early = ChangeRequest {
+            effective_at: stamp_exact(t + 29 * DAY_MS),
+            ..change.clone()
+        };
+        assert_eq!(
+            announce_change(&mut sp, early, t, 30).unwrap_err().code(),
+            "notice_period"
+        );
+        let nothing = ChangeRequest {
+            effective_at: stamp_exact(t + 30 * DAY_MS),
+            ..ChangeRequest::default()
+        };
+        assert_eq!(field_of(announce_change(&mut sp, nothing, t, 30)), "change");
+
+        let due = t + 30 * DAY_MS;
+        let req = ChangeRequest {
+            effective_at: stamp_exact(due),
+            ..change
+        };
+        announce_change(&mut sp, req, t, 30).unwrap();
+        let pending = sp.pending_change.clone().unwrap();
+        assert_eq!(pending.purpose, None);
+        assert_eq!(pending.location.as_deref(), Some("India"));
+        assert_eq!(pending.flags, vec![TRANSFER_WITHOUT_SAFEGUARD]);
+        assert!(sp.flags.is_empty());
+        assert_eq!(sp.history.last().unwrap().event, EVENT_CHANGED_ANNOUNCED);
+        assert_eq!(
+            sp.history.last().unwrap().detail["changes"]["location"],
+            json!({"from": "Germany", "to": "India"})
+        );
+
+        assert!(!advance(&mut sp, due - 1));
+        assert_eq!(sp.location, "Germany");
+        assert!(advance(&mut sp, due));
+        assert_eq!(sp.location, "India");
+        assert_eq!(sp.safeguard, "DPA");
+        assert_eq!(sp.location_class, LocationClass::ThirdCountry);
+        assert_eq!(sp.flags, vec![TRANSFER_WITHOUT_SAFEGUARD]);
+        assert!(sp.pending_change.is_none());
+        let last = sp.history.last().unwrap();
+        assert_eq!(last.event, EVENT_EFFECTIVE);
+        assert_eq!(last.detail["kind"], "change_applied");
+        assert!(!advance(&mut sp, due + DAY_MS));
+    }
+
+    #[test]
+    fn change_on_a_proposed_entry_applies_after_activation() {
+        let eff = NOW + 30 * DAY_MS;
+        let mut sp = announce(ann(eff), NOW, 30).unwrap();
+        let before_entry = ChangeRequest {
+            purpose: Some("Uptime checks".into()),
+            effective_at: stamp_exact(NOW + 30 * DAY_MS - 1),
+            ..ChangeRequest::default()
+        };
+        // Outside the notice period, but before the entry itself takes effect.
+        assert_eq!(
+            announce_change(&mut sp, before_entry, NOW - DAY_MS, 30)
+                .unwrap_err()
+                .field(),
+            Some("effective_at")
+        );
+        let req = ChangeRequest {
+            purpose: Some("Uptime checks".into()),
+            effective_at: stamp_exact(eff),
+            ..ChangeRequest::default()
+        };
+        announce_change(&mut sp, req, NOW, 30).unwrap();
+        assert!(advance(&mut sp, eff));
+        assert_eq!(sp.status, Status::Active);
+        assert_eq!(sp.purpose, "Uptime checks");
+        let events: Vec<_> = sp.history.iter().map(|h| h.event.as_str()).collect();
+        assert_eq!(
+            events,
+            [
+                EVENT_ANNOUNCED,
+                EVENT_CHANGED_ANNOUNCED,
+                EVENT_EFFECTIVE,
+                EVENT_EFFECTIVE
+            ]
+        );
+    }
+
+    #[test]
+    fn objections_count_once_per_tenant_and_stop_at_retirement() {
+        let mut sp = announce(ann(NOW + 30 * DAY_MS), NOW, 30).unwrap();
+        record_objection(&mut sp, "t1", Some("too far".into()), NOW + 1_000).unwrap();
+        record_objection(&mut sp, "t1", Some("still".into()), NOW + 2_000).unwrap();
+        assert_eq!(sp.objection_count, 1);
+        assert_eq!(sp.objections[0].reason.as_deref(), Some("still"));
+        record_objection(&mut sp, "t2", Some("   ".into()), NOW + 3_000).unwrap();
+        assert_eq!(sp.objection_count, 2);
+        assert_eq!(sp.objections[1].reason, None);
+        assert_eq!(
+            field_of(record_objection(&mut sp, " ", None, NOW)),
+            "tenant_id"
+        );
+
+        retire(&mut sp, NOW + 4_000).unwrap();
+        assert_eq!(sp.status, Status::Retired);
+        assert_eq!(sp.retired_at.as_deref(), Some("2025-01-01T00:00:04Z"));
+        let e = record_objection(&mut sp, "t3", None, NOW + 5_000).unwrap_err();
+        assert_eq!((e.code(), e.http_status()), ("conflict", 409));
+        assert_eq!(sp.objection_count, 2);
+        assert_eq!(
+            retire(&mut sp, NOW + 6_000),
+            Err(RegistryError::AlreadyRetired)
+        );
+        // A retired proposal never becomes active.
+        assert!(!advance(&mut sp, NOW + 60 * DAY_MS));
+        assert_eq!(sp.status, Status::Retired);
+    }
+
+    #[test]
+    fn seed_lists_the_policy_rows_verbatim() {
+        let entries = seed(NOW);
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                (
+                    serde_json::to_value(e.category).unwrap(),
+                    e.purpose.as_str(),
+                    e.location.as_str(),
+                    e.safeguard.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    json!("Cloud Infrastructure"),
+                    "Hosting and data storage",
+                    "EU (Germany)",
+                    "ISO 27001 / DPA"
+                ),
+                (
+                    json!("Security & Anti-malware"),
+                    "Security scanning and threat detection",
+                    "EU / Global",
+                    "SCC / DPA"
+                ),
+                (
+                    json!("Collaboration Tools"),
+                    "Internal operations",
+                    "EU / Global",
+                    "SCC / DPA"
+                ),
+                (
+                    json!("Monitoring & Logging"),
+                    "Platform monitoring and security",
+                    "EU",
+                    "DPA"
+                ),
+                (
+                    json!("Communication Channels"),
+                    "Messaging channel integrations",
+                    "Global",
+                    "SCC / DPA"
+                ),
+            ]
+        );
+        for e in &entries {
+            assert_eq!(e.status, Status::Active);
+            assert_eq!(e.effective_at, "2025-01-01T00:00:00Z");
+            assert_eq!(e.announced_at, e.effective_at);
+            assert!(e.flags.is_empty(), "{}", e.name);
+            assert!(!e.data_categories.is_empty());
+        }
+        assert_eq!(entries[0].name, "Amazon Web Services EMEA SARL");
+        assert_eq!(entries[4].location_class, LocationClass::Global);
+        let ids: HashSet<_> = entries.iter().map(|e| &e.id).collect();
+        assert_eq!(ids.len(), 5);
+
+        // Persisted JSON round-trips, with the policy's category strings.
+        let text = serde_json::to_string(&entries).unwrap();
+        assert!(text.contains("\"Monitoring & Logging\""));
+        let back: Vec<SubProcessor> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, entries);
+    }
+
+    #[test]
+    fn announce_into_refuses_duplicates_and_find_mut_reports_not_found() {
+        let mut entries = seed(NOW);
+        let a = Announcement {
+            name: "amazon web services emea sarl".into(),
+            category: "Cloud Infrastructure".into(),
+            ..ann(NOW + 30 * DAY_MS)
+        };
+        let e = announce_into(&mut entries, a.clone(), NOW, 30).unwrap_err();
+        assert_eq!(e.code(), "conflict");
+        let id = entries[0].id.clone();
+        retire(find_mut(&mut entries, &id).unwrap(), NOW).unwrap();
+        assert_eq!(
+            announce_into(&mut entries, a, NOW, 30).unwrap().status,
+            Status::Proposed
+        );
+        let e = find_mut(&mut entries, "nope").unwrap_err();
+        assert_eq!((e.code(), e.http_status()), ("not_found", 404));
+    }
+
+    #[test]
+    fn advance_all_reports_changed_ids() {
+        let mut entries = seed(NOW);
+        entries.push(announce(ann(NOW + 30 * DAY_MS), NOW, 30).unwrap());
+        assert!(advance_all(&mut entries, NOW + DAY_MS).is_empty());
+        let changed = advance_all(&mut entries, NOW + 31 * DAY_MS);
+        assert_eq!(changed, vec![entries[5].id.clone()]);
+    }
+
+    #[test]
+    fn feed_is_json_feed_newest_first() {
+        let mut entries = seed(NOW);
+        let t = NOW + DAY_MS;
+        let mut sp = announce(ann(t + 30 * DAY_MS), t, 30).unwrap();
+        record_objection(&mut sp, "t1", Some("private reason".into()), t + 1_000).unwrap();
+        advance(&mut sp, t + 30 * DAY_MS);
+        let retired_id = entries[1].id.clone();
+        retire(&mut entries[1], t + 2_000).unwrap();
+        entries.push(sp);
+
+        let feed = feed_json(&entries, "https://x/feed.json", "https://x/");
+        assert_eq!(feed["version"], "https://jsonfeed.org/version/1.1");
+        assert_eq!(feed["feed_url"], "https://x/feed.json");
+        assert_eq!(feed["home_page_url"], "https://x/");
+        let items = feed["items"].as_array().unwrap();
+        // 5 seeded + announced + effective + retired; the objection is not an item.
+        assert_eq!(items.len(), 8);
+        assert!(!feed.to_string().contains("private reason"));
+        assert!(!feed.to_string().contains("\"t1\""));
+
+        let dates: Vec<Millis> = items
+            .iter()
+            .map(|i| parse_ms(i["date_published"].as_str().unwrap()).unwrap())
+            .collect();
+        assert!(dates.windows(2).all(|w| w[0] >= w[1]), "{dates:?}");
+        assert_eq!(
+            items[0]["tags"],
+            json!(["Monitoring & Logging", "effective"])
+        );
+        assert_eq!(
+            items[1]["tags"],
+            json!(["Security & Anti-malware", "retired"])
+        );
+        assert_eq!(items[1]["id"], json!(format!("{retired_id}:1")));
+        assert_eq!(
+            items[2]["tags"],
+            json!(["Monitoring & Logging", "announced"])
+        );
+        let announced = items[2]["content_text"].as_str().unwrap();
+        assert!(announced.contains("Location: Germany"), "{announced}");
+        assert!(announced.contains("Safeguard: DPA"), "{announced}");
+        assert!(
+            announced.contains("Effective: 2025-02-01T00:00:00Z"),
+            "{announced}"
+        );
+        assert!(announced.contains("Objections so far: 1"), "{announced}");
+        assert_eq!(items[2]["_c24"]["objection_count"], 1);
+
+        let ids: HashSet<_> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), items.len());
+        for item in items {
+            assert!(item["title"].as_str().is_some_and(|s| !s.is_empty()));
+            assert_eq!(item["tags"].as_array().unwrap().len(), 2);
+        }
+    }
+
+    #[test]
+    fn feed_shows_a_risky_change_while_tenants_can_object() {
+        let mut sp = active(NOW);
+        let t = NOW + 31 * DAY_MS;
+        let req = ChangeRequest {
+            location: Some("India".into()),
+            effective_at: stamp_exact(t + 30 * DAY_MS),
+            ..ChangeRequest::default()
+        };
+        announce_change(&mut sp, req, t, 30).unwrap();
+        let feed = feed_json(std::slice::from_ref(&sp), "f", "h");
+        let newest = &feed["items"][0];
+        assert_eq!(newest["tags"][1], EVENT_CHANGED_ANNOUNCED);
+        let text = newest["content_text"].as_str().unwrap();
+        assert!(text.contains("location: Germany -> India"), "{text}");
+        assert!(text.contains("Flagged"), "{text}");
+        assert!(text.contains("Effective: 2025-03-03T00:00:00Z"), "{text}");
+        // The activation before it was not flagged.
+        let older = feed["items"][1]["content_text"].as_str().unwrap();
+        assert!(!older.contains("Flagged"), "{older}");
+    }
+}

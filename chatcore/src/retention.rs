@@ -1,0 +1,354 @@
+//! The retention engine: the schedule from the privacy policy, the purge
+//! worker that deletes due rows in small batches, and crypto-shredding of a
+//! terminated tenant's data key once its data is gone.
+//!
+//! Small batches, each its own writer op, so ingest commits keep flowing
+//! between them: a purge never holds the write lock for long.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Millis, rfc3339};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::store::{PurgeTable, StoreError, WriteOp, WriteOutcome};
+use crate::tenants::TenantEntry;
+
+const DAY_MS: i64 = 86_400_000;
+/// End-user data: deleted within 30 days of contract termination.
+pub const END_USER_GRACE_MS: i64 = 30 * DAY_MS;
+/// Rows per purge or stamping batch.
+pub const BATCH: u32 = 500;
+
+/// One retention category of the policy (§6).
+#[derive(Debug, Clone, Copy)]
+pub struct Category {
+    pub id: &'static str,
+    pub label: &'static str,
+    /// How the policy states the period.
+    pub policy: &'static str,
+    pub period_days: i64,
+    /// Tables holding it (empty: nothing of this kind is stored by this core yet).
+    pub tables: &'static [PurgeTable],
+}
+
+/// The schedule, as the policy writes it.
+pub const CATEGORIES: [Category; 6] = [
+    Category {
+        id: "end_user_data",
+        label: "End-user data",
+        policy: "contract termination + 30 days",
+        period_days: 30,
+        tables: &[
+            PurgeTable::Messages,
+            PurgeTable::Conversations,
+            PurgeTable::Contacts,
+            PurgeTable::EmailThreads,
+        ],
+    },
+    Category {
+        id: "access_logs",
+        label: "System and access logs",
+        policy: "90 days",
+        period_days: 90,
+        tables: &[PurgeTable::AuditLog],
+    },
+    Category {
+        id: "backups",
+        label: "Encrypted backups",
+        policy: "7 days",
+        period_days: 7,
+        tables: &[],
+    },
+    Category {
+        id: "billing_records",
+        label: "Billing and financial records",
+        policy: "7 years",
+        period_days: 7 * 365,
+        tables: &[],
+    },
+    Category {
+        id: "security_incidents",
+        label: "Security incident records",
+        policy: "at least 3 years from the incident",
+        period_days: 3 * 365,
+        tables: &[],
+    },
+    Category {
+        id: "consent_records",
+        label: "Consent records",
+        policy: "consent end + 3 years",
+        period_days: 3 * 365,
+        tables: &[],
+    },
+];
+
+/// What one purge run did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PurgeRun {
+    /// RFC 3339, by the core's clock.
+    pub at: String,
+    pub rows_deleted: u64,
+    pub duration_ms: u64,
+    /// Tenants whose data key was destroyed in this run.
+    pub keys_destroyed: Vec<String>,
+    /// What triggered it: `schedule` or `manual`.
+    pub trigger: String,
+}
+
+/// Last run, and serialises runs (manual and scheduled never overlap).
+#[derive(Default)]
+pub struct PurgeState {
+    pub last: Mutex<Option<PurgeRun>>,
+    pub running: tokio::sync::Mutex<()>,
+    pub next_at: Mutex<Option<Millis>>,
+}
+
+/// Sets `purge_after` on all of a tenant's end-user rows, batch by batch.
+pub async fn stamp_tenant(
+    app: &AppState,
+    tenant_id: &str,
+    purge_after: Millis,
+) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = match app
+            .store
+            .write(WriteOp::StampTenantPurge {
+                tenant_id: tenant_id.to_string(),
+                purge_after,
+                batch: BATCH,
+            })
+            .await?
+        {
+            WriteOutcome::Count(n) => n,
+            _ => 0,
+        };
+        total += n;
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Destroys the tenant's data key: the stored wrapped DEK first, then the
+/// in-memory one. Nothing it sealed can be opened afterwards.
+pub async fn shred(app: &AppState, t: &TenantEntry) -> Result<(), ApiError> {
+    let now = app.clock.now_ms();
+    app.store
+        .write(WriteOp::DestroyKey {
+            tenant_id: t.id.clone(),
+            at: now,
+        })
+        .await?;
+    t.drop_key();
+    t.update(|s| {
+        s.status = "purged".into();
+        s.key_destroyed_at = Some(now);
+    });
+    tracing::info!(tenant = %t.id, "tenant data key destroyed");
+    app.events.publish(
+        "tenant.changed",
+        now,
+        serde_json::json!({"id": t.id, "change": "key_destroyed", "status": "purged"}),
+    );
+    Ok(())
+}
+
+/// One purge run: stamps stragglers of terminated tenants, deletes every due
+/// row in batches, then shreds keys of tenants whose data is gone.
+pub async fn run_purge(app: &AppState, trigger: &str) -> Result<PurgeRun, ApiError> {
+    let _one_at_a_time = app.purge.running.lock().await;
+    let started = Instant::now();
+    let now = app.clock.now_ms();
+    let terminated: Vec<_> = app
+        .tenants
+        .all()
+        .into_iter()
+        .filter(|t| t.state().status == "terminated")
+        .collect();
+    // Rows that raced termination (queued before ingress closed).
+    for t in &terminated {
+        if let Some(p) = t.state().purge_after {
+            stamp_tenant(app, &t.id, p).await?;
+        }
+    }
+    let mut rows = 0u64;
+    for table in PurgeTable::ALL {
+        loop {
+            let batch = match app
+                .store
+                .write(WriteOp::PurgeBatch {
+                    table,
+                    now,
+                    batch: BATCH,
+                })
+                .await?
+            {
+                WriteOutcome::Purged(b) => b,
+                _ => break,
+            };
+            rows += batch.rows;
+            for (tenant, messages, bytes, conversations) in &batch.per_tenant {
+                if let Some(t) = app.tenants.get(tenant) {
+                    t.usage.add(-messages, -bytes, -conversations);
+                }
+            }
+            if batch.rows < u64::from(BATCH) {
+                break;
+            }
+            // Let queued ingest commits in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut keys_destroyed = Vec::new();
+    for t in &terminated {
+        let due = t.state().purge_after.is_some_and(|p| p <= now);
+        if due && !app.store.tenant_has_data(&t.id).await? {
+            shred(app, t).await?;
+            keys_destroyed.push(t.id.clone());
+        }
+    }
+    let run = PurgeRun {
+        at: rfc3339(now),
+        rows_deleted: rows,
+        duration_ms: started.elapsed().as_millis() as u64,
+        keys_destroyed,
+        trigger: trigger.to_string(),
+    };
+    if let Ok(mut last) = app.purge.last.lock() {
+        *last = Some(run.clone());
+    }
+    tracing::info!(rows, keys = run.keys_destroyed.len(), trigger, "purge run");
+    app.events.publish(
+        "retention.purged",
+        now,
+        serde_json::to_value(&run).unwrap_or_default(),
+    );
+    Ok(run)
+}
+
+/// The purge worker: every `interval` of real time.
+pub async fn worker(app: AppState, interval: Duration) {
+    let mut shutdown = app.shutdown.clone();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Ok(mut n) = app.purge.next_at.lock() {
+            *n = Some(app.clock.now_ms() + interval.as_millis() as i64);
+        }
+        if let Err(e) = run_purge(&app, "schedule").await {
+            tracing::warn!(error = %e.message, "purge run failed");
+        }
+    }
+}
+
+/// Keeps the per-tenant "open conversations" figure fresh without touching
+/// the database on every tenants listing.
+pub async fn refresher(app: AppState, interval: Duration) {
+    let mut shutdown = app.shutdown.clone();
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let since = app.clock.now_ms() - DAY_MS;
+        match app.store.open_conversations(since).await {
+            Ok(rows) => {
+                if let Ok(mut m) = app.open_conversations.write() {
+                    *m = rows.into_iter().collect();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "refreshing open conversations failed"),
+        }
+    }
+}
+
+/// One category in `GET /admin/v1/retention`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CategoryReport {
+    pub category: String,
+    pub label: String,
+    /// The policy's period, in its words, and in days.
+    pub policy: String,
+    pub period_days: i64,
+    pub records: i64,
+    pub bytes: i64,
+    /// Due now (purge_after passed): overdue until the next purge deletes them.
+    pub overdue: i64,
+    pub due_24h: i64,
+    pub due_7d: i64,
+    /// Age in seconds of the oldest overdue item.
+    pub oldest_overdue_age_s: Option<i64>,
+    /// Whether this core stores anything of this kind yet.
+    pub tracked: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RetentionReport {
+    /// RFC 3339, by the core's clock.
+    pub now: String,
+    pub categories: Vec<CategoryReport>,
+    pub last_purge: Option<PurgeRun>,
+    /// RFC 3339: the next scheduled run.
+    pub next_purge_at: Option<String>,
+    pub purge_interval_s: u64,
+    /// Terminated tenants whose key is not yet destroyed.
+    pub tenants_pending_purge: usize,
+}
+
+pub async fn report(app: &AppState) -> Result<RetentionReport, StoreError> {
+    let now = app.clock.now_ms();
+    let mut categories = Vec::with_capacity(CATEGORIES.len());
+    for c in CATEGORIES {
+        let mut r = CategoryReport {
+            category: c.id.into(),
+            label: c.label.into(),
+            policy: c.policy.into(),
+            period_days: c.period_days,
+            records: 0,
+            bytes: 0,
+            overdue: 0,
+            due_24h: 0,
+            due_7d: 0,
+            oldest_overdue_age_s: None,
+            tracked: !c.tables.is_empty(),
+        };
+        for table in c.tables {
+            let d = app.store.due_counts(*table, now).await?;
+            r.records += d.records;
+            r.bytes += d.bytes;
+            r.overdue += d.overdue;
+            r.due_24h += d.due_24h;
+            r.due_7d += d.due_7d;
+            if let Some(o) = d.oldest_overdue {
+                let age = (now - o) / 1000;
+                r.oldest_overdue_age_s = Some(r.oldest_overdue_age_s.map_or(age, |a| a.max(age)));
+            }
+        }
+        categories.push(r);
+    }
+    let last_purge = app.purge.last.lock().ok().and_then(|l| l.clone());
+    let next_purge_at = app.purge.next_at.lock().ok().and_then(|n| *n).map(rfc3339);
+    let tenants_pending_purge = app
+        .tenants
+        .all()
+        .iter()
+        .filter(|t| t.state().status == "terminated")
+        .count();
+    Ok(RetentionReport {
+        now: rfc3339(now),
+        categories,
+        last_purge,
+        next_purge_at,
+        purge_interval_s: app.purge_interval.as_secs(),
+        tenants_pending_purge,
+    })
+}

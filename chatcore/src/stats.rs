@@ -1,0 +1,1 @@
+//! Live throughput statistics (being written).
