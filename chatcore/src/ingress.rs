@@ -141,12 +141,7 @@ pub fn seal(cipher: &TenantCipher, m: Incoming<'_>) -> Result<InboundMessage, Cr
     })
 }
 
-/// Placeholder until the live-stats module lands.
-#[derive(Debug, Clone, Copy)]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
+pub use crate::stats::Direction;
 
 /// What to count once a write commits: the tenant's usage counters and the
 /// live figures. Built when the write is queued.

@@ -233,6 +233,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         clock: config.clock.clone(),
         hub: Arc::default(),
         events: EventBus::default(),
+        stats: Arc::new(stats::LiveStats::new(config.clock.now_ms())),
         open_conversations: Default::default(),
         email_replay: Default::default(),
         access: AccessList::new(staff),
@@ -241,6 +242,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         notice_days: config.notice_days,
         purge_interval: config.purge_interval,
         purge: Default::default(),
+        registry: Default::default(),
+        tls: !matches!(config.tls, TlsConfig::Off),
         shutdown: shutdown_rx,
     }));
 
@@ -249,7 +252,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             t.usage.add(messages, bytes, conversations);
         }
     }
+    http::admin::subprocessors::load(&state)
+        .await
+        .map_err(|e| {
+            StartError::Io(format!("loading the sub-processor registry: {}", e.message))
+        })?;
     tokio::spawn(retention::worker(state.clone(), config.purge_interval));
+    tokio::spawn(http::admin::live::ticker(state.clone()));
     tokio::spawn(retention::refresher(state.clone(), Duration::from_secs(15)));
 
     let tls = tls::server_config(&config.tls, &config.data_dir).await?;

@@ -102,6 +102,11 @@ pub struct PurgeRun {
 #[derive(Default)]
 pub struct PurgeState {
     pub last: Mutex<Option<PurgeRun>>,
+    /// Totals since start, for /metrics.
+    pub runs: std::sync::atomic::AtomicU64,
+    pub rows: std::sync::atomic::AtomicU64,
+    /// The latest report, for /metrics and the overview (refreshed in the background).
+    pub latest_report: Mutex<Option<RetentionReport>>,
     pub running: tokio::sync::Mutex<()>,
     pub next_at: Mutex<Option<Millis>>,
 }
@@ -221,6 +226,12 @@ pub async fn run_purge(app: &AppState, trigger: &str) -> Result<PurgeRun, ApiErr
     if let Ok(mut last) = app.purge.last.lock() {
         *last = Some(run.clone());
     }
+    app.purge
+        .runs
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.purge
+        .rows
+        .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(rows, keys = run.keys_destroyed.len(), trigger, "purge run");
     app.events.publish(
         "retention.purged",
@@ -258,6 +269,17 @@ pub async fn refresher(app: AppState, interval: Duration) {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
+        }
+        if let Err(e) = crate::http::admin::subprocessors::advance(&app).await {
+            tracing::warn!(error = %e.message, "advancing the registry failed");
+        }
+        match report(&app).await {
+            Ok(r) => {
+                if let Ok(mut l) = app.purge.latest_report.lock() {
+                    *l = Some(r);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "refreshing the retention report failed"),
         }
         let since = app.clock.now_ms() - DAY_MS;
         match app.store.open_conversations(since).await {

@@ -191,3 +191,93 @@ pub fn whatsapp_text(
     );
     serde_json::to_vec(&n).unwrap_or_default()
 }
+
+/// A staff token of the test tokens file.
+#[derive(Debug, Clone)]
+pub struct StaffToken {
+    pub token: String,
+    pub totp_secret: Option<String>,
+}
+
+/// The staff of the test tokens file.
+#[derive(Debug, Clone)]
+pub struct StaffTokens {
+    pub viewer: StaffToken,
+    pub operator: StaffToken,
+    pub admin: StaffToken,
+    /// An admin without an enrolled second factor.
+    pub admin_no_totp: StaffToken,
+}
+
+pub const TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
+const TOTP_SECRET_2: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+/// Writes a tokens file (hashes only) into `dir`.
+pub fn write_tokens_file(dir: &Path) -> anyhow::Result<(PathBuf, StaffTokens)> {
+    let staff = StaffTokens {
+        viewer: StaffToken {
+            token: "viewer-token".into(),
+            totp_secret: None,
+        },
+        operator: StaffToken {
+            token: "operator-token".into(),
+            totp_secret: Some(TOTP_SECRET.into()),
+        },
+        admin: StaffToken {
+            token: "admin-token".into(),
+            totp_secret: Some(TOTP_SECRET_2.into()),
+        },
+        admin_no_totp: StaffToken {
+            token: "admin-no-totp-token".into(),
+            totp_secret: None,
+        },
+    };
+    let mut text = String::new();
+    for (name, role, t) in [
+        ("vera", "viewer", &staff.viewer),
+        ("otto", "operator", &staff.operator),
+        ("ada", "admin", &staff.admin),
+        ("nils", "admin", &staff.admin_no_totp),
+    ] {
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.token.as_bytes());
+        text.push_str(&format!(
+            "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
+            hex::encode(hash.as_ref())
+        ));
+        if let Some(s) = &t.totp_secret {
+            text.push_str(&format!("totp_secret = \"{s}\"\n"));
+        }
+        text.push('\n');
+    }
+    let path = dir.join("tokens.toml");
+    std::fs::write(&path, text)?;
+    Ok((path, staff))
+}
+
+/// Hands out TOTP codes for one secret in strictly increasing 30-second
+/// steps: the server accepts each step once, with one step of skew, so a
+/// test gets two privileged writes per token (now, and the next step).
+pub struct TotpCodes {
+    totp: totp_rs::TOTP,
+    next_offset: i64,
+}
+
+impl TotpCodes {
+    pub fn new(secret: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            totp: c24_chatcore::access::totp(secret).map_err(anyhow::Error::msg)?,
+            next_offset: 0,
+        })
+    }
+
+    /// The next valid, unused code.
+    pub fn next(&mut self) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            self.next_offset <= 30,
+            "out of TOTP steps for this half minute"
+        );
+        let at = (unix_now() + self.next_offset).max(0) as u64;
+        self.next_offset += 30;
+        Ok(self.totp.generate(at))
+    }
+}

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod health;
+pub mod metrics;
 pub mod webchat;
 pub mod whatsapp;
 
@@ -39,6 +40,7 @@ pub struct AppInner {
     pub clock: Arc<dyn Clock>,
     pub hub: Arc<PushHub>,
     pub events: EventBus,
+    pub stats: Arc<crate::stats::LiveStats>,
     /// Conversations active in the last 24 h, per tenant; refreshed in the background.
     pub open_conversations: std::sync::RwLock<std::collections::HashMap<String, i64>>,
     pub email_replay: ReplayCache,
@@ -48,6 +50,9 @@ pub struct AppInner {
     pub notice_days: u32,
     pub purge_interval: std::time::Duration,
     pub purge: crate::retention::PurgeState,
+    pub registry: admin::subprocessors::RegistryState,
+    /// The listener serves TLS (for absolute URLs).
+    pub tls: bool,
     /// Flips to `true` when the server begins to stop; sockets close on it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -70,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(admin::router(state.clone()))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/webchat/ws", get(webchat::upgrade))
         .route(
             "/v1/whatsapp/{tenant_id}/webhook",
@@ -86,10 +92,33 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{id}/messages",
             get(agent::list_messages).post(agent::post_message),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_ingress_errors,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(json_limit)
         .with_state(state)
+}
+
+/// Counts refused ingress requests per channel and code, for the live figures.
+async fn count_ingress_errors(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let channel = match req.uri().path() {
+        p if p.starts_with("/v1/webchat/") => Some(crate::store::Channel::Webchat),
+        p if p.starts_with("/v1/whatsapp/") => Some(crate::store::Channel::Whatsapp),
+        p if p.starts_with("/v1/email/") => Some(crate::store::Channel::Email),
+        _ => None,
+    };
+    let resp = next.run(req).await;
+    if let (Some(ch), Some(code)) = (channel, resp.extensions().get::<error::ErrorCode>()) {
+        app.stats.record_error(ch, code.0, app.clock.now_ms());
+    }
+    resp
 }
 
 async fn not_found() -> ApiError {

@@ -303,9 +303,15 @@ async fn session(app: AppState, tenant: Arc<TenantEntry>, visitor: String, socke
                 }
             }
             Some(frame) = pending.next(), if !pending.is_empty() => {
-                if let ServerFrame::Ack(a) = &frame {
-                    let id = a.conversation_id.clone();
-                    s.subscribe(&id);
+                match &frame {
+                    ServerFrame::Ack(a) => {
+                        let id = a.conversation_id.clone();
+                        s.subscribe(&id);
+                    }
+                    ServerFrame::Error { code, .. } => {
+                        s.app.stats.record_error(Channel::Webchat, code, s.app.clock.now_ms());
+                    }
+                    _ => {}
                 }
                 if sink.send(Message::Text(to_text(&frame))).await.is_err() {
                     break;

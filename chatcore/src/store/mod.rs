@@ -244,6 +244,8 @@ pub enum WriteOp {
     Audit(Box<AuditRecord>),
     Inbound(Box<InboundMessage>),
     Outbound(Box<OutboundMessage>),
+    /// Upserts sub-processor registry entries: (id, JSON document).
+    PutSubprocessors(Vec<(String, String)>),
 }
 
 /// Where a message landed.
@@ -349,6 +351,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Conversations per tenant active since `since` ("open").
     async fn open_conversations(&self, since: Millis) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// The sub-processor registry's JSON documents.
+    async fn subprocessors(&self) -> Result<Vec<String>, StoreError>;
 
     /// Storage open and the writer running.
     fn ready(&self) -> bool;

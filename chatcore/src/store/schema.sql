@@ -96,3 +96,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
     purge_after  INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS audit_log_purge ON audit_log (purge_after);
+
+-- The sub-processor registry: one JSON document per entry (no personal data).
+CREATE TABLE IF NOT EXISTS subprocessors (
+    id   TEXT PRIMARY KEY,
+    doc  TEXT NOT NULL
+) STRICT;

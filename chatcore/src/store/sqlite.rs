@@ -369,6 +369,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn subprocessors(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT doc FROM subprocessors ORDER BY id")?;
+            let rows = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     fn ready(&self) -> bool {
         self.writer_running.load(Ordering::SeqCst)
             && self.sender.lock().map(|s| s.is_some()).unwrap_or(false)

@@ -112,6 +112,7 @@ fn apply_in_savepoint(
         WriteOp::PurgeBatch { table, now, batch } => {
             purge_batch(&sp, *table, *now, *batch).map(WriteOutcome::Purged)
         }
+        WriteOp::PutSubprocessors(docs) => put_subprocessors(&sp, docs).map(|_| WriteOutcome::Done),
         WriteOp::DestroyKey { tenant_id, at } => {
             destroy_key(&sp, tenant_id, *at).map(|_| WriteOutcome::Done)
         }
@@ -260,6 +261,17 @@ fn destroy_key(c: &Connection, tenant_id: &str, at: Millis) -> Result<(), StoreE
     .execute(params![tenant_id, at])?;
     c.prepare_cached("UPDATE tenants SET status = 'purged' WHERE id = ?1")?
         .execute(params![tenant_id])?;
+    Ok(())
+}
+
+fn put_subprocessors(c: &Connection, docs: &[(String, String)]) -> Result<(), StoreError> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO subprocessors (id, doc) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+    )?;
+    for (id, doc) in docs {
+        stmt.execute(params![id, doc])?;
+    }
     Ok(())
 }
 

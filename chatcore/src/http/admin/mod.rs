@@ -4,7 +4,9 @@
 
 pub mod audit;
 pub mod clock;
+pub mod live;
 pub mod retention;
+pub mod subprocessors;
 pub mod tenants;
 
 use axum::Router;
@@ -15,26 +17,49 @@ use super::AppState;
 use super::guard::admin_guard;
 
 pub fn router(state: AppState) -> Router<AppState> {
-    let mut r = Router::new();
+    let mut r = Router::new()
+        .route(
+            "/admin/v1/tenants",
+            post(tenants::create).get(tenants::list),
+        )
+        .route("/admin/v1/tenants/{id}", get(tenants::show))
+        .route("/admin/v1/tenants/{id}/sign-dpa", post(tenants::sign_dpa))
+        .route("/admin/v1/tenants/{id}/suspend", post(tenants::suspend))
+        .route("/admin/v1/tenants/{id}/resume", post(tenants::resume))
+        .route("/admin/v1/tenants/{id}/terminate", post(tenants::terminate))
+        .route(
+            "/admin/v1/tenants/{id}/destroy-key",
+            post(tenants::destroy_key),
+        )
+        .route("/admin/v1/throughput", get(live::throughput))
+        .route("/admin/v1/overview", get(live::overview))
+        .route("/admin/v1/events", get(live::events))
+        .route("/admin/v1/retention", get(retention::report))
+        .route("/admin/v1/retention/purge", post(retention::purge))
+        .route(
+            "/admin/v1/subprocessors",
+            get(subprocessors::list).post(subprocessors::announce),
+        )
+        .route(
+            "/admin/v1/subprocessors/feed.json",
+            get(subprocessors::feed),
+        )
+        .route(
+            "/admin/v1/subprocessors/{id}/changes",
+            post(subprocessors::change),
+        )
+        .route(
+            "/admin/v1/subprocessors/{id}/retire",
+            post(subprocessors::retire),
+        )
+        .route(
+            "/admin/v1/subprocessors/{id}/objections",
+            post(subprocessors::object),
+        )
+        .route("/admin/v1/audit", get(audit::list));
     // Without --dev-clock the route does not exist at all (404).
     if state.dev_clock {
         r = r.route("/admin/v1/clock/advance", post(clock::advance));
     }
-    r.route(
-        "/admin/v1/tenants",
-        post(tenants::create).get(tenants::list),
-    )
-    .route("/admin/v1/tenants/{id}", get(tenants::show))
-    .route("/admin/v1/tenants/{id}/sign-dpa", post(tenants::sign_dpa))
-    .route("/admin/v1/tenants/{id}/suspend", post(tenants::suspend))
-    .route("/admin/v1/tenants/{id}/resume", post(tenants::resume))
-    .route("/admin/v1/tenants/{id}/terminate", post(tenants::terminate))
-    .route(
-        "/admin/v1/tenants/{id}/destroy-key",
-        post(tenants::destroy_key),
-    )
-    .route("/admin/v1/audit", get(audit::list))
-    .route("/admin/v1/retention", get(retention::report))
-    .route("/admin/v1/retention/purge", post(retention::purge))
-    .route_layer(from_fn_with_state(state, admin_guard))
+    r.route_layer(from_fn_with_state(state, admin_guard))
 }

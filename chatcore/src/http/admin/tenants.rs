@@ -62,7 +62,7 @@ pub fn view(app: &AppState, t: &TenantEntry, now: Millis) -> Tenant {
         terminated_at: s.terminated_at.map(rfc3339),
         purge_after: s.purge_after.map(rfc3339),
         key_destroyed_at: s.key_destroyed_at.map(rfc3339),
-        msgs_per_s: 0.0,
+        msgs_per_s: app.stats.tenant_rate(&t.id, now),
         open_conversations: open,
         conversations: conversations.max(0),
         stored_messages: messages.max(0),

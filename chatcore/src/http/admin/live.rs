@@ -1,0 +1,192 @@
+//! Live figures from memory: `GET /admin/v1/throughput`, `GET /admin/v1/overview`,
+//! and the Server-Sent Events stream `GET /admin/v1/events` (a throughput
+//! tick every second plus every tenant, retention and registry change).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::QueryParams;
+use crate::stats::{OverviewFigures, Throughput};
+
+#[derive(Deserialize)]
+pub struct ThroughputParams {
+    /// `60s`, `5m`, `1h`, `24h` (default `60s`).
+    window: Option<String>,
+    tenant: Option<String>,
+}
+
+pub async fn throughput(
+    State(app): State<AppState>,
+    QueryParams(q): QueryParams<ThroughputParams>,
+) -> Result<Json<Throughput>, ApiError> {
+    let window = match q.window.as_deref() {
+        None => Duration::from_secs(60),
+        Some(w) => c24_api::units::parse_duration(w)
+            .map_err(|e| ApiError::bad_request("invalid_query", format!("window: {e}")))?,
+    };
+    if window < Duration::from_secs(1) || window > Duration::from_secs(86_400) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "window must be from 1s to 24h",
+        ));
+    }
+    if let Some(t) = &q.tenant
+        && app.tenants.get(t).is_none()
+    {
+        return Err(ApiError::not_found("tenant_not_found", "no such tenant"));
+    }
+    Ok(Json(app.stats.throughput(
+        window.as_millis() as i64,
+        q.tenant.as_deref(),
+        app.clock.now_ms(),
+    )))
+}
+
+/// Platform totals: the live figures plus tenant, retention and registry counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Overview {
+    #[serde(flatten)]
+    pub live: OverviewFigures,
+    pub tenants: TenantCounts,
+    /// Overdue records over all retention categories (as of the last refresh).
+    pub retention_overdue: i64,
+    /// Sub-processor entries proposed or with a change announced.
+    pub registry_pending: usize,
+    /// Entries flagged (e.g. a transfer without safeguard).
+    pub registry_flagged: usize,
+    /// RFC 3339, by the core's clock.
+    pub now: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TenantCounts {
+    pub total: usize,
+    pub active: usize,
+    pub suspended: usize,
+    pub terminated: usize,
+    pub purged: usize,
+    pub without_dpa: usize,
+}
+
+pub async fn build_overview(app: &AppState) -> Overview {
+    let now = app.clock.now_ms();
+    let mut tenants = TenantCounts::default();
+    for t in app.tenants.all() {
+        let s = t.state();
+        tenants.total += 1;
+        match s.status.as_str() {
+            "active" => tenants.active += 1,
+            "suspended" => tenants.suspended += 1,
+            "terminated" => tenants.terminated += 1,
+            _ => tenants.purged += 1,
+        }
+        if s.dpa_signed_at.is_none() {
+            tenants.without_dpa += 1;
+        }
+    }
+    let retention_overdue = app
+        .purge
+        .latest_report
+        .lock()
+        .ok()
+        .and_then(|r| {
+            r.as_ref()
+                .map(|r| r.categories.iter().map(|c| c.overdue).sum())
+        })
+        .unwrap_or(0);
+    let (registry_pending, registry_flagged) = {
+        let e = app.registry.entries.lock().await;
+        (
+            e.iter()
+                .filter(|s| {
+                    s.status == crate::registry::Status::Proposed || s.pending_change.is_some()
+                })
+                .count(),
+            e.iter().filter(|s| !s.flags.is_empty()).count(),
+        )
+    };
+    Overview {
+        live: app.stats.overview(now),
+        tenants,
+        retention_overdue,
+        registry_pending,
+        registry_flagged,
+        now: crate::clock::rfc3339(now),
+    }
+}
+
+pub async fn overview(State(app): State<AppState>) -> Json<Overview> {
+    Json(build_overview(&app).await)
+}
+
+/// Publishes a `throughput.tick` with the overview every second.
+pub async fn ticker(app: AppState) {
+    let mut shutdown = app.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let o = build_overview(&app).await;
+        let now = app.clock.now_ms();
+        app.events.publish(
+            "throughput.tick",
+            now,
+            serde_json::to_value(&o).unwrap_or_default(),
+        );
+    }
+}
+
+/// `GET /admin/v1/events`: `event: <kind>` / `data: {"kind","at","data"}`.
+pub async fn events(
+    State(app): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let mut rx = app.events.subscribe();
+    let mut shutdown = app.shutdown.clone();
+    let stream = async_stream(move |tx| async move {
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = shutdown.changed() => return,
+            };
+            let sse = match ev {
+                Ok(ev) => SseEvent::default()
+                    .event(ev.kind)
+                    .json_data(&ev)
+                    .unwrap_or_else(|_| SseEvent::default().comment("unencodable event")),
+                Err(RecvError::Lagged(n)) => SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"skipped\":{n}}}")),
+                Err(RecvError::Closed) => return,
+            };
+            if tx.send(Ok(sse)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// A stream fed by a task (avoids a macro crate for one generator).
+fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<SseEvent, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}

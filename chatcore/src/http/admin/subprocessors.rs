@@ -1,0 +1,227 @@
+//! `/admin/v1/subprocessors`: the registry (list, announce, announce a
+//! change, retire, objections) and its JSON Feed. The rules live in
+//! [`crate::registry`]; this module persists, publishes and answers.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::{JsonBody, Principal};
+use crate::registry::{
+    self, Announcement, ChangeRequest, ObjectionRequest, RegistryError, Status, SubProcessor,
+};
+use crate::store::WriteOp;
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        ApiError::new(
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            e.code(),
+            e.to_string(),
+        )
+    }
+}
+
+/// The registry in memory; the store holds each entry as a JSON document.
+#[derive(Default)]
+pub struct RegistryState {
+    pub entries: tokio::sync::Mutex<Vec<SubProcessor>>,
+}
+
+async fn persist(app: &AppState, changed: &[&SubProcessor]) -> Result<(), ApiError> {
+    let mut docs = Vec::with_capacity(changed.len());
+    for sp in changed {
+        let doc = serde_json::to_string(sp)
+            .map_err(|e| ApiError::internal(format!("encoding registry entry: {e}")))?;
+        docs.push((sp.id.clone(), doc));
+    }
+    if !docs.is_empty() {
+        app.store.write(WriteOp::PutSubprocessors(docs)).await?;
+    }
+    Ok(())
+}
+
+/// Loads the registry, seeding it from the policy on first start.
+pub async fn load(app: &AppState) -> Result<(), ApiError> {
+    let docs = app.store.subprocessors().await?;
+    let mut entries = Vec::with_capacity(docs.len());
+    for d in docs {
+        let sp: SubProcessor = serde_json::from_str(&d).map_err(|e| {
+            ApiError::internal(format!("a stored registry entry is unreadable: {e}"))
+        })?;
+        entries.push(sp);
+    }
+    if entries.is_empty() {
+        entries = registry::seed(app.clock.now_ms());
+        persist(app, &entries.iter().collect::<Vec<_>>()).await?;
+    }
+    *app.registry.entries.lock().await = entries;
+    Ok(())
+}
+
+/// Applies what has come due (proposals taking effect); persists and announces it.
+pub async fn advance(app: &AppState) -> Result<(), ApiError> {
+    let mut entries = app.registry.entries.lock().await;
+    let now = app.clock.now_ms();
+    let ids = registry::advance_all(&mut entries, now);
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let changed: Vec<&SubProcessor> = entries.iter().filter(|e| ids.contains(&e.id)).collect();
+    persist(app, &changed).await?;
+    for sp in changed {
+        app.events.publish(
+            "registry.changed",
+            now,
+            serde_json::json!({"id": sp.id, "change": "effective", "status": sp.status}),
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RegistryList {
+    pub items: Vec<SubProcessor>,
+    /// Entries still proposed, or with a change announced.
+    pub pending: usize,
+    /// Entries carrying any flag (e.g. `transfer_without_safeguard`).
+    pub flagged: usize,
+    pub notice_days: u32,
+}
+
+pub async fn list(State(app): State<AppState>) -> Result<Json<RegistryList>, ApiError> {
+    advance(&app).await?;
+    let items = app.registry.entries.lock().await.clone();
+    let pending = items
+        .iter()
+        .filter(|e| e.status == Status::Proposed || e.pending_change.is_some())
+        .count();
+    let flagged = items.iter().filter(|e| !e.flags.is_empty()).count();
+    Ok(Json(RegistryList {
+        items,
+        pending,
+        flagged,
+        notice_days: app.notice_days,
+    }))
+}
+
+/// Runs `f` on the registry, persists the entry it names, announces the change.
+async fn mutate<F>(app: &AppState, change: &'static str, f: F) -> Result<SubProcessor, ApiError>
+where
+    F: FnOnce(&mut Vec<SubProcessor>, i64) -> Result<String, RegistryError>,
+{
+    advance(app).await?;
+    let mut entries = app.registry.entries.lock().await;
+    let now = app.clock.now_ms();
+    let before = entries.clone();
+    let id = f(&mut entries, now)?;
+    let sp = entries
+        .iter()
+        .find(|e| e.id == id)
+        .cloned()
+        .ok_or_else(|| ApiError::from(RegistryError::NotFound))?;
+    if let Err(e) = persist(app, &[&sp]).await {
+        // Not durable: not done.
+        *entries = before;
+        return Err(e);
+    }
+    tracing::info!(subprocessor = %sp.id, change, "registry changed");
+    app.events.publish(
+        "registry.changed",
+        now,
+        serde_json::json!({"id": sp.id, "change": change, "status": sp.status}),
+    );
+    Ok(sp)
+}
+
+pub async fn announce(
+    State(app): State<AppState>,
+    JsonBody(a): JsonBody<Announcement>,
+) -> Result<(StatusCode, Json<SubProcessor>), ApiError> {
+    let notice = app.notice_days;
+    let sp = mutate(&app, "announced", |entries, now| {
+        registry::announce_into(entries, a, now, notice).map(|sp| sp.id.clone())
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(sp)))
+}
+
+pub async fn change(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(c): JsonBody<ChangeRequest>,
+) -> Result<Json<SubProcessor>, ApiError> {
+    let notice = app.notice_days;
+    Ok(Json(
+        mutate(&app, "change_announced", |entries, now| {
+            let sp = registry::find_mut(entries, &id)?;
+            registry::announce_change(sp, c, now, notice)?;
+            Ok(sp.id.clone())
+        })
+        .await?,
+    ))
+}
+
+pub async fn retire(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SubProcessor>, ApiError> {
+    Ok(Json(
+        mutate(&app, "retired", |entries, now| {
+            let sp = registry::find_mut(entries, &id)?;
+            registry::retire(sp, now)?;
+            Ok(sp.id.clone())
+        })
+        .await?,
+    ))
+}
+
+/// A tenant objects (its own api key, or staff on its behalf).
+pub async fn object(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    JsonBody(o): JsonBody<ObjectionRequest>,
+) -> Result<(StatusCode, Json<SubProcessor>), ApiError> {
+    if let Principal::Tenant(t) = &who
+        && t.id != o.tenant_id
+    {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "a tenant key may object only for its own tenant",
+        ));
+    }
+    if app.tenants.get(&o.tenant_id).is_none() {
+        return Err(ApiError::not_found("tenant_not_found", "no such tenant"));
+    }
+    let sp = mutate(&app, "objection", |entries, now| {
+        let sp = registry::find_mut(entries, &id)?;
+        registry::record_objection(sp, &o.tenant_id, o.reason, now)?;
+        Ok(sp.id.clone())
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(sp)))
+}
+
+/// JSON Feed 1.1 of registry changes, for customers to subscribe to.
+pub async fn feed(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    advance(&app).await?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if app.tls { "https" } else { "http" };
+    let home = format!("{scheme}://{host}/admin/v1/subprocessors");
+    let feed_url = format!("{home}/feed.json");
+    let entries = app.registry.entries.lock().await;
+    let body = registry::feed_json(&entries, &feed_url, &home);
+    Ok((
+        [(header::CONTENT_TYPE, "application/feed+json")],
+        Json(body),
+    )
+        .into_response())
+}
