@@ -164,12 +164,13 @@ impl Accounting {
         self.tenant
             .usage
             .add(1, self.bytes, i64::from(m.new_conversation));
-        // STATS-WIRING: self.app.stats.record(...) once stats.rs lands.
-        let _ = (
+        self.app.stats.record(
+            &self.tenant.id,
+            self.channel,
             self.direction,
+            self.bytes.max(0) as u64,
+            self.received.elapsed().as_micros() as u64,
             self.encrypt_ns,
-            self.received,
-            &self.app,
             m.committed_at,
         );
     }

@@ -1084,11 +1084,10 @@ impl LiveStats {
         }
         // Move this tenant's one count from its previous newest second to this one.
         let mut act = lock(&self.activity);
-        if prev != i64::MIN {
-            if let Some(page) = act.get_mut(prev_s.div_euclid(PAGE_I)) {
-                let b = &mut page.0[prev_s.rem_euclid(PAGE_I) as usize];
-                *b = b.saturating_sub(1);
-            }
+        let prev_page = (prev != i64::MIN).then_some(prev_s.div_euclid(PAGE_I));
+        if let Some(page) = prev_page.and_then(|p| act.get_mut(p)) {
+            let b = &mut page.0[prev_s.rem_euclid(PAGE_I) as usize];
+            *b = b.saturating_sub(1);
         }
         let pages = AtomicUsize::new(0); // three pages, not worth reporting
         if let Some(b) = act.bucket_mut(now_s, &pages) {
@@ -1282,8 +1281,9 @@ impl LiveStats {
 
     /// Frees ring pages no window can show any more and forgets tenants with
     /// no message in the last 24 h. Recording never frees, so call this from
-    /// a background task, every minute or so; it takes the tenant map's
-    /// write lock only to remove tenants.
+    /// a background task, every minute or so. It walks the tenants under the
+    /// map's read lock (a new tenant's first message waits for that pass) and
+    /// takes the write lock only to remove tenants.
     ///
     /// Returns how many tenants were forgotten.
     pub fn prune(&self, now_ms: i64) -> usize {
@@ -2256,10 +2256,9 @@ mod tests {
 
     fn family_of(name: &str, types: &HashMap<String, String>) -> String {
         for suffix in ["_bucket", "_sum", "_count"] {
-            if let Some(base) = name.strip_suffix(suffix) {
-                if types.get(base).map(String::as_str) == Some("histogram") {
-                    return base.to_string();
-                }
+            let histogram = |base: &&str| types.get(*base).map(String::as_str) == Some("histogram");
+            if let Some(base) = name.strip_suffix(suffix).filter(histogram) {
+                return base.to_string();
             }
         }
         name.to_string()

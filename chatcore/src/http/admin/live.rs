@@ -128,15 +128,22 @@ pub async fn overview(State(app): State<AppState>) -> Json<Overview> {
     Json(build_overview(&app).await)
 }
 
-/// Publishes a `throughput.tick` with the overview every second.
+/// Publishes a `throughput.tick` with the overview every second, and
+/// prunes the live figures every minute.
 pub async fn ticker(app: AppState) {
     let mut shutdown = app.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
+        }
+        ticks += 1;
+        if ticks.is_multiple_of(60) {
+            // Frees pages no window can show and tenants idle for a day.
+            app.stats.prune(app.clock.now_ms());
         }
         let o = build_overview(&app).await;
         let now = app.clock.now_ms();
