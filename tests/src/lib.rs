@@ -271,7 +271,7 @@ impl TotpCodes {
     }
 
     /// The next valid, unused code.
-    pub fn next(&mut self) -> anyhow::Result<String> {
+    pub fn code(&mut self) -> anyhow::Result<String> {
         anyhow::ensure!(
             self.next_offset <= 30,
             "out of TOTP steps for this half minute"

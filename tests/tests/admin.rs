@@ -272,7 +272,7 @@ async fn a_valid_second_factor_is_accepted_once() -> anyhow::Result<()> {
     let core = Core::start_with(|c| c.tokens_file = Some(tokens_file)).await?;
     let secret = staff.operator.totp_secret.clone().unwrap_or_default();
     let mut codes = TotpCodes::new(&secret)?;
-    let code = codes.next()?;
+    let code = codes.code()?;
     let path = "/admin/v1/retention/purge";
     let op = Some(staff.operator.token.as_str());
     assert_eq!(call(&core, "POST", path, op, Some(&code)).await?.0, 200);
@@ -282,7 +282,7 @@ async fn a_valid_second_factor_is_accepted_once() -> anyhow::Result<()> {
         (401, "mfa_invalid".into())
     );
     assert_eq!(
-        call(&core, "POST", path, op, Some(&codes.next()?)).await?.0,
+        call(&core, "POST", path, op, Some(&codes.code()?)).await?.0,
         200
     );
     let audit: Value = core

@@ -88,7 +88,7 @@ async fn registry_is_seeded_announces_with_notice_flags_and_takes_effect() -> an
         &core,
         "/admin/v1/subprocessors",
         announce(rfc3339_in(10), "India", "DPA"),
-        Some(codes.next()?),
+        Some(codes.code()?),
     )
     .await?;
     assert_eq!(
@@ -106,7 +106,7 @@ async fn registry_is_seeded_announces_with_notice_flags_and_takes_effect() -> an
         &core,
         "/admin/v1/subprocessors",
         announce(rfc3339_in(31), "India", "DPA"),
-        Some(codes.next()?),
+        Some(codes.code()?),
     )
     .await?;
     assert_eq!(status, 201, "{sp}");
@@ -339,7 +339,7 @@ async fn tenants_list_pages_sorts_and_filters_on_the_server() -> anyhow::Result<
         &core,
         &format!("/admin/v1/tenants/{id}/terminate"),
         json!({}),
-        Some(codes.next()?),
+        Some(codes.code()?),
     )
     .await?;
     assert_eq!(status, 200, "{v}");

@@ -22,7 +22,7 @@ impl Admin<'_> {
             .bearer_auth(self.core.running.admin_token())
             .json(&body);
         if totp {
-            req = req.header("X-C24-TOTP", self.codes.next()?);
+            req = req.header("X-C24-TOTP", self.codes.code()?);
         }
         let resp = req.send().await?;
         Ok((resp.status().as_u16(), resp.json().await?))
