@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+pub use c24_api::admin::retention::{CategoryReport, PurgeRun, RetentionReport};
 
 use crate::clock::{Millis, rfc3339};
 use crate::http::AppState;
@@ -84,19 +84,6 @@ pub const CATEGORIES: [Category; 6] = [
         tables: &[],
     },
 ];
-
-/// What one purge run did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PurgeRun {
-    /// RFC 3339, by the core's clock.
-    pub at: String,
-    pub rows_deleted: u64,
-    pub duration_ms: u64,
-    /// Tenants whose data key was destroyed in this run.
-    pub keys_destroyed: Vec<String>,
-    /// What triggered it: `schedule` or `manual`.
-    pub trigger: String,
-}
 
 /// Last run, and serialises runs (manual and scheduled never overlap).
 #[derive(Default)]
@@ -291,39 +278,6 @@ pub async fn refresher(app: AppState, interval: Duration) {
             Err(e) => tracing::warn!(error = %e, "refreshing open conversations failed"),
         }
     }
-}
-
-/// One category in `GET /admin/v1/retention`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CategoryReport {
-    pub category: String,
-    pub label: String,
-    /// The policy's period, in its words, and in days.
-    pub policy: String,
-    pub period_days: i64,
-    pub records: i64,
-    pub bytes: i64,
-    /// Due now (purge_after passed): overdue until the next purge deletes them.
-    pub overdue: i64,
-    pub due_24h: i64,
-    pub due_7d: i64,
-    /// Age in seconds of the oldest overdue item.
-    pub oldest_overdue_age_s: Option<i64>,
-    /// Whether this core stores anything of this kind yet.
-    pub tracked: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RetentionReport {
-    /// RFC 3339, by the core's clock.
-    pub now: String,
-    pub categories: Vec<CategoryReport>,
-    pub last_purge: Option<PurgeRun>,
-    /// RFC 3339: the next scheduled run.
-    pub next_purge_at: Option<String>,
-    pub purge_interval_s: u64,
-    /// Terminated tenants whose key is not yet destroyed.
-    pub tenants_pending_purge: usize,
 }
 
 pub async fn report(app: &AppState) -> Result<RetentionReport, StoreError> {

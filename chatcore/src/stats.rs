@@ -127,33 +127,14 @@ const RESERVED_NAMES: [&str; 11] = [
 // Public types
 // ---------------------------------------------------------------------------
 
-/// Which way a message went: from the end user to the tenant, or back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
+pub use c24_api::admin::throughput::{
+    ChannelFigures, Direction, OverviewFigures, Percentiles, Series, TenantFigures, Throughput,
+};
 
-impl Direction {
-    pub const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.as_str() == s)
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Direction::Inbound => 0,
-            Direction::Outbound => 1,
-        }
+fn direction_index(d: Direction) -> usize {
+    match d {
+        Direction::Inbound => 0,
+        Direction::Outbound => 1,
     }
 }
 
@@ -165,144 +146,19 @@ fn channel_index(c: Channel) -> usize {
     }
 }
 
-/// A latency distribution, in the unit its field name says. All zero when
-/// nothing was recorded. HDR precision is 2 significant digits, so a
-/// percentile is within 1 % of the true value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Percentiles {
-    /// Samples in the distribution.
-    pub count: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-    pub mean: f64,
-}
-
-impl Percentiles {
-    fn of(h: &Histogram<u32>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        Self {
-            count: h.len(),
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-            mean: h.mean(),
-        }
+fn percentiles_of(h: &Histogram<u32>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
     }
-}
-
-/// Counts for one channel × direction over a window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Series {
-    /// `webchat`, `whatsapp` or `email`.
-    pub channel: String,
-    pub direction: Direction,
-    /// Messages per bucket, oldest first, the last one being the current
-    /// (still filling) bucket.
-    pub counts: Vec<u64>,
-    /// Message bytes per bucket, aligned with `counts`.
-    pub bytes: Vec<u64>,
-    /// Messages per second over the window's length in complete buckets
-    /// (the current bucket left out, so the rate does not dip as each new
-    /// bucket starts).
-    pub rate_per_s: f64,
-}
-
-/// One channel's figures over a window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChannelFigures {
-    /// `webchat`, `whatsapp` or `email`.
-    pub channel: String,
-    /// Messages, both directions, in the window (current bucket included).
-    pub messages: u64,
-    /// Message bytes, both directions, in the window.
-    pub bytes: u64,
-    /// Messages per second, both directions, over complete buckets (see [`Series::rate_per_s`]).
-    pub msgs_per_s: f64,
-    /// Ingress requests refused or failed in the window. Platform-wide even
-    /// when a tenant filter is set: errors are not kept per tenant.
-    pub errors: u64,
-    /// Errors per second over complete buckets.
-    pub errors_per_s: f64,
-    /// Receive → commit latency in µs. Platform-wide even when a tenant
-    /// filter is set, and over the slots covering the window (see
-    /// [`Throughput::latency_window_ms`]).
-    pub ingest_latency_us: Percentiles,
-    /// Mean time spent sealing one message, in ns, over the same slots as
-    /// the latency. Platform-wide.
-    pub encrypt_ns_per_msg: f64,
-}
-
-/// The answer to `GET /admin/v1/throughput`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Throughput {
-    /// The window served, in ms: the request clamped to
-    /// [`MIN_WINDOW_MS`]..=[`MAX_WINDOW_MS`].
-    pub window_ms: i64,
-    /// 1,000 for windows up to 1 h, 60,000 above.
-    pub bucket_ms: i64,
-    /// Start of the first bucket, ms since the epoch.
-    pub from_ms: i64,
-    /// The tenant filter, as asked (an unknown tenant reads as all zeros).
-    pub tenant: Option<String>,
-    /// One per channel × direction, always all six, in channel then direction order.
-    pub series: Vec<Series>,
-    /// Receive → commit latency in µs across all channels, platform-wide.
-    pub ingest_latency_us: Percentiles,
-    /// The span the latency figures cover, in ms: whole latency slots
-    /// (10 s up to a 5-minute window, 1 min up to 1 h, 1 h beyond) reaching
-    /// back at least `window_ms`, so somewhat more than the window.
-    pub latency_window_ms: i64,
-    /// One per channel, always all three.
-    pub per_channel: Vec<ChannelFigures>,
-}
-
-/// The answer to `GET /admin/v1/overview`: platform totals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OverviewFigures {
-    /// When these figures started counting (RFC 3339).
-    pub started_at: String,
-    pub uptime_s: i64,
-    /// Messages committed since start, all channels and directions.
-    pub messages_total: u64,
-    /// Message bytes since start.
-    pub bytes_total: u64,
-    /// Messages in the last 60 s (the current second included).
-    pub messages_last_60s: u64,
-    /// Messages per second over the last 10 complete seconds.
-    pub msgs_per_s: f64,
-    /// Per channel, over the last 60 s.
-    pub per_channel: Vec<ChannelFigures>,
-    /// Receive → commit latency in µs over the last ~60 s, all channels.
-    pub ingest_latency_us: Percentiles,
-    /// Ingress errors since start.
-    pub errors_total: u64,
-    /// Ingress errors in the last 60 s.
-    pub errors_last_60s: u64,
-    /// Tenants with a committed message in the last 60 s (the current second included).
-    pub active_tenants_last_60s: u64,
-    /// Tenants the live figures currently hold (active in the last 24 h, or not yet pruned).
-    pub tenants_tracked: u64,
-}
-
-/// One tenant's recent activity, for the tenants list.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TenantFigures {
-    /// Messages per second over the last 10 complete seconds, all channels
-    /// and directions.
-    pub msgs_per_s: f64,
-    /// Messages per second for the last `n` complete seconds, oldest first,
-    /// all channels and directions. Complete seconds only, so the line does
-    /// not dip at its right end on every poll.
-    pub sparkline: Vec<u64>,
-    /// The newest message's commit time (ms since the epoch), if any is held.
-    pub last_message_ms: Option<i64>,
+    Percentiles {
+        count: h.len(),
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+        mean: h.mean(),
+    }
 }
 
 /// What the live figures hold in memory, to check they stay lazy.
@@ -1030,7 +886,7 @@ impl LiveStats {
         now_ms: i64,
     ) {
         let c = channel_index(channel);
-        let d = direction.index();
+        let d = direction_index(direction);
         lock(&self.channels[c]).record(d, bytes, ingest_us, encrypt_ns, now_ms, &self.mem);
 
         let k = c * 2 + d;
@@ -1168,7 +1024,7 @@ impl LiveStats {
                 errors: errors.counts.iter().sum(),
                 errors_per_s: g.rate(errors.complete),
                 encrypt_ns_per_msg: per_msg(encrypt_ns, sealed),
-                ingest_latency_us: hist.as_ref().map(Percentiles::of).unwrap_or_default(),
+                ingest_latency_us: hist.as_ref().map(percentiles_of).unwrap_or_default(),
             });
         }
 
@@ -1190,7 +1046,7 @@ impl LiveStats {
             from_ms: g.first() * g.bucket_ms,
             tenant: tenant.map(str::to_string),
             series,
-            ingest_latency_us: all.as_ref().map(Percentiles::of).unwrap_or_default(),
+            ingest_latency_us: all.as_ref().map(percentiles_of).unwrap_or_default(),
             latency_window_ms,
             per_channel,
         }
@@ -1414,7 +1270,7 @@ impl LiveStats {
                     &mut out,
                     M_MESSAGES,
                     &labels,
-                    &s.messages[d.index()].to_string(),
+                    &s.messages[direction_index(d)].to_string(),
                 );
             }
         }
@@ -1427,7 +1283,12 @@ impl LiveStats {
         for (c, s) in snaps.iter().enumerate() {
             for d in Direction::ALL {
                 let labels = [("channel", names[c]), ("direction", d.as_str())];
-                sample(&mut out, M_BYTES, &labels, &s.bytes[d.index()].to_string());
+                sample(
+                    &mut out,
+                    M_BYTES,
+                    &labels,
+                    &s.bytes[direction_index(d)].to_string(),
+                );
             }
         }
         family(
@@ -1717,8 +1578,7 @@ mod tests {
         assert_eq!(chan(&t.per_channel, W).bytes, 100);
         assert_eq!(
             t,
-            s.throughput(10_000, Some("a"), T0 + 9_500)
-                .with_tenant(None)
+            with_tenant(s.throughput(10_000, Some("a"), T0 + 9_500), None)
         );
 
         // A late sample lands in its own bucket, not the current one.
@@ -1731,11 +1591,9 @@ mod tests {
         assert_eq!((t.window_ms, series(&t, W, IN).counts.len()), (1_000, 1));
     }
 
-    impl Throughput {
-        fn with_tenant(mut self, tenant: Option<&str>) -> Self {
-            self.tenant = tenant.map(str::to_string);
-            self
-        }
+    fn with_tenant(mut t: Throughput, tenant: Option<&str>) -> Throughput {
+        t.tenant = tenant.map(str::to_string);
+        t
     }
 
     #[test]

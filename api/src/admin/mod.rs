@@ -1,3 +1,10 @@
 //! Admin API types (`/admin/v1/...`), one module per resource.
 
+pub mod audit;
+pub mod clock;
+pub mod events;
+pub mod overview;
+pub mod retention;
+pub mod subprocessors;
 pub mod tenants;
+pub mod throughput;

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use c24_api::admin::audit::{AuditEntry, AuditPage};
+use serde::Deserialize;
 
 use crate::clock::rfc3339;
 use crate::http::AppState;
@@ -14,27 +15,6 @@ pub struct AuditParams {
     limit: Option<u32>,
     /// Cursor from the previous page's `next`.
     before: Option<i64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub id: i64,
-    /// RFC 3339.
-    pub at: String,
-    pub actor: String,
-    pub role: String,
-    pub action: String,
-    pub target: String,
-    pub status: u16,
-    pub outcome: String,
-    /// RFC 3339: access logs are kept 90 days.
-    pub purge_after: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AuditPage {
-    pub items: Vec<AuditEntry>,
-    pub next: Option<i64>,
 }
 
 pub async fn list(

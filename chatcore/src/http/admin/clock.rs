@@ -4,25 +4,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use c24_api::admin::clock::{Advance, ClockNow};
 
 use crate::clock::rfc3339;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Advance {
-    pub seconds: i64,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-pub struct ClockNow {
-    /// RFC 3339.
-    pub now: String,
-    pub now_ms: i64,
-}
 
 pub async fn advance(
     State(app): State<AppState>,

@@ -8,14 +8,15 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+pub use c24_api::admin::overview::{Overview, TenantCounts};
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::QueryParams;
-use crate::stats::{OverviewFigures, Throughput};
+use crate::stats::Throughput;
 
 #[derive(Deserialize)]
 pub struct ThroughputParams {
@@ -49,32 +50,6 @@ pub async fn throughput(
         q.tenant.as_deref(),
         app.clock.now_ms(),
     )))
-}
-
-/// Platform totals: the live figures plus tenant, retention and registry counts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Overview {
-    #[serde(flatten)]
-    pub live: OverviewFigures,
-    pub tenants: TenantCounts,
-    /// Overdue records over all retention categories (as of the last refresh).
-    pub retention_overdue: i64,
-    /// Sub-processor entries proposed or with a change announced.
-    pub registry_pending: usize,
-    /// Entries flagged (e.g. a transfer without safeguard).
-    pub registry_flagged: usize,
-    /// RFC 3339, by the core's clock.
-    pub now: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TenantCounts {
-    pub total: usize,
-    pub active: usize,
-    pub suspended: usize,
-    pub terminated: usize,
-    pub purged: usize,
-    pub without_dpa: usize,
 }
 
 pub async fn build_overview(app: &AppState) -> Overview {

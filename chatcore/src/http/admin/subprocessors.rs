@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use c24_api::admin::subprocessors::RegistryList;
 
 use crate::http::AppState;
 use crate::http::error::ApiError;
@@ -81,16 +81,6 @@ pub async fn advance(app: &AppState) -> Result<(), ApiError> {
         );
     }
     Ok(())
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RegistryList {
-    pub items: Vec<SubProcessor>,
-    /// Entries still proposed, or with a change announced.
-    pub pending: usize,
-    /// Entries carrying any flag (e.g. `transfer_without_safeguard`).
-    pub flagged: usize,
-    pub notice_days: u32,
 }
 
 pub async fn list(State(app): State<AppState>) -> Result<Json<RegistryList>, ApiError> {
