@@ -10,8 +10,47 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ErrorBody;
+use crate::admin::audit::AuditPage;
+use crate::admin::clock::{Advance, ClockNow};
+use crate::admin::events::Event;
+use crate::admin::overview::Overview;
+use crate::admin::retention::{PurgeRun, RetentionReport};
+use crate::admin::subprocessors::{
+    Announcement, ChangeRequest, ObjectionRequest, RegistryList, SubProcessor,
+};
 use crate::admin::tenants::{CreateTenant, Tenant, TenantCreated, TenantList};
+use crate::admin::throughput::Throughput;
 use crate::agent::{ConversationList, MessageList, MessageView, PostMessage};
+
+/// Header carrying the TOTP code of a privileged write.
+pub const TOTP_HEADER: &str = "X-C24-TOTP";
+
+/// An empty JSON object body.
+#[derive(Serialize)]
+struct Empty {}
+
+/// Query of `GET /admin/v1/tenants`; every field optional.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantQuery {
+    /// `active`, `suspended`, `terminated` or `purged`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Case-insensitive substring of name or id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpa: Option<bool>,
+    /// `name`, `created_at`, `status`, `msgs_per_s`, `stored_messages`, `stored_bytes`, `open_conversations`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// `asc` or `desc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
 
 /// What can go wrong talking to the chat core.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +76,9 @@ pub enum ClientError {
     },
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    /// The event stream broke.
+    #[error("event stream: {0}")]
+    Stream(String),
 }
 
 impl ClientError {
@@ -137,20 +179,279 @@ impl Client {
         Self::decode(resp).await
     }
 
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        Self::decode(req.bearer_auth(&self.token).send().await?).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A privileged write: `totp` goes in `X-C24-TOTP`.
+    async fn post_mfa<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        totp: Option<&str>,
+    ) -> Result<T, ClientError> {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(code) = totp {
+            req = req.header(TOTP_HEADER, code);
+        }
+        self.send(req).await
+    }
+
+    // --- probes and documents -------------------------------------------
+
+    /// `GET /healthz`.
+    pub async fn healthz(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/healthz").await
+    }
+
+    /// `GET /readyz`.
+    pub async fn readyz(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/readyz").await
+    }
+
+    /// `GET /metrics` (Prometheus text).
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let resp = self.http.get(self.url("/metrics")).send().await?;
+        if !resp.status().is_success() {
+            return Self::decode::<String>(resp).await;
+        }
+        Ok(resp.text().await?)
+    }
+
+    /// `GET /admin/v1/openapi.json`.
+    pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/admin/v1/openapi.json").await
+    }
+
+    // --- tenants ------------------------------------------------------------
+
     /// `POST /admin/v1/tenants`.
     pub async fn create_tenant(&self, req: &CreateTenant) -> Result<TenantCreated, ClientError> {
         self.post("/admin/v1/tenants", req).await
     }
 
-    /// `GET /admin/v1/tenants`.
+    /// `GET /admin/v1/tenants` (first page, default order).
     pub async fn list_tenants(&self) -> Result<TenantList, ClientError> {
         self.get("/admin/v1/tenants").await
+    }
+
+    /// `GET /admin/v1/tenants` with paging, sorting and filters.
+    pub async fn query_tenants(&self, q: &TenantQuery) -> Result<TenantList, ClientError> {
+        self.send(self.http.get(self.url("/admin/v1/tenants")).query(q))
+            .await
+    }
+
+    /// Every tenant, following the cursors.
+    pub async fn all_tenants(&self, q: &TenantQuery) -> Result<Vec<Tenant>, ClientError> {
+        let mut q = q.clone();
+        q.limit = Some(q.limit.unwrap_or(1000));
+        let mut out = Vec::new();
+        loop {
+            let page = self.query_tenants(&q).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(n) => q.cursor = Some(n),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// `GET /admin/v1/tenants/{id}`.
     pub async fn tenant(&self, id: &str) -> Result<Tenant, ClientError> {
         self.get(&format!("/admin/v1/tenants/{id}")).await
     }
+
+    /// `POST /admin/v1/tenants/{id}/sign-dpa`.
+    pub async fn sign_dpa(&self, id: &str) -> Result<Tenant, ClientError> {
+        self.post_mfa(&format!("/admin/v1/tenants/{id}/sign-dpa"), &Empty {}, None)
+            .await
+    }
+
+    /// `POST /admin/v1/tenants/{id}/suspend`.
+    pub async fn suspend(&self, id: &str) -> Result<Tenant, ClientError> {
+        self.post_mfa(&format!("/admin/v1/tenants/{id}/suspend"), &Empty {}, None)
+            .await
+    }
+
+    /// `POST /admin/v1/tenants/{id}/resume`.
+    pub async fn resume(&self, id: &str) -> Result<Tenant, ClientError> {
+        self.post_mfa(&format!("/admin/v1/tenants/{id}/resume"), &Empty {}, None)
+            .await
+    }
+
+    /// `POST /admin/v1/tenants/{id}/terminate` (privileged: TOTP).
+    pub async fn terminate(&self, id: &str, totp: &str) -> Result<Tenant, ClientError> {
+        self.post_mfa(
+            &format!("/admin/v1/tenants/{id}/terminate"),
+            &Empty {},
+            Some(totp),
+        )
+        .await
+    }
+
+    /// `POST /admin/v1/tenants/{id}/destroy-key` (privileged: TOTP).
+    pub async fn destroy_key(&self, id: &str, totp: &str) -> Result<Tenant, ClientError> {
+        self.post_mfa(
+            &format!("/admin/v1/tenants/{id}/destroy-key"),
+            &Empty {},
+            Some(totp),
+        )
+        .await
+    }
+
+    // --- live figures ---------------------------------------------------------
+
+    /// `GET /admin/v1/throughput?window=...[&tenant=...]`; `window` like `60s`.
+    pub async fn throughput(
+        &self,
+        window: &str,
+        tenant: Option<&str>,
+    ) -> Result<Throughput, ClientError> {
+        let mut q = vec![("window", window)];
+        if let Some(t) = tenant {
+            q.push(("tenant", t));
+        }
+        self.send(self.http.get(self.url("/admin/v1/throughput")).query(&q))
+            .await
+    }
+
+    /// `GET /admin/v1/overview`.
+    pub async fn overview(&self) -> Result<Overview, ClientError> {
+        self.get("/admin/v1/overview").await
+    }
+
+    /// `GET /admin/v1/events`: the Server-Sent Events stream, parsed.
+    pub async fn events(
+        &self,
+    ) -> Result<impl futures_core::Stream<Item = Result<Event, ClientError>> + use<>, ClientError>
+    {
+        use eventsource_stream::Eventsource;
+        use futures_util::StreamExt;
+        let resp = self
+            .http
+            .get(self.url("/admin/v1/events"))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::decode::<serde_json::Value>(resp)
+                .await
+                .err()
+                .unwrap_or(ClientError::Timeout("an error body")));
+        }
+        Ok(resp.bytes_stream().eventsource().map(|item| match item {
+            Ok(ev) => serde_json::from_str::<Event>(&ev.data).or_else(|_| {
+                // `lagged` carries only a count.
+                Ok(Event {
+                    kind: ev.event,
+                    at: String::new(),
+                    data: serde_json::from_str(&ev.data).unwrap_or(serde_json::Value::Null),
+                })
+            }),
+            Err(e) => Err(ClientError::Stream(e.to_string())),
+        }))
+    }
+
+    // --- retention ------------------------------------------------------------
+
+    /// `GET /admin/v1/retention`.
+    pub async fn retention(&self) -> Result<RetentionReport, ClientError> {
+        self.get("/admin/v1/retention").await
+    }
+
+    /// `POST /admin/v1/retention/purge` (privileged: TOTP).
+    pub async fn purge(&self, totp: &str) -> Result<PurgeRun, ClientError> {
+        self.post_mfa("/admin/v1/retention/purge", &Empty {}, Some(totp))
+            .await
+    }
+
+    // --- sub-processor registry -------------------------------------------
+
+    /// `GET /admin/v1/subprocessors`.
+    pub async fn subprocessors(&self) -> Result<RegistryList, ClientError> {
+        self.get("/admin/v1/subprocessors").await
+    }
+
+    /// `POST /admin/v1/subprocessors` (privileged: TOTP).
+    pub async fn announce_subprocessor(
+        &self,
+        a: &Announcement,
+        totp: &str,
+    ) -> Result<SubProcessor, ClientError> {
+        self.post_mfa("/admin/v1/subprocessors", a, Some(totp))
+            .await
+    }
+
+    /// `POST /admin/v1/subprocessors/{id}/changes` (privileged: TOTP).
+    pub async fn announce_change(
+        &self,
+        id: &str,
+        c: &ChangeRequest,
+        totp: &str,
+    ) -> Result<SubProcessor, ClientError> {
+        self.post_mfa(
+            &format!("/admin/v1/subprocessors/{id}/changes"),
+            c,
+            Some(totp),
+        )
+        .await
+    }
+
+    /// `POST /admin/v1/subprocessors/{id}/retire` (privileged: TOTP).
+    pub async fn retire_subprocessor(
+        &self,
+        id: &str,
+        totp: &str,
+    ) -> Result<SubProcessor, ClientError> {
+        self.post_mfa(
+            &format!("/admin/v1/subprocessors/{id}/retire"),
+            &Empty {},
+            Some(totp),
+        )
+        .await
+    }
+
+    /// `POST /admin/v1/subprocessors/{id}/objections` (a tenant's key, or operator).
+    pub async fn object(
+        &self,
+        id: &str,
+        o: &ObjectionRequest,
+    ) -> Result<SubProcessor, ClientError> {
+        self.post(&format!("/admin/v1/subprocessors/{id}/objections"), o)
+            .await
+    }
+
+    /// `GET /admin/v1/subprocessors/feed.json` (JSON Feed 1.1).
+    pub async fn subprocessor_feed(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/admin/v1/subprocessors/feed.json").await
+    }
+
+    // --- audit and clock --------------------------------------------------
+
+    /// `GET /admin/v1/audit?limit=N[&before=ID]`, newest first.
+    pub async fn audit(&self, limit: u32, before: Option<i64>) -> Result<AuditPage, ClientError> {
+        let mut path = format!("/admin/v1/audit?limit={limit}");
+        if let Some(b) = before {
+            path.push_str(&format!("&before={b}"));
+        }
+        self.get(&path).await
+    }
+
+    /// `POST /admin/v1/clock/advance` (only on a core started with `--dev-clock`).
+    pub async fn advance_clock(&self, seconds: i64) -> Result<ClockNow, ClientError> {
+        self.post("/admin/v1/clock/advance", &Advance { seconds })
+            .await
+    }
+
+    // --- agent API ----------------------------------------------------------
 
     /// `GET /v1/conversations` (with a tenant api key).
     pub async fn conversations(&self) -> Result<ConversationList, ClientError> {
