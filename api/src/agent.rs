@@ -3,14 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/conversations/{id}/messages`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
     pub content: String,
 }
 
 /// One conversation in `GET /v1/conversations`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationSummary {
     pub id: String,
     pub tenant_id: String,
@@ -23,7 +23,7 @@ pub struct ConversationSummary {
     pub last_activity_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationList {
     pub items: Vec<ConversationSummary>,
     /// Cursor for the next page, if any.
@@ -31,7 +31,7 @@ pub struct ConversationList {
 }
 
 /// One message, decrypted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: String,
     pub conversation_id: String,
@@ -46,7 +46,7 @@ pub struct MessageView {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageList {
     pub items: Vec<MessageView>,
     /// Pass as `?after=` to read the next page; `null` at the end.

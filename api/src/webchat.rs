@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
 /// A frame sent by the visitor's widget.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum ClientFrame {
     /// A visitor message. `conversation_id: null` starts a new conversation.
@@ -31,7 +31,7 @@ pub enum ClientFrame {
 }
 
 /// A frame sent by the chat core.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type")]
 pub enum ServerFrame {
     /// Sent only after the message is durably committed.
@@ -51,7 +51,7 @@ pub enum ServerFrame {
 }
 
 /// Durable acknowledgement of a `msg.send`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ack {
     pub client_msg_id: String,
     pub message_id: String,
@@ -64,7 +64,7 @@ pub struct Ack {
 }
 
 /// A message pushed to the visitor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MsgNew {
     pub conversation_id: String,
     pub message_id: String,

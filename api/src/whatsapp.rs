@@ -15,14 +15,16 @@ pub fn signature_header(app_secret: &str, body: &[u8]) -> String {
 }
 
 /// Top-level notification: `{"object":"whatsapp_business_account","entry":[...]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppNotification)]
 pub struct Notification {
     pub object: String,
     #[serde(default)]
     pub entry: Vec<Entry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppEntry)]
 pub struct Entry {
     /// WhatsApp Business Account id.
     pub id: String,
@@ -30,14 +32,16 @@ pub struct Entry {
     pub changes: Vec<Change>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppChange)]
 pub struct Change {
     /// Usually `"messages"`.
     pub field: String,
     pub value: ChangeValue,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppChangeValue)]
 pub struct ChangeValue {
     #[serde(default)]
     pub messaging_product: Option<String>,
@@ -50,27 +54,31 @@ pub struct ChangeValue {
     pub statuses: Vec<Status>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppMetadata)]
 pub struct Metadata {
     #[serde(default)]
     pub display_phone_number: Option<String>,
     pub phone_number_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppContact)]
 pub struct Contact {
     #[serde(default)]
     pub profile: Option<Profile>,
     pub wa_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppProfile)]
 pub struct Profile {
     #[serde(default)]
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppMessage)]
 pub struct Message {
     /// Meta's message id (`wamid.…`), the de-duplication key.
     pub id: String,
@@ -87,13 +95,15 @@ pub struct Message {
     pub context: Option<Context>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppText)]
 pub struct Text {
     pub body: String,
 }
 
 /// Present when the message replies to an earlier one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppContext)]
 pub struct Context {
     #[serde(default)]
     pub from: Option<String>,
@@ -102,7 +112,8 @@ pub struct Context {
 }
 
 /// Delivery status of a message the business sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WhatsAppStatus)]
 pub struct Status {
     pub id: String,
     pub status: String,

@@ -24,7 +24,7 @@
 //! core's async runtime (HTTP, WebSocket, JSON, sealing), and the load
 //! clients, which run on a runtime of their own.
 //!
-//! Run (about 35 s with the defaults):
+//! Run (about 30 s with the defaults, after the build):
 //!
 //! ```text
 //! cargo bench -p c24-chatcore --bench webchat_ingest

@@ -31,6 +31,10 @@ pub struct Incoming<'a> {
     pub thread: Thread,
     /// Idempotency key: a resend with the same key stores nothing new.
     pub dedupe: Option<(BlindKind, String)>,
+    /// The key is scoped to the conversation (web chat): recognised among
+    /// the conversation's recent messages, and tenant-wide only for the
+    /// message that starts a conversation.
+    pub conversation_scoped_dedupe: bool,
     pub body: &'a str,
     pub subject: Option<&'a str>,
     pub received_at: Millis,
@@ -102,6 +106,13 @@ pub fn seal(cipher: &TenantCipher, m: Incoming<'_>) -> Result<InboundMessage, Cr
             )
         })
         .transpose()?;
+    let key = m.dedupe.map(|(k, v)| cipher.blind_index(k, &v));
+    let (dedupe_key, client_key) = if m.conversation_scoped_dedupe {
+        let starts = matches!(m.thread, Thread::New);
+        (key.clone().filter(|_| starts), key)
+    } else {
+        (key, None)
+    };
     let target = match m.thread {
         Thread::New => ConversationTarget::New { id: new_id() },
         Thread::Existing(id) => ConversationTarget::Existing { id },
@@ -129,7 +140,8 @@ pub fn seal(cipher: &TenantCipher, m: Incoming<'_>) -> Result<InboundMessage, Cr
         },
         target,
         message_id,
-        dedupe_key: m.dedupe.map(|(k, v)| cipher.blind_index(k, &v)),
+        dedupe_key,
+        client_key,
         body_ct,
         subject_ct,
         size: m.body.len() as i64,

@@ -24,6 +24,22 @@ async fn data_and_tenants_survive_a_restart() -> anyhow::Result<()> {
         .send_message("c2", Some(&ack.conversation_id), "after", WAIT)
         .await?;
     assert_eq!(again.seq, 2);
+    // Resends after the restart are still recognised, with or without the
+    // conversation id, and store nothing.
+    let (dup, _) = v
+        .send_message("c1", Some(&ack.conversation_id), "before restart", WAIT)
+        .await?;
+    assert_eq!(
+        (dup.message_id.as_str(), dup.seq),
+        (ack.message_id.as_str(), 1)
+    );
+    let (dup, _) = v.send_message("c1", None, "before restart", WAIT).await?;
+    assert_eq!(dup.message_id, ack.message_id);
+    let (dup, _) = v
+        .send_message("c2", Some(&ack.conversation_id), "after", WAIT)
+        .await?;
+    assert_eq!(dup.message_id, again.message_id);
+    assert_eq!(core.message_count(&t).await?, 2);
     Ok(())
 }
 

@@ -20,10 +20,13 @@ pub mod kinds {
 }
 
 /// One event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub kind: String,
     /// RFC 3339, by the chat core's clock.
     pub at: String,
+    /// Kind-specific: the `Overview` for `throughput.tick`, a `PurgeRun`
+    /// for `retention.purged`, a small object for the others.
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::throughput::OverviewFigures;
 
 /// Platform totals: the live figures plus tenant, retention and registry counts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Overview {
     #[serde(flatten)]
     pub live: OverviewFigures,
@@ -21,7 +21,7 @@ pub struct Overview {
     pub now: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantCounts {
     pub total: usize,
     pub active: usize,

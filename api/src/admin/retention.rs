@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What one purge run did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PurgeRun {
     /// RFC 3339, by the core's clock.
     pub at: String,
@@ -17,7 +17,7 @@ pub struct PurgeRun {
 }
 
 /// One category in `GET /admin/v1/retention`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct CategoryReport {
     pub category: String,
     pub label: String,
@@ -36,7 +36,7 @@ pub struct CategoryReport {
     pub tracked: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RetentionReport {
     /// RFC 3339, by the core's clock.
     pub now: String,

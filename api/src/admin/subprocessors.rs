@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// The five sub-processor categories of privacy policy section 8, serialised
 /// exactly as the policy writes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Category {
     #[serde(rename = "Cloud Infrastructure")]
     CloudInfrastructure,
@@ -67,8 +67,9 @@ impl std::fmt::Display for Category {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = SubProcessorStatus)]
 pub enum Status {
     /// Announced, not yet effective: tenants are in their notice period.
     Proposed,
@@ -88,7 +89,7 @@ impl Status {
 
 /// Where a location stands under GDPR Chapter V, ordered from inside the EEA
 /// outwards, so a list of locations takes its farthest member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LocationClass {
     /// The EU 27 plus Iceland, Liechtenstein, Norway: no transfer at all.
@@ -107,7 +108,7 @@ pub enum LocationClass {
 // ---------------------------------------------------------------------------
 
 /// Body of `POST /admin/v1/subprocessors`: announces a new sub-processor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Announcement {
     pub name: String,
@@ -123,7 +124,7 @@ pub struct Announcement {
 
 /// Body of `POST /admin/v1/subprocessors/{id}/changes`: the new values of
 /// what changes (absent fields stay as they are) and when.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,7 +140,7 @@ pub struct ChangeRequest {
 }
 
 /// Body of `POST /admin/v1/subprocessors/{id}/objections`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectionRequest {
     pub tenant_id: String,
@@ -148,7 +149,7 @@ pub struct ObjectionRequest {
 }
 
 /// A tenant's objection; at most one per tenant per entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Objection {
     pub tenant_id: String,
     pub reason: Option<String>,
@@ -158,13 +159,14 @@ pub struct Objection {
 
 /// One line of an entry's append-only history. The feed item id is the
 /// entry id plus the index here, so entries are never removed or reordered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub at: String,
     /// One of the `EVENT_*` constants.
     pub event: String,
     /// Event-specific: a snapshot of the terms, the changed fields, etc.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub detail: Value,
     /// For announcements, the date announced; for `effective`, the date applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,7 +175,7 @@ pub struct HistoryEntry {
 
 /// An announced change waiting for its effective date. Only the fields that
 /// change are present.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingChange {
     pub announced_at: String,
     pub effective_at: String,
@@ -192,7 +194,7 @@ pub struct PendingChange {
 }
 
 /// A registry entry, persisted as JSON and returned by the API as is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubProcessor {
     pub id: String,
     pub name: String,
@@ -222,7 +224,7 @@ pub struct SubProcessor {
 }
 
 /// `GET /admin/v1/subprocessors`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegistryList {
     pub items: Vec<SubProcessor>,
     /// Entries still proposed, or with a change announced.

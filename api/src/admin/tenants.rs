@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /admin/v1/tenants`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     pub name: String,
@@ -12,7 +12,7 @@ pub struct CreateTenant {
 }
 
 /// A tenant as the admin API shows it (no secrets).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: String,
     pub name: String,
@@ -52,25 +52,25 @@ pub struct Tenant {
 }
 
 /// Public channel identifiers (what a tenant configures, never a secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelsPublic {
     pub webchat: bool,
     pub whatsapp: WhatsAppPublic,
     pub email: EmailPublic,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WhatsAppPublic {
     pub phone_number_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EmailPublic {
     pub address: String,
 }
 
 /// `GET /admin/v1/tenants`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantList {
     pub items: Vec<Tenant>,
     /// Cursor for the next page (`?cursor=`), `null` on the last.
@@ -82,7 +82,7 @@ pub struct TenantList {
 
 /// 201 answer to `POST /admin/v1/tenants`: the tenant with its credentials.
 /// Shown once; the chat core keeps only what it needs to verify them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantCreated {
     pub id: String,
     pub name: String,
@@ -93,26 +93,26 @@ pub struct TenantCreated {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelCredentials {
     pub webchat: WebchatCredentials,
     pub whatsapp: WhatsAppCredentials,
     pub email: EmailCredentials,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebchatCredentials {
     pub widget_key: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WhatsAppCredentials {
     pub phone_number_id: String,
     pub app_secret: String,
     pub verify_token: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EmailCredentials {
     pub address: String,
     pub signing_key: String,

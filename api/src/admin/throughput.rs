@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which way a message went: from the end user to the tenant, or back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Inbound,
@@ -29,7 +29,7 @@ impl Direction {
 /// A latency distribution, in the unit its field name says. All zero when
 /// nothing was recorded. HDR precision is 2 significant digits, so a
 /// percentile is within 1 % of the true value.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Percentiles {
     /// Samples in the distribution.
     pub count: u64,
@@ -42,7 +42,7 @@ pub struct Percentiles {
 }
 
 /// Counts for one channel × direction over a window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Series {
     /// `webchat`, `whatsapp` or `email`.
     pub channel: String,
@@ -59,7 +59,7 @@ pub struct Series {
 }
 
 /// One channel's figures over a window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelFigures {
     /// `webchat`, `whatsapp` or `email`.
     pub channel: String,
@@ -84,7 +84,7 @@ pub struct ChannelFigures {
 }
 
 /// The answer to `GET /admin/v1/throughput`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Throughput {
     /// The window served, in ms: the request clamped to
     /// 1 s ..= 24 h.
@@ -108,7 +108,7 @@ pub struct Throughput {
 }
 
 /// The answer to `GET /admin/v1/overview`: platform totals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OverviewFigures {
     /// When these figures started counting (RFC 3339).
     pub started_at: String,
@@ -136,7 +136,7 @@ pub struct OverviewFigures {
 }
 
 /// One tenant's recent activity, for the tenants list.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantFigures {
     /// Messages per second over the last 10 complete seconds, all channels
     /// and directions.

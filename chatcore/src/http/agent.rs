@@ -27,8 +27,10 @@ const MAX_LIMIT: u32 = 1000;
 /// Largest agent reply body (the same bound as a visitor frame).
 const MAX_CONTENT: usize = c24_api::webchat::MAX_FRAME_BYTES;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<u32>,
     /// Cursor from the previous page's `next`.
     after: Option<String>,
@@ -108,6 +110,26 @@ fn summary(c: ConversationRecord) -> ConversationSummary {
 }
 
 /// `GET /v1/conversations`: newest first.
+///
+/// With a tenant's api key, its own; with a staff token of the admin role,
+/// the tenant named by `?tenant=`.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations",
+    tag = "agent",
+    operation_id = "listConversations",
+    params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of conversations.", body = ConversationList),
+        (status = 400, description = "`invalid_query`: bad limit or query string, or a staff token without ?tenant=.", body = c24_api::ErrorBody),
+        (status = 401, description = crate::http::openapi::D_BEARER, body = c24_api::ErrorBody),
+        (status = 403, description = "`forbidden`: a tenant key naming another tenant, or a staff role below admin.", body = c24_api::ErrorBody),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn list_conversations(
     State(app): State<AppState>,
     who: Principal,
@@ -126,6 +148,28 @@ pub async fn list_conversations(
 }
 
 /// `GET /v1/conversations/{id}/messages`: oldest first, decrypted.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}/messages",
+    tag = "agent",
+    operation_id = "listMessages",
+    params(
+        ("id" = String, Path, description = "The conversation's id."),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 100)."),
+        ("after" = Option<String>, Query, description = "Cursor from the previous page's next."),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of messages, decrypted.", body = MessageList),
+        (status = 400, description = "`invalid_query`: bad limit, cursor or query string.", body = c24_api::ErrorBody),
+        (status = 401, description = crate::http::openapi::D_BEARER, body = c24_api::ErrorBody),
+        (status = 403, description = "`forbidden`: a staff role below admin.", body = c24_api::ErrorBody),
+        (status = 404, description = "`conversation_not_found`: no such conversation, or another tenant's.", body = c24_api::ErrorBody),
+        (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed; its messages can never be read again.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn list_messages(
     State(app): State<AppState>,
     who: Principal,
@@ -173,6 +217,25 @@ pub async fn list_messages(
 }
 
 /// `POST /v1/conversations/{id}/messages`: an agent reply, pushed as `msg.new`.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/messages",
+    tag = "agent",
+    operation_id = "postMessage",
+    params(("id" = String, Path, description = "The conversation's id.")),
+    request_body = PostMessage,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored, and pushed to the visitor's open sockets.", body = MessageView),
+        (status = 400, description = "`invalid_json`: malformed body or unknown field; `invalid_content`: content empty or over 64 KiB.", body = c24_api::ErrorBody),
+        (status = 401, description = crate::http::openapi::D_BEARER, body = c24_api::ErrorBody),
+        (status = 403, description = "`forbidden`: a staff role below admin; `dpa_required`: the tenant has no signed DPA; `tenant_suspended`; `tenant_terminated` (also once its key is destroyed).", body = c24_api::ErrorBody),
+        (status = 404, description = "`conversation_not_found`: no such conversation, or another tenant's.", body = c24_api::ErrorBody),
+        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn post_message(
     State(app): State<AppState>,
     who: Principal,

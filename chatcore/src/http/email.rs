@@ -39,6 +39,36 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
     }
 }
 
+/// Receives one raw RFC 5322 message for the tenant.
+///
+/// Signed: `X-C24-Signature` = `sha256=<hex HMAC-SHA256(signing_key,
+/// timestamp "." body)>` with `X-C24-Timestamp` (Unix seconds) within five
+/// minutes of the server clock; each signature is accepted once.
+/// Answered once the message is durable.
+#[utoipa::path(
+    post,
+    path = "/v1/email/{tenant_id}/inbound",
+    tag = "email",
+    operation_id = "emailInbound",
+    params(
+        ("tenant_id" = String, Path, description = "The tenant's id."),
+        ("X-C24-Timestamp" = String, Header, description = "Unix seconds at signing."),
+        ("X-C24-Signature" = String, Header, description = "sha256=<hex HMAC-SHA256(signing_key, timestamp \".\" body)>."),
+    ),
+    request_body(content = String, content_type = "message/rfc822", description = "The raw message, at most 10 MiB."),
+    responses(
+        (status = 201, description = "Stored.", body = crate::http::openapi::EmailReceipt),
+        (status = 200, description = "A message with this Message-ID was stored before; nothing was written.", body = crate::http::openapi::EmailReceipt),
+        (status = 400, description = "`invalid_email`: not an RFC 5322 message, or no From address; `bad_body`: the body could not be read.", body = c24_api::ErrorBody),
+        (status = 401, description = "`invalid_signature`: timestamp or signature missing, malformed or wrong; `signature_expired`: the timestamp is over 5 minutes from the server clock; `signature_replayed`: this signature was used before.", body = c24_api::ErrorBody),
+        (status = 403, description = crate::http::openapi::D_ADMIT, body = c24_api::ErrorBody),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the message is over 10 MiB.", body = c24_api::ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: Content-Type is not message/rfc822.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn inbound(
     State(app): State<AppState>,
     Path(tenant_id): Path<String>,
@@ -132,6 +162,7 @@ pub async fn inbound(
             contact_name: name.as_deref(),
             thread: Thread::Email(refs),
             dedupe: own_id.clone().map(|id| (BlindKind::EmailMessageId, id)),
+            conversation_scoped_dedupe: false,
             body: text.trim_end(),
             subject: subject.as_deref(),
             received_at: now,

@@ -8,11 +8,28 @@ use super::AppState;
 use super::error::ApiError;
 
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    responses((status = 200, description = "The process is up: status `ok`.", body = super::openapi::Health)),
+)]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Storage is open and the writer is running.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready: status `ready`.", body = super::openapi::Health),
+        (status = 503, description = "`unavailable`: storage is not open, or the server is stopping.", body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     if app.store.ready() && !*app.shutdown.borrow() {
         Ok(Json(json!({"status": "ready"})))

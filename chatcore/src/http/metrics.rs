@@ -8,6 +8,19 @@ use axum::response::IntoResponse;
 use super::AppState;
 use crate::stats::PromSample;
 
+/// Prometheus text exposition (version 0.0.4): platform figures only.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    operation_id = "metrics",
+    responses((
+        status = 200,
+        description = "Prometheus text format: ingest counters and latencies, tenants by status, retention and purge figures. No tenant labels, so no token.",
+        body = String,
+        content_type = "text/plain",
+    )),
+)]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     use std::sync::atomic::Ordering::Relaxed;
     let now = app.clock.now_ms();

@@ -3,7 +3,8 @@
 //! One module per surface: [`webchat`] (WebSocket), [`whatsapp`] (Meta
 //! webhook), [`email`] (inbound mail), [`agent`] (the tenant's agent API),
 //! [`admin`] (operators), [`health`]. Bad input is answered by [`error`] and
-//! [`extract`] with the JSON error body.
+//! [`extract`] with the JSON error body. [`openapi`] documents all of it,
+//! served at `GET /admin/v1/openapi.json`.
 
 pub mod admin;
 pub mod agent;
@@ -13,6 +14,7 @@ pub mod extract;
 pub mod guard;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod webchat;
 pub mod whatsapp;
 
@@ -75,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(admin::router(state.clone()))
+        // Outside the admin guard: the document holds no data.
+        .route("/admin/v1/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/webchat/ws", get(webchat::upgrade))
         .route(

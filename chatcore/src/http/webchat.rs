@@ -33,12 +33,37 @@ const MAX_CLIENT_MSG_ID: usize = 128;
 /// Messages replayed per `resume`.
 const RESUME_LIMIT: u32 = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsParams {
+    /// The tenant's public widget key.
+    #[param(required = true)]
     widget_key: Option<String>,
+    /// The visitor's own stable id, 1 to 128 characters.
+    #[param(required = true)]
     visitor: Option<String>,
 }
 
+/// Opens a visitor's web-chat socket.
+///
+/// After the upgrade every frame is JSON text: the widget sends
+/// `ClientFrame`s (`msg.send`, `ping`, `resume`), the core answers with
+/// `ServerFrame`s (`ack` once a message is durable, `msg.new` pushes,
+/// `pong`, `error`); both are in the components. Frames over 64 KiB get an
+/// `error` frame, over 16 MiB the socket is closed.
+#[utoipa::path(
+    get,
+    path = "/v1/webchat/ws",
+    tag = "webchat",
+    operation_id = "webchatSocket",
+    params(WsParams),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket is open."),
+        (status = 400, description = "`invalid_visitor`: visitor missing or over 128 characters; `websocket_required`: not a WebSocket upgrade request; `invalid_query`: the query string does not parse.", body = c24_api::ErrorBody),
+        (status = 401, description = "`unauthorized`: widget_key missing or unknown.", body = c24_api::ErrorBody),
+        (status = 403, description = crate::http::openapi::D_ADMIT, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn upgrade(
     State(app): State<AppState>,
     QueryParams(q): QueryParams<WsParams>,
@@ -190,6 +215,7 @@ impl Session {
                     None => Thread::New,
                 },
                 dedupe: Some((BlindKind::WebchatClientMsg, dedupe)),
+                conversation_scoped_dedupe: true,
                 body: &content,
                 subject: None,
                 received_at: now,

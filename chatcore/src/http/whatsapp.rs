@@ -25,12 +25,18 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// WhatsApp's customer-service window: messages within it share a conversation.
 const SESSION_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyParams {
+    /// Must be `subscribe`.
     #[serde(rename = "hub.mode")]
+    #[param(required = true)]
     mode: Option<String>,
+    /// The tenant's WhatsApp verify token.
     #[serde(rename = "hub.verify_token")]
+    #[param(required = true)]
     verify_token: Option<String>,
+    /// Echoed back as the body.
     #[serde(rename = "hub.challenge")]
     challenge: Option<String>,
 }
@@ -42,6 +48,19 @@ fn tenant(app: &AppState, id: &str) -> Result<std::sync::Arc<TenantEntry>, ApiEr
 }
 
 /// `GET`: answers the raw `hub.challenge` when the verify token matches.
+#[utoipa::path(
+    get,
+    path = "/v1/whatsapp/{tenant_id}/webhook",
+    tag = "whatsapp",
+    operation_id = "whatsappVerify",
+    params(("tenant_id" = String, Path, description = "The tenant's id."), VerifyParams),
+    responses(
+        (status = 200, description = "The verify token matches: the body is hub.challenge, verbatim.", body = String, content_type = "text/plain"),
+        (status = 400, description = "`invalid_query`: hub.mode is not subscribe, or the query does not parse.", body = c24_api::ErrorBody),
+        (status = 403, description = "`invalid_verify_token`: hub.verify_token does not match.", body = c24_api::ErrorBody),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn verify(
     State(app): State<AppState>,
     Path(tenant_id): Path<String>,
@@ -84,6 +103,31 @@ fn signature_ok(headers: &HeaderMap, secret: &str, body: &[u8]) -> bool {
 }
 
 /// `POST`: a notification with messages and/or statuses.
+///
+/// The signature is checked over the raw bytes before anything is parsed;
+/// the answer comes only once every message is durably stored. Unknown
+/// fields are accepted (Meta adds fields without notice).
+#[utoipa::path(
+    post,
+    path = "/v1/whatsapp/{tenant_id}/webhook",
+    tag = "whatsapp",
+    operation_id = "whatsappNotify",
+    params(
+        ("tenant_id" = String, Path, description = "The tenant's id."),
+        ("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC-SHA256(app_secret, raw body)>."),
+    ),
+    request_body(content = c24_api::whatsapp::Notification, content_type = "application/json", description = "Meta's notification, at most 1 MiB."),
+    responses(
+        (status = 200, description = "Every message is durable (or was already).", body = crate::http::openapi::WhatsAppReceipt),
+        (status = 400, description = "`invalid_payload`: not a WhatsApp Business notification; `bad_body`: the body could not be read.", body = c24_api::ErrorBody),
+        (status = 401, description = "`invalid_signature`: X-Hub-Signature-256 is missing or does not match the body.", body = c24_api::ErrorBody),
+        (status = 403, description = "`dpa_required`: the tenant has no signed DPA; `tenant_suspended`; `tenant_terminated` (also once its key is destroyed); `phone_number_mismatch`: metadata.phone_number_id is not this tenant's number.", body = c24_api::ErrorBody),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 1 MiB.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn notify(
     State(app): State<AppState>,
     Path(tenant_id): Path<String>,
@@ -143,6 +187,7 @@ pub async fn notify(
                         within_ms: SESSION_WINDOW_MS,
                     },
                     dedupe: Some((BlindKind::WhatsAppMsg, m.id.clone())),
+                    conversation_scoped_dedupe: false,
                     body: &body_text,
                     subject: None,
                     received_at: now,

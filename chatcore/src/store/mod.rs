@@ -176,8 +176,12 @@ pub struct InboundMessage {
     pub contact: NewContact,
     pub target: ConversationTarget,
     pub message_id: String,
-    /// Blind index that makes a resend idempotent.
+    /// Blind index that makes a resend idempotent tenant-wide (WhatsApp and
+    /// email ids, and the first message of a web-chat conversation); indexed.
     pub dedupe_key: Option<Vec<u8>>,
+    /// Web chat: the same kind of key, scoped to the conversation and
+    /// recognised among its recent messages (not indexed).
+    pub client_key: Option<Vec<u8>>,
     pub body_ct: Vec<u8>,
     pub subject_ct: Option<Vec<u8>>,
     /// Plaintext size in bytes (for throughput and backlog figures).

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS messages (
     seq              INTEGER NOT NULL,
     direction        TEXT NOT NULL,
     dedupe_key       BLOB,
+    client_key       BLOB,
     body_ct          BLOB NOT NULL,
     subject_ct       BLOB,
     size             INTEGER NOT NULL,

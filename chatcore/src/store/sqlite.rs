@@ -30,6 +30,36 @@ pub struct SqliteStore {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
+    checkpointer: Mutex<Option<Checkpointer>>,
+}
+
+/// Checkpoints the WAL from its own connection and thread, so the writer's
+/// COMMIT never stalls on it (the writer has automatic checkpoints off).
+struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+fn spawn_checkpointer(path: &Path) -> Result<Checkpointer, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("c24-checkpoint".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::park_timeout(CHECKPOINT_EVERY);
+                // PASSIVE: copies what it can without blocking the writer or readers.
+                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::debug!(error = %e, "passive checkpoint skipped");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Io(format!("starting checkpointer: {e}")))?;
+    Ok(Checkpointer { stop, thread })
 }
 
 fn on_off(b: bool) -> &'static str {
@@ -66,6 +96,8 @@ impl SqliteStore {
             r.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
             readers.push(Arc::new(Mutex::new(r)));
         }
+        conn.execute_batch(writer::WRITER_PRAGMAS)?;
+        let checkpointer = spawn_checkpointer(&path)?;
         let handle = writer::spawn(conn, clock)
             .map_err(|e| StoreError::Io(format!("starting writer: {e}")))?;
         Ok(Self {
@@ -75,6 +107,7 @@ impl SqliteStore {
             thread: Mutex::new(Some(handle.thread)),
             readers,
             next_reader: AtomicUsize::new(0),
+            checkpointer: Mutex::new(Some(checkpointer)),
         })
     }
 
@@ -389,6 +422,11 @@ impl Store for SqliteStore {
         // Dropping the last sender lets the writer drain its queue and stop.
         if let Ok(mut s) = self.sender.lock() {
             s.take();
+        }
+        if let Some(c) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
+            c.stop.store(true, Ordering::Relaxed);
+            c.thread.thread().unpark();
+            let _ = tokio::task::spawn_blocking(move || c.thread.join()).await;
         }
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = thread {

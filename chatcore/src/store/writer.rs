@@ -1,13 +1,14 @@
 //! Group commit: one thread owns the write connection. Producers queue
 //! `(op, reply)` pairs; the writer drains everything queued, applies it in one
-//! transaction (a savepoint per op, so one bad op fails alone), commits with
-//! one fsync, then answers every reply. Nothing is acknowledged before its
-//! commit returned.
+//! transaction, commits with one fsync, then answers every reply. Nothing is
+//! acknowledged before its commit returned. If one op fails, the batch is
+//! replayed with a savepoint per op so that op alone fails.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -45,8 +46,123 @@ pub(crate) fn spawn(conn: Connection, clock: Arc<dyn Clock>) -> std::io::Result<
     })
 }
 
+/// Recent `client_key`s per web-chat conversation, so a resend is answered
+/// with its first ack without a random-key index on every message (which
+/// made each insert dirty its own page once the index outgrew the cache).
+/// A conversation's keys are loaded from its newest rows on first use.
+/// Owned by the writer thread: no locks.
+#[derive(Default)]
+struct RecentKeys {
+    convs: HashMap<String, ConvKeys>,
+    tick: u64,
+}
+
+#[derive(Default)]
+struct ConvKeys {
+    keys: HashMap<Vec<u8>, StoredMessage>,
+    order: VecDeque<Vec<u8>>,
+    last_used: u64,
+}
+
+/// A resend among a conversation's last this-many web-chat messages is
+/// recognised (a client resends only what is unacknowledged).
+pub const RECENT_KEYS_PER_CONVERSATION: usize = 256;
+/// Conversations whose keys are held; the least recently used go first.
+const RECENT_CONVERSATIONS: usize = 20_000;
+
+impl ConvKeys {
+    fn note(&mut self, key: &[u8], m: &StoredMessage) {
+        if self.keys.insert(key.to_vec(), m.clone()).is_none() {
+            self.order.push_back(key.to_vec());
+            while self.order.len() > RECENT_KEYS_PER_CONVERSATION {
+                if let Some(old) = self.order.pop_front() {
+                    self.keys.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+impl RecentKeys {
+    fn conversation(
+        &mut self,
+        c: &Connection,
+        conversation_id: &str,
+    ) -> Result<&mut ConvKeys, StoreError> {
+        self.tick += 1;
+        if !self.convs.contains_key(conversation_id) {
+            if self.convs.len() >= RECENT_CONVERSATIONS {
+                self.evict();
+            }
+            let mut ck = ConvKeys::default();
+            let mut stmt = c.prepare_cached(
+                "SELECT client_key, id, seq, received_at, committed_at FROM messages
+                 WHERE conversation_id = ?1 AND client_key IS NOT NULL
+                 ORDER BY seq DESC LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(params![
+                conversation_id,
+                RECENT_KEYS_PER_CONVERSATION as i64
+            ])?;
+            let mut loaded = Vec::new();
+            while let Some(r) = rows.next()? {
+                let key: Vec<u8> = r.get(0)?;
+                loaded.push((
+                    key,
+                    StoredMessage {
+                        message_id: r.get(1)?,
+                        conversation_id: conversation_id.to_string(),
+                        seq: r.get(2)?,
+                        received_at: r.get(3)?,
+                        committed_at: r.get(4)?,
+                        duplicate: true,
+                        new_conversation: false,
+                    },
+                ));
+            }
+            for (key, m) in loaded.into_iter().rev() {
+                ck.note(&key, &m);
+            }
+            self.convs.insert(conversation_id.to_string(), ck);
+        }
+        let tick = self.tick;
+        let ck = self
+            .convs
+            .get_mut(conversation_id)
+            .ok_or(StoreError::NotFound("conversation"))?;
+        ck.last_used = tick;
+        Ok(ck)
+    }
+
+    /// Drops the least recently used tenth.
+    fn evict(&mut self) {
+        let mut ages: Vec<(u64, String)> = self
+            .convs
+            .iter()
+            .map(|(k, v)| (v.last_used, k.clone()))
+            .collect();
+        ages.sort_unstable();
+        for (_, k) in ages.into_iter().take(RECENT_CONVERSATIONS / 10) {
+            self.convs.remove(&k);
+        }
+    }
+}
+
+/// What ops need besides the connection.
+struct Ctx {
+    recent: RecentKeys,
+}
+
+/// Connection settings for the writer: no automatic checkpoint inside
+/// COMMIT (a separate thread checkpoints), temp data in memory.
+pub(crate) const WRITER_PRAGMAS: &str = "PRAGMA wal_autocheckpoint = 0;
+     PRAGMA temp_store = MEMORY;";
+
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut ctx = Ctx {
+        recent: RecentKeys::default(),
+    };
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -55,7 +171,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>)
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch, clock.as_ref());
+        commit_batch(&mut conn, &mut ctx, &mut batch, clock.as_ref());
     }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
@@ -63,19 +179,58 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>)
     tracing::debug!("writer stopped");
 }
 
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, clock: &dyn Clock) {
-    let started = clock.now_ms();
-    let mut results: Vec<Result<WriteOutcome, StoreError>> = Vec::with_capacity(batch.len());
-    let outcome = (|| -> Result<(), rusqlite::Error> {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for (op, _) in batch.iter() {
-            results.push(apply_in_savepoint(&mut tx, op, started));
+/// Applies the batch in one transaction. Fast path: no savepoints. If any
+/// op fails, the whole transaction is rolled back and replayed with a
+/// savepoint per op, so the bad op fails alone and leaves nothing behind.
+fn apply_batch(
+    conn: &mut Connection,
+    ctx: &mut Ctx,
+    batch: &[Job],
+    now: Millis,
+) -> Result<Vec<Result<WriteOutcome, StoreError>>, rusqlite::Error> {
+    {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut failed = false;
+        for (op, _) in batch {
+            let r = apply(&tx, ctx, op, now);
+            failed |= r.is_err();
+            results.push(r);
+            if failed {
+                break;
+            }
         }
-        tx.commit()
-    })();
+        if !failed {
+            tx.commit()?;
+            return Ok(results);
+        }
+        // Dropping `tx` rolls it back; keys it noted are not durable.
+    }
+    ctx.recent = RecentKeys::default();
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for (op, _) in batch {
+        let sp = tx.savepoint()?;
+        let r = apply(&sp, ctx, op, now);
+        if r.is_ok() {
+            sp.commit()?;
+        } else {
+            // A rolled-back op may have loaded or noted keys of its own rows.
+            drop(sp);
+            ctx.recent = RecentKeys::default();
+        }
+        results.push(r);
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn commit_batch(conn: &mut Connection, ctx: &mut Ctx, batch: &mut Vec<Job>, clock: &dyn Clock) {
+    let started = clock.now_ms();
+    let outcome = apply_batch(conn, ctx, batch, started);
     let committed = clock.now_ms();
     match outcome {
-        Ok(()) => {
+        Ok(results) => {
             for ((_, reply), mut result) in batch.drain(..).zip(results) {
                 if let Ok(WriteOutcome::Message(m)) = &mut result
                     && !m.duplicate
@@ -86,6 +241,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, clock: &dyn Clock) 
             }
         }
         Err(e) => {
+            ctx.recent = RecentKeys::default();
             tracing::error!(error = %e, ops = batch.len(), "group commit failed");
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(StoreError::Io(format!("commit failed: {e}"))));
@@ -94,38 +250,32 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Job>, clock: &dyn Clock) 
     }
 }
 
-fn apply_in_savepoint(
-    tx: &mut Transaction<'_>,
+fn apply(
+    c: &Connection,
+    ctx: &mut Ctx,
     op: &WriteOp,
     now: Millis,
 ) -> Result<WriteOutcome, StoreError> {
-    let sp = tx.savepoint()?;
-    let result = match op {
-        WriteOp::CreateTenant(t) => create_tenant(&sp, t).map(|_| WriteOutcome::Done),
-        WriteOp::Audit(a) => audit(&sp, a).map(|_| WriteOutcome::Done),
-        WriteOp::UpdateTenant(u) => update_tenant(&sp, u).map(|_| WriteOutcome::Done),
+    match op {
+        WriteOp::CreateTenant(t) => create_tenant(c, t).map(|_| WriteOutcome::Done),
+        WriteOp::Audit(a) => audit(c, a).map(|_| WriteOutcome::Done),
+        WriteOp::UpdateTenant(u) => update_tenant(c, u).map(|_| WriteOutcome::Done),
         WriteOp::StampTenantPurge {
             tenant_id,
             purge_after,
             batch,
-        } => stamp_tenant_purge(&sp, tenant_id, *purge_after, *batch).map(WriteOutcome::Count),
+        } => stamp_tenant_purge(c, tenant_id, *purge_after, *batch).map(WriteOutcome::Count),
         WriteOp::PurgeBatch { table, now, batch } => {
-            purge_batch(&sp, *table, *now, *batch).map(WriteOutcome::Purged)
+            // Purged rows may be cached as recent keys.
+            ctx.recent = RecentKeys::default();
+            purge_batch(c, *table, *now, *batch).map(WriteOutcome::Purged)
         }
-        WriteOp::PutSubprocessors(docs) => put_subprocessors(&sp, docs).map(|_| WriteOutcome::Done),
+        WriteOp::PutSubprocessors(docs) => put_subprocessors(c, docs).map(|_| WriteOutcome::Done),
         WriteOp::DestroyKey { tenant_id, at } => {
-            destroy_key(&sp, tenant_id, *at).map(|_| WriteOutcome::Done)
+            destroy_key(c, tenant_id, *at).map(|_| WriteOutcome::Done)
         }
-        WriteOp::Inbound(m) => inbound(&sp, m, now).map(WriteOutcome::Message),
-        WriteOp::Outbound(m) => outbound(&sp, m, now).map(WriteOutcome::Message),
-    };
-    match result {
-        Ok(o) => {
-            sp.commit()?;
-            Ok(o)
-        }
-        // Dropping the savepoint rolls back just this op.
-        Err(e) => Err(e),
+        WriteOp::Inbound(m) => inbound(c, ctx, m, now).map(WriteOutcome::Message),
+        WriteOp::Outbound(m) => outbound(c, m, now).map(WriteOutcome::Message),
     }
 }
 
@@ -431,6 +581,7 @@ fn insert_message(
     seq: i64,
     direction: &str,
     dedupe_key: Option<&[u8]>,
+    client_key: Option<&[u8]>,
     body_ct: &[u8],
     subject_ct: Option<&[u8]>,
     size: i64,
@@ -439,8 +590,8 @@ fn insert_message(
 ) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
-            body_ct, subject_ct, size, received_at, committed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            client_key, body_ct, subject_ct, size, received_at, committed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         id,
@@ -449,6 +600,7 @@ fn insert_message(
         seq,
         direction,
         dedupe_key,
+        client_key,
         body_ct,
         subject_ct,
         size,
@@ -458,10 +610,22 @@ fn insert_message(
     Ok(())
 }
 
-fn inbound(c: &Connection, m: &InboundMessage, now: Millis) -> Result<StoredMessage, StoreError> {
+fn inbound(
+    c: &Connection,
+    ctx: &mut Ctx,
+    m: &InboundMessage,
+    now: Millis,
+) -> Result<StoredMessage, StoreError> {
     if let Some(key) = &m.dedupe_key
         && let Some(existing) = find_duplicate(c, &m.tenant_id, key)?
     {
+        return Ok(existing);
+    }
+    if let (ConversationTarget::Existing { id }, Some(key)) = (&m.target, &m.client_key)
+        && let Some(existing) = ctx.recent.conversation(c, id)?.keys.get(key)
+    {
+        let mut existing = existing.clone();
+        existing.duplicate = true;
         return Ok(existing);
     }
     let contact_id = upsert_contact(c, m, now)?;
@@ -475,6 +639,7 @@ fn inbound(c: &Connection, m: &InboundMessage, now: Millis) -> Result<StoredMess
         seq,
         "inbound",
         m.dedupe_key.as_deref(),
+        m.client_key.as_deref(),
         &m.body_ct,
         m.subject_ct.as_deref(),
         m.size,
@@ -488,7 +653,7 @@ fn inbound(c: &Connection, m: &InboundMessage, now: Millis) -> Result<StoredMess
         )?
         .execute(params![m.tenant_id, key, conversation_id])?;
     }
-    Ok(StoredMessage {
+    let stored = StoredMessage {
         message_id: m.message_id.clone(),
         conversation_id,
         seq,
@@ -496,7 +661,20 @@ fn inbound(c: &Connection, m: &InboundMessage, now: Millis) -> Result<StoredMess
         committed_at: now,
         duplicate: false,
         new_conversation,
-    })
+    };
+    if let Some(key) = &m.client_key {
+        let conv = if new_conversation {
+            ctx.recent.tick += 1;
+            ctx.recent
+                .convs
+                .entry(stored.conversation_id.clone())
+                .or_default()
+        } else {
+            ctx.recent.conversation(c, &stored.conversation_id)?
+        };
+        conv.note(key, &stored);
+    }
+    Ok(stored)
 }
 
 fn outbound(c: &Connection, m: &OutboundMessage, now: Millis) -> Result<StoredMessage, StoreError> {
@@ -515,6 +693,7 @@ fn outbound(c: &Connection, m: &OutboundMessage, now: Millis) -> Result<StoredMe
         &m.conversation_id,
         seq,
         "outbound",
+        None,
         None,
         &m.body_ct,
         None,

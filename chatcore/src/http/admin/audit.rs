@@ -10,13 +10,29 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::QueryParams;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<u32>,
     /// Cursor from the previous page's `next`.
     before: Option<i64>,
 }
 
+/// The audit log, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/audit",
+    tag = "admin",
+    operation_id = "auditLog",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "A page of audit entries.", body = AuditPage),
+        (status = 400, description = "`invalid_query`: bad limit, cursor or query string.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn list(
     State(app): State<AppState>,
     QueryParams(q): QueryParams<AuditParams>,

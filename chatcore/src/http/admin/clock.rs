@@ -11,6 +11,24 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
 
+/// Moves the dev clock forward (only with `--dev-clock`).
+///
+/// Exists only when the core runs with `--dev-clock`; otherwise this path
+/// answers 404 `not_found` like any unknown route.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/clock/advance",
+    tag = "admin",
+    operation_id = "advanceClock",
+    request_body = Advance,
+    extensions(("x-c24-dev-clock-only" = json!(true))),
+    responses(
+        (status = 200, description = "The clock after the move.", body = ClockNow),
+        (status = 400, description = "`invalid_json`: malformed body or unknown field; `invalid_seconds`: seconds is not positive.", body = c24_api::ErrorBody),
+        (status = 404, description = "`not_found`: the core runs without --dev-clock, so the route does not exist.", body = c24_api::ErrorBody),
+        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn advance(
     State(app): State<AppState>,
     JsonBody(req): JsonBody<Advance>,

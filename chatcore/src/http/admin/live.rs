@@ -18,13 +18,28 @@ use crate::http::error::ApiError;
 use crate::http::extract::QueryParams;
 use crate::stats::Throughput;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ThroughputParams {
     /// `60s`, `5m`, `1h`, `24h` (default `60s`).
     window: Option<String>,
+    /// Only this tenant's traffic.
     tenant: Option<String>,
 }
 
+/// Live throughput over a window, per channel and direction.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/throughput",
+    tag = "admin",
+    operation_id = "throughput",
+    params(ThroughputParams),
+    responses(
+        (status = 200, description = "The window's series and latencies.", body = Throughput),
+        (status = 400, description = "`invalid_query`: window unparsable or outside 1s to 24h, or the query does not parse.", body = c24_api::ErrorBody),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn throughput(
     State(app): State<AppState>,
     QueryParams(q): QueryParams<ThroughputParams>,
@@ -99,6 +114,14 @@ pub async fn build_overview(app: &AppState) -> Overview {
     }
 }
 
+/// Platform totals; also sent every second as the `throughput.tick` event.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/overview",
+    tag = "admin",
+    operation_id = "overview",
+    responses((status = 200, description = "Platform totals.", body = Overview)),
+)]
 pub async fn overview(State(app): State<AppState>) -> Json<Overview> {
     Json(build_overview(&app).await)
 }
@@ -131,6 +154,19 @@ pub async fn ticker(app: AppState) {
 }
 
 /// `GET /admin/v1/events`: `event: <kind>` / `data: {"kind","at","data"}`.
+///
+/// Server-Sent Events: each `data:` is one `Event` (see the components) as
+/// JSON; kinds are `throughput.tick` (every second, the `Overview`),
+/// `tenant.changed`, `retention.purged`, `registry.changed`,
+/// `clock.advanced`, and `lagged` (`{"skipped":N}`) when the reader fell
+/// behind.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/events",
+    tag = "admin",
+    operation_id = "events",
+    responses((status = 200, description = "An endless text/event-stream of Event objects.", body = String, content_type = "text/event-stream")),
+)]
 pub async fn events(
     State(app): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {

@@ -83,6 +83,18 @@ pub async fn advance(app: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The registry, with entries that came due applied first.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/subprocessors",
+    tag = "admin",
+    operation_id = "listSubprocessors",
+    responses(
+        (status = 200, description = "Every entry, with pending and flagged counts.", body = RegistryList),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn list(State(app): State<AppState>) -> Result<Json<RegistryList>, ApiError> {
     advance(&app).await?;
     let items = app.registry.entries.lock().await.clone();
@@ -128,6 +140,23 @@ where
     Ok(sp)
 }
 
+/// Announces a new sub-processor, effective after the notice period.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/subprocessors",
+    tag = "admin",
+    operation_id = "announceSubprocessor",
+    request_body = Announcement,
+    responses(
+        (status = 201, description = "Announced: status proposed until effective_at.", body = SubProcessor),
+        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
+        (status = 409, description = "`conflict`: the name is already listed under that category.", body = c24_api::ErrorBody),
+        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
+        (status = 422, description = "`invalid_field`: a field is empty, too long or not one of its values; `notice_period`: effective_at is inside the notice period.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn announce(
     State(app): State<AppState>,
     JsonBody(a): JsonBody<Announcement>,
@@ -140,6 +169,25 @@ pub async fn announce(
     Ok((StatusCode::CREATED, Json(sp)))
 }
 
+/// Announces a change to an entry, effective after the notice period.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/subprocessors/{id}/changes",
+    tag = "admin",
+    operation_id = "changeSubprocessor",
+    params(("id" = String, Path, description = "The sub-processor's id.")),
+    request_body = ChangeRequest,
+    responses(
+        (status = 200, description = "The entry with its pending_change.", body = SubProcessor),
+        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
+        (status = 404, description = "`not_found`: no such sub-processor.", body = c24_api::ErrorBody),
+        (status = 409, description = "`conflict`: the sub-processor is retired.", body = c24_api::ErrorBody),
+        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
+        (status = 422, description = "`invalid_field`: a field is empty, too long, or nothing changes; `notice_period`: effective_at is inside the notice period.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn change(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -156,6 +204,21 @@ pub async fn change(
     ))
 }
 
+/// Retires an entry now.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/subprocessors/{id}/retire",
+    tag = "admin",
+    operation_id = "retireSubprocessor",
+    params(("id" = String, Path, description = "The sub-processor's id.")),
+    responses(
+        (status = 200, description = "The retired entry.", body = SubProcessor),
+        (status = 404, description = "`not_found`: no such sub-processor.", body = c24_api::ErrorBody),
+        (status = 409, description = "`conflict`: the sub-processor is already retired.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn retire(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -171,6 +234,25 @@ pub async fn retire(
 }
 
 /// A tenant objects (its own api key, or staff on its behalf).
+#[utoipa::path(
+    post,
+    path = "/admin/v1/subprocessors/{id}/objections",
+    tag = "admin",
+    operation_id = "objectToSubprocessor",
+    params(("id" = String, Path, description = "The sub-processor's id.")),
+    request_body = ObjectionRequest,
+    responses(
+        (status = 201, description = "Recorded (a tenant's earlier objection is replaced).", body = SubProcessor),
+        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
+        (status = 403, description = "`forbidden`: a tenant key objecting for another tenant.", body = c24_api::ErrorBody),
+        (status = 404, description = "`tenant_not_found`: no such tenant; `not_found`: no such sub-processor.", body = c24_api::ErrorBody),
+        (status = 409, description = "`conflict`: the sub-processor is retired.", body = c24_api::ErrorBody),
+        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
+        (status = 422, description = "`invalid_field`: tenant_id or reason empty or too long.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn object(
     State(app): State<AppState>,
     who: Principal,
@@ -198,6 +280,17 @@ pub async fn object(
 }
 
 /// JSON Feed 1.1 of registry changes, for customers to subscribe to.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/subprocessors/feed.json",
+    tag = "admin",
+    operation_id = "subprocessorFeed",
+    responses(
+        (status = 200, description = "A JSON Feed 1.1, newest first.", body = crate::http::openapi::JsonFeed, content_type = "application/feed+json"),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn feed(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     advance(&app).await?;
     let host = headers

@@ -78,6 +78,20 @@ fn find(app: &AppState, id: &str) -> Result<Arc<TenantEntry>, ApiError> {
 }
 
 /// `POST /admin/v1/tenants`: 201 with the credentials, shown this once.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants",
+    tag = "admin",
+    operation_id = "createTenant",
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created; the api key and channel secrets are shown this once.", body = TenantCreated),
+        (status = 400, description = "`invalid_json`: malformed body or unknown field; `invalid_name`: name empty or over 200 characters.", body = c24_api::ErrorBody),
+        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn create(
     State(app): State<AppState>,
     JsonBody(req): JsonBody<CreateTenant>,
@@ -133,18 +147,21 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `active`, `suspended`, `terminated` or `purged`.
     status: Option<String>,
     /// Case-insensitive substring of the name or id.
     q: Option<String>,
+    /// Only tenants with (`true`) or without (`false`) a signed DPA.
     dpa: Option<bool>,
     /// `name` (default), `created_at`, `status`, `msgs_per_s`, `stored_messages`,
     /// `stored_bytes`, `open_conversations`.
     sort: Option<String>,
     /// `asc` (default) or `desc`.
     order: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<usize>,
     /// Opaque cursor from the previous page's `next`.
     cursor: Option<String>,
@@ -161,6 +178,17 @@ const SORTS: [&str; 7] = [
 ];
 
 /// `GET /admin/v1/tenants`: from memory, so 10,000 tenants list fast.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants",
+    tag = "admin",
+    operation_id = "listTenants",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of tenants, filtered and sorted.", body = TenantList),
+        (status = 400, description = "`invalid_query`: bad limit, sort, order, cursor or query string.", body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn list(
     State(app): State<AppState>,
     QueryParams(q): QueryParams<ListParams>,
@@ -235,6 +263,17 @@ pub async fn list(
 }
 
 /// `GET /admin/v1/tenants/{id}`.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{id}",
+    tag = "admin",
+    operation_id = "getTenant",
+    params(("id" = String, Path, description = "The tenant's id.")),
+    responses(
+        (status = 200, description = "The tenant (no secrets).", body = Tenant),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn show(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -277,6 +316,20 @@ fn conflict(message: impl Into<String>) -> ApiError {
 }
 
 /// `POST /admin/v1/tenants/{id}/sign-dpa`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{id}/sign-dpa",
+    tag = "admin",
+    operation_id = "signDpa",
+    params(("id" = String, Path, description = "The tenant's id.")),
+    responses(
+        (status = 200, description = "Signed (or already was).", body = Tenant),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the tenant is terminated.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn sign_dpa(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -296,6 +349,20 @@ pub async fn sign_dpa(
 }
 
 /// `POST /admin/v1/tenants/{id}/suspend`: ingress answers 403, data kept.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{id}/suspend",
+    tag = "admin",
+    operation_id = "suspendTenant",
+    params(("id" = String, Path, description = "The tenant's id.")),
+    responses(
+        (status = 200, description = "Suspended (or already was).", body = Tenant),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn suspend(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -311,6 +378,20 @@ pub async fn suspend(
 }
 
 /// `POST /admin/v1/tenants/{id}/resume`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{id}/resume",
+    tag = "admin",
+    operation_id = "resumeTenant",
+    params(("id" = String, Path, description = "The tenant's id.")),
+    responses(
+        (status = 200, description = "Active again (or already was).", body = Tenant),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn resume(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -327,6 +408,20 @@ pub async fn resume(
 
 /// `POST /admin/v1/tenants/{id}/terminate`: ingress closes; the end-user
 /// data is scheduled for deletion at termination + 30 days.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{id}/terminate",
+    tag = "admin",
+    operation_id = "terminateTenant",
+    params(("id" = String, Path, description = "The tenant's id.")),
+    responses(
+        (status = 200, description = "Terminated; purge_after is set.", body = Tenant),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the tenant is already terminated or purged.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn terminate(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -350,6 +445,20 @@ pub async fn terminate(
 
 /// `POST /admin/v1/tenants/{id}/destroy-key`: crypto-shreds a terminated
 /// tenant now, making every copy of its data (WAL, backups) unreadable.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/tenants/{id}/destroy-key",
+    tag = "admin",
+    operation_id = "destroyTenantKey",
+    params(("id" = String, Path, description = "The tenant's id.")),
+    responses(
+        (status = 200, description = "The key is destroyed (or already was).", body = Tenant),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the tenant is not terminated.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
 pub async fn destroy_key(
     State(app): State<AppState>,
     Path(id): Path<String>,
