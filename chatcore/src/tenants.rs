@@ -78,6 +78,8 @@ impl TenantUsage {
 pub struct TenantEntry {
     pub id: String,
     pub name: String,
+    /// `name` lowercased once, for filtering and sorting.
+    pub name_lower: String,
     pub created_at: Millis,
     pub phone_number_id: String,
     pub email_address: String,
@@ -89,6 +91,14 @@ pub struct TenantEntry {
 }
 
 impl TenantEntry {
+    /// Reads the state without cloning it.
+    pub fn with_state<R>(&self, f: impl FnOnce(&TenantState) -> R) -> R {
+        match self.state.read() {
+            Ok(s) => f(&s),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
     pub fn state(&self) -> TenantState {
         match self.state.read() {
             Ok(s) => s.clone(),
@@ -209,6 +219,7 @@ pub fn issue(
     let entry = TenantEntry {
         id,
         name: name.to_string(),
+        name_lower: name.to_lowercase(),
         created_at: now,
         phone_number_id,
         email_address,
@@ -252,6 +263,7 @@ pub fn restore(
     Ok(TenantEntry {
         id: r.id.clone(),
         name: r.name.clone(),
+        name_lower: r.name.to_lowercase(),
         created_at: r.created_at,
         phone_number_id: r.phone_number_id.clone(),
         email_address: r.email_address.clone(),
@@ -316,6 +328,11 @@ impl TenantDirectory {
         g.by_widget_key
             .get(&sha256(key))
             .and_then(|id| g.by_id.get(id).cloned())
+    }
+
+    /// Every tenant, in no particular order.
+    pub fn all_unordered(&self) -> Vec<Arc<TenantEntry>> {
+        self.read().by_id.values().cloned().collect()
     }
 
     /// Every tenant, ordered by id (creation order).
