@@ -276,20 +276,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let handle = axum_server::Handle::new();
     let app = http::router(state.clone()).into_make_service();
     let is_tls = tls.is_some();
+    // Acks are small writes that must not wait behind Nagle's algorithm.
+    let nodelay = axum_server::accept::NoDelayAcceptor::new();
     let server = match tls {
         None => {
             let srv = axum_server::from_tcp(listener)
                 .map_err(listen_err)?
+                .acceptor(nodelay)
                 .handle(handle.clone());
             tokio::spawn(async move { srv.serve(app).await })
         }
         Some(cfg) => {
-            let srv = axum_server::from_tcp_rustls(listener, cfg)
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(cfg).acceptor(nodelay);
+            let srv = axum_server::from_tcp(listener)
                 .map_err(listen_err)?
+                .acceptor(acceptor)
                 .handle(handle.clone());
             tokio::spawn(async move { srv.serve(app).await })
         }
     };
+
     tracing::info!(%addr, tls = is_tls, tenants = state.tenants.len(), "chat core started");
     Ok(Running {
         addr,
