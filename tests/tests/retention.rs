@@ -281,6 +281,19 @@ async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() ->
         .await?;
     assert_eq!(status, 200);
     // (A restart gives a fresh server, so fresh TOTP steps below.)
+    // The wrapped key as stored, to look for after it is destroyed.
+    let wrapped: Vec<u8> = {
+        let db = rusqlite::Connection::open_with_flags(
+            core.data_dir().join("c24.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        db.query_row(
+            "SELECT wrapped_dek FROM tenant_keys WHERE tenant_id = ?1",
+            [&t.id],
+            |r| r.get(0),
+        )?
+    };
+    assert!(!files_containing(core.data_dir(), &wrapped)?.is_empty());
     let dir = core.stop().await;
     let core = Core::start_in(dir, |c| {
         *c = c.clone().with_dev_clock();
@@ -301,6 +314,8 @@ async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() ->
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "purged");
     assert!(v["key_destroyed_at"].is_string());
+    // At once, not only after a restart: no file holds the wrapped key.
+    assert!(files_containing(core.data_dir(), &wrapped)?.is_empty());
     // The rows are still there (not yet due) but can no longer be opened.
     let read = core
         .admin
@@ -322,6 +337,8 @@ async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() ->
         .err();
     assert_eq!(read.as_ref().and_then(|e| e.code()), Some("key_destroyed"));
     assert!(files_containing(core.data_dir(), b"sealed forever")?.is_empty());
+    // No copy of the wrapped key is left in any file (database, WAL, side files).
+    assert!(files_containing(core.data_dir(), &wrapped)?.is_empty());
     Ok(())
 }
 

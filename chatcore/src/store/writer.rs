@@ -151,6 +151,9 @@ impl RecentKeys {
 /// What ops need besides the connection.
 struct Ctx {
     recent: RecentKeys,
+    /// A key was destroyed in this batch: after the commit the WAL is
+    /// checkpointed and truncated, so no old page image keeps the wrapped key.
+    truncate_wal: bool,
 }
 
 /// Connection settings for the writer: no automatic checkpoint inside
@@ -162,6 +165,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>)
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut ctx = Ctx {
         recent: RecentKeys::default(),
+        truncate_wal: false,
     };
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -228,6 +232,11 @@ fn apply_batch(
 fn commit_batch(conn: &mut Connection, ctx: &mut Ctx, batch: &mut Vec<Job>, clock: &dyn Clock) {
     let started = clock.now_ms();
     let outcome = apply_batch(conn, ctx, batch, started);
+    if std::mem::take(&mut ctx.truncate_wal)
+        && let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+    {
+        tracing::warn!(error = %e, "WAL truncation after a key destruction failed");
+    }
     let committed = clock.now_ms();
     match outcome {
         Ok(results) => {
@@ -272,6 +281,7 @@ fn apply(
         }
         WriteOp::PutSubprocessors(docs) => put_subprocessors(c, docs).map(|_| WriteOutcome::Done),
         WriteOp::DestroyKey { tenant_id, at } => {
+            ctx.truncate_wal = true;
             destroy_key(c, tenant_id, *at).map(|_| WriteOutcome::Done)
         }
         WriteOp::Inbound(m) => inbound(c, ctx, m, now).map(WriteOutcome::Message),
