@@ -284,7 +284,7 @@ async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() ->
     // The wrapped key as stored, to look for after it is destroyed.
     let wrapped: Vec<u8> = {
         let db = rusqlite::Connection::open_with_flags(
-            core.data_dir().join("c24.sqlite"),
+            core.data_dir().join("keyring.sqlite"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )?;
         db.query_row(

@@ -23,11 +23,7 @@ CREATE TABLE IF NOT EXISTS tenants (
     purge_after      INTEGER
 ) STRICT;
 
-CREATE TABLE IF NOT EXISTS tenant_keys (
-    tenant_id     TEXT PRIMARY KEY REFERENCES tenants(id),
-    wrapped_dek   BLOB,
-    destroyed_at  INTEGER
-) STRICT;
+-- Tenant data keys live in the keyring database (keyring.sql), never in backups.
 
 CREATE TABLE IF NOT EXISTS contacts (
     id          TEXT PRIMARY KEY,

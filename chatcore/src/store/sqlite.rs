@@ -18,6 +18,9 @@ use super::{
 use crate::clock::{Clock, Millis};
 
 const SCHEMA: &str = include_str!("schema.sql");
+const KEYRING_SCHEMA: &str = include_str!("keyring.sql");
+/// The keyring database file inside the data dir (tenant data keys).
+pub const KEYRING_FILE: &str = "keyring.sqlite";
 const SCHEMA_VERSION: &str = "1";
 const READERS: usize = 4;
 /// The database file inside the data dir.
@@ -42,9 +45,10 @@ struct Checkpointer {
 
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
-fn spawn_checkpointer(path: &Path) -> Result<Checkpointer, StoreError> {
+fn spawn_checkpointer(path: &Path, keyring: &Path) -> Result<Checkpointer, StoreError> {
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+    attach_keyring(&conn, keyring)?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
@@ -76,6 +80,7 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Io(format!("creating {}: {e}", data_dir.display())))?;
         let path = data_dir.join(DB_FILE);
+        let keyring = data_dir.join(KEYRING_FILE);
         let conn = Connection::open(&path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -84,7 +89,14 @@ impl SqliteStore {
              PRAGMA busy_timeout = 5000;
              PRAGMA secure_delete = ON;",
         )?;
+        attach_keyring(&conn, &keyring)?;
+        conn.execute_batch(
+            "PRAGMA keyring.journal_mode = WAL;
+             PRAGMA keyring.synchronous = FULL;
+             PRAGMA keyring.secure_delete = ON;",
+        )?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(KEYRING_SCHEMA)?;
         check_meta(&conn, at_rest_encryption)?;
 
         let mut readers = Vec::with_capacity(READERS);
@@ -93,11 +105,13 @@ impl SqliteStore {
                 &path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
-            r.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+            r.execute_batch("PRAGMA busy_timeout = 5000;")?;
+            attach_keyring(&r, &keyring)?;
+            r.execute_batch("PRAGMA query_only = ON;")?;
             readers.push(Arc::new(Mutex::new(r)));
         }
         conn.execute_batch(writer::WRITER_PRAGMAS)?;
-        let checkpointer = spawn_checkpointer(&path)?;
+        let checkpointer = spawn_checkpointer(&path, &keyring)?;
         let handle = writer::spawn(conn, clock)
             .map_err(|e| StoreError::Io(format!("starting writer: {e}")))?;
         Ok(Self {
@@ -132,6 +146,14 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Io(format!("read task: {e}")))?
     }
+}
+
+fn attach_keyring(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let p = path
+        .to_str()
+        .ok_or_else(|| StoreError::Io(format!("{} is not valid UTF-8", path.display())))?;
+    conn.execute("ATTACH DATABASE ?1 AS keyring", params![p])?;
+    Ok(())
 }
 
 /// Records the encryption mode on first open; refuses a mismatch later.
@@ -200,7 +222,7 @@ impl Store for SqliteStore {
                 "SELECT t.id, t.name, t.status, t.dpa_signed_at, t.created_at, t.api_key_hash,
                         t.widget_key_hash, t.phone_number_id, t.email_address, t.secrets,
                         k.wrapped_dek, k.destroyed_at, t.terminated_at, t.purge_after
-                 FROM tenants t LEFT JOIN tenant_keys k ON k.tenant_id = t.id
+                 FROM tenants t LEFT JOIN keyring.tenant_keys k ON k.tenant_id = t.id
                  ORDER BY t.id",
             )?;
             let rows = stmt

@@ -177,7 +177,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>)
         }
         commit_batch(&mut conn, &mut ctx, &mut batch, clock.as_ref());
     }
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+    if let Err(e) = conn.execute_batch(
+        "PRAGMA main.wal_checkpoint(TRUNCATE); PRAGMA keyring.wal_checkpoint(TRUNCATE);",
+    ) {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
     }
     tracing::debug!("writer stopped");
@@ -233,7 +235,9 @@ fn commit_batch(conn: &mut Connection, ctx: &mut Ctx, batch: &mut Vec<Job>, cloc
     let started = clock.now_ms();
     let outcome = apply_batch(conn, ctx, batch, started);
     if std::mem::take(&mut ctx.truncate_wal)
-        && let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        && let Err(e) = conn.execute_batch(
+            "PRAGMA main.wal_checkpoint(TRUNCATE); PRAGMA keyring.wal_checkpoint(TRUNCATE);",
+        )
     {
         tracing::warn!(error = %e, "WAL truncation after a key destruction failed");
     }
@@ -307,7 +311,7 @@ fn create_tenant(c: &Connection, t: &TenantRecord) -> Result<(), StoreError> {
         t.email_address,
         t.secrets
     ])?;
-    c.prepare_cached("INSERT INTO tenant_keys (tenant_id, wrapped_dek) VALUES (?1, ?2)")?
+    c.prepare_cached("INSERT INTO keyring.tenant_keys (tenant_id, wrapped_dek) VALUES (?1, ?2)")?
         .execute(params![t.id, t.wrapped_dek])?;
     Ok(())
 }
@@ -416,7 +420,7 @@ fn purge_batch(
 
 fn destroy_key(c: &Connection, tenant_id: &str, at: Millis) -> Result<(), StoreError> {
     c.prepare_cached(
-        "UPDATE tenant_keys SET wrapped_dek = NULL, destroyed_at = ?2 WHERE tenant_id = ?1",
+        "UPDATE keyring.tenant_keys SET wrapped_dek = NULL, destroyed_at = ?2 WHERE tenant_id = ?1",
     )?
     .execute(params![tenant_id, at])?;
     c.prepare_cached("UPDATE tenants SET status = 'purged' WHERE id = ?1")?
