@@ -15,6 +15,7 @@
 //! - [`tls`]: rustls listener config. [`replay`]: used-signature cache.
 
 pub mod access;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod crypto;

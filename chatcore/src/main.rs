@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use c24_chatcore::clock::{OffsetClock, SystemClock};
+use c24_chatcore::backup;
+use c24_chatcore::crypto::Kek;
 use c24_chatcore::{Config, KekSource, TlsConfig};
 use clap::{Parser, ValueEnum};
 
@@ -17,10 +19,45 @@ enum LogFormat {
 }
 
 /// The c24 reference chat core: web chat, WhatsApp and email ingress with
-/// durable, encrypted storage.
+/// durable, encrypted storage. Without a subcommand it serves.
 #[derive(Debug, Parser)]
-#[command(name = "c24-core", version)]
+#[command(name = "c24-core", version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write an encrypted snapshot of the database (the server may be
+    /// running); backups older than 7 days in the folder are deleted.
+    Backup {
+        #[arg(long, default_value = "./c24-data")]
+        data_dir: PathBuf,
+        /// Folder the backup is written to.
+        #[arg(long)]
+        out: PathBuf,
+        /// KEK file (else env C24_KEK, else the data dir's kek.b64).
+        #[arg(long)]
+        kek_file: Option<PathBuf>,
+    },
+    /// Restore a backup into the data dir (stop the server first). The
+    /// keyring stays as it is: tenants whose key was destroyed since stay unreadable.
+    Restore {
+        #[arg(long, default_value = "./c24-data")]
+        data_dir: PathBuf,
+        /// The backup file (`.c24bak`).
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        kek_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
     /// Address to listen on; port 0 picks a free one (the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -102,15 +139,59 @@ async fn stop_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    init_logs(cli.log_format);
-    let kek = match (&cli.kek_file, std::env::var("C24_KEK")) {
+fn kek_source(file: &Option<PathBuf>) -> KekSource {
+    match (file, std::env::var("C24_KEK")) {
         (Some(p), _) => KekSource::File(p.clone()),
         (None, Ok(v)) if !v.is_empty() => KekSource::Base64(v),
         _ => KekSource::DataDir,
-    };
+    }
+}
+
+fn load_kek(file: &Option<PathBuf>, data_dir: &std::path::Path) -> anyhow::Result<Kek> {
+    Ok(match kek_source(file) {
+        KekSource::File(p) => Kek::from_file(&p)?,
+        KekSource::Base64(v) => Kek::from_base64(&v)?,
+        KekSource::DataDir => Kek::from_file(&data_dir.join(c24_chatcore::KEK_FILE))
+            .context("no --kek-file or C24_KEK, and none in the data dir")?,
+    })
+}
+
+fn run_command(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Backup {
+            data_dir,
+            out,
+            kek_file,
+        } => {
+            let kek = load_kek(&kek_file, &data_dir)?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let r = backup::create(&data_dir, &out, &kek, now).context("backup failed")?;
+            println!("backup written: {} ({} bytes)", r.file.display(), r.bytes);
+            for p in r.pruned {
+                println!("deleted (older than 7 days): {}", p.display());
+            }
+        }
+        Command::Restore {
+            data_dir,
+            from,
+            kek_file,
+        } => {
+            let kek = load_kek(&kek_file, &data_dir)?;
+            let h = backup::restore(&from, &data_dir, &kek).context("restore failed")?;
+            println!("restored backup {} of {} into {}", h.id, h.created_at, data_dir.display());
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Cli { command, serve: cli } = Cli::parse();
+    init_logs(cli.log_format);
+    if let Some(cmd) = command {
+        return run_command(cmd);
+    }
+    let kek = kek_source(&cli.kek_file);
     let tls = match (&cli.tls_cert, &cli.tls_key, cli.tls_self_signed) {
         (Some(cert), Some(key), _) => TlsConfig::Files {
             cert: cert.clone(),

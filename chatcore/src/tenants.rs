@@ -270,7 +270,13 @@ pub fn restore(
         secrets,
         cipher: RwLock::new(cipher),
         state: RwLock::new(TenantState {
-            status: r.status.clone(),
+            // The keyring is the truth about keys: a database restored from a
+            // backup taken before the key was destroyed still says otherwise.
+            status: if r.key_destroyed_at.is_some() {
+                "purged".to_string()
+            } else {
+                r.status.clone()
+            },
             dpa_signed_at: r.dpa_signed_at,
             terminated_at: r.terminated_at,
             purge_after: r.purge_after,

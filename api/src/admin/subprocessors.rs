@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 // ---------------------------------------------------------------------------
 // Categories, status, location classes
@@ -11,7 +12,7 @@ use serde_json::Value;
 
 /// The five sub-processor categories of privacy policy section 8, serialised
 /// exactly as the policy writes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum Category {
     #[serde(rename = "Cloud Infrastructure")]
     CloudInfrastructure,
@@ -67,7 +68,7 @@ impl std::fmt::Display for Category {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[schema(as = SubProcessorStatus)]
 pub enum Status {
@@ -89,7 +90,9 @@ impl Status {
 
 /// Where a location stands under GDPR Chapter V, ordered from inside the EEA
 /// outwards, so a list of locations takes its farthest member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LocationClass {
     /// The EU 27 plus Iceland, Liechtenstein, Norway: no transfer at all.
@@ -108,7 +111,7 @@ pub enum LocationClass {
 // ---------------------------------------------------------------------------
 
 /// Body of `POST /admin/v1/subprocessors`: announces a new sub-processor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Announcement {
     pub name: String,
@@ -124,7 +127,7 @@ pub struct Announcement {
 
 /// Body of `POST /admin/v1/subprocessors/{id}/changes`: the new values of
 /// what changes (absent fields stay as they are) and when.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,7 +143,7 @@ pub struct ChangeRequest {
 }
 
 /// Body of `POST /admin/v1/subprocessors/{id}/objections`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectionRequest {
     pub tenant_id: String,
@@ -149,7 +152,7 @@ pub struct ObjectionRequest {
 }
 
 /// A tenant's objection; at most one per tenant per entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Objection {
     pub tenant_id: String,
     pub reason: Option<String>,
@@ -159,7 +162,7 @@ pub struct Objection {
 
 /// One line of an entry's append-only history. The feed item id is the
 /// entry id plus the index here, so entries are never removed or reordered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HistoryEntry {
     pub at: String,
     /// One of the `EVENT_*` constants.
@@ -175,7 +178,7 @@ pub struct HistoryEntry {
 
 /// An announced change waiting for its effective date. Only the fields that
 /// change are present.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PendingChange {
     pub announced_at: String,
     pub effective_at: String,
@@ -194,7 +197,7 @@ pub struct PendingChange {
 }
 
 /// A registry entry, persisted as JSON and returned by the API as is.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SubProcessor {
     pub id: String,
     pub name: String,
@@ -224,7 +227,7 @@ pub struct SubProcessor {
 }
 
 /// `GET /admin/v1/subprocessors`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RegistryList {
     pub items: Vec<SubProcessor>,
     /// Entries still proposed, or with a change announced.

@@ -15,14 +15,12 @@
 //! `--dev-clock` (`x-c24-dev-clock-only`).
 
 use axum::Json;
+use utoipa::ToSchema;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{
-    ContentBuilder, OpenApi, Ref, RefOr, Required, Response, ResponseBuilder,
-};
-use utoipa::ToSchema;
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required, Response, ResponseBuilder};
 
 use super::guard::{ADMIN_ROUTES, RouteSpec, TOTP_HEADER};
 use super::{admin, agent, email, health, metrics, webchat, whatsapp};
@@ -292,8 +290,7 @@ fn apply_guard(op: &mut Operation, spec: &RouteSpec) {
         op.parameters.get_or_insert_with(Vec::new).push(header);
     }
 
-    let mut unauthorized =
-        "`unauthorized`: no bearer token, or one the core does not know.".to_string();
+    let mut unauthorized = D_BEARER.to_string();
     if spec.mfa {
         unauthorized.push_str(
             " `mfa_required`: no `X-C24-TOTP` code; `mfa_invalid`: the code is wrong, expired \
@@ -331,7 +328,7 @@ fn add_error(op: &mut Operation, status: &str, description: &str) {
     match op.responses.responses.get_mut(status) {
         Some(RefOr::T(r)) => {
             if !r.description.contains(description) {
-                r.description = format!("{} {description}", r.description);
+                r.description = format!("{} From the admin guard: {description}", r.description);
             }
         }
         _ => {
