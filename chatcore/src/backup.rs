@@ -107,7 +107,10 @@ pub fn create(
 ) -> Result<BackupReport, BackupError> {
     let db = data_dir.join(DB_FILE);
     if !db.exists() {
-        return Err(BackupError::Refused(format!("{} does not exist", db.display())));
+        return Err(BackupError::Refused(format!(
+            "{} does not exist",
+            db.display()
+        )));
     }
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
     let id = uuid::Uuid::now_v7().simple().to_string();
@@ -119,10 +122,8 @@ pub fn create(
     let partial = out_dir.join(format!(".{id}.partial"));
     let result = (|| {
         // Consistent while the server writes: SQLite's online backup API.
-        let src = rusqlite::Connection::open_with_flags(
-            &db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
+        let src =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         src.backup(rusqlite::MAIN_DB, &snapshot, None)?;
         drop(src);
         encrypt_file(&snapshot, &partial, &id, kek, now)?;
@@ -134,7 +135,9 @@ pub fn create(
         let _ = std::fs::remove_file(&partial);
     }
     result?;
-    let bytes = std::fs::metadata(&final_path).map_err(io(&final_path))?.len();
+    let bytes = std::fs::metadata(&final_path)
+        .map_err(io(&final_path))?
+        .len();
     let pruned = prune(out_dir, now)?;
     Ok(BackupReport {
         file: final_path,
@@ -151,9 +154,8 @@ fn encrypt_file(
     now: Millis,
 ) -> Result<(), BackupError> {
     let raw_key = random_bytes::<32>()?;
-    let key = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, &raw_key).map_err(|_| CryptoError::Seal)?,
-    );
+    let key =
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &raw_key).map_err(|_| CryptoError::Seal)?);
     let header = BackupHeader {
         id: id.to_string(),
         created_at_ms: now,
@@ -167,8 +169,8 @@ fn encrypt_file(
         .create_new(true)
         .open(out)
         .map_err(io(out))?;
-    let header_line = serde_json::to_vec(&header)
-        .map_err(|e| BackupError::Refused(format!("header: {e}")))?;
+    let header_line =
+        serde_json::to_vec(&header).map_err(|e| BackupError::Refused(format!("header: {e}")))?;
     f.write_all(MAGIC).map_err(io(out))?;
     f.write_all(&header_line).map_err(io(out))?;
     f.write_all(b"\n").map_err(io(out))?;
@@ -245,9 +247,8 @@ pub fn decrypt(path: &Path, kek: &Kek, out: &Path) -> Result<BackupHeader, Backu
     let raw_key = kek
         .open(key_aad(&h.id), &wrapped)
         .map_err(|_| damaged("the backup key does not open with this KEK"))?;
-    let key = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, &raw_key).map_err(|_| CryptoError::Open)?,
-    );
+    let key =
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &raw_key).map_err(|_| CryptoError::Open)?);
     let mut w = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -423,8 +424,14 @@ mod tests {
 
         // Truncated by a whole chunk: refused (the last-chunk flag).
         let header_len = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
-        let header_len = header_len + bytes[header_len..].iter().position(|b| *b == b'\n').unwrap() + 1;
-        let first = 4 + u32::from_be_bytes(bytes[header_len..header_len + 4].try_into().unwrap()) as usize;
+        let header_len = header_len
+            + bytes[header_len..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .unwrap()
+            + 1;
+        let first =
+            4 + u32::from_be_bytes(bytes[header_len..header_len + 4].try_into().unwrap()) as usize;
         let cut = dir.path().join("cut.c24bak");
         std::fs::write(&cut, &bytes[..header_len + first]).unwrap();
         assert!(decrypt(&cut, &kek, &dir.path().join("o2")).is_err());

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use c24_chatcore::clock::{OffsetClock, SystemClock};
 use c24_chatcore::backup;
+use c24_chatcore::clock::{OffsetClock, SystemClock};
 use c24_chatcore::crypto::Kek;
 use c24_chatcore::{Config, KekSource, TlsConfig};
 use clap::{Parser, ValueEnum};
@@ -178,7 +178,12 @@ fn run_command(cmd: Command) -> anyhow::Result<()> {
         } => {
             let kek = load_kek(&kek_file, &data_dir)?;
             let h = backup::restore(&from, &data_dir, &kek).context("restore failed")?;
-            println!("restored backup {} of {} into {}", h.id, h.created_at, data_dir.display());
+            println!(
+                "restored backup {} of {} into {}",
+                h.id,
+                h.created_at,
+                data_dir.display()
+            );
         }
     }
     Ok(())
@@ -186,7 +191,10 @@ fn run_command(cmd: Command) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Cli { command, serve: cli } = Cli::parse();
+    let Cli {
+        command,
+        serve: cli,
+    } = Cli::parse();
     init_logs(cli.log_format);
     if let Some(cmd) = command {
         return run_command(cmd);

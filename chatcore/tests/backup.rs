@@ -32,7 +32,10 @@ fn core(dir: &Path) -> anyhow::Result<Proc> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let out = child.stdout.take().ok_or_else(|| anyhow::anyhow!("stdout"))?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("stdout"))?;
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line)?;
     let url = line
@@ -45,7 +48,12 @@ fn core(dir: &Path) -> anyhow::Result<Proc> {
 
 fn stop(mut p: Proc) -> anyhow::Result<()> {
     let pid = p.0.id().to_string();
-    anyhow::ensure!(Command::new("kill").args(["-TERM", &pid]).status()?.success());
+    anyhow::ensure!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?
+            .success()
+    );
     let deadline = Instant::now() + WAIT;
     while p.0.try_wait()?.is_none() {
         anyhow::ensure!(Instant::now() < deadline, "did not stop");
@@ -74,7 +82,11 @@ fn files_containing(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<std::path::
     let mut hits = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let p = e?.path();
-        if p.is_file() && std::fs::read(&p)?.windows(needle.len()).any(|w| w == needle) {
+        if p.is_file()
+            && std::fs::read(&p)?
+                .windows(needle.len())
+                .any(|w| w == needle)
+        {
             hits.push(p);
         }
     }
@@ -108,7 +120,11 @@ async fn restored_backup_cannot_decrypt_a_tenant_shredded_since() -> anyhow::Res
 
     // While the server runs.
     let (ok, out) = cli(
-        &["backup", "--out", backups.path().to_str().unwrap_or_default()],
+        &[
+            "backup",
+            "--out",
+            backups.path().to_str().unwrap_or_default(),
+        ],
         dir.path(),
     )?;
     assert!(ok, "{out}");
@@ -121,14 +137,19 @@ async fn restored_backup_cannot_decrypt_a_tenant_shredded_since() -> anyhow::Res
     let totp = c24_chatcore::access::totp(TOTP).map_err(anyhow::Error::msg)?;
     let now = c24_chatcore::access::unix_now();
     admin.terminate(&tenants[0].id, &totp.generate(now)).await?;
-    admin.destroy_key(&tenants[0].id, &totp.generate(now + 30)).await?;
+    admin
+        .destroy_key(&tenants[0].id, &totp.generate(now + 30))
+        .await?;
     stop(p)?;
 
     let backup = std::fs::read_dir(backups.path())?
         .next()
         .ok_or_else(|| anyhow::anyhow!("no backup"))??
         .path();
-    let (ok, out) = cli(&["restore", "--from", backup.to_str().unwrap_or_default()], dir.path())?;
+    let (ok, out) = cli(
+        &["restore", "--from", backup.to_str().unwrap_or_default()],
+        dir.path(),
+    )?;
     assert!(ok, "{out}");
 
     let p = core(dir.path())?;
@@ -143,7 +164,10 @@ async fn restored_backup_cannot_decrypt_a_tenant_shredded_since() -> anyhow::Res
     let bad = backups.path().join("bad.c24bak");
     std::fs::write(&bad, b"C24BAK1\n{}\n")?;
     stop(p)?;
-    let (ok, out) = cli(&["restore", "--from", bad.to_str().unwrap_or_default()], dir.path())?;
+    let (ok, out) = cli(
+        &["restore", "--from", bad.to_str().unwrap_or_default()],
+        dir.path(),
+    )?;
     assert!(!ok && out.contains("damaged"), "{out}");
     let p = core(dir.path())?;
     let admin = Client::new(&p.1, TOKEN)?;
