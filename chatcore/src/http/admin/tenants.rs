@@ -396,14 +396,28 @@ pub async fn suspend(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>, ApiError> {
-    let t = find(&app, &id)?;
-    match t.state().status.as_str() {
-        "active" => Ok(Json(
-            transition(&app, &t, "suspended", |s| s.status = "suspended".into()).await?,
-        )),
-        "suspended" => Ok(Json(view(&app, &t, app.clock.now_ms()))),
-        other => Err(conflict(format!("a {other} tenant cannot be suspended"))),
+    switch_status(&app, &id, "active", "suspended", "suspended").await
+}
+
+/// Moves a tenant from `from` to `to` (idempotent when already `to`).
+async fn switch_status(
+    app: &AppState,
+    id: &str,
+    from: &str,
+    to: &'static str,
+    change: &'static str,
+) -> Result<Json<Tenant>, ApiError> {
+    let t = find(app, id)?;
+    let status = t.state().status;
+    if status == to {
+        return Ok(Json(view(app, &t, app.clock.now_ms())));
     }
+    if status != from {
+        return Err(conflict(format!("a {status} tenant cannot become {to}")));
+    }
+    Ok(Json(
+        transition(app, &t, change, |s| s.status = to.into()).await?,
+    ))
 }
 
 /// `POST /admin/v1/tenants/{id}/resume`.
@@ -425,14 +439,7 @@ pub async fn resume(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Tenant>, ApiError> {
-    let t = find(&app, &id)?;
-    match t.state().status.as_str() {
-        "suspended" => Ok(Json(
-            transition(&app, &t, "resumed", |s| s.status = "active".into()).await?,
-        )),
-        "active" => Ok(Json(view(&app, &t, app.clock.now_ms()))),
-        other => Err(conflict(format!("a {other} tenant cannot be resumed"))),
-    }
+    switch_status(&app, &id, "suspended", "active", "resumed").await
 }
 
 /// `POST /admin/v1/tenants/{id}/terminate`: ingress closes; the end-user
