@@ -51,6 +51,9 @@ pub struct Config {
     pub notice_days: u32,
     /// `--purge-interval`: how often the purge worker runs.
     pub purge_interval: Duration,
+    /// `--backup-dir`: where `c24-core backup` writes; the retention report
+    /// counts the backups there and the purge worker deletes those past 7 days.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -76,6 +79,7 @@ impl Config {
             dev_clock: false,
             notice_days: 30,
             purge_interval: Duration::from_secs(60),
+            backup_dir: None,
         }
     }
 }

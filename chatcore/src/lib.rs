@@ -242,6 +242,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         dev_clock: config.dev_clock,
         notice_days: config.notice_days,
         purge_interval: config.purge_interval,
+        backup_dir: config.backup_dir.clone(),
         purge: Default::default(),
         registry: Default::default(),
         tls: !matches!(config.tls, TlsConfig::Off),

@@ -100,6 +100,10 @@ struct ServeArgs {
     /// How often the purge worker runs (e.g. 60s, 5m).
     #[arg(long, default_value = "60s", value_parser = c24_api::units::parse_duration)]
     purge_interval: std::time::Duration,
+    /// Folder of `c24-core backup`'s output: counted in the retention report,
+    /// and backups older than 7 days there are deleted by the purge worker.
+    #[arg(long)]
+    backup_dir: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -225,6 +229,7 @@ async fn main() -> anyhow::Result<()> {
         dev_clock: cli.dev_clock,
         notice_days: cli.notice_days,
         purge_interval: cli.purge_interval,
+        backup_dir: cli.backup_dir.clone(),
     })
     .await
     .context("starting c24-core")?;

@@ -195,6 +195,14 @@ pub async fn run_purge(app: &AppState, trigger: &str) -> Result<PurgeRun, ApiErr
             tokio::task::yield_now().await;
         }
     }
+    if let Some(dir) = &app.backup_dir
+        && dir.exists()
+    {
+        match crate::backup::prune(dir, now) {
+            Ok(pruned) => rows += pruned.len() as u64,
+            Err(e) => tracing::warn!(error = %e, "pruning backups failed"),
+        }
+    }
     let mut keys_destroyed = Vec::new();
     for t in &terminated {
         let due = t.state().purge_after.is_some_and(|p| p <= now);
@@ -280,6 +288,33 @@ pub async fn refresher(app: AppState, interval: Duration) {
     }
 }
 
+/// Fills the backups category from the backup folder's headers.
+fn backups_due(dir: &std::path::Path, now: Millis, r: &mut CategoryReport) {
+    let list = match crate::backup::list(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing backups failed");
+            return;
+        }
+    };
+    for (path, h) in list {
+        let due = h.created_at_ms + crate::backup::BACKUP_RETENTION_MS;
+        r.records += 1;
+        r.bytes += std::fs::metadata(&path)
+            .map(|m| m.len() as i64)
+            .unwrap_or(0);
+        if due <= now {
+            r.overdue += 1;
+            let age = (now - due) / 1000;
+            r.oldest_overdue_age_s = Some(r.oldest_overdue_age_s.map_or(age, |a| a.max(age)));
+        } else {
+            // As for tables: due in 7 days includes due in 24 hours.
+            r.due_24h += i64::from(due <= now + DAY_MS);
+            r.due_7d += i64::from(due <= now + 7 * DAY_MS);
+        }
+    }
+}
+
 pub async fn report(app: &AppState) -> Result<RetentionReport, StoreError> {
     let now = app.clock.now_ms();
     let mut categories = Vec::with_capacity(CATEGORIES.len());
@@ -295,8 +330,13 @@ pub async fn report(app: &AppState) -> Result<RetentionReport, StoreError> {
             due_24h: 0,
             due_7d: 0,
             oldest_overdue_age_s: None,
-            tracked: !c.tables.is_empty(),
+            tracked: !c.tables.is_empty() || (c.id == "backups" && app.backup_dir.is_some()),
         };
+        if c.id == "backups"
+            && let Some(dir) = &app.backup_dir
+        {
+            backups_due(dir, now, &mut r);
+        }
         for table in c.tables {
             let d = app.store.due_counts(*table, now).await?;
             r.records += d.records;

@@ -384,3 +384,60 @@ async fn access_logs_are_purged_after_90_days() -> anyhow::Result<()> {
     assert!(!actions.contains(&"POST /admin/v1/tenants"), "{actions:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn backups_are_counted_and_deleted_after_7_days() -> anyhow::Result<()> {
+    let backups = tempfile::tempdir()?;
+    let dir = backups.path().to_path_buf();
+    let core = Core::start_with(|c| {
+        *c = c.clone().with_dev_clock();
+        c.admin_totp_secret = Some(ADMIN_TOTP.into());
+        c.backup_dir = Some(dir);
+    })
+    .await?;
+    let mut admin = Admin {
+        core: &core,
+        codes: TotpCodes::new(ADMIN_TOTP)?,
+    };
+    core.tenant("Backed up", true).await?;
+    let kek = c24_chatcore::crypto::Kek::from_file(&core.data_dir().join(c24_chatcore::KEK_FILE))?;
+    let made = c24_chatcore::backup::create(
+        core.data_dir(),
+        backups.path(),
+        &kek,
+        core.running.clock().now_ms(),
+    )?;
+    let r = admin.get("/admin/v1/retention").await?;
+    let b = category(&r, "backups");
+    assert_eq!(
+        (b["tracked"].as_bool(), b["records"].as_i64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(b["overdue"], 0);
+    assert_eq!(b["policy"], "7 days");
+
+    // Six and a half days on: due within 24 h; eight days on: overdue, then purged.
+    let advance = |secs: i64| json!({"seconds": secs});
+    admin
+        .post("/admin/v1/clock/advance", advance(6 * 86400 + 43200), false)
+        .await?;
+    let r = admin.get("/admin/v1/retention").await?;
+    assert_eq!(category(&r, "backups")["due_24h"], 1);
+    admin
+        .post("/admin/v1/clock/advance", advance(86400 + 43200), false)
+        .await?;
+    let r = admin.get("/admin/v1/retention").await?;
+    assert_eq!(category(&r, "backups")["overdue"], 1);
+    assert!(made.file.exists());
+    let (status, _) = admin
+        .post("/admin/v1/retention/purge", json!({}), true)
+        .await?;
+    assert_eq!(status, 200);
+    assert!(
+        !made.file.exists(),
+        "a backup older than 7 days is still there"
+    );
+    let r = admin.get("/admin/v1/retention").await?;
+    assert_eq!(category(&r, "backups")["records"], 0);
+    Ok(())
+}

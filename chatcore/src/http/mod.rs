@@ -51,6 +51,7 @@ pub struct AppInner {
     pub dev_clock: bool,
     pub notice_days: u32,
     pub purge_interval: std::time::Duration,
+    pub backup_dir: Option<std::path::PathBuf>,
     pub purge: crate::retention::PurgeState,
     pub registry: admin::subprocessors::RegistryState,
     /// The listener serves TLS (for absolute URLs).
