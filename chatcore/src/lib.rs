@@ -11,16 +11,22 @@
 //! - [`crypto`]: envelope encryption and blind indexes.
 //! - [`store`]: the storage trait, SQLite, the group-commit writer.
 //! - [`tenants`]: the in-memory tenant directory. [`ingress`]: sealing inbound rows.
+//! - [`dsr`], [`incidents`], [`consent`]: data-subject requests, breach
+//!   records and consent records; [`compliance`]: what they keep in memory.
 //! - [`http`]: routes and handlers. [`push`]: fan-out to web-chat sockets.
 //! - [`tls`]: rustls listener config. [`replay`]: used-signature cache.
 
 pub mod access;
 pub mod backup;
 pub mod clock;
+pub mod compliance;
 pub mod config;
+pub mod consent;
 pub mod crypto;
+pub mod dsr;
 pub mod events;
 pub mod http;
+pub mod incidents;
 pub mod ingress;
 pub mod push;
 pub mod registry;
@@ -245,6 +251,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         backup_dir: config.backup_dir.clone(),
         purge: Default::default(),
         registry: Default::default(),
+        tenant_lists: Default::default(),
+        compliance: Default::default(),
         tls: !matches!(config.tls, TlsConfig::Off),
         shutdown: shutdown_rx,
     }));
@@ -254,6 +262,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             t.usage.add(messages, bytes, conversations);
         }
     }
+    compliance::load(&state).await?;
     http::admin::subprocessors::load(&state)
         .await
         .map_err(|e| {

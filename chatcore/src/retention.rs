@@ -46,6 +46,10 @@ pub const CATEGORIES: [Category; 6] = [
             PurgeTable::Conversations,
             PurgeTable::Contacts,
             PurgeTable::EmailThreads,
+            // A data-subject request's record, export and restriction.
+            PurgeTable::DsrRequests,
+            PurgeTable::DsrExports,
+            PurgeTable::Restrictions,
         ],
     },
     Category {
@@ -74,14 +78,14 @@ pub const CATEGORIES: [Category; 6] = [
         label: "Security incident records",
         policy: "at least 3 years from the incident",
         period_days: 3 * 365,
-        tables: &[],
+        tables: &[PurgeTable::SecurityIncidents],
     },
     Category {
         id: "consent_records",
         label: "Consent records",
         policy: "consent end + 3 years",
         period_days: 3 * 365,
-        tables: &[],
+        tables: &[PurgeTable::ConsentRecords],
     },
 ];
 
@@ -140,6 +144,7 @@ pub async fn shred(app: &AppState, t: &TenantEntry) -> Result<(), ApiError> {
         s.status = "purged".into();
         s.key_destroyed_at = Some(now);
     });
+    app.tenants.bump();
     tracing::info!(tenant = %t.id, "tenant data key destroyed");
     app.events.publish(
         "tenant.changed",

@@ -1104,6 +1104,25 @@ impl LiveStats {
         self.tenant_figures(tenant_id, 0, now_ms).msgs_per_s
     }
 
+    /// Every tenant's `msgs_per_s` that is not zero, in one pass over the
+    /// tenants with live figures (a tenants listing sorted by rate would
+    /// otherwise look each of 10,000 tenants up).
+    pub fn tenant_rates(&self, now_ms: i64) -> HashMap<Box<str>, f64> {
+        let first = now_ms.div_euclid(SECOND_MS) - RATE_WINDOW_S as i64;
+        let map = read(&self.tenants);
+        map.iter()
+            .filter_map(|(id, t)| {
+                let t = lock(t);
+                let mut sum = 0u64;
+                for s in t.series.iter().flatten() {
+                    s.seconds
+                        .visit(first, RATE_WINDOW_S, |_, b| sum += b.count());
+                }
+                (sum > 0).then(|| (id.clone(), sum as f64 / RATE_WINDOW_S as f64))
+            })
+            .collect()
+    }
+
     /// A tenant's last `n` complete 1-second counts (at most 3,600), oldest first.
     pub fn tenant_sparkline(&self, tenant_id: &str, n: usize, now_ms: i64) -> Vec<u64> {
         self.tenant_figures(tenant_id, n, now_ms).sparkline

@@ -297,6 +297,8 @@ struct Indexes {
 #[derive(Default)]
 pub struct TenantDirectory {
     inner: RwLock<Indexes>,
+    /// Bumped on every insert and lifecycle change: cached listings check it.
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl TenantDirectory {
@@ -309,6 +311,17 @@ impl TenantDirectory {
         g.by_api_key.insert(api_key_hash, id.clone());
         g.by_widget_key.insert(widget_key_hash, id.clone());
         g.by_id.insert(id, Arc::new(entry));
+        drop(g);
+        self.bump();
+    }
+
+    /// Marks a change (a tenant's state moved) for cached listings.
+    pub fn bump(&self) {
+        self.version.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {

@@ -229,7 +229,7 @@ pub async fn list_messages(
         (status = 201, description = "Stored, and pushed to the visitor's open sockets.", body = MessageView),
         (status = 400, description = "`invalid_json`: malformed body or unknown field; `invalid_content`: content empty or over 64 KiB.", body = c24_api::ErrorBody),
         (status = 401, description = crate::http::openapi::D_BEARER, body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a staff role below admin; `dpa_required`: the tenant has no signed DPA; `tenant_suspended`; `tenant_terminated` (also once its key is destroyed).", body = c24_api::ErrorBody),
+        (status = 403, description = "`forbidden`: a staff role below admin; `dpa_required`: the tenant has no signed DPA; `tenant_suspended`; `tenant_terminated` (also once its key is destroyed); `processing_restricted`: the person's processing is restricted by a data-subject request.", body = c24_api::ErrorBody),
         (status = 404, description = "`conversation_not_found`: no such conversation, or another tenant's.", body = c24_api::ErrorBody),
         (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
@@ -251,6 +251,8 @@ pub async fn post_message(
     let received = std::time::Instant::now();
     let (conv, tenant) = visible_conversation(&app, &who, &id).await?;
     let cipher = tenant.admit()?;
+    // Replying is processing the person's data too.
+    app.compliance.admit(&tenant.id, &conv.contact_bi)?;
     let now = app.clock.now_ms();
     let op = ingress::seal_outbound(&cipher, &tenant.id, &conv.id, &body.content, now)?;
     let acct = ingress::Accounting {

@@ -61,7 +61,7 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
         (status = 200, description = "A message with this Message-ID was stored before; nothing was written.", body = crate::http::openapi::EmailReceipt),
         (status = 400, description = "`invalid_email`: not an RFC 5322 message, or no From address; `bad_body`: the body could not be read.", body = c24_api::ErrorBody),
         (status = 401, description = "`invalid_signature`: timestamp or signature missing, malformed or wrong; `signature_expired`: the timestamp is over 5 minutes from the server clock; `signature_replayed`: this signature was used before.", body = c24_api::ErrorBody),
-        (status = 403, description = crate::http::openapi::D_ADMIT, body = c24_api::ErrorBody),
+        (status = 403, description = crate::http::openapi::D_ADMIT_PERSON, body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 413, description = "`payload_too_large`: the message is over 10 MiB.", body = c24_api::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: Content-Type is not message/rfc822.", body = c24_api::ErrorBody),
@@ -140,6 +140,9 @@ pub async fn inbound(
     let own_id = parsed.message_id().map(str::to_string);
     let mut refs = ids(parsed.in_reply_to());
     refs.extend(ids(parsed.references()).into_iter().rev());
+
+    app.compliance
+        .admit(&t.id, &cipher.blind_index(BlindKind::Email, &from))?;
 
     // Only now is the signature spent: a request refused above may be retried.
     if !app

@@ -1,6 +1,7 @@
 //! The admin API's gate: one table says which role (and whether a second
 //! factor) each admin route needs; one middleware enforces it and writes
-//! every admin write — allowed or refused — to the audit log.
+//! every admin write — allowed or refused — to the audit log (and the few
+//! reads marked `audit_read`, such as a data-subject export's download).
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -29,6 +30,9 @@ pub struct RouteSpec {
     pub mfa: bool,
     /// A tenant's own api key may call it too (acting for that tenant).
     pub tenant_key: bool,
+    /// A read that is audited like a write (it hands out decrypted
+    /// personal data, or consumes something).
+    pub audit_read: bool,
 }
 
 const fn r(method: &'static str, path: &'static str, role: Role, mfa: bool) -> RouteSpec {
@@ -38,6 +42,7 @@ const fn r(method: &'static str, path: &'static str, role: Role, mfa: bool) -> R
         role,
         mfa,
         tenant_key: false,
+        audit_read: false,
     }
 }
 
@@ -114,6 +119,91 @@ pub const ADMIN_ROUTES: &[RouteSpec] = &[
         )
     },
     r("GET", "/admin/v1/audit", Role::Viewer, false),
+    // Data-subject requests: the controller (its own api key) or staff for it.
+    RouteSpec {
+        tenant_key: true,
+        ..r("POST", "/admin/v1/tenants/{id}/dsr", Role::Operator, false)
+    },
+    RouteSpec {
+        tenant_key: true,
+        ..r("GET", "/admin/v1/tenants/{id}/dsr", Role::Viewer, false)
+    },
+    RouteSpec {
+        tenant_key: true,
+        ..r(
+            "GET",
+            "/admin/v1/tenants/{id}/dsr/{dsr_id}",
+            Role::Viewer,
+            false,
+        )
+    },
+    RouteSpec {
+        tenant_key: true,
+        ..r(
+            "POST",
+            "/admin/v1/tenants/{id}/dsr/{dsr_id}/extend",
+            Role::Operator,
+            false,
+        )
+    },
+    // Executing a request (an erasure deletes for good) is staff's, with a
+    // second factor; a tenant key has none, so it may not.
+    r(
+        "POST",
+        "/admin/v1/tenants/{id}/dsr/{dsr_id}/complete",
+        Role::Operator,
+        true,
+    ),
+    // Decrypted personal data, and the download deletes it: operator at
+    // least (the handler also holds it to the role that filed the
+    // request), and audited although it is a GET.
+    RouteSpec {
+        tenant_key: true,
+        audit_read: true,
+        ..r(
+            "GET",
+            "/admin/v1/tenants/{id}/dsr/{dsr_id}/export",
+            Role::Operator,
+            false,
+        )
+    },
+    RouteSpec {
+        tenant_key: true,
+        ..r(
+            "POST",
+            "/admin/v1/tenants/{id}/consents",
+            Role::Operator,
+            false,
+        )
+    },
+    RouteSpec {
+        tenant_key: true,
+        ..r(
+            "POST",
+            "/admin/v1/tenants/{id}/consents/{consent_id}/withdraw",
+            Role::Operator,
+            false,
+        )
+    },
+    RouteSpec {
+        tenant_key: true,
+        ..r(
+            "GET",
+            "/admin/v1/tenants/{id}/consents",
+            Role::Viewer,
+            false,
+        )
+    },
+    // Breach records: platform staff only.
+    r("POST", "/admin/v1/incidents", Role::Operator, false),
+    r("GET", "/admin/v1/incidents", Role::Viewer, false),
+    r("GET", "/admin/v1/incidents/{id}", Role::Viewer, false),
+    r(
+        "POST",
+        "/admin/v1/incidents/{id}/notifications",
+        Role::Operator,
+        false,
+    ),
     r("POST", "/admin/v1/clock/advance", Role::Admin, false),
 ];
 
@@ -192,7 +282,7 @@ pub async fn admin_guard(State(app): State<AppState>, mut req: Request, next: Ne
         }
         Err(e) => e.into_response(),
     };
-    if spec.method == "GET" {
+    if spec.method == "GET" && !spec.audit_read {
         return response;
     }
     let status = response.status();

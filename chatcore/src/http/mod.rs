@@ -54,6 +54,10 @@ pub struct AppInner {
     pub backup_dir: Option<std::path::PathBuf>,
     pub purge: crate::retention::PurgeState,
     pub registry: admin::subprocessors::RegistryState,
+    /// Recent tenant-listing orders (see `admin::tenants::ListCache`).
+    pub tenant_lists: admin::tenants::ListCache,
+    /// Restricted identifiers, open data-subject requests and incidents.
+    pub compliance: crate::compliance::ComplianceState,
     /// The listener serves TLS (for absolute URLs).
     pub tls: bool,
     /// Flips to `true` when the server begins to stop; sockets close on it.

@@ -46,6 +46,11 @@ pub const D_BEARER: &str = "`unauthorized`: no bearer token, or one the core doe
 /// 403 of ingress for a tenant that may not receive personal data now.
 pub const D_ADMIT: &str = "`dpa_required`: the tenant has no signed DPA; `tenant_suspended`; \
      `tenant_terminated` (also once its key is destroyed).";
+/// 403 of ingress: [`D_ADMIT`], or a person whose processing is restricted.
+pub const D_ADMIT_PERSON: &str = "`dpa_required`: the tenant has no signed DPA; \
+     `tenant_suspended`; `tenant_terminated` (also once its key is destroyed); \
+     `processing_restricted`: a data-subject request restricted (or objected to) processing of \
+     this person's data; nothing is stored.";
 
 /// `GET /healthz` and `GET /readyz`.
 #[derive(ToSchema)]
@@ -161,6 +166,19 @@ pub struct JsonFeedC24 {
         admin::subprocessors::object,
         admin::audit::list,
         admin::clock::advance,
+        admin::dsr::file,
+        admin::dsr::list,
+        admin::dsr::show,
+        admin::dsr::extend,
+        admin::dsr::complete,
+        admin::dsr::export,
+        admin::consents::record,
+        admin::consents::withdraw,
+        admin::consents::list,
+        admin::incidents::record,
+        admin::incidents::list,
+        admin::incidents::show,
+        admin::incidents::notify,
     ),
     components(schemas(
         c24_api::webchat::ClientFrame,
@@ -175,7 +193,8 @@ pub struct JsonFeedC24 {
         (name = "email", description = "Inbound email, signed by the tenant's mail relay."),
         (name = "agent", description = "A tenant's agents read conversations and reply."),
         (name = "admin", description = "Operators: tenants, live figures, retention, \
-            sub-processor registry, audit log."),
+            sub-processor registry, audit log, data-subject requests, breach records, \
+            consent records."),
     )
 )]
 struct ApiDoc;
@@ -313,7 +332,7 @@ fn apply_guard(op: &mut Operation, spec: &RouteSpec) {
         };
         add_error(op, "403", &format!("`forbidden`: {who}."));
     }
-    if spec.method != "GET" {
+    if spec.method != "GET" || spec.audit_read {
         add_error(
             op,
             "500",

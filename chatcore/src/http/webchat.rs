@@ -61,7 +61,7 @@ pub struct WsParams {
         (status = 101, description = "Switching Protocols: the WebSocket is open."),
         (status = 400, description = "`invalid_visitor`: visitor missing or over 128 characters; `websocket_required`: not a WebSocket upgrade request; `invalid_query`: the query string does not parse.", body = c24_api::ErrorBody),
         (status = 401, description = "`unauthorized`: widget_key missing or unknown.", body = c24_api::ErrorBody),
-        (status = 403, description = crate::http::openapi::D_ADMIT, body = c24_api::ErrorBody),
+        (status = 403, description = crate::http::openapi::D_ADMIT_PERSON, body = c24_api::ErrorBody),
     ),
 )]
 pub async fn upgrade(
@@ -86,7 +86,12 @@ pub async fn upgrade(
                 format!("visitor is required, 1 to {MAX_VISITOR_ID} characters"),
             )
         })?;
-    tenant.admit()?;
+    let cipher = tenant.admit()?;
+    // A restricted visitor is refused at the handshake (and per message, below).
+    app.compliance.admit(
+        &tenant.id,
+        &cipher.blind_index(BlindKind::VisitorId, &visitor),
+    )?;
     let ws = ws.map_err(|e| ApiError::bad_request("websocket_required", e.body_text()))?;
     Ok(ws
         .max_message_size(HARD_FRAME_LIMIT)
@@ -223,6 +228,15 @@ impl Session {
             },
         );
         let (op, encrypt_ns) = match sealed {
+            // Restricted while the socket was open: refused, nothing stored.
+            Ok(m)
+                if self
+                    .app
+                    .compliance
+                    .is_restricted(&self.tenant.id, &m.contact.ident_bi) =>
+            {
+                return fail(crate::compliance::restricted_error(), client_msg_id);
+            }
             Ok(m) => {
                 let ns = m.encrypt_ns;
                 (WriteOp::Inbound(Box::new(m)), ns)

@@ -121,7 +121,7 @@ fn signature_ok(headers: &HeaderMap, secret: &str, body: &[u8]) -> bool {
         (status = 200, description = "Every message is durable (or was already).", body = crate::http::openapi::WhatsAppReceipt),
         (status = 400, description = "`invalid_payload`: not a WhatsApp Business notification; `bad_body`: the body could not be read.", body = c24_api::ErrorBody),
         (status = 401, description = "`invalid_signature`: X-Hub-Signature-256 is missing or does not match the body.", body = c24_api::ErrorBody),
-        (status = 403, description = "`dpa_required`: the tenant has no signed DPA; `tenant_suspended`; `tenant_terminated` (also once its key is destroyed); `phone_number_mismatch`: metadata.phone_number_id is not this tenant's number.", body = c24_api::ErrorBody),
+        (status = 403, description = "`dpa_required`: the tenant has no signed DPA; `tenant_suspended`; `tenant_terminated` (also once its key is destroyed); `phone_number_mismatch`: metadata.phone_number_id is not this tenant's number; `processing_restricted`: a sender's processing is restricted by a data-subject request (nothing of the notification is stored).", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over 1 MiB.", body = c24_api::ErrorBody),
         (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
@@ -194,6 +194,8 @@ pub async fn notify(
                     own_message_id: None,
                 },
             )?;
+            // Checked before anything is queued: a refused notification stores nothing.
+            app.compliance.admit(&t.id, &sealed.contact.ident_bi)?;
             let acct = Accounting {
                 app: app.clone(),
                 tenant: t.clone(),

@@ -96,16 +96,26 @@ pub enum PurgeTable {
     Conversations,
     Contacts,
     AuditLog,
+    DsrExports,
+    DsrRequests,
+    Restrictions,
+    SecurityIncidents,
+    ConsentRecords,
 }
 
 impl PurgeTable {
     /// In deletion order: children before parents.
-    pub const ALL: [PurgeTable; 5] = [
+    pub const ALL: [PurgeTable; 10] = [
         PurgeTable::Messages,
         PurgeTable::EmailThreads,
         PurgeTable::Conversations,
         PurgeTable::Contacts,
         PurgeTable::AuditLog,
+        PurgeTable::DsrExports,
+        PurgeTable::DsrRequests,
+        PurgeTable::Restrictions,
+        PurgeTable::SecurityIncidents,
+        PurgeTable::ConsentRecords,
     ];
 
     pub fn name(self) -> &'static str {
@@ -115,6 +125,11 @@ impl PurgeTable {
             PurgeTable::Conversations => "conversations",
             PurgeTable::Contacts => "contacts",
             PurgeTable::AuditLog => "audit_log",
+            PurgeTable::DsrExports => "dsr_exports",
+            PurgeTable::DsrRequests => "dsr_requests",
+            PurgeTable::Restrictions => "restrictions",
+            PurgeTable::SecurityIncidents => "security_incidents",
+            PurgeTable::ConsentRecords => "consent_records",
         }
     }
 }
@@ -223,6 +238,118 @@ pub struct AuditRecord {
     pub purge_after: Millis,
 }
 
+/// A data-subject request row. The person is only `subject_bi` (a blind
+/// index, cleared after an erasure); `doc` is the rest as JSON.
+#[derive(Debug, Clone)]
+pub struct DsrRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: String,
+    /// `email`, `phone` or `visitor_id`.
+    pub subject_kind: String,
+    pub subject_bi: Option<Vec<u8>>,
+    /// `received`, `extended` or `completed`.
+    pub status: String,
+    pub received_at: Millis,
+    /// The deadline now (with any extension).
+    pub due_at: Millis,
+    pub doc: String,
+    /// Set by the store (tenant termination); writes leave it as it is.
+    pub purge_after: Option<Millis>,
+}
+
+/// What completing a data-subject request does, in the same transaction
+/// as the request's new state.
+#[derive(Debug, Clone)]
+pub enum DsrAction {
+    /// Only the state changes.
+    None,
+    /// Deletes the contact of (`kind`, `ident_bi`), its conversations, their
+    /// messages and email threads, exports of the person's requests, and the
+    /// blind index from the tenant's other requests about the person.
+    Erase {
+        /// `visitor`, `phone` or `email` (as in `contacts.kind`).
+        kind: &'static str,
+        ident_bi: Vec<u8>,
+    },
+    /// Replaces sealed fields of one contact, which must still carry `ident_bi`.
+    Rectify {
+        contact_id: String,
+        ident_bi: Vec<u8>,
+        name_ct: Option<Vec<u8>>,
+        /// A new identifier: its sealed value and its blind index.
+        ident: Option<(Vec<u8>, Vec<u8>)>,
+    },
+    /// Ingress refuses the identifier from now on.
+    Restrict { ident_bi: Vec<u8> },
+    /// Stores the sealed export until its download (or `purge_after`).
+    Export {
+        sealed: Vec<u8>,
+        purge_after: Millis,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct DsrCompletion {
+    pub record: DsrRecord,
+    pub action: DsrAction,
+    pub at: Millis,
+}
+
+/// What an erasure deleted, for the usage counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub contacts: u64,
+    pub conversations: u64,
+    pub messages: u64,
+    /// Plaintext bytes of the deleted messages.
+    pub bytes: i64,
+}
+
+/// A contact row, sealed.
+#[derive(Debug, Clone)]
+pub struct ContactRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: String,
+    pub ident_ct: Vec<u8>,
+    pub name_ct: Option<Vec<u8>>,
+    pub created_at: Millis,
+}
+
+/// A breach record: one JSON document (no end-user data).
+#[derive(Debug, Clone)]
+pub struct IncidentRecord {
+    pub id: String,
+    pub aware_at: Millis,
+    pub doc: String,
+    pub purge_after: Millis,
+}
+
+/// A consent record: the person as a blind index, the receipt as JSON.
+#[derive(Debug, Clone)]
+pub struct ConsentRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub subject_kind: String,
+    pub subject_bi: Vec<u8>,
+    pub doc: String,
+    /// Consent end + 3 years; `None` leaves a stored value as it is.
+    pub purge_after: Option<Millis>,
+}
+
+/// Consent counts over a tenant's records (or one person's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentCounts {
+    pub total: u64,
+    /// Records with every purpose withdrawn.
+    pub withdrawn: u64,
+    /// Purposes withdrawn.
+    pub withdrawals: u64,
+    /// (purpose, given, withdrawn), by purpose.
+    pub by_purpose: Vec<(String, u64, u64)>,
+}
+
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     CreateTenant(Box<TenantRecord>),
@@ -250,6 +377,23 @@ pub enum WriteOp {
     Outbound(Box<OutboundMessage>),
     /// Upserts sub-processor registry entries: (id, JSON document).
     PutSubprocessors(Vec<(String, String)>),
+    /// Inserts or updates a data-subject request.
+    PutDsr(Box<DsrRecord>),
+    /// Runs a request's action and stores its completed state, atomically.
+    CompleteDsr(Box<DsrCompletion>),
+    /// Deletes a request's export and answers it ([`WriteOutcome::Blob`]),
+    /// storing the request's new state; `NotFound("export")` when gone.
+    TakeDsrExport(Box<DsrRecord>),
+    /// Inserts or updates a breach record.
+    PutIncident(Box<IncidentRecord>),
+    /// Inserts or updates a consent record.
+    PutConsent(Box<ConsentRecord>),
+    /// The tenant's contract ended: consents still standing end now, and
+    /// are due for deletion at `purge_after`.
+    EndTenantConsents {
+        tenant_id: String,
+        purge_after: Millis,
+    },
 }
 
 /// Where a message landed.
@@ -272,6 +416,8 @@ pub enum WriteOutcome {
     Message(StoredMessage),
     Count(u64),
     Purged(PurgedBatch),
+    Erased(Erased),
+    Blob(Vec<u8>),
 }
 
 impl WriteOutcome {
@@ -358,6 +504,66 @@ pub trait Store: Send + Sync + 'static {
 
     /// The sub-processor registry's JSON documents.
     async fn subprocessors(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The tenant's contact of this kind and identifier blind index.
+    async fn contact(
+        &self,
+        tenant_id: &str,
+        kind: &str,
+        ident_bi: &[u8],
+    ) -> Result<Option<ContactRecord>, StoreError>;
+
+    /// Every conversation of a contact, oldest first.
+    async fn contact_conversations(
+        &self,
+        contact_id: &str,
+    ) -> Result<Vec<ConversationRecord>, StoreError>;
+
+    /// The tenant's data-subject requests, newest first, `limit` after the cursor id.
+    async fn dsr_requests(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<DsrRecord>, StoreError>;
+
+    async fn dsr_request(&self, id: &str) -> Result<Option<DsrRecord>, StoreError>;
+
+    /// (open, overdue at `now`) requests of the tenant.
+    async fn dsr_counts(&self, tenant_id: &str, now: Millis) -> Result<(u64, u64), StoreError>;
+
+    /// Every request not completed: (id, tenant, due_at).
+    async fn open_dsrs(&self) -> Result<Vec<(String, String, Millis)>, StoreError>;
+
+    /// Every restricted identifier: (tenant, blind index).
+    async fn restrictions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Breach records, newest first, `limit` after the cursor id.
+    async fn incidents(
+        &self,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<IncidentRecord>, StoreError>;
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError>;
+
+    /// The tenant's consent records (of one person, if `subject_bi`),
+    /// newest first, `limit` after the cursor id.
+    async fn consents(
+        &self,
+        tenant_id: &str,
+        subject_bi: Option<Vec<u8>>,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<ConsentRecord>, StoreError>;
+
+    async fn consent(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError>;
+
+    async fn consent_counts(
+        &self,
+        tenant_id: &str,
+        subject_bi: Option<Vec<u8>>,
+    ) -> Result<ConsentCounts, StoreError>;
 
     /// Storage open and the writer running.
     fn ready(&self) -> bool;

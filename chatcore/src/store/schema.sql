@@ -99,3 +99,72 @@ CREATE TABLE IF NOT EXISTS subprocessors (
     id   TEXT PRIMARY KEY,
     doc  TEXT NOT NULL
 ) STRICT;
+
+-- Data-subject requests (privacy policy §9.2). The person is named only by
+-- the blind index of one identifier (subject_kind: email/phone/visitor),
+-- cleared once an erasure has run; `doc` holds the history and outcome
+-- (JSON, no identifier). Open requests are found by status.
+CREATE TABLE IF NOT EXISTS dsr_requests (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    subject_kind  TEXT NOT NULL,
+    subject_bi    BLOB,
+    status        TEXT NOT NULL,
+    received_at   INTEGER NOT NULL,
+    due_at        INTEGER NOT NULL,
+    doc           TEXT NOT NULL,
+    purge_after   INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS dsr_requests_tenant ON dsr_requests (tenant_id, id);
+CREATE INDEX IF NOT EXISTS dsr_requests_open ON dsr_requests (status) WHERE status <> 'completed';
+CREATE INDEX IF NOT EXISTS dsr_requests_purge ON dsr_requests (purge_after) WHERE purge_after IS NOT NULL;
+
+-- The export of an access or portability request: the JSON document sealed
+-- under the tenant's DEK, deleted at its first download (or unfetched at
+-- purge_after).
+CREATE TABLE IF NOT EXISTS dsr_exports (
+    dsr_id       TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL,
+    sealed       BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,
+    purge_after  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS dsr_exports_purge ON dsr_exports (purge_after);
+
+-- Identifiers whose processing is restricted (restriction or objection):
+-- ingress refuses them. Loaded into memory at start.
+CREATE TABLE IF NOT EXISTS restrictions (
+    tenant_id    TEXT NOT NULL,
+    ident_bi     BLOB NOT NULL,
+    dsr_id       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    purge_after  INTEGER,
+    PRIMARY KEY (tenant_id, ident_bi)
+) STRICT;
+CREATE INDEX IF NOT EXISTS restrictions_purge ON restrictions (purge_after) WHERE purge_after IS NOT NULL;
+
+-- Personal-data breach records (§11), one JSON document each; kept 3 years
+-- from awareness.
+CREATE TABLE IF NOT EXISTS security_incidents (
+    id           TEXT PRIMARY KEY,
+    aware_at     INTEGER NOT NULL,
+    doc          TEXT NOT NULL,
+    purge_after  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS security_incidents_purge ON security_incidents (purge_after);
+
+-- Consent records (§4.4): the person as a blind index, the receipt as JSON
+-- (purposes with their timestamps). purge_after = consent end + 3 years,
+-- NULL while the consent stands.
+CREATE TABLE IF NOT EXISTS consent_records (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    subject_kind  TEXT NOT NULL,
+    subject_bi    BLOB NOT NULL,
+    doc           TEXT NOT NULL,
+    purge_after   INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS consent_records_tenant ON consent_records (tenant_id, id);
+CREATE INDEX IF NOT EXISTS consent_records_subject ON consent_records (tenant_id, subject_bi);
+CREATE INDEX IF NOT EXISTS consent_records_purge ON consent_records (purge_after) WHERE purge_after IS NOT NULL;

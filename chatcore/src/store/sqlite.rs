@@ -12,8 +12,9 @@ use tokio::sync::oneshot;
 
 use super::writer::{self, Job};
 use super::{
-    AuditRecord, ConversationRecord, DueCounts, MessageRecord, PendingWrite, PurgeTable, Store,
-    StoreError, TenantRecord, WriteOp,
+    AuditRecord, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord, DsrRecord,
+    DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store, StoreError,
+    TenantRecord, WriteOp,
 };
 use crate::clock::{Clock, Millis};
 
@@ -192,6 +193,47 @@ fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRecor
         created_at: r.get(5)?,
         last_activity_at: r.get(6)?,
         message_count: r.get(7)?,
+    })
+}
+
+const DSR_COLUMNS: &str = "id, tenant_id, kind, subject_kind, subject_bi, status, received_at,
+    due_at, doc, purge_after FROM dsr_requests";
+
+fn dsr_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DsrRecord> {
+    Ok(DsrRecord {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        kind: r.get(2)?,
+        subject_kind: r.get(3)?,
+        subject_bi: r.get(4)?,
+        status: r.get(5)?,
+        received_at: r.get(6)?,
+        due_at: r.get(7)?,
+        doc: r.get(8)?,
+        purge_after: r.get(9)?,
+    })
+}
+
+fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRecord> {
+    Ok(IncidentRecord {
+        id: r.get(0)?,
+        aware_at: r.get(1)?,
+        doc: r.get(2)?,
+        purge_after: r.get(3)?,
+    })
+}
+
+const CONSENT_COLUMNS: &str =
+    "id, tenant_id, subject_kind, subject_bi, doc, purge_after FROM consent_records";
+
+fn consent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsentRecord> {
+    Ok(ConsentRecord {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        subject_kind: r.get(2)?,
+        subject_bi: r.get(3)?,
+        doc: r.get(4)?,
+        purge_after: r.get(5)?,
     })
 }
 
@@ -431,6 +473,229 @@ impl Store for SqliteStore {
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<Vec<String>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn contact(
+        &self,
+        tenant_id: &str,
+        kind: &str,
+        ident_bi: &[u8],
+    ) -> Result<Option<ContactRecord>, StoreError> {
+        let (tenant_id, kind, ident_bi) =
+            (tenant_id.to_string(), kind.to_string(), ident_bi.to_vec());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, tenant_id, kind, ident_ct, name_ct, created_at FROM contacts
+                 WHERE tenant_id = ?1 AND kind = ?2 AND ident_bi = ?3",
+            )?
+            .query_row(params![tenant_id, kind, ident_bi], |r| {
+                Ok(ContactRecord {
+                    id: r.get(0)?,
+                    tenant_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    ident_ct: r.get(3)?,
+                    name_ct: r.get(4)?,
+                    created_at: r.get(5)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn contact_conversations(
+        &self,
+        contact_id: &str,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let contact_id = contact_id.to_string();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {CONVERSATION_COLUMNS} WHERE c.contact_id = ?1 ORDER BY c.created_at, c.id"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(params![contact_id], conversation_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn dsr_requests(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<DsrRecord>, StoreError> {
+        let tenant_id = tenant_id.to_string();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {DSR_COLUMNS} WHERE tenant_id = ?1 AND (?2 IS NULL OR id < ?2)
+                 ORDER BY id DESC LIMIT ?3"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(params![tenant_id, before_id, limit], dsr_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn dsr_request(&self, id: &str) -> Result<Option<DsrRecord>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let sql = format!("SELECT {DSR_COLUMNS} WHERE id = ?1");
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![id], dsr_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn dsr_counts(&self, tenant_id: &str, now: Millis) -> Result<(u64, u64), StoreError> {
+        let tenant_id = tenant_id.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT count(*), count(*) FILTER (WHERE due_at < ?2) FROM dsr_requests
+                 WHERE status <> 'completed' AND tenant_id = ?1",
+            )?
+            .query_row(params![tenant_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        })
+        .await
+    }
+
+    async fn open_dsrs(&self) -> Result<Vec<(String, String, Millis)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, tenant_id, due_at FROM dsr_requests WHERE status <> 'completed'",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn restrictions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT tenant_id, ident_bi FROM restrictions")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn incidents(
+        &self,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, aware_at, doc, purge_after FROM security_incidents
+                 WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![before_id, limit], incident_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, aware_at, doc, purge_after FROM security_incidents WHERE id = ?1",
+            )?
+            .query_row(params![id], incident_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn consents(
+        &self,
+        tenant_id: &str,
+        subject_bi: Option<Vec<u8>>,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<ConsentRecord>, StoreError> {
+        let tenant_id = tenant_id.to_string();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {CONSENT_COLUMNS} WHERE tenant_id = ?1 AND (?2 IS NULL OR subject_bi = ?2)
+                   AND (?3 IS NULL OR id < ?3)
+                 ORDER BY id DESC LIMIT ?4"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(
+                    params![tenant_id, subject_bi, before_id, limit],
+                    consent_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn consent(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let sql = format!("SELECT {CONSENT_COLUMNS} WHERE id = ?1");
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![id], consent_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn consent_counts(
+        &self,
+        tenant_id: &str,
+        subject_bi: Option<Vec<u8>>,
+    ) -> Result<ConsentCounts, StoreError> {
+        let tenant_id = tenant_id.to_string();
+        self.read(move |c| {
+            // The purposes live in the receipt document: one row per purpose.
+            let (total, withdrawn): (u64, u64) = c
+                .prepare_cached(
+                    "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS
+                        (SELECT 1 FROM json_each(r.doc, '$.purposes') p
+                         WHERE p.value ->> 'withdrawn_at' IS NULL))
+                     FROM consent_records r
+                     WHERE r.tenant_id = ?1 AND (?2 IS NULL OR r.subject_bi = ?2)",
+                )?
+                .query_row(params![tenant_id, subject_bi], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let mut stmt = c.prepare_cached(
+                "SELECT p.value ->> 'purpose', count(*),
+                        count(*) FILTER (WHERE p.value ->> 'withdrawn_at' IS NOT NULL)
+                 FROM consent_records r, json_each(r.doc, '$.purposes') p
+                 WHERE r.tenant_id = ?1 AND (?2 IS NULL OR r.subject_bi = ?2)
+                 GROUP BY 1 ORDER BY 1",
+            )?;
+            let by_purpose = stmt
+                .query_map(params![tenant_id, subject_bi], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<Vec<(String, u64, u64)>, _>>()?;
+            let withdrawals = by_purpose.iter().map(|p| p.2).sum();
+            Ok(ConsentCounts {
+                total,
+                withdrawn,
+                withdrawals,
+                by_purpose,
+            })
         })
         .await
     }

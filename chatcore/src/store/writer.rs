@@ -12,8 +12,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AuditRecord, ConversationTarget, InboundMessage, OutboundMessage, PurgeTable, PurgedBatch,
-    StoreError, StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
+    AuditRecord, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord, Erased,
+    InboundMessage, IncidentRecord, OutboundMessage, PurgeTable, PurgedBatch, StoreError,
+    StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
 };
 use crate::clock::{Clock, Millis};
 
@@ -151,8 +152,9 @@ impl RecentKeys {
 /// What ops need besides the connection.
 struct Ctx {
     recent: RecentKeys,
-    /// A key was destroyed in this batch: after the commit the WAL is
-    /// checkpointed and truncated, so no old page image keeps the wrapped key.
+    /// A key was destroyed or a person erased in this batch: after the
+    /// commit the WAL is checkpointed and truncated, so no old page image
+    /// keeps the wrapped key or the erased rows.
     truncate_wal: bool,
 }
 
@@ -239,7 +241,7 @@ fn commit_batch(conn: &mut Connection, ctx: &mut Ctx, batch: &mut Vec<Job>, cloc
             "PRAGMA main.wal_checkpoint(TRUNCATE); PRAGMA keyring.wal_checkpoint(TRUNCATE);",
         )
     {
-        tracing::warn!(error = %e, "WAL truncation after a key destruction failed");
+        tracing::warn!(error = %e, "WAL truncation after a key destruction or erasure failed");
     }
     let committed = clock.now_ms();
     match outcome {
@@ -290,7 +292,234 @@ fn apply(
         }
         WriteOp::Inbound(m) => inbound(c, ctx, m, now).map(WriteOutcome::Message),
         WriteOp::Outbound(m) => outbound(c, m, now).map(WriteOutcome::Message),
+        WriteOp::PutDsr(r) => put_dsr(c, r).map(|_| WriteOutcome::Done),
+        WriteOp::CompleteDsr(d) => complete_dsr(c, ctx, d),
+        WriteOp::TakeDsrExport(r) => take_dsr_export(c, r).map(WriteOutcome::Blob),
+        WriteOp::PutIncident(i) => put_incident(c, i).map(|_| WriteOutcome::Done),
+        WriteOp::PutConsent(r) => put_consent(c, r).map(|_| WriteOutcome::Done),
+        WriteOp::EndTenantConsents {
+            tenant_id,
+            purge_after,
+        } => end_tenant_consents(c, tenant_id, *purge_after).map(WriteOutcome::Count),
     }
+}
+
+fn put_dsr(c: &Connection, r: &DsrRecord) -> Result<(), StoreError> {
+    // purge_after is the store's (set at termination): an update keeps it.
+    c.prepare_cached(
+        "INSERT INTO dsr_requests (id, tenant_id, kind, subject_kind, subject_bi, status,
+            received_at, due_at, doc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (id) DO UPDATE SET subject_bi = excluded.subject_bi,
+            status = excluded.status, due_at = excluded.due_at, doc = excluded.doc",
+    )?
+    .execute(params![
+        r.id,
+        r.tenant_id,
+        r.kind,
+        r.subject_kind,
+        r.subject_bi,
+        r.status,
+        r.received_at,
+        r.due_at,
+        r.doc
+    ])?;
+    Ok(())
+}
+
+fn complete_dsr(
+    c: &Connection,
+    ctx: &mut Ctx,
+    d: &DsrCompletion,
+) -> Result<WriteOutcome, StoreError> {
+    let r = &d.record;
+    let outcome = match &d.action {
+        DsrAction::None => WriteOutcome::Done,
+        DsrAction::Erase { kind, ident_bi } => {
+            // Erased rows may be cached as recent keys; the WAL may hold
+            // their old page images.
+            ctx.recent = RecentKeys::default();
+            ctx.truncate_wal = true;
+            WriteOutcome::Erased(erase_subject(c, &r.tenant_id, kind, ident_bi)?)
+        }
+        DsrAction::Rectify {
+            contact_id,
+            ident_bi,
+            name_ct,
+            ident,
+        } => {
+            let n = match (name_ct, ident) {
+                (Some(name), None) => c
+                    .prepare_cached(
+                        "UPDATE contacts SET name_ct = ?4
+                         WHERE id = ?1 AND tenant_id = ?2 AND ident_bi = ?3",
+                    )?
+                    .execute(params![contact_id, r.tenant_id, ident_bi, name])?,
+                (None, Some((ct, bi))) => {
+                    let taken: bool = c
+                        .prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM contacts k
+                               WHERE k.tenant_id = ?1 AND k.ident_bi = ?2 AND k.id <> ?3)",
+                        )?
+                        .query_row(params![r.tenant_id, bi, contact_id], |row| row.get(0))?;
+                    if taken {
+                        return Err(StoreError::Conflict(
+                            "another contact of this tenant already has that identifier".into(),
+                        ));
+                    }
+                    // The old identifier's ciphertext leaves the WAL too.
+                    ctx.truncate_wal = true;
+                    c.prepare_cached(
+                        "UPDATE contacts SET ident_ct = ?4, ident_bi = ?5
+                         WHERE id = ?1 AND tenant_id = ?2 AND ident_bi = ?3",
+                    )?
+                    .execute(params![
+                        contact_id,
+                        r.tenant_id,
+                        ident_bi,
+                        ct,
+                        bi
+                    ])?
+                }
+                _ => return Err(StoreError::Io("a rectification changes one field".into())),
+            };
+            if n == 0 {
+                return Err(StoreError::NotFound("contact"));
+            }
+            WriteOutcome::Done
+        }
+        DsrAction::Restrict { ident_bi } => {
+            c.prepare_cached(
+                "INSERT INTO restrictions (tenant_id, ident_bi, dsr_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![r.tenant_id, ident_bi, r.id, d.at])?;
+            WriteOutcome::Done
+        }
+        DsrAction::Export {
+            sealed,
+            purge_after,
+        } => {
+            c.prepare_cached(
+                "INSERT INTO dsr_exports (dsr_id, tenant_id, sealed, created_at, purge_after)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![r.id, r.tenant_id, sealed, d.at, purge_after])?;
+            WriteOutcome::Done
+        }
+    };
+    put_dsr(c, r)?;
+    Ok(outcome)
+}
+
+/// Erasure: everything stored of one contact. Its conversations are its
+/// own (each has one contact), so they go with their messages (the
+/// agents' replies too) and email threads.
+fn erase_subject(
+    c: &Connection,
+    tenant_id: &str,
+    kind: &str,
+    ident_bi: &[u8],
+) -> Result<Erased, StoreError> {
+    let mut out = Erased::default();
+    // Exports of the person's own requests hold their data too; completed
+    // requests forget whom they were about (open ones still need to know).
+    c.prepare_cached(
+        "DELETE FROM dsr_exports WHERE dsr_id IN
+           (SELECT id FROM dsr_requests WHERE tenant_id = ?1 AND subject_bi = ?2)",
+    )?
+    .execute(params![tenant_id, ident_bi])?;
+    c.prepare_cached(
+        "UPDATE dsr_requests SET subject_bi = NULL
+         WHERE tenant_id = ?1 AND subject_bi = ?2 AND status = 'completed'",
+    )?
+    .execute(params![tenant_id, ident_bi])?;
+    let contact: Option<String> = c
+        .prepare_cached(
+            "SELECT id FROM contacts WHERE tenant_id = ?1 AND kind = ?2 AND ident_bi = ?3",
+        )?
+        .query_row(params![tenant_id, kind, ident_bi], |r| r.get(0))
+        .optional()?;
+    let Some(contact_id) = contact else {
+        return Ok(out);
+    };
+    let conversations: Vec<String> = c
+        .prepare_cached("SELECT id FROM conversations WHERE contact_id = ?1 AND tenant_id = ?2")?
+        .query_map(params![contact_id, tenant_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &conversations {
+        {
+            let mut stmt = c.prepare_cached(
+                "DELETE FROM messages WHERE conversation_id = ?1 AND tenant_id = ?2 RETURNING size",
+            )?;
+            let mut q = stmt.query(params![id, tenant_id])?;
+            while let Some(r) = q.next()? {
+                out.messages += 1;
+                out.bytes += r.get::<_, i64>(0)?;
+            }
+        }
+        c.prepare_cached(
+            "DELETE FROM email_threads WHERE conversation_id = ?1 AND tenant_id = ?2",
+        )?
+        .execute(params![id, tenant_id])?;
+        out.conversations += c
+            .prepare_cached("DELETE FROM conversations WHERE id = ?1 AND tenant_id = ?2")?
+            .execute(params![id, tenant_id])? as u64;
+    }
+    out.contacts += c
+        .prepare_cached("DELETE FROM contacts WHERE id = ?1")?
+        .execute(params![contact_id])? as u64;
+    Ok(out)
+}
+
+fn take_dsr_export(c: &Connection, r: &DsrRecord) -> Result<Vec<u8>, StoreError> {
+    let sealed: Option<Vec<u8>> = c
+        .prepare_cached(
+            "DELETE FROM dsr_exports WHERE dsr_id = ?1 AND tenant_id = ?2 RETURNING sealed",
+        )?
+        .query_row(params![r.id, r.tenant_id], |row| row.get(0))
+        .optional()?;
+    let sealed = sealed.ok_or(StoreError::NotFound("export"))?;
+    put_dsr(c, r)?;
+    Ok(sealed)
+}
+
+fn put_incident(c: &Connection, i: &IncidentRecord) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO security_incidents (id, aware_at, doc, purge_after) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+    )?
+    .execute(params![i.id, i.aware_at, i.doc, i.purge_after])?;
+    Ok(())
+}
+
+fn put_consent(c: &Connection, r: &ConsentRecord) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO consent_records (id, tenant_id, subject_kind, subject_bi, doc, purge_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET doc = excluded.doc,
+            purge_after = coalesce(excluded.purge_after, consent_records.purge_after)",
+    )?
+    .execute(params![
+        r.id,
+        r.tenant_id,
+        r.subject_kind,
+        r.subject_bi,
+        r.doc,
+        r.purge_after
+    ])?;
+    Ok(())
+}
+
+fn end_tenant_consents(
+    c: &Connection,
+    tenant_id: &str,
+    purge_after: Millis,
+) -> Result<u64, StoreError> {
+    Ok(c.prepare_cached(
+        "UPDATE consent_records SET purge_after = ?2 WHERE tenant_id = ?1 AND purge_after IS NULL",
+    )?
+    .execute(params![tenant_id, purge_after])? as u64)
 }
 
 fn create_tenant(c: &Connection, t: &TenantRecord) -> Result<(), StoreError> {
@@ -350,7 +579,9 @@ fn stamp_tenant_purge(
     for id in &ids {
         n += msgs.execute(params![id, purge_after])? as u64;
     }
-    for table in ["contacts", "email_threads"] {
+    // A request's record and a restriction are the tenant's end-user data
+    // too (exports expire on their own; consent records keep their schedule).
+    for table in ["contacts", "email_threads", "dsr_requests", "restrictions"] {
         let sql = format!(
             "UPDATE {table} SET purge_after = ?2 WHERE rowid IN
                (SELECT rowid FROM {table} WHERE tenant_id = ?1 AND purge_after IS NULL LIMIT ?3)"

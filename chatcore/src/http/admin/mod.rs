@@ -4,6 +4,9 @@
 
 pub mod audit;
 pub mod clock;
+pub mod consents;
+pub mod dsr;
+pub mod incidents;
 pub mod live;
 pub mod retention;
 pub mod subprocessors;
@@ -56,7 +59,38 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/admin/v1/subprocessors/{id}/objections",
             post(subprocessors::object),
         )
-        .route("/admin/v1/audit", get(audit::list));
+        .route("/admin/v1/audit", get(audit::list))
+        .route("/admin/v1/tenants/{id}/dsr", post(dsr::file).get(dsr::list))
+        .route("/admin/v1/tenants/{id}/dsr/{dsr_id}", get(dsr::show))
+        .route(
+            "/admin/v1/tenants/{id}/dsr/{dsr_id}/extend",
+            post(dsr::extend),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/dsr/{dsr_id}/complete",
+            post(dsr::complete),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/dsr/{dsr_id}/export",
+            get(dsr::export),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/consents",
+            post(consents::record).get(consents::list),
+        )
+        .route(
+            "/admin/v1/tenants/{id}/consents/{consent_id}/withdraw",
+            post(consents::withdraw),
+        )
+        .route(
+            "/admin/v1/incidents",
+            post(incidents::record).get(incidents::list),
+        )
+        .route("/admin/v1/incidents/{id}", get(incidents::show))
+        .route(
+            "/admin/v1/incidents/{id}/notifications",
+            post(incidents::notify),
+        );
     // Without --dev-clock the route does not exist at all (404).
     if state.dev_clock {
         r = r.route("/admin/v1/clock/advance", post(clock::advance));

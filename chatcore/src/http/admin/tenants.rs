@@ -2,6 +2,7 @@
 //! server), read, and the lifecycle: sign DPA, suspend, resume, terminate,
 //! destroy the key.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -235,7 +236,42 @@ pub async fn list(
     let needle = q.q.as_deref().map(str::to_lowercase);
     // Filter and sort on cheap keys; build full views only for the page, so
     // 10,000 tenants list in about a millisecond.
+    let cache_key = format!("{sort}|{desc}|{:?}|{:?}|{needle:?}", q.status, q.dpa);
+    let order = match app.tenant_lists.get(&cache_key, app.tenants.version()) {
+        Some(order) => order,
+        None => {
+            let order = Arc::new(ordered(&app, &q, sort, desc, needle.as_deref(), now));
+            app.tenant_lists
+                .put(cache_key, app.tenants.version(), order.clone());
+            order
+        }
+    };
+    let total = order.len();
+    let items: Vec<Tenant> = order
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|t| view(&app, t, now))
+        .collect();
+    let next = (offset + items.len() < total).then(|| (offset + items.len()).to_string());
+    Ok(Json(TenantList {
+        items,
+        next,
+        total: Some(total),
+    }))
+}
+
+/// The filtered tenants in the asked order, sorted on cheap keys.
+fn ordered(
+    app: &AppState,
+    q: &ListParams,
+    sort: &str,
+    desc: bool,
+    needle: Option<&str>,
+    now: Millis,
+) -> Vec<Arc<TenantEntry>> {
     let open = app.open_conversations.read().ok();
+    let rates = (sort == "msgs_per_s").then(|| app.stats.tenant_rates(now));
     let mut rows: Vec<(SortKey, Arc<TenantEntry>)> = app
         .tenants
         .all_unordered()
@@ -244,14 +280,17 @@ pub async fn list(
             let keep = t.with_state(|s| {
                 q.status.as_deref().is_none_or(|want| s.status == want)
                     && q.dpa.is_none_or(|d| s.dpa_signed_at.is_some() == d)
-            }) && needle
-                .as_deref()
-                .is_none_or(|n| t.name_lower.contains(n) || t.id.contains(n));
+            }) && needle.is_none_or(|n| t.name_lower.contains(n) || t.id.contains(n));
             keep.then(|| {
                 let key = match sort {
                     "created_at" => SortKey::Int(t.created_at),
                     "status" => SortKey::Text(t.with_state(|s| s.status.clone())),
-                    "msgs_per_s" => SortKey::Float(app.stats.tenant_rate(&t.id, now)),
+                    "msgs_per_s" => SortKey::Float(
+                        rates
+                            .as_ref()
+                            .and_then(|r| r.get(t.id.as_str()).copied())
+                            .unwrap_or(0.0),
+                    ),
                     "stored_messages" => SortKey::Int(t.usage.get().0),
                     "stored_bytes" => SortKey::Int(t.usage.get().1),
                     "open_conversations" => SortKey::Int(
@@ -266,7 +305,6 @@ pub async fn list(
         })
         .collect();
     drop(open);
-    let total = rows.len();
     rows.sort_unstable_by(|(ka, a), (kb, b)| {
         let o = match (ka, kb) {
             (SortKey::Int(x), SortKey::Int(y)) => x.cmp(y),
@@ -277,18 +315,53 @@ pub async fn list(
         .then_with(|| a.id.cmp(&b.id));
         if desc { o.reverse() } else { o }
     });
-    let items: Vec<Tenant> = rows
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|(_, t)| view(&app, t, now))
-        .collect();
-    let next = (offset + items.len() < total).then(|| (offset + items.len()).to_string());
-    Ok(Json(TenantList {
-        items,
-        next,
-        total: Some(total),
-    }))
+    rows.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Orderings of recent listings, reused for up to a second: 50 consoles
+/// polling 10,000 tenants then sort once a second, not 50 times. A tenant
+/// created or changed drops them (the directory's version); the rows of a
+/// page are always built fresh, so only the order can be a second old.
+#[derive(Default)]
+pub struct ListCache {
+    entries: std::sync::Mutex<HashMap<String, CachedOrder>>,
+}
+
+struct CachedOrder {
+    at: std::time::Instant,
+    version: u64,
+    order: Arc<Vec<Arc<TenantEntry>>>,
+}
+
+const LIST_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Distinct cached queries (sort × order × filters) kept at most.
+const LIST_CACHE_ENTRIES: usize = 64;
+
+impl ListCache {
+    fn get(&self, key: &str, version: u64) -> Option<Arc<Vec<Arc<TenantEntry>>>> {
+        let g = self.entries.lock().ok()?;
+        g.get(key)
+            .filter(|c| c.version == version && c.at.elapsed() < LIST_CACHE_TTL)
+            .map(|c| c.order.clone())
+    }
+
+    fn put(&self, key: String, version: u64, order: Arc<Vec<Arc<TenantEntry>>>) {
+        if let Ok(mut g) = self.entries.lock() {
+            if g.len() >= LIST_CACHE_ENTRIES {
+                g.retain(|_, c| c.at.elapsed() < LIST_CACHE_TTL);
+            }
+            if g.len() < LIST_CACHE_ENTRIES {
+                g.insert(
+                    key,
+                    CachedOrder {
+                        at: std::time::Instant::now(),
+                        version,
+                        order,
+                    },
+                );
+            }
+        }
+    }
 }
 
 /// `GET /admin/v1/tenants/{id}`.
@@ -330,6 +403,7 @@ async fn transition(
         })))
         .await?;
     let s = t.update(|s| *s = next);
+    app.tenants.bump();
     let now = app.clock.now_ms();
     tracing::info!(tenant = %t.id, change, status = %s.status, "tenant changed");
     app.events.publish(
@@ -476,6 +550,17 @@ pub async fn terminate(
     })
     .await?;
     stamp_tenant(&app, &t.id, purge_after).await?;
+    // Consent cannot outlive the processing it was for: standing consents
+    // end now and are kept 3 years from here.
+    if let Some(consent_end) = crate::compliance::add_months(now, crate::consent::RETENTION_MONTHS)
+    {
+        app.store
+            .write(WriteOp::EndTenantConsents {
+                tenant_id: t.id.clone(),
+                purge_after: consent_end,
+            })
+            .await?;
+    }
     Ok(Json(view))
 }
 
