@@ -281,3 +281,38 @@ impl TotpCodes {
         Ok(self.totp.generate(at))
     }
 }
+
+/// Staff tokens of one role sharing [`TOTP_SECRET`]: each token gives two
+/// privileged writes (see [`TotpCodes`]), so a pool of them gives many.
+pub struct TotpPool {
+    tokens: Vec<(String, TotpCodes)>,
+    next: usize,
+}
+
+impl TotpPool {
+    /// Appends `n` tokens named `{prefix}{i}` with `role` to `tokens_file`.
+    pub fn add_to(tokens_file: &Path, prefix: &str, role: &str, n: usize) -> anyhow::Result<Self> {
+        let mut text = std::fs::read_to_string(tokens_file).unwrap_or_default();
+        let mut tokens = Vec::with_capacity(n);
+        for i in 0..n {
+            let token = format!("{prefix}-token-{i}");
+            let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+            text.push_str(&format!(
+                "[[token]]\nname = \"{prefix}{i}\"\nrole = \"{role}\"\nsha256 = \"{}\"\ntotp_secret = \"{TOTP_SECRET}\"\n\n",
+                hex::encode(hash.as_ref())
+            ));
+            tokens.push((token, TotpCodes::new(TOTP_SECRET)?));
+        }
+        std::fs::write(tokens_file, text)?;
+        Ok(Self { tokens, next: 0 })
+    }
+
+    /// A token of the pool and a fresh code for it.
+    pub fn code(&mut self) -> anyhow::Result<(String, String)> {
+        anyhow::ensure!(!self.tokens.is_empty(), "an empty TOTP pool");
+        let i = self.next % self.tokens.len();
+        self.next += 1;
+        let (token, codes) = &mut self.tokens[i];
+        Ok((token.clone(), codes.code()?))
+    }
+}

@@ -86,6 +86,73 @@ const EXPECTED: &[(&str, &str, &str, bool, bool)] = &[
     ),
     ("GET", "/admin/v1/audit", "viewer", false, false),
     ("POST", "/admin/v1/clock/advance", "admin", false, false),
+    (
+        "POST",
+        "/admin/v1/tenants/{id}/dsr",
+        "operator",
+        false,
+        true,
+    ),
+    ("GET", "/admin/v1/tenants/{id}/dsr", "viewer", false, true),
+    (
+        "GET",
+        "/admin/v1/tenants/{id}/dsr/{dsr_id}",
+        "viewer",
+        false,
+        true,
+    ),
+    (
+        "POST",
+        "/admin/v1/tenants/{id}/dsr/{dsr_id}/extend",
+        "operator",
+        false,
+        true,
+    ),
+    (
+        "POST",
+        "/admin/v1/tenants/{id}/dsr/{dsr_id}/complete",
+        "operator",
+        true,
+        false,
+    ),
+    (
+        "GET",
+        "/admin/v1/tenants/{id}/dsr/{dsr_id}/export",
+        "operator",
+        false,
+        true,
+    ),
+    (
+        "POST",
+        "/admin/v1/tenants/{id}/consents",
+        "operator",
+        false,
+        true,
+    ),
+    (
+        "POST",
+        "/admin/v1/tenants/{id}/consents/{consent_id}/withdraw",
+        "operator",
+        false,
+        true,
+    ),
+    (
+        "GET",
+        "/admin/v1/tenants/{id}/consents",
+        "viewer",
+        false,
+        true,
+    ),
+    ("POST", "/admin/v1/incidents", "operator", false, false),
+    ("GET", "/admin/v1/incidents", "viewer", false, false),
+    ("GET", "/admin/v1/incidents/{id}", "viewer", false, false),
+    (
+        "POST",
+        "/admin/v1/incidents/{id}/notifications",
+        "operator",
+        false,
+        false,
+    ),
 ];
 
 fn rank(role: &str) -> u8 {
@@ -158,7 +225,10 @@ async fn every_admin_route_checks_token_role_and_second_factor() -> anyhow::Resu
         ("admin", staff.admin.token.as_str()),
     ];
     for &(method, template, least, mfa, tenant_ok) in EXPECTED {
-        let path = template.replace("{id}", &t.id);
+        let path = template
+            .replace("{id}", &t.id)
+            .replace("{dsr_id}", "x")
+            .replace("{consent_id}", "x");
         let what = format!("{method} {template}");
         assert_eq!(
             call(&core, method, &path, None, None).await?,
@@ -257,10 +327,27 @@ async fn every_admin_route_checks_token_role_and_second_factor() -> anyhow::Resu
             .iter()
             .any(|i| i["actor"] == "vera" && i["outcome"] == "forbidden")
     );
+    // Writes, and the one read audited like a write (a data-subject export).
+    let audited_reads: BTreeSet<&str> = c24_chatcore::http::guard::ADMIN_ROUTES
+        .iter()
+        .filter(|r| r.audit_read)
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        audited_reads,
+        BTreeSet::from(["/admin/v1/tenants/{id}/dsr/{dsr_id}/export"])
+    );
+    assert!(items.iter().all(|i| i["action"].as_str().is_some_and(|a| {
+        a.starts_with("POST ")
+            || a.strip_prefix("GET ")
+                .is_some_and(|p| audited_reads.contains(p))
+    })));
     assert!(
-        items
-            .iter()
-            .all(|i| i["action"].as_str().is_some_and(|a| a.starts_with("POST ")))
+        items.iter().any(
+            |i| i["action"] == "GET /admin/v1/tenants/{id}/dsr/{dsr_id}/export"
+                && i["outcome"] == "dsr_not_found"
+        ),
+        "the export download is audited"
     );
     Ok(())
 }

@@ -40,8 +40,8 @@ const OTHER_ROUTES: &[(&str, &str)] = &[
 const UNPROVOKABLE: &[&str] = &["500", "503"];
 
 /// Extra admin tokens with a second factor: each gives two TOTP codes a
-/// half minute, and the test makes about twenty privileged writes.
-const POOL_ADMINS: usize = 12;
+/// half minute, and the test makes about forty privileged writes.
+const POOL_ADMINS: usize = 24;
 
 /// One request, named by its documented path template.
 struct Req {
@@ -73,9 +73,16 @@ impl Req {
         Self::new(Method::POST, template)
     }
 
-    /// Fills the path's one parameter (`{id}` or `{tenant_id}`).
+    /// Fills the path's parameters (`{id}` or `{tenant_id}`, and any
+    /// second one such as `{dsr_id}`) with one value.
     fn id(mut self, id: &str) -> Self {
-        self.path = self.template.replace("{id}", id).replace("{tenant_id}", id);
+        self.path = fill(self.template, id, id);
+        self
+    }
+
+    /// Fills a path with a tenant (`{id}`) and one of its records (`{dsr_id}`, `{consent_id}`).
+    fn ids(mut self, id: &str, sub: &str) -> Self {
+        self.path = fill(self.template, id, sub);
         self
     }
 
@@ -107,6 +114,14 @@ impl Req {
         self.body = Some((content_type.to_string(), bytes));
         self
     }
+}
+
+fn fill(template: &str, id: &str, sub: &str) -> String {
+    template
+        .replace("{id}", id)
+        .replace("{tenant_id}", id)
+        .replace("{dsr_id}", sub)
+        .replace("{consent_id}", sub)
 }
 
 /// The served document, and which (method, template, status) were seen.
@@ -503,11 +518,7 @@ async fn the_document_and_the_server_agree() -> anyhow::Result<()> {
     // Each documented operation exists: no answer is the router's fallback.
     for (method, path) in &documented {
         let method = Method::from_bytes(method.as_bytes())?;
-        let url = format!(
-            "{}{}",
-            t.core.url(),
-            path.replace("{id}", "x").replace("{tenant_id}", "x")
-        );
+        let url = format!("{}{}", t.core.url(), fill(path, "x", "x"));
         let resp = t
             .core
             .http
@@ -545,7 +556,11 @@ async fn the_document_and_the_server_agree() -> anyhow::Result<()> {
     whatsapp(&t, &a, &nodpa).await?;
     email(&t, &a, &nodpa).await?;
     agent(&t, &staff, &admin, &a, &b, &conversation).await?;
+    let b_dsr = before_b_is_shredded(&t, &b).await?;
     tenants(&t, &staff, &admin, &a, &b).await?;
+    dsr(&t, &staff, &admin, &a, &b, &b_dsr).await?;
+    consents(&t, &staff, &admin, &a, &b).await?;
+    incidents(&t, &staff, &a).await?;
     live(&t, &admin).await?;
     registry(&t, &staff, &admin, &a, &b).await?;
     clock(&t, &staff, &admin).await?;
@@ -1481,5 +1496,651 @@ async fn clock(t: &T, staff: &c24_e2e::StaffTokens, admin: &str) -> anyhow::Resu
     let (status, body) = t.spec.check(&Method::POST, adv, resp).await?;
     assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
     plain.stop().await;
+    Ok(())
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap_or_default().to_string()
+}
+
+/// A request and a consent of Bravo's, filed while its key exists (the
+/// tenants section destroys it): completing the request then answers 410.
+async fn before_b_is_shredded(t: &T, b: &TenantCreated) -> anyhow::Result<String> {
+    let r = t
+        .expect(
+            Req::post("/admin/v1/tenants/{id}/dsr")
+                .id(&b.id)
+                .token(&b.api_key)
+                .json(json!({"type": "erasure", "subject": {"phone": "4915199999999"}})),
+            201,
+            "",
+        )
+        .await?;
+    t.expect(
+        Req::post("/admin/v1/tenants/{id}/consents")
+            .id(&b.id)
+            .token(&b.api_key)
+            .json(json!({
+                "subject": {"phone": "4915199999999"},
+                "purposes": ["service updates"],
+                "collection_method": "WhatsApp opt-in",
+                "policy_version": "1",
+            })),
+        201,
+        "",
+    )
+    .await?;
+    Ok(id_of(&r))
+}
+
+/// Data-subject requests: file, list, read, extend, complete (privileged), export.
+async fn dsr(
+    t: &T,
+    staff: &c24_e2e::StaffTokens,
+    admin: &str,
+    a: &TenantCreated,
+    b: &TenantCreated,
+    b_dsr: &str,
+) -> anyhow::Result<()> {
+    let coll = "/admin/v1/tenants/{id}/dsr";
+    let one = "/admin/v1/tenants/{id}/dsr/{dsr_id}";
+    let extend = "/admin/v1/tenants/{id}/dsr/{dsr_id}/extend";
+    let complete = "/admin/v1/tenants/{id}/dsr/{dsr_id}/complete";
+    let export = "/admin/v1/tenants/{id}/dsr/{dsr_id}/export";
+    let access_body = json!({"type": "access", "subject": {"visitor_id": "visitor-1"}});
+    let access = t
+        .expect(
+            Req::post(coll)
+                .id(&a.id)
+                .token(&a.api_key)
+                .json(access_body.clone()),
+            201,
+            "",
+        )
+        .await?;
+    assert!(access["due_at"].is_string(), "{access}");
+    let erasure = t
+        .expect(
+            Req::post(coll)
+                .id(&a.id)
+                .token(&staff.operator.token)
+                .json(json!({"type": "erasure", "subject": {"email": "alice@example.com"}})),
+            201,
+            "",
+        )
+        .await?;
+    // Told when received (the request's own millisecond timestamp).
+    let received = erasure["received_at"].clone();
+    let (access, erasure) = (id_of(&access), id_of(&erasure));
+    t.expect(
+        Req::post(coll)
+            .id(&a.id)
+            .token(admin)
+            .raw("application/json", b"{".to_vec()),
+        400,
+        "invalid_json",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll)
+            .id(&b.id)
+            .token(&a.api_key)
+            .json(access_body.clone()),
+        403,
+        "forbidden",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll)
+            .id("nope")
+            .token(admin)
+            .json(access_body.clone()),
+        404,
+        "tenant_not_found",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll)
+            .id(&b.id)
+            .token(admin)
+            .json(access_body.clone()),
+        410,
+        "key_destroyed",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll)
+            .id(&a.id)
+            .token(admin)
+            .json(json!({"type": "access", "subject": {"email": "x".repeat(70_000)}})),
+        413,
+        "payload_too_large",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll)
+            .id(&a.id)
+            .token(admin)
+            .json(json!({"type": "access", "subject": {}})),
+        422,
+        "invalid_subject",
+    )
+    .await?;
+
+    let list = t
+        .expect(Req::get(coll).id(&a.id).token(&a.api_key), 200, "")
+        .await?;
+    assert!(
+        list["items"].as_array().is_some_and(|i| i.len() >= 2),
+        "{list}"
+    );
+    t.expect(
+        Req::get(coll).id(&a.id).query("limit=0").token(admin),
+        400,
+        "invalid_query",
+    )
+    .await?;
+    t.expect(Req::get(coll).id(&b.id).token(&a.api_key), 403, "forbidden")
+        .await?;
+    t.expect(
+        Req::get(coll).id("nope").token(admin),
+        404,
+        "tenant_not_found",
+    )
+    .await?;
+    t.expect(
+        Req::get(one).ids(&a.id, &access).token(&staff.viewer.token),
+        200,
+        "",
+    )
+    .await?;
+    t.expect(
+        Req::get(one).ids(&b.id, &access).token(&a.api_key),
+        403,
+        "forbidden",
+    )
+    .await?;
+    t.expect(
+        Req::get(one).ids(&a.id, "nope").token(admin),
+        404,
+        "dsr_not_found",
+    )
+    .await?;
+
+    let told = json!({"months": 1, "reason": "complex", "person_informed_at": received});
+    let v = t
+        .expect(
+            Req::post(extend)
+                .ids(&a.id, &erasure)
+                .token(&a.api_key)
+                .json(told.clone()),
+            200,
+            "",
+        )
+        .await?;
+    assert_eq!(v["status"], "extended");
+    t.expect(
+        Req::post(extend)
+            .ids(&a.id, &erasure)
+            .token(admin)
+            .raw("application/json", b"{".to_vec()),
+        400,
+        "invalid_json",
+    )
+    .await?;
+    t.expect(
+        Req::post(extend)
+            .ids(&b.id, &erasure)
+            .token(&a.api_key)
+            .json(told.clone()),
+        403,
+        "forbidden",
+    )
+    .await?;
+    t.expect(
+        Req::post(extend)
+            .ids(&a.id, "nope")
+            .token(admin)
+            .json(told.clone()),
+        404,
+        "dsr_not_found",
+    )
+    .await?;
+    t.expect(
+        Req::post(extend)
+            .ids(&a.id, &erasure)
+            .token(admin)
+            .json(json!({"months": 1, "reason": "x".repeat(70_000), "person_informed_at": ""})),
+        413,
+        "payload_too_large",
+    )
+    .await?;
+    t.expect(
+        Req::post(extend)
+            .ids(&a.id, &erasure)
+            .token(admin)
+            .json(json!({"months": 5, "reason": "x", "person_informed_at": t.in_days(0)})),
+        422,
+        "invalid_field",
+    )
+    .await?;
+
+    let done = t
+        .privileged(
+            Req::post(complete).ids(&a.id, &access).json(json!({})),
+            200,
+            "",
+        )
+        .await?;
+    assert_eq!(done["export"]["state"], "ready", "{done}");
+    t.privileged(
+        Req::post(complete).ids(&a.id, &access).json(json!({})),
+        409,
+        "invalid_state",
+    )
+    .await?;
+    t.privileged(
+        Req::post(complete)
+            .ids(&a.id, &erasure)
+            .raw("application/json", b"{".to_vec()),
+        400,
+        "invalid_json",
+    )
+    .await?;
+    t.privileged(
+        Req::post(complete).ids(&a.id, "nope").json(json!({})),
+        404,
+        "dsr_not_found",
+    )
+    .await?;
+    t.privileged(
+        Req::post(complete).ids(&b.id, b_dsr).json(json!({})),
+        410,
+        "key_destroyed",
+    )
+    .await?;
+    t.privileged(
+        Req::post(complete)
+            .ids(&a.id, &erasure)
+            .json(json!({"value": "x".repeat(70_000)})),
+        413,
+        "payload_too_large",
+    )
+    .await?;
+    t.privileged(
+        Req::post(complete)
+            .ids(&a.id, &erasure)
+            .json(json!({"field": "name", "value": "x"})),
+        422,
+        "invalid_field",
+    )
+    .await?;
+    let erased = t
+        .privileged(
+            Req::post(complete).ids(&a.id, &erasure).json(json!({})),
+            200,
+            "",
+        )
+        .await?;
+    assert_eq!(erased["outcome"]["contacts"], 1, "{erased}");
+    t.expect(
+        Req::post(extend)
+            .ids(&a.id, &erasure)
+            .token(admin)
+            .json(told),
+        409,
+        "invalid_state",
+    )
+    .await?;
+
+    t.expect(
+        Req::get(export).ids(&a.id, &erasure).token(&a.api_key),
+        409,
+        "invalid_state",
+    )
+    .await?;
+    t.expect(
+        Req::get(export).ids(&a.id, &access).token(admin),
+        403,
+        "forbidden",
+    )
+    .await?;
+    t.expect(
+        Req::get(export).ids(&a.id, "nope").token(&a.api_key),
+        404,
+        "dsr_not_found",
+    )
+    .await?;
+    let doc = t
+        .expect(
+            Req::get(export).ids(&a.id, &access).token(&a.api_key),
+            200,
+            "",
+        )
+        .await?;
+    assert_eq!(doc["contacts"][0]["identifier"], "visitor-1", "{doc}");
+    t.expect(
+        Req::get(export).ids(&a.id, &access).token(&a.api_key),
+        410,
+        "export_gone",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Consent records: record, withdraw, list with counts.
+async fn consents(
+    t: &T,
+    staff: &c24_e2e::StaffTokens,
+    admin: &str,
+    a: &TenantCreated,
+    b: &TenantCreated,
+) -> anyhow::Result<()> {
+    let coll = "/admin/v1/tenants/{id}/consents";
+    let withdraw = "/admin/v1/tenants/{id}/consents/{consent_id}/withdraw";
+    let given = json!({
+        "subject": {"email": "carol@example.com"},
+        "purposes": ["newsletter", "surveys"],
+        "collection_method": "web form checkbox",
+        "policy_version": "2025-01",
+    });
+    let c = t
+        .expect(
+            Req::post(coll)
+                .id(&a.id)
+                .token(&a.api_key)
+                .json(given.clone()),
+            201,
+            "",
+        )
+        .await?;
+    assert_eq!(c["status"], "given");
+    let c = id_of(&c);
+    t.expect(
+        Req::post(coll)
+            .id(&a.id)
+            .token(admin)
+            .raw("application/json", b"{".to_vec()),
+        400,
+        "invalid_json",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll)
+            .id(&b.id)
+            .token(&a.api_key)
+            .json(given.clone()),
+        403,
+        "forbidden",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll).id("nope").token(admin).json(given.clone()),
+        404,
+        "tenant_not_found",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll).id(&b.id).token(admin).json(given.clone()),
+        410,
+        "key_destroyed",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll)
+            .id(&a.id)
+            .token(admin)
+            .json(json!({"subject": {"email": "x".repeat(70_000)}})),
+        413,
+        "payload_too_large",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll).id(&a.id).token(admin).json(json!({
+            "subject": {"email": "carol@example.com"},
+            "purposes": [],
+            "collection_method": "web form",
+            "policy_version": "1",
+        })),
+        422,
+        "invalid_field",
+    )
+    .await?;
+
+    let surveys = json!({"purposes": ["surveys"]});
+    let w = t
+        .expect(
+            Req::post(withdraw)
+                .ids(&a.id, &c)
+                .token(&a.api_key)
+                .json(surveys.clone()),
+            200,
+            "",
+        )
+        .await?;
+    assert_eq!(
+        (w["status"].as_str(), w["purge_after"].is_null()),
+        (Some("given"), true)
+    );
+    t.expect(
+        Req::post(withdraw)
+            .ids(&a.id, &c)
+            .token(admin)
+            .raw("application/json", b"{".to_vec()),
+        400,
+        "invalid_json",
+    )
+    .await?;
+    t.expect(
+        Req::post(withdraw)
+            .ids(&b.id, &c)
+            .token(&a.api_key)
+            .json(json!({})),
+        403,
+        "forbidden",
+    )
+    .await?;
+    t.expect(
+        Req::post(withdraw)
+            .ids(&a.id, "nope")
+            .token(admin)
+            .json(json!({})),
+        404,
+        "consent_not_found",
+    )
+    .await?;
+    t.expect(
+        Req::post(withdraw)
+            .ids(&a.id, &c)
+            .token(admin)
+            .json(surveys),
+        409,
+        "invalid_state",
+    )
+    .await?;
+    t.expect(
+        Req::post(withdraw)
+            .ids(&a.id, &c)
+            .token(admin)
+            .json(json!({"purposes": ["x".repeat(70_000)]})),
+        413,
+        "payload_too_large",
+    )
+    .await?;
+    t.expect(
+        Req::post(withdraw)
+            .ids(&a.id, &c)
+            .token(admin)
+            .json(json!({"purposes": ["telemarketing"]})),
+        422,
+        "invalid_field",
+    )
+    .await?;
+
+    let list = t
+        .expect(Req::get(coll).id(&a.id).token(&staff.viewer.token), 200, "")
+        .await?;
+    assert_eq!(
+        (list["total"].clone(), list["withdrawals"].clone()),
+        (json!(1), json!(1))
+    );
+    let mine = t
+        .expect(
+            Req::get(coll)
+                .id(&a.id)
+                .query("email=Carol@Example.com")
+                .token(&a.api_key),
+            200,
+            "",
+        )
+        .await?;
+    assert_eq!(mine["items"].as_array().map(Vec::len), Some(1));
+    t.expect(
+        Req::get(coll).id(&a.id).query("limit=0").token(admin),
+        400,
+        "invalid_query",
+    )
+    .await?;
+    t.expect(Req::get(coll).id(&b.id).token(&a.api_key), 403, "forbidden")
+        .await?;
+    t.expect(
+        Req::get(coll).id("nope").token(admin),
+        404,
+        "tenant_not_found",
+    )
+    .await?;
+    t.expect(
+        Req::get(coll)
+            .id(&b.id)
+            .query("phone=4915199999999")
+            .token(admin),
+        410,
+        "key_destroyed",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Breach records and their notifications.
+async fn incidents(t: &T, staff: &c24_e2e::StaffTokens, a: &TenantCreated) -> anyhow::Result<()> {
+    let coll = "/admin/v1/incidents";
+    let one = "/admin/v1/incidents/{id}";
+    let notify = "/admin/v1/incidents/{id}/notifications";
+    let op = &staff.operator.token;
+    let breach = json!({
+        "aware_at": null,
+        "nature": "A laptop with an export was lost",
+        "categories": ["message bodies", "email addresses"],
+        "records": 120,
+        "subjects": 40,
+        "affected_tenants": [a.id],
+        "consequences": "Messages may be read by a finder",
+        "measures": "Remote wipe; keys rotated",
+        "platform_is_controller": true,
+        "high_risk": false,
+    });
+    let i = t
+        .expect(Req::post(coll).token(op).json(breach.clone()), 201, "")
+        .await?;
+    assert_eq!(i["clocks"]["controllers"][0]["overdue"], false, "{i}");
+    assert!(i["clocks"]["authority"].is_object(), "{i}");
+    assert!(i["clocks"]["subjects"].is_null(), "{i}");
+    let i = id_of(&i);
+    t.expect(
+        Req::post(coll)
+            .token(op)
+            .raw("application/json", b"{".to_vec()),
+        400,
+        "invalid_json",
+    )
+    .await?;
+    t.expect(
+        Req::post(coll)
+            .token(op)
+            .json(json!({"nature": "x".repeat(70_000)})),
+        413,
+        "payload_too_large",
+    )
+    .await?;
+    let mut unknown = breach.clone();
+    unknown["affected_tenants"] = json!(["nope"]);
+    t.expect(
+        Req::post(coll).token(op).json(unknown),
+        422,
+        "unknown_tenant",
+    )
+    .await?;
+    let list = t
+        .expect(Req::get(coll).token(&staff.viewer.token), 200, "")
+        .await?;
+    assert_eq!(list["items"][0]["id"], i.as_str());
+    t.expect(
+        Req::get(coll).query("limit=0").token(op),
+        400,
+        "invalid_query",
+    )
+    .await?;
+    t.expect(Req::get(one).id(&i).token(&staff.viewer.token), 200, "")
+        .await?;
+    t.expect(
+        Req::get(one).id("nope").token(op),
+        404,
+        "incident_not_found",
+    )
+    .await?;
+    let to_a = json!({"to": "controller", "tenant_id": a.id});
+    let v = t
+        .expect(
+            Req::post(notify).id(&i).token(op).json(to_a.clone()),
+            201,
+            "",
+        )
+        .await?;
+    assert!(
+        v["clocks"]["controllers"][0]["notified_at"].is_string(),
+        "{v}"
+    );
+    t.expect(
+        Req::post(notify).id(&i).token(op).json(to_a),
+        409,
+        "already_notified",
+    )
+    .await?;
+    t.expect(
+        Req::post(notify)
+            .id("nope")
+            .token(op)
+            .json(json!({"to": "authority"})),
+        404,
+        "incident_not_found",
+    )
+    .await?;
+    t.expect(
+        Req::post(notify)
+            .id(&i)
+            .token(op)
+            .raw("application/json", b"{".to_vec()),
+        400,
+        "invalid_json",
+    )
+    .await?;
+    t.expect(
+        Req::post(notify)
+            .id(&i)
+            .token(op)
+            .json(json!({"to": "authority", "pad": "x".repeat(70_000)})),
+        413,
+        "payload_too_large",
+    )
+    .await?;
+    t.expect(
+        Req::post(notify)
+            .id(&i)
+            .token(op)
+            .json(json!({"to": "subjects"})),
+        422,
+        "no_such_clock",
+    )
+    .await?;
     Ok(())
 }

@@ -13,6 +13,12 @@ pub mod kinds {
     pub const RETENTION_PURGED: &str = "retention.purged";
     /// A sub-processor entry was announced, changed, objected to, took effect or retired.
     pub const REGISTRY_CHANGED: &str = "registry.changed";
+    /// A data-subject request was filed, extended, completed, or its export fetched.
+    pub const DSR_CHANGED: &str = "dsr.changed";
+    /// A breach was recorded, or a notification of it.
+    pub const INCIDENT_CHANGED: &str = "incident.changed";
+    /// A consent was recorded or withdrawn.
+    pub const CONSENT_CHANGED: &str = "consent.changed";
     /// The dev clock moved forward.
     pub const CLOCK_ADVANCED: &str = "clock.advanced";
     /// The subscriber fell behind; `data` says how many events it missed.

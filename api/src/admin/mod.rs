@@ -2,7 +2,10 @@
 
 pub mod audit;
 pub mod clock;
+pub mod consents;
+pub mod dsr;
 pub mod events;
+pub mod incidents;
 pub mod overview;
 pub mod retention;
 pub mod subprocessors;

@@ -17,6 +17,13 @@ pub struct Overview {
     pub registry_pending: usize,
     /// Entries flagged (e.g. a transfer without safeguard).
     pub registry_flagged: usize,
+    /// Data-subject requests past their deadline, not completed (tenants
+    /// whose contract has ended are not counted).
+    #[serde(default)]
+    pub dsr_overdue: usize,
+    /// Breach records with a notification still to be recorded.
+    #[serde(default)]
+    pub incidents_open: usize,
     /// RFC 3339, by the core's clock.
     pub now: String,
 }

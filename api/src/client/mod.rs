@@ -12,7 +12,10 @@ use serde::de::DeserializeOwned;
 use crate::ErrorBody;
 use crate::admin::audit::AuditPage;
 use crate::admin::clock::{Advance, ClockNow};
+use crate::admin::consents::{Consent, ConsentList, RecordConsent, WithdrawConsent};
+use crate::admin::dsr::{CompleteDsr, CreateDsr, Dsr, DsrExport, DsrList, DsrSubject, ExtendDsr};
 use crate::admin::events::Event;
+use crate::admin::incidents::{CreateIncident, Incident, IncidentList, RecordNotification};
 use crate::admin::overview::Overview;
 use crate::admin::retention::{PurgeRun, RetentionReport};
 use crate::admin::subprocessors::{
@@ -432,6 +435,139 @@ impl Client {
     /// `GET /admin/v1/subprocessors/feed.json` (JSON Feed 1.1).
     pub async fn subprocessor_feed(&self) -> Result<serde_json::Value, ClientError> {
         self.get("/admin/v1/subprocessors/feed.json").await
+    }
+
+    // --- data-subject requests ---------------------------------------------
+
+    /// `POST /admin/v1/tenants/{id}/dsr` (the tenant's key, or operator).
+    pub async fn file_dsr(&self, tenant_id: &str, req: &CreateDsr) -> Result<Dsr, ClientError> {
+        self.post(&format!("/admin/v1/tenants/{tenant_id}/dsr"), req)
+            .await
+    }
+
+    /// `GET /admin/v1/tenants/{id}/dsr` (first page, newest first).
+    pub async fn list_dsr(&self, tenant_id: &str) -> Result<DsrList, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{tenant_id}/dsr"))
+            .await
+    }
+
+    /// `GET /admin/v1/tenants/{id}/dsr/{dsr_id}`.
+    pub async fn dsr(&self, tenant_id: &str, dsr_id: &str) -> Result<Dsr, ClientError> {
+        self.get(&format!("/admin/v1/tenants/{tenant_id}/dsr/{dsr_id}"))
+            .await
+    }
+
+    /// `POST /admin/v1/tenants/{id}/dsr/{dsr_id}/extend`.
+    pub async fn extend_dsr(
+        &self,
+        tenant_id: &str,
+        dsr_id: &str,
+        req: &ExtendDsr,
+    ) -> Result<Dsr, ClientError> {
+        self.post(
+            &format!("/admin/v1/tenants/{tenant_id}/dsr/{dsr_id}/extend"),
+            req,
+        )
+        .await
+    }
+
+    /// `POST /admin/v1/tenants/{id}/dsr/{dsr_id}/complete` (operator, privileged: TOTP).
+    pub async fn complete_dsr(
+        &self,
+        tenant_id: &str,
+        dsr_id: &str,
+        req: &CompleteDsr,
+        totp: &str,
+    ) -> Result<Dsr, ClientError> {
+        self.post_mfa(
+            &format!("/admin/v1/tenants/{tenant_id}/dsr/{dsr_id}/complete"),
+            req,
+            Some(totp),
+        )
+        .await
+    }
+
+    /// `GET /admin/v1/tenants/{id}/dsr/{dsr_id}/export`: once; the server
+    /// deletes it on this download.
+    pub async fn dsr_export(
+        &self,
+        tenant_id: &str,
+        dsr_id: &str,
+    ) -> Result<DsrExport, ClientError> {
+        self.get(&format!(
+            "/admin/v1/tenants/{tenant_id}/dsr/{dsr_id}/export"
+        ))
+        .await
+    }
+
+    // --- consent records ----------------------------------------------------
+
+    /// `POST /admin/v1/tenants/{id}/consents` (the tenant's key, or operator).
+    pub async fn record_consent(
+        &self,
+        tenant_id: &str,
+        req: &RecordConsent,
+    ) -> Result<Consent, ClientError> {
+        self.post(&format!("/admin/v1/tenants/{tenant_id}/consents"), req)
+            .await
+    }
+
+    /// `POST /admin/v1/tenants/{id}/consents/{consent_id}/withdraw`.
+    pub async fn withdraw_consent(
+        &self,
+        tenant_id: &str,
+        consent_id: &str,
+        req: &WithdrawConsent,
+    ) -> Result<Consent, ClientError> {
+        self.post(
+            &format!("/admin/v1/tenants/{tenant_id}/consents/{consent_id}/withdraw"),
+            req,
+        )
+        .await
+    }
+
+    /// `GET /admin/v1/tenants/{id}/consents[?email=|phone=|visitor_id=]`
+    /// (first page, newest first), with the counts.
+    pub async fn consents(
+        &self,
+        tenant_id: &str,
+        subject: Option<&DsrSubject>,
+    ) -> Result<ConsentList, ClientError> {
+        let req = self
+            .http
+            .get(self.url(&format!("/admin/v1/tenants/{tenant_id}/consents")));
+        let req = match subject {
+            Some(s) => req.query(s),
+            None => req,
+        };
+        self.send(req).await
+    }
+
+    // --- personal-data breaches ---------------------------------------------
+
+    /// `POST /admin/v1/incidents` (operator).
+    pub async fn record_incident(&self, req: &CreateIncident) -> Result<Incident, ClientError> {
+        self.post("/admin/v1/incidents", req).await
+    }
+
+    /// `GET /admin/v1/incidents` (first page, newest first).
+    pub async fn incidents(&self) -> Result<IncidentList, ClientError> {
+        self.get("/admin/v1/incidents").await
+    }
+
+    /// `GET /admin/v1/incidents/{id}`.
+    pub async fn incident(&self, id: &str) -> Result<Incident, ClientError> {
+        self.get(&format!("/admin/v1/incidents/{id}")).await
+    }
+
+    /// `POST /admin/v1/incidents/{id}/notifications`: records a notification sent now.
+    pub async fn record_notification(
+        &self,
+        id: &str,
+        req: &RecordNotification,
+    ) -> Result<Incident, ClientError> {
+        self.post(&format!("/admin/v1/incidents/{id}/notifications"), req)
+            .await
     }
 
     // --- audit and clock --------------------------------------------------
