@@ -35,6 +35,8 @@ pub fn count(n: u64) -> String {
 pub fn rate(r: f64) -> String {
     if r <= 0.0 || !r.is_finite() {
         "0".into()
+    } else if r < 0.05 {
+        "<0.1".into()
     } else if r < 100.0 {
         format!("{r:.1}")
     } else if r < 10_000.0 {
@@ -71,11 +73,7 @@ pub fn age(secs: i64) -> String {
 /// Like [`age`] but never finer than a minute, for figures that would
 /// otherwise change on every refresh (`<1m`, `12m`, `5h 12m`, `3d 4h`).
 pub fn age_coarse(secs: i64) -> String {
-    if secs < 60 {
-        "<1m".into()
-    } else {
-        age(secs)
-    }
+    if secs < 60 { "<1m".into() } else { age(secs) }
 }
 
 /// Parses an RFC 3339 timestamp from the API.
@@ -93,6 +91,13 @@ pub fn date_time(t: &DateTime<Utc>) -> String {
 /// `2026-05-01`.
 pub fn date(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
+}
+
+/// Milliseconds since the epoch shown as [`date_time`].
+pub fn date_time_ms(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| date_time(&t))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// An RFC 3339 string shown as [`date_time`], or the raw text if unreadable.
@@ -180,15 +185,31 @@ impl Redactor {
     }
 
     /// Free text that may contain tenant ids (audit targets, event data):
-    /// every `t_…`/`tnt_…`-looking token from `known_ids` is replaced.
-    pub fn text_with_ids<'a>(&self, s: &str, known_ids: impl Iterator<Item = &'a str>) -> String {
+    /// every run of exactly 32 hex digits (the form of a tenant id) is
+    /// replaced by its pseudonym. One pass over the text, whatever the
+    /// number of tenants.
+    pub fn text_with_ids(&self, s: &str) -> String {
         if !self.on {
             return s.to_string();
         }
-        let mut out = s.to_string();
-        for id in known_ids {
-            if !id.is_empty() && out.contains(id) {
-                out = out.replace(id, &self.tenant_id(id));
+        let bytes = s.as_bytes();
+        let mut out = String::with_capacity(s.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let run = bytes[i..]
+                .iter()
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            if run == 32 {
+                out.push_str(&self.tenant_id(&s[i..i + 32]));
+                i += 32;
+            } else if run > 0 {
+                out.push_str(&s[i..i + run]);
+                i += run;
+            } else {
+                let ch = s[i..].chars().next().unwrap_or(' ');
+                out.push(ch);
+                i += ch.len_utf8().max(1);
             }
         }
         out
@@ -224,7 +245,13 @@ mod tests {
         assert!(!a.contains("Acme"));
         assert!(!r.tenant_id("t_123").contains("123"));
         assert_eq!(Redactor::new(false).tenant_name("t_1", "Acme"), "Acme");
-        let text = r.text_with_ids("tenant t_123 suspended", ["t_123"].into_iter());
-        assert!(!text.contains("t_123"));
+        let id = "0196000000007000800000000000000a";
+        let text = r.text_with_ids(&format!("/admin/v1/tenants/{id}/suspend · é"));
+        assert!(!text.contains(id), "{text}");
+        assert!(
+            text.starts_with("/admin/v1/tenants/t-••••") && text.ends_with("/suspend · é"),
+            "{text}"
+        );
+        assert_eq!(r.text_with_ids("abc 123"), "abc 123");
     }
 }

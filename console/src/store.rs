@@ -119,7 +119,19 @@ pub enum Link {
     Polling,
     /// Nothing answers; `attempt` reconnects so far, next try in `retry_s`.
     Down {
-        since_s: u64,
+        attempt: u32,
+        retry_s: u64,
+        error: String,
+    },
+}
+
+/// What the poller last saw of the core.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PollState {
+    #[default]
+    Unknown,
+    Reachable,
+    Unreachable {
         attempt: u32,
         retry_s: u64,
         error: String,
@@ -196,20 +208,25 @@ pub struct TenantRecord {
     pub id: String,
     pub name: String,
     pub status: TenantStatus,
-    pub dpa_signed_at: Option<String>,
-    pub created_at: String,
+    /// Times in ms since the epoch (smaller than their RFC 3339 text).
+    pub dpa_signed_at: Option<i64>,
+    pub created_at: i64,
     pub webchat: bool,
     pub phone_number_id: String,
     pub email_address: String,
-    pub terminated_at: Option<String>,
-    pub purge_after: Option<String>,
-    pub key_destroyed_at: Option<String>,
+    pub terminated_at: Option<i64>,
+    pub purge_after: Option<i64>,
+    pub key_destroyed_at: Option<i64>,
     pub msgs_per_s: f32,
     pub open_conversations: i64,
     pub conversations: i64,
     pub stored_messages: i64,
     pub stored_bytes: i64,
     pub retention: RetentionState,
+}
+
+fn ms(s: &str) -> Option<i64> {
+    format::parse_time(s).map(|t| t.timestamp_millis())
 }
 
 impl From<Tenant> for TenantRecord {
@@ -220,17 +237,17 @@ impl From<Tenant> for TenantRecord {
             id: t.id,
             name: t.name,
             dpa_signed_at: if t.dpa_signed {
-                Some(t.dpa_signed_at.unwrap_or_default())
+                Some(t.dpa_signed_at.as_deref().and_then(ms).unwrap_or(0))
             } else {
                 None
             },
-            created_at: t.created_at,
+            created_at: ms(&t.created_at).unwrap_or(0),
             webchat: t.channels.webchat,
             phone_number_id: t.channels.whatsapp.phone_number_id,
             email_address: t.channels.email.address,
-            terminated_at: t.terminated_at,
-            purge_after: t.purge_after,
-            key_destroyed_at: t.key_destroyed_at,
+            terminated_at: t.terminated_at.as_deref().and_then(ms),
+            purge_after: t.purge_after.as_deref().and_then(ms),
+            key_destroyed_at: t.key_destroyed_at.as_deref().and_then(ms),
             msgs_per_s: t.msgs_per_s as f32,
             open_conversations: t.open_conversations,
             conversations: t.conversations,
@@ -249,12 +266,12 @@ pub struct TenantRow {
     /// The id as shown: its last 8 characters, or a pseudonym.
     pub short_id: String,
     pub channels: &'static str,
-    pub rate: String,
-    pub stored: String,
     /// msgs/s samples, oldest first, one per refresh.
     pub spark: [f32; TENANT_SPARK_LEN],
     /// Lower-cased text the filter matches against.
     pub haystack: String,
+    /// The tenant-list fetch that last listed this tenant.
+    generation: u32,
 }
 
 /// The overview as drawn: only what the overview panel shows, so a tick
@@ -391,7 +408,9 @@ impl ThroughputView {
                 .collect(),
             p50: format::micros(t.ingest_latency_us.p50, t.ingest_latency_us.count),
             p99: format::micros(t.ingest_latency_us.p99, t.ingest_latency_us.count),
-            latency_window_s: t.latency_window_ms / 1000,
+            // Whole latency slots reach back somewhat more than the
+            // window, by a few seconds that change on every fetch.
+            latency_window_s: t.latency_window_ms / 10_000 * 10,
         }
     }
 
@@ -448,6 +467,8 @@ pub struct Store {
     feeds: Vec<FeedState>,
     freshness: Vec<Freshness>,
     pub link: Link,
+    stream_up: bool,
+    poll: PollState,
     /// The core's clock as of the last overview or retention report
     /// (countdowns are relative to it: the dev clock may run ahead).
     pub core_now: Option<DateTime<Utc>>,
@@ -457,6 +478,10 @@ pub struct Store {
     by_id: HashMap<String, usize>,
     /// Whether the last tenants fetch had any tenant with traffic.
     pub tenants_busy: bool,
+    tenants_generation: u32,
+    /// Within a fetch: whether a page changed a row, and saw traffic.
+    page_changed: bool,
+    page_busy: bool,
     pub detail: Option<DetailView>,
     pub retention: Option<RetentionReport>,
     pub registry: Option<RegistryList>,
@@ -480,12 +505,17 @@ impl Store {
             feeds,
             freshness: vec![Freshness::Loading; Feed::ALL.len()],
             link: Link::Connecting,
+            stream_up: false,
+            poll: PollState::Unknown,
             core_now: None,
             overview: None,
             throughput: None,
             tenants: Vec::new(),
             by_id: HashMap::new(),
             tenants_busy: false,
+            tenants_generation: 0,
+            page_changed: false,
+            page_busy: false,
             detail: None,
             retention: None,
             registry: None,
@@ -525,8 +555,10 @@ impl Store {
         self.redact
     }
 
+    #[track_caller]
     fn bump(&mut self) {
         self.version += 1;
+        tracing::trace!(version = self.version, at = %std::panic::Location::caller(), "store changed");
     }
 
     pub fn freshness(&self, feed: Feed) -> &Freshness {
@@ -554,7 +586,7 @@ impl Store {
             (None, Some(e)) => Freshness::Failed(e.clone()),
             (Some(at), err) => {
                 let age = now.saturating_duration_since(at);
-                if age > s.max_age || (down && feed != Feed::Detail) || err.is_some() {
+                if age > s.max_age || down || err.is_some() {
                     Freshness::Stale(age.as_secs())
                 } else {
                     Freshness::Fresh
@@ -574,7 +606,40 @@ impl Store {
         }
     }
 
-    pub fn set_link(&mut self, link: Link, now: Instant) {
+    /// The event stream came up or went down.
+    pub fn set_stream_up(&mut self, up: bool, now: Instant) {
+        self.stream_up = up;
+        self.derive_link(now);
+    }
+
+    /// The poller's last round reached the core, or not.
+    pub fn set_poll(&mut self, poll: PollState, now: Instant) {
+        self.poll = poll;
+        self.derive_link(now);
+    }
+
+    fn derive_link(&mut self, now: Instant) {
+        let link = match (&self.poll, self.stream_up) {
+            (
+                PollState::Unreachable {
+                    attempt,
+                    retry_s,
+                    error,
+                },
+                _,
+            ) => Link::Down {
+                attempt: *attempt,
+                retry_s: *retry_s,
+                error: error.clone(),
+            },
+            (_, true) => Link::Live,
+            (PollState::Reachable, false) => Link::Polling,
+            (PollState::Unknown, false) => Link::Connecting,
+        };
+        self.set_link(link, now);
+    }
+
+    fn set_link(&mut self, link: Link, now: Instant) {
         if self.link != link {
             self.link = link;
             self.bump();
@@ -624,12 +689,20 @@ impl Store {
         let haystack = format!(
             "{} {} {} {}",
             name.to_lowercase(),
-            if self.redact.on { &short_id } else { &record.id },
+            if self.redact.on {
+                &short_id
+            } else {
+                &record.id
+            },
             record.status.as_str(),
             record.retention.as_str().to_lowercase()
         );
         TenantRow {
-            channels: match (record.webchat, !record.phone_number_id.is_empty(), !record.email_address.is_empty()) {
+            channels: match (
+                record.webchat,
+                !record.phone_number_id.is_empty(),
+                !record.email_address.is_empty(),
+            ) {
                 (true, true, true) => "web wa mail",
                 (true, true, false) => "web wa",
                 (true, false, true) => "web mail",
@@ -639,10 +712,9 @@ impl Store {
                 (false, false, true) => "mail",
                 (false, false, false) => "–",
             },
-            rate: format::rate(f64::from(record.msgs_per_s)),
-            stored: format::bytes(record.stored_bytes),
             spark,
             haystack,
+            generation: self.tenants_generation,
             name,
             short_id,
             record,
@@ -656,30 +728,67 @@ impl Store {
         out
     }
 
-    /// A full tenant list: rows are rebuilt, each tenant's sparkline gets
-    /// this fetch's msgs/s as its newest sample.
+    /// A full tenant list at once (tests, fixtures): one page that is
+    /// both the first and the last.
     pub fn set_tenants(&mut self, records: Vec<TenantRecord>, now: Instant) {
-        let mut rows = Vec::with_capacity(records.len());
-        let mut busy = false;
-        for r in records {
-            busy |= r.msgs_per_s > 0.0;
-            let old = self
-                .by_id
-                .get(&r.id)
-                .and_then(|&i| self.tenants.get(i))
-                .map(|row| row.spark)
-                .unwrap_or([0.0; TENANT_SPARK_LEN]);
-            let spark = Self::push_sample(&old, r.msgs_per_s);
-            rows.push(self.row(r, spark));
+        self.tenants_page(records, true, true, now);
+    }
+
+    /// One page of a tenant-list fetch. Rows are updated in place, each
+    /// tenant's sparkline gets this fetch's msgs/s as its newest sample;
+    /// after the last page, tenants the fetch did not list are dropped.
+    /// Pages arrive one at a time, so a 10,000-tenant platform is never
+    /// held twice.
+    pub fn tenants_page(
+        &mut self,
+        records: Vec<TenantRecord>,
+        first: bool,
+        last: bool,
+        now: Instant,
+    ) {
+        if first {
+            self.tenants_generation = self.tenants_generation.wrapping_add(1);
+            self.page_changed = false;
+            self.page_busy = false;
         }
-        self.tenants_busy = busy;
-        if rows != self.tenants {
-            self.by_id = rows
+        let generation = self.tenants_generation;
+        for r in records {
+            self.page_busy |= r.msgs_per_s > 0.0;
+            match self.by_id.get(&r.id).copied() {
+                Some(i) => {
+                    let old = &self.tenants[i];
+                    let spark = Self::push_sample(&old.spark, r.msgs_per_s);
+                    if old.record != r || old.spark != spark {
+                        self.tenants[i] = self.row(r, spark);
+                        self.page_changed = true;
+                    }
+                    self.tenants[i].generation = generation;
+                }
+                None => {
+                    let spark = Self::push_sample(&[0.0; TENANT_SPARK_LEN], r.msgs_per_s);
+                    let row = self.row(r, spark);
+                    self.by_id.insert(row.record.id.clone(), self.tenants.len());
+                    self.tenants.push(row);
+                    self.page_changed = true;
+                }
+            }
+        }
+        if !last {
+            return;
+        }
+        let before = self.tenants.len();
+        self.tenants.retain(|r| r.generation == generation);
+        if self.tenants.len() != before {
+            self.by_id = self
+                .tenants
                 .iter()
                 .enumerate()
                 .map(|(i, r)| (r.record.id.clone(), i))
                 .collect();
-            self.tenants = rows;
+            self.page_changed = true;
+        }
+        self.tenants_busy = self.page_busy;
+        if self.page_changed {
             self.tenants_version += 1;
             self.bump();
         }
@@ -737,7 +846,7 @@ impl Store {
             && d.tenant.as_ref() != Some(&rec)
         {
             d.tenant = Some(rec);
-            self.version += 1;
+            self.bump();
         }
     }
 
@@ -761,9 +870,25 @@ impl Store {
 
     pub fn set_retention(&mut self, r: RetentionReport, now: Instant) {
         self.set_core_now(&r.now.clone());
+        // The oldest overdue age grows every second but is drawn in minutes.
+        let minutes = |r: &RetentionReport| -> Vec<Option<i64>> {
+            r.categories
+                .iter()
+                .map(|c| c.oldest_overdue_age_s.map(|a| a / 60))
+                .collect()
+        };
+        let same_categories = |a: &RetentionReport, b: &RetentionReport| {
+            minutes(a) == minutes(b)
+                && a.categories.len() == b.categories.len()
+                && a.categories.iter().zip(&b.categories).all(|(x, y)| {
+                    let mut y = y.clone();
+                    y.oldest_overdue_age_s = x.oldest_overdue_age_s;
+                    *x == y
+                })
+        };
         let same = self.retention.as_ref().is_some_and(|old| {
             // `now` moves every second; what is drawn does not.
-            old.categories == r.categories
+            same_categories(old, &r)
                 && old.last_purge == r.last_purge
                 && old.next_purge_at == r.next_purge_at
                 && old.tenants_pending_purge == r.tenants_pending_purge
@@ -850,8 +975,7 @@ impl Store {
             }
             _ => d.to_string(),
         };
-        let ids: Vec<&str> = self.tenants.iter().map(|r| r.record.id.as_str()).collect();
-        format::clip(&self.redact.text_with_ids(&text, ids.into_iter()), 200)
+        format::clip(&self.redact.text_with_ids(&text), 200)
     }
 
     pub fn set_outcome(&mut self, o: Outcome) {

@@ -97,7 +97,9 @@ impl Theme {
             ok: Style::new().fg(Color::Green),
             warn: Style::new().fg(Color::Yellow).add_modifier(bold),
             danger: Style::new().fg(Color::Red).add_modifier(bold),
-            stale: Style::new().fg(Color::Yellow).add_modifier(Modifier::ITALIC),
+            stale: Style::new()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::ITALIC),
             accent: Style::new().fg(accent),
             spark: Style::new().fg(Color::Green),
             badge_write: Style::new()
@@ -160,8 +162,23 @@ mod tests {
     fn mono_has_no_colour_but_a_visible_selection() {
         let t = Theme::new(ThemeName::Mono);
         for s in [
-            t.text, t.dim, t.title, t.border, t.header, t.selected, t.tab, t.tab_active, t.ok,
-            t.warn, t.danger, t.stale, t.accent, t.spark, t.badge_write, t.badge_read, t.input,
+            t.text,
+            t.dim,
+            t.title,
+            t.border,
+            t.header,
+            t.selected,
+            t.tab,
+            t.tab_active,
+            t.ok,
+            t.warn,
+            t.danger,
+            t.stale,
+            t.accent,
+            t.spark,
+            t.badge_write,
+            t.badge_read,
+            t.input,
         ] {
             assert_eq!(s.fg, None);
             assert_eq!(s.bg, None);

@@ -1,0 +1,307 @@
+//! The poller: one round per `--refresh`, fetching only what may have
+//! changed. The throughput series are fetched every round (they move with
+//! every message and are small); the tenant list only when the event
+//! stream's tick, a `tenant.changed` event or its own last answer says it
+//! changed, else the UI is told it is confirmed idle; slower feeds on their
+//! own interval or when an event names them. While the event stream is down
+//! the overview is fetched here too. When the core cannot be reached the
+//! rounds back off exponentially; the console keeps running either way.
+
+use std::time::{Duration, Instant};
+
+use c24_api::client::{Client, ClientError, TenantQuery};
+use tokio::sync::{mpsc, watch};
+
+use super::{Command, Fingerprint, Hint, SourceMsg, backoff, describe, is_unreachable};
+use crate::store::{Feed, PollState, TenantRecord};
+
+/// How often the retention report is fetched without a hint.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(10);
+/// How often the sub-processor registry is fetched without a hint.
+pub const REGISTRY_EVERY: Duration = Duration::from_secs(30);
+/// How often the audit log is fetched without a hint (refused writes leave
+/// an audit entry but no event).
+pub const AUDIT_EVERY: Duration = Duration::from_secs(10);
+/// The full tenant list at least this often (open conversations age out).
+pub const TENANTS_EVERY: Duration = Duration::from_secs(30);
+/// Page size when listing tenants.
+pub const TENANT_PAGE: usize = 1000;
+/// Audit entries shown.
+pub const AUDIT_LIMIT: u32 = 50;
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+
+/// The throughput window fetched (the sparklines' length).
+pub const WINDOW: &str = "60s";
+
+/// State of the poller between rounds.
+pub struct Poller {
+    client: Client,
+    refresh: Duration,
+    tx: mpsc::UnboundedSender<SourceMsg>,
+    focus: Option<String>,
+    stream_up: bool,
+    /// The newest tick's fingerprint, and the one the tenant list was fetched at.
+    seen: Option<Fingerprint>,
+    tenants_at: Option<Fingerprint>,
+    tenants_busy: bool,
+    tenants_dirty: bool,
+    registry_dirty: bool,
+    retention_dirty: bool,
+    audit_dirty: bool,
+    last_tenants: Option<Instant>,
+    last_retention: Option<Instant>,
+    last_registry: Option<Instant>,
+    last_audit: Option<Instant>,
+    failures: u32,
+    resume_at: Option<Instant>,
+}
+
+impl Poller {
+    pub fn new(client: Client, refresh: Duration, tx: mpsc::UnboundedSender<SourceMsg>) -> Self {
+        Self {
+            client,
+            refresh,
+            tx,
+            focus: None,
+            stream_up: false,
+            seen: None,
+            tenants_at: None,
+            tenants_busy: false,
+            tenants_dirty: true,
+            registry_dirty: true,
+            retention_dirty: true,
+            audit_dirty: true,
+            last_tenants: None,
+            last_retention: None,
+            last_registry: None,
+            last_audit: None,
+            failures: 0,
+            resume_at: None,
+        }
+    }
+
+    fn send(&self, m: SourceMsg) {
+        let _ = self.tx.send(m);
+    }
+
+    fn hint(&mut self, h: Hint) {
+        match h {
+            Hint::StreamUp(up) => self.stream_up = up,
+            Hint::Tick(f) => self.seen = Some(f),
+            Hint::TenantChanged => {
+                self.tenants_dirty = true;
+                self.audit_dirty = true;
+                self.retention_dirty = true;
+            }
+            Hint::RegistryChanged => {
+                self.registry_dirty = true;
+                self.audit_dirty = true;
+            }
+            Hint::RetentionChanged => {
+                self.retention_dirty = true;
+                self.tenants_dirty = true;
+                self.audit_dirty = true;
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) -> bool {
+        match c {
+            Command::Focus(id) => {
+                let changed = self.focus != id;
+                self.focus = id;
+                changed
+            }
+            Command::RefreshAll => {
+                self.tenants_dirty = true;
+                self.registry_dirty = true;
+                self.retention_dirty = true;
+                self.audit_dirty = true;
+                self.resume_at = None;
+                true
+            }
+        }
+    }
+
+    fn due(last: Option<Instant>, every: Duration, now: Instant) -> bool {
+        last.is_none_or(|t| now.saturating_duration_since(t) >= every)
+    }
+
+    /// One round. An unreachable core aborts the round and is returned.
+    async fn round(&mut self) -> Result<(), ClientError> {
+        let now = Instant::now();
+        if !self.stream_up {
+            match self.client.overview().await {
+                Ok(o) => {
+                    self.seen = Some(Fingerprint::of(&o));
+                    self.send(SourceMsg::Overview(Box::new(o)));
+                }
+                Err(e) => self.failed(Feed::Overview, e)?,
+            }
+        }
+        match self.client.throughput(WINDOW, None).await {
+            Ok(t) => self.send(SourceMsg::Throughput(Box::new(t))),
+            Err(e) => self.failed(Feed::Throughput, e)?,
+        }
+        let tenants_changed = self.tenants_dirty
+            || self.tenants_busy
+            || self.seen.is_none()
+            || self.seen != self.tenants_at
+            || Self::due(self.last_tenants, TENANTS_EVERY, now);
+        if tenants_changed {
+            let at = self.seen;
+            match self.fetch_tenants().await {
+                Ok(busy) => {
+                    self.tenants_busy = busy;
+                    self.tenants_dirty = false;
+                    self.tenants_at = at;
+                    self.last_tenants = Some(now);
+                }
+                Err(e) => self.failed(Feed::Tenants, e)?,
+            }
+        } else {
+            self.send(SourceMsg::TenantsIdle);
+        }
+        if let Some(id) = self.focus.clone() {
+            let detail = async {
+                let t = self.client.tenant(&id).await?;
+                let tp = self.client.throughput(WINDOW, Some(&id)).await?;
+                Ok::<_, ClientError>((t, tp))
+            };
+            match detail.await {
+                Ok((t, tp)) => self.send(SourceMsg::Detail(
+                    Box::new(TenantRecord::from(t)),
+                    Box::new(tp),
+                )),
+                Err(e) => self.failed(Feed::Detail, e)?,
+            }
+        }
+        if self.retention_dirty || Self::due(self.last_retention, RETENTION_EVERY, now) {
+            match self.client.retention().await {
+                Ok(r) => {
+                    self.retention_dirty = false;
+                    self.last_retention = Some(now);
+                    self.send(SourceMsg::Retention(Box::new(r)));
+                }
+                Err(e) => self.failed(Feed::Retention, e)?,
+            }
+        }
+        if self.registry_dirty || Self::due(self.last_registry, REGISTRY_EVERY, now) {
+            match self.client.subprocessors().await {
+                Ok(r) => {
+                    self.registry_dirty = false;
+                    self.last_registry = Some(now);
+                    self.send(SourceMsg::Registry(Box::new(r)));
+                }
+                Err(e) => self.failed(Feed::Registry, e)?,
+            }
+        }
+        if self.audit_dirty || Self::due(self.last_audit, AUDIT_EVERY, now) {
+            match self.client.audit(AUDIT_LIMIT, None).await {
+                Ok(a) => {
+                    self.audit_dirty = false;
+                    self.last_audit = Some(now);
+                    self.send(SourceMsg::Audit(a.items));
+                }
+                Err(e) => self.failed(Feed::Audit, e)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports a failed fetch; an unreachable core is passed up.
+    fn failed(&self, feed: Feed, e: ClientError) -> Result<(), ClientError> {
+        self.send(SourceMsg::FeedError(feed, describe(&e)));
+        if is_unreachable(&e) { Err(e) } else { Ok(()) }
+    }
+
+    /// Every tenant, a page at a time, each page compacted and sent as it
+    /// arrives, so a large platform is never held whole in wire form.
+    /// Returns whether any tenant had traffic.
+    async fn fetch_tenants(&self) -> Result<bool, ClientError> {
+        let mut q = TenantQuery {
+            limit: Some(TENANT_PAGE),
+            ..Default::default()
+        };
+        let mut first = true;
+        let mut busy = false;
+        loop {
+            let page = self.client.query_tenants(&q).await?;
+            let records: Vec<TenantRecord> =
+                page.items.into_iter().map(TenantRecord::from).collect();
+            busy |= records.iter().any(|r| r.msgs_per_s > 0.0);
+            let last = page.next.is_none();
+            self.send(SourceMsg::TenantsPage {
+                records,
+                first,
+                last,
+            });
+            first = false;
+            match page.next {
+                Some(n) => q.cursor = Some(n),
+                None => return Ok(busy),
+            }
+        }
+    }
+
+    async fn round_and_report(&mut self) {
+        let now = Instant::now();
+        if self.resume_at.is_some_and(|t| now < t) {
+            return;
+        }
+        match self.round().await {
+            Ok(()) => {
+                self.failures = 0;
+                self.resume_at = None;
+                self.send(SourceMsg::Poll(PollState::Reachable));
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                let wait = backoff(self.refresh, self.failures, BACKOFF_MAX);
+                self.resume_at = Some(Instant::now() + wait);
+                // Everything is fetched again once the core is back.
+                self.tenants_dirty = true;
+                self.retention_dirty = true;
+                self.registry_dirty = true;
+                self.audit_dirty = true;
+                self.send(SourceMsg::Poll(PollState::Unreachable {
+                    attempt: self.failures,
+                    retry_s: wait.as_secs().max(1),
+                    error: describe(&e),
+                }));
+            }
+        }
+    }
+}
+
+pub async fn run(
+    mut poller: Poller,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut hints: mpsc::UnboundedReceiver<Hint>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(poller.refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => poller.round_and_report().await,
+            Some(c) = commands.recv() => {
+                if poller.command(c) {
+                    poller.round_and_report().await;
+                    tick.reset();
+                }
+            }
+            Some(h) = hints.recv() => {
+                let was_up = poller.stream_up;
+                poller.hint(h);
+                // The stream just came back: the core is back, refresh now.
+                if poller.stream_up && !was_up && poller.failures > 0 {
+                    poller.resume_at = None;
+                    poller.round_and_report().await;
+                    tick.reset();
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
