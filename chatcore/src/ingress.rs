@@ -60,29 +60,37 @@ pub fn seal(cipher: &TenantCipher, m: Incoming<'_>) -> Result<InboundMessage, Cr
     let tenant = m.tenant_id;
     let contact_id = new_id();
     let message_id = new_id();
-    let ident_ct = cipher.seal(
-        Aad {
-            tenant,
-            table: "contacts",
-            row: &contact_id,
-            column: "ident",
-        },
-        m.contact_ident.as_bytes(),
-    )?;
-    let name_ct = m
-        .contact_name
-        .map(|n| {
-            cipher.seal(
-                Aad {
-                    tenant,
-                    table: "contacts",
-                    row: &contact_id,
-                    column: "name",
-                },
-                n.as_bytes(),
-            )
-        })
-        .transpose()?;
+    // Into an existing conversation the contact exists already: sealing its
+    // identifier again would only be thrown away by the store.
+    let existing = matches!(m.thread, Thread::Existing(_));
+    let (ident_ct, name_ct) = if existing {
+        (Vec::new(), None)
+    } else {
+        let ident_ct = cipher.seal(
+            Aad {
+                tenant,
+                table: "contacts",
+                row: &contact_id,
+                column: "ident",
+            },
+            m.contact_ident.as_bytes(),
+        )?;
+        let name_ct = m
+            .contact_name
+            .map(|n| {
+                cipher.seal(
+                    Aad {
+                        tenant,
+                        table: "contacts",
+                        row: &contact_id,
+                        column: "name",
+                    },
+                    n.as_bytes(),
+                )
+            })
+            .transpose()?;
+        (ident_ct, name_ct)
+    };
     let body_ct = cipher.seal(
         Aad {
             tenant,

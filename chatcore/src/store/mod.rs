@@ -162,6 +162,8 @@ pub struct NewContact {
     /// `visitor`, `phone` or `email`.
     pub kind: &'static str,
     pub ident_bi: Vec<u8>,
+    /// Empty when the message goes into an existing conversation: the
+    /// contact exists, and is only looked up.
     pub ident_ct: Vec<u8>,
     pub name_ct: Option<Vec<u8>>,
 }

@@ -713,6 +713,18 @@ fn find_duplicate(
 
 fn upsert_contact(c: &Connection, m: &InboundMessage, now: Millis) -> Result<String, StoreError> {
     let ct = &m.contact;
+    if ct.ident_ct.is_empty() {
+        // Sent into an existing conversation: its contact exists (the
+        // producer did not seal the identifier again); a miss means the
+        // conversation is not this person's.
+        return c
+            .prepare_cached(
+                "SELECT id FROM contacts WHERE tenant_id = ?1 AND kind = ?2 AND ident_bi = ?3",
+            )?
+            .query_row(params![m.tenant_id, ct.kind, ct.ident_bi], |r| r.get(0))
+            .optional()?
+            .ok_or(StoreError::NotFound("conversation"));
+    }
     c.prepare_cached(
         "INSERT INTO contacts (id, tenant_id, kind, ident_bi, ident_ct, name_ct, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
