@@ -252,6 +252,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         purge: Default::default(),
         registry: Default::default(),
         tenant_lists: Default::default(),
+        tenant_counts: Default::default(),
         compliance: Default::default(),
         tls: !matches!(config.tls, TlsConfig::Off),
         shutdown: shutdown_rx,

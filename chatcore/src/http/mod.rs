@@ -56,6 +56,8 @@ pub struct AppInner {
     pub registry: admin::subprocessors::RegistryState,
     /// Recent tenant-listing orders (see `admin::tenants::ListCache`).
     pub tenant_lists: admin::tenants::ListCache,
+    /// Tenants by status at a directory version (see `admin::live`).
+    pub tenant_counts: std::sync::Mutex<Option<(u64, c24_api::admin::overview::TenantCounts)>>,
     /// Restricted identifiers, open data-subject requests and incidents.
     pub compliance: crate::compliance::ComplianceState,
     /// The listener serves TLS (for absolute URLs).

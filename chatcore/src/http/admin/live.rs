@@ -67,8 +67,16 @@ pub async fn throughput(
     )))
 }
 
-pub async fn build_overview(app: &AppState) -> Overview {
-    let now = app.clock.now_ms();
+/// Tenants by status, recounted only when a tenant was created or changed
+/// (the directory's version), so the overview stays cheap at 10,000 tenants.
+fn tenant_counts(app: &AppState) -> TenantCounts {
+    let version = app.tenants.version();
+    if let Ok(c) = app.tenant_counts.lock()
+        && let Some((v, counts)) = c.as_ref()
+        && *v == version
+    {
+        return counts.clone();
+    }
     let mut tenants = TenantCounts::default();
     // Unordered and without cloning states: this runs every second.
     for t in app.tenants.all_unordered() {
@@ -85,6 +93,15 @@ pub async fn build_overview(app: &AppState) -> Overview {
             }
         });
     }
+    if let Ok(mut c) = app.tenant_counts.lock() {
+        *c = Some((version, tenants.clone()));
+    }
+    tenants
+}
+
+pub async fn build_overview(app: &AppState) -> Overview {
+    let now = app.clock.now_ms();
+    let tenants = tenant_counts(app);
     let retention_overdue = app
         .purge
         .latest_report
