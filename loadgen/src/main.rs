@@ -1,6 +1,352 @@
-//! c24-loadgen: the load generator (not built yet; see issue 5).
+//! `c24-loadgen` command line: flags, exit codes, printing. The work is in the library.
 
-fn main() {
-    eprintln!("c24-loadgen is not built yet.");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use c24_loadgen::Exit;
+use c24_loadgen::command::{self, RunRequest};
+use c24_loadgen::live::LiveMode;
+use clap::{Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  passed: every threshold held
+  1  a threshold failed (or the run was aborted by abort_on_fail)
+  2  the scenario or the command line is wrong
+  3  the target could not be reached or provisioned";
+
+#[derive(Parser)]
+#[command(
+    name = "c24-loadgen",
+    version,
+    about = "Scripted multi-channel load against a c24 chat core: honest latency, CI gates.",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario (without --target: against an embedded chat core in a temp dir).
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// The scenario file, e.g. scenarios/smoke.toml.
+        scenario: PathBuf,
+        /// A running chat core, e.g. http://127.0.0.1:8080.
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Admin token of --target, for provisioning and its server-side figures.
+        #[arg(
+            long,
+            value_name = "T",
+            env = "C24_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token: Option<String>,
+        /// Worker threads, each its own event loop [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Write the JSON report (schema: loadgen/REPORT.md).
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
+        /// Write a JUnit XML file, one test case per threshold.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Write an HdrHistogram interval log (V2 deflate), tagged CHANNEL.METRIC.
+        #[arg(long, value_name = "FILE")]
+        hdr_log: Option<PathBuf>,
+        /// Progress display: auto (panel on a terminal, else a line every 5 s), lines, panel, quiet.
+        #[arg(long, value_name = "MODE", default_value = "auto")]
+        live: String,
+        /// Play only shard INDEX of COUNT (e.g. 0/4), for one load split over
+        /// several machines; every shard runs the same file with the same
+        /// --threads, then `merge` judges the whole.
+        #[arg(long, value_name = "INDEX/COUNT", default_value = "0/1")]
+        shard: c24_loadgen::run::Shard,
+    },
+    /// Merge the --report-json files of several shards and judge the scenario's thresholds on the whole.
+    #[command(after_help = EXIT_CODES)]
+    Merge {
+        /// The scenario file the shards ran (its thresholds are evaluated).
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+        /// The shards' JSON reports.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Write the merged JSON report.
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
+        /// Write a JUnit XML file of the merged verdict.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Check a scenario file without running it; errors name file, line and key.
+    #[command(after_help = EXIT_CODES)]
+    Validate { file: PathBuf },
+    /// A trivial HTTP/1.1 target: 200 to any request, bodies drained.
+    Sink {
+        /// Address to listen on, e.g. 127.0.0.1:9000 (port 0 picks one and prints it).
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Stop answering for this many milliseconds ...
+        #[arg(long, value_name = "MS", requires = "stall_every")]
+        stall_ms: Option<u64>,
+        /// ... every DURATION (e.g. 2s).
+        #[arg(long, value_name = "DURATION", requires = "stall_ms", value_parser = c24_api::units::parse_duration)]
+        stall_every: Option<std::time::Duration>,
+        /// Worker threads [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+    },
+    /// Plain HTTP/1.1 POSTs over keep-alive connections, full speed or at --rate.
+    #[command(after_help = EXIT_CODES)]
+    Bench {
+        /// e.g. http://127.0.0.1:9000/
+        url: String,
+        /// Connections.
+        #[arg(short = 'c', long, value_name = "CONNECTIONS", default_value_t = 50)]
+        connections: usize,
+        /// How long, e.g. 10s.
+        #[arg(short = 'd', long, value_name = "DURATION", default_value = "10s", value_parser = c24_api::units::parse_duration)]
+        duration: std::time::Duration,
+        /// Requests per second in total, each due at start + n/rate (default: as fast as possible).
+        #[arg(long, value_name = "R")]
+        rate: Option<f64>,
+        /// Request body size in bytes.
+        #[arg(long, value_name = "N", default_value_t = 1024)]
+        body_bytes: usize,
+        /// Threads, each its own event loop (like wrk -t).
+        #[arg(short = 't', long, value_name = "N", default_value_t = 1)]
+        threads: usize,
+        /// Longest wait for one answer, e.g. 5s.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = c24_api::units::parse_duration)]
+        timeout: std::time::Duration,
+        /// Write the JSON report here.
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
+    },
+}
+
+fn exit(e: Exit) -> ExitCode {
+    ExitCode::from(e.code() as u8)
+}
+
+fn sink(
+    listen: std::net::SocketAddr,
+    stall_ms: Option<u64>,
+    stall_every: Option<std::time::Duration>,
+    threads: Option<usize>,
+) -> ExitCode {
+    let stall = match (stall_ms, stall_every) {
+        (Some(ms), Some(every)) => Some(c24_loadgen::sink::Stall {
+            stall: std::time::Duration::from_millis(ms),
+            every,
+        }),
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return exit(Exit::Unreachable);
+        }
+    };
+    rt.block_on(async {
+        let listener = match c24_loadgen::sink::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("--listen {listen}: {e}");
+                return exit(Exit::Invalid);
+            }
+        };
+        match listener.local_addr() {
+            Ok(a) => println!("c24-loadgen sink listening on http://{a}"),
+            Err(e) => eprintln!("sink: {e}"),
+        }
+        tokio::select! {
+            r = c24_loadgen::sink::serve(listener, stall) => {
+                if let Err(e) = r {
+                    eprintln!("sink: {e}");
+                    return exit(Exit::Unreachable);
+                }
+                exit(Exit::Passed)
+            }
+            _ = tokio::signal::ctrl_c() => exit(Exit::Passed),
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // clap's own code: 0 for --help/--version, 2 for usage errors.
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("C24_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    // Thousands of sockets need as many descriptors; a failure only limits scale.
+    if c24_loadgen::limits::raise_open_file_limit().is_none() {
+        tracing::debug!("could not read or raise the open-file limit");
+    }
+    match cli.command {
+        Command::Sink {
+            listen,
+            stall_ms,
+            stall_every,
+            threads,
+        } => sink(listen, stall_ms, stall_every, threads),
+        Command::Bench {
+            url,
+            connections,
+            duration,
+            rate,
+            body_bytes,
+            threads,
+            timeout,
+            report_json,
+        } => {
+            let cfg = c24_loadgen::bench::BenchConfig {
+                url,
+                connections,
+                duration,
+                rate,
+                body_bytes,
+                threads,
+                timeout,
+            };
+            match c24_loadgen::bench::run(&cfg) {
+                Ok(report) => {
+                    print!("{}", c24_loadgen::bench::render(&report));
+                    if let Some(p) = report_json {
+                        let text = match serde_json::to_string_pretty(&report) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                eprintln!("encoding the report: {e}");
+                                return exit(Exit::Invalid);
+                            }
+                        };
+                        if let Err(e) = std::fs::write(&p, text + "\n") {
+                            eprintln!("--report-json {}: {e}", p.display());
+                            return exit(Exit::Invalid);
+                        }
+                    }
+                    exit(Exit::Passed)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit(match e {
+                        c24_loadgen::bench::BenchError::Usage(_) => Exit::Invalid,
+                        c24_loadgen::bench::BenchError::Unreachable(_) => Exit::Unreachable,
+                    })
+                }
+            }
+        }
+        Command::Merge {
+            scenario,
+            reports,
+            report_json,
+            junit,
+        } => match command::merge(
+            &scenario,
+            &reports,
+            report_json.as_deref(),
+            junit.as_deref(),
+        ) {
+            Ok(done) => {
+                print!("{}", done.summary);
+                exit(done.exit)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                exit(e.exit())
+            }
+        },
+        Command::Validate { file } => match command::validate(&file) {
+            Ok(plan) => {
+                println!(
+                    "{}: ok ({} scenario(s), {} threshold(s), {:.0}s of traffic)",
+                    file.display(),
+                    plan.scenarios.len(),
+                    plan.thresholds.len(),
+                    plan.duration.as_secs_f64()
+                );
+                exit(Exit::Passed)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                exit(e.exit())
+            }
+        },
+        Command::Run {
+            scenario,
+            target,
+            admin_token,
+            threads,
+            report_json,
+            junit,
+            hdr_log,
+            live,
+            shard,
+        } => {
+            let live = match live.as_str() {
+                "auto" => LiveMode::detect(),
+                "lines" => LiveMode::Lines,
+                "panel" => LiveMode::Panel,
+                "quiet" => LiveMode::Quiet,
+                other => {
+                    eprintln!("--live {other}: use auto, lines, panel or quiet");
+                    return exit(Exit::Invalid);
+                }
+            };
+            let threads = threads
+                .unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                })
+                .clamp(1, 256);
+            let req = RunRequest {
+                scenario,
+                target,
+                admin_token,
+                threads,
+                report_json,
+                junit,
+                hdr_log,
+                live,
+                shard,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return exit(Exit::Unreachable);
+                }
+            };
+            match rt.block_on(command::run(&req)) {
+                Ok(done) => {
+                    print!("{}", done.summary);
+                    exit(done.exit)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit(e.exit())
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,249 @@
+//! The `run` and `validate` commands, from a parsed command line to an
+//! [`Exit`] code; `main.rs` only parses flags and prints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Exit;
+use crate::live::LiveMode;
+use crate::provision::{self, ProvisionError, Target};
+use crate::report::{self, Context, Report, ServerFigures};
+use crate::run::{self, RunOptions};
+use crate::scenario::{self, Plan};
+
+/// `c24-loadgen run` as asked on the command line.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub scenario: PathBuf,
+    pub target: Option<String>,
+    pub admin_token: Option<String>,
+    pub threads: usize,
+    pub report_json: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub hdr_log: Option<PathBuf>,
+    pub live: LiveMode,
+    pub shard: run::Shard,
+}
+
+/// Why a command could not do its job; each maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Scenario(#[from] scenario::ScenarioErrors),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Target(String),
+}
+
+impl Failure {
+    pub fn exit(&self) -> Exit {
+        match self {
+            Failure::Scenario(_) | Failure::Usage(_) => Exit::Invalid,
+            Failure::Target(_) => Exit::Unreachable,
+        }
+    }
+}
+
+impl From<ProvisionError> for Failure {
+    fn from(e: ProvisionError) -> Self {
+        match e {
+            ProvisionError::Usage(m) => Failure::Usage(m),
+            ProvisionError::Unreachable(m) => Failure::Target(m),
+        }
+    }
+}
+
+/// `c24-loadgen validate FILE`: the plan, or every error in it.
+pub fn validate(path: &Path) -> Result<Plan, Failure> {
+    Ok(scenario::load(path)?)
+}
+
+/// Checks an output file can be written before the run spends its time.
+fn writable(flag: &str, path: &Path) -> Result<(), Failure> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .map(|_| ())
+        .map_err(|e| Failure::Usage(format!("{flag} {}: {e}", path.display())))
+}
+
+/// What a finished run hands back: the verdict and the report.
+pub struct Finished {
+    pub exit: Exit,
+    pub report: Report,
+    pub summary: String,
+}
+
+/// `c24-loadgen run`: validate, reach or start the target, provision, run,
+/// report, judge.
+pub async fn run(req: &RunRequest) -> Result<Finished, Failure> {
+    let plan = Arc::new(scenario::load(&req.scenario)?);
+    for (flag, p) in [
+        ("--report-json", &req.report_json),
+        ("--junit", &req.junit),
+        ("--hdr-log", &req.hdr_log),
+    ] {
+        if let Some(p) = p {
+            writable(flag, p)?;
+        }
+    }
+    let target = match &req.target {
+        Some(url) => Target::remote(url, req.admin_token.clone()).await?,
+        None => {
+            if req.admin_token.is_some() {
+                return Err(Failure::Usage(
+                    "--admin-token goes with --target; the embedded core makes its own".into(),
+                ));
+            }
+            Target::embedded().await?
+        }
+    };
+    let result = run_against(&plan, &target, req).await;
+    target.shutdown().await;
+    result
+}
+
+async fn run_against(
+    plan: &Arc<Plan>,
+    target: &Target,
+    req: &RunRequest,
+) -> Result<Finished, Failure> {
+    let run_id = format!("{:06x}", fastrand::u32(..0x0100_0000));
+    let tenants = Arc::new(provision::tenants(target, &plan.tenants, &run_id).await?);
+    tracing::info!(tenants = tenants.len(), target = %target.http_base, "provisioned");
+    let opts = RunOptions {
+        threads: req.threads,
+        live: req.live,
+        hdr_log: req.hdr_log.clone(),
+        shard: req.shard,
+    };
+    let result = run::execute(
+        plan.clone(),
+        &target.http_base,
+        &target.ws_base,
+        tenants,
+        &run_id,
+        &opts,
+    )
+    .await
+    .map_err(|e| match e {
+        run::RunError::Output { .. } => Failure::Usage(e.to_string()),
+        run::RunError::Worker { .. } => Failure::Target(e.to_string()),
+    })?;
+    let server = server_figures(target, result.elapsed).await;
+    let names: Vec<String> = plan.scenarios.iter().map(|s| s.name.clone()).collect();
+    let outcomes: Vec<_> = plan
+        .thresholds
+        .iter()
+        .map(|t| t.evaluate(&result.totals, &names, result.traffic))
+        .collect();
+    let report = Report::build(
+        Context {
+            plan,
+            target: target.http_base.clone(),
+            embedded: target.is_embedded(),
+            server,
+        },
+        &result,
+        &outcomes,
+    );
+    let summary = report::summary::render(&report, &result.totals);
+    if let Some(p) = &req.report_json {
+        report::json::write(&report, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = &req.junit {
+        report::junit::write(&report, p).map_err(Failure::Usage)?;
+    }
+    let exit = if report.passed {
+        Exit::Passed
+    } else {
+        Exit::ThresholdFailed
+    };
+    Ok(Finished {
+        exit,
+        report,
+        summary,
+    })
+}
+
+/// The core's own ingest latency and encryption time over the run's window.
+async fn server_figures(target: &Target, elapsed: Duration) -> Option<ServerFigures> {
+    let admin = target.admin()?;
+    // Whole seconds covering the run, plus the bucket it started in.
+    let window = format!("{}s", elapsed.as_secs() + 2);
+    match tokio::time::timeout(Duration::from_secs(5), admin.throughput(&window, None)).await {
+        Ok(Ok(t)) => Some(ServerFigures::from_throughput(&t)),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not read the core's figures (GET /admin/v1/throughput)");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("GET /admin/v1/throughput timed out");
+            None
+        }
+    }
+}
+
+/// `c24-loadgen merge`: the reports of several shards as one run, judged by
+/// the scenario's thresholds.
+pub fn merge(
+    scenario: &Path,
+    reports: &[PathBuf],
+    report_json: Option<&Path>,
+    junit: Option<&Path>,
+) -> Result<Finished, Failure> {
+    let plan = scenario::load(scenario)?;
+    if reports.is_empty() {
+        return Err(Failure::Usage("give at least one report to merge".into()));
+    }
+    let mut parsed = Vec::with_capacity(reports.len());
+    for p in reports {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
+        let r: Report = serde_json::from_str(&text).map_err(|e| {
+            Failure::Usage(format!(
+                "{}: not a c24-loadgen JSON report: {e}",
+                p.display()
+            ))
+        })?;
+        parsed.push(r);
+    }
+    let run = report::merge::merge(&parsed, &plan).map_err(Failure::Usage)?;
+    let names: Vec<String> = plan.scenarios.iter().map(|s| s.name.clone()).collect();
+    let outcomes: Vec<_> = plan
+        .thresholds
+        .iter()
+        .map(|t| t.evaluate(&run.totals, &names, run.traffic))
+        .collect();
+    let report = Report::build(
+        Context {
+            plan: &plan,
+            target: format!("{} merged report(s)", parsed.len()),
+            embedded: false,
+            server: None,
+        },
+        &run,
+        &outcomes,
+    );
+    let summary = report::summary::render(&report, &run.totals);
+    if let Some(p) = report_json {
+        report::json::write(&report, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = junit {
+        report::junit::write(&report, p).map_err(Failure::Usage)?;
+    }
+    let exit = if report.passed {
+        Exit::Passed
+    } else {
+        Exit::ThresholdFailed
+    };
+    Ok(Finished {
+        exit,
+        report,
+        summary,
+    })
+}

@@ -1,0 +1,83 @@
+//! WhatsApp: Meta's webhook notifications, one text message each, signed
+//! with the tenant's app secret (`X-Hub-Signature-256`). Metric `http`:
+//! POST → 200, which the core sends only after the commit.
+
+use std::time::Instant;
+
+use c24_api::whatsapp::{Notification, SIGNATURE_HEADER, signature_header};
+
+use super::{Conversation, StepFailed, http_error_kind, unix_now};
+use crate::metrics::Metric;
+use crate::scenario::{Script, Step};
+
+/// The sender's number: stable per conversation (so the core threads its
+/// messages), distinct across conversations and runs.
+fn phone(conv: &Conversation) -> String {
+    let h = conv.visitor.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("31{:010}", h % 10_000_000_000)
+}
+
+pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFailed> {
+    let Some(t) = conv.tenant().cloned() else {
+        return Err(StepFailed::new("no_tenant"));
+    };
+    let url = format!("{}/v1/whatsapp/{}/webhook", conv.env.http_base, t.id);
+    let from = phone(conv);
+    let name = format!("Visitor {}", conv.number);
+    for (i, step) in script.steps.iter().enumerate() {
+        match step {
+            Step::Think(d) => {
+                let d = d.sample(&mut conv.env.rng.borrow_mut());
+                conv.think(d);
+            }
+            Step::Send {
+                text,
+                size,
+                timeout,
+                ..
+            } => {
+                let body_text = conv.message(text, size.as_ref());
+                conv.seq += 1;
+                let wamid = format!("wamid.{}-{}", conv.visitor, conv.seq);
+                let n = Notification::text_message(
+                    &t.channels.whatsapp.phone_number_id,
+                    &from,
+                    &name,
+                    &wamid,
+                    unix_now(),
+                    &body_text,
+                );
+                let body = serde_json::to_vec(&n).map_err(|_| StepFailed::new("encode"))?;
+                let sig = signature_header(&t.channels.whatsapp.app_secret, &body);
+                let req = conv
+                    .env
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header(SIGNATURE_HEADER, sig)
+                    .body(body)
+                    .timeout(*timeout);
+                let sent = conv.start_step().await;
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| StepFailed::new(http_error_kind(&e)))?;
+                let status = resp.status().as_u16();
+                let _ = resp.bytes().await;
+                let done = Instant::now();
+                if status != 200 {
+                    return Err(StepFailed::new(format!("http_{status}")));
+                }
+                conv.record(Metric::Http, Some(i), sent, done);
+                conv.step_done(done);
+            }
+            // Refused by validation: the webhook answer names no conversation.
+            Step::AgentReply { .. } | Step::Expect { .. } | Step::Reconnect { .. } => {
+                return Err(StepFailed::new("unsupported_step"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! The target: an embedded chat core in a temp dir (through
+//! `c24_chatcore::start`, its library entry point) or a running one given by
+//! URL; and the tenants the traffic goes to, created through the admin API
+//! or read from a credentials file.
+
+use c24_api::admin::tenants::{CreateTenant, TenantCreated};
+use c24_api::client::Client;
+
+use crate::scenario::TenantSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The command line is wrong (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The target did not answer or refused (exit 3).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Where the traffic goes.
+pub struct Target {
+    pub http_base: String,
+    pub ws_base: String,
+    pub admin_token: Option<String>,
+    embedded: Option<(c24_chatcore::Running, tempfile::TempDir)>,
+}
+
+impl Target {
+    /// Starts a chat core on a free loopback port with a fresh temp data dir.
+    pub async fn embedded() -> Result<Self, ProvisionError> {
+        let dir = tempfile::Builder::new()
+            .prefix("c24-loadgen-core-")
+            .tempdir()
+            .map_err(|e| {
+                ProvisionError::Unreachable(format!(
+                    "creating a temp dir for the embedded core: {e}"
+                ))
+            })?;
+        let mut cfg = c24_chatcore::Config::embedded(dir.path());
+        // A throwaway key for a throwaway database: generating it into the
+        // data dir would only print the core's warning about key placement.
+        let kek: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
+        cfg.kek = c24_chatcore::KekSource::Base64(base64_encode(&kek));
+        let running = c24_chatcore::start(cfg).await.map_err(|e| {
+            ProvisionError::Unreachable(format!("starting the embedded chat core: {e}"))
+        })?;
+        Ok(Target {
+            http_base: running.url(),
+            ws_base: running.ws_url(),
+            admin_token: Some(running.admin_token().to_string()),
+            embedded: Some((running, dir)),
+        })
+    }
+
+    /// A running core; answers `/healthz` or the run cannot start.
+    pub async fn remote(url: &str, admin_token: Option<String>) -> Result<Self, ProvisionError> {
+        let base = url.trim_end_matches('/').to_string();
+        let ws_base = if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else {
+            return Err(ProvisionError::Usage(format!(
+                "--target {url}: expected a URL like http://127.0.0.1:8080"
+            )));
+        };
+        let client = Client::new(&base, admin_token.as_deref().unwrap_or(""))
+            .map_err(|e| ProvisionError::Usage(format!("--target {url}: {e}")))?;
+        let probe = tokio::time::timeout(std::time::Duration::from_secs(5), client.healthz()).await;
+        match probe {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(ProvisionError::Unreachable(format!(
+                    "target {base} is not reachable: GET /healthz: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(ProvisionError::Unreachable(format!(
+                    "target {base} is not reachable: GET /healthz timed out after 5s"
+                )));
+            }
+        }
+        Ok(Target {
+            http_base: base,
+            ws_base,
+            admin_token,
+            embedded: None,
+        })
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// An admin client, when an admin token is at hand.
+    pub fn admin(&self) -> Option<Client> {
+        let token = self.admin_token.as_deref()?;
+        Client::new(&self.http_base, token).ok()
+    }
+
+    /// Stops the embedded core (if any) and removes its data.
+    pub async fn shutdown(self) {
+        if let Some((running, dir)) = self.embedded {
+            running.shutdown().await;
+            drop(dir);
+        }
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The tenants of the run: created now, or the ones in the credentials file.
+pub async fn tenants(
+    target: &Target,
+    spec: &TenantSpec,
+    run_id: &str,
+) -> Result<Vec<TenantCreated>, ProvisionError> {
+    match spec {
+        TenantSpec::Existing { tenants, .. } => Ok(tenants.clone()),
+        TenantSpec::Provision { count, name_prefix } => {
+            let Some(admin) = target.admin() else {
+                return Err(ProvisionError::Usage(format!(
+                    "the scenario provisions {count} tenant(s): give --admin-token (or C24_ADMIN_TOKEN) for {}",
+                    target.http_base
+                )));
+            };
+            let mut out = Vec::with_capacity(*count as usize);
+            for i in 0..*count {
+                let req = CreateTenant {
+                    name: format!("{name_prefix}-{run_id}-{i}"),
+                    dpa_signed: true,
+                };
+                let t = admin.create_tenant(&req).await.map_err(|e| {
+                    ProvisionError::Unreachable(format!(
+                        "provisioning tenant {} of {count} through POST /admin/v1/tenants: {e}",
+                        i + 1
+                    ))
+                })?;
+                out.push(t);
+            }
+            Ok(out)
+        }
+    }
+}

@@ -1,0 +1,1656 @@
+//! Scenario files → [`Plan`], with every error naming `FILE:LINE: key: message`.
+//!
+//! The file is read with `toml`'s spanned document model (`DeTable`), so each
+//! key and value still knows where it was written; the walk below checks
+//! every key against what its table allows and converts units with
+//! `c24_api::units`, collecting all errors rather than stopping at the first.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use c24_api::units::{parse_duration, parse_size};
+use toml::Spanned;
+use toml::de::{DeArray, DeTable, DeValue};
+
+use super::{
+    Arrivals, Channel, Feeder, FeederOrder, FeederSource, Field, Model, Part, Plan, Scenario,
+    Script, SizeDist, Stage, Step, Template, TenantSpec, ThinkDist,
+};
+use crate::schedule::OpenSchedule;
+use crate::thresholds::{self, Threshold};
+
+/// One mistake in a scenario file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the file could not be read at all.
+    pub line: usize,
+    /// Dotted path of the key, e.g. `script[0].steps[2].think`.
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every mistake found in a file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ScenarioErrors(pub Vec<ScenarioError>);
+
+impl std::fmt::Display for ScenarioErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Plan, ScenarioErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(src) => parse_str(path, &src),
+        Err(e) => Err(ScenarioErrors(vec![ScenarioError {
+            file: path.to_path_buf(),
+            line: 0,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }])),
+    }
+}
+
+/// Validates scenario text; `path` names it in errors and anchors feeder files.
+pub fn parse_str(path: &Path, src: &str) -> Result<Plan, ScenarioErrors> {
+    let mut ctx = Ctx {
+        file: path.to_path_buf(),
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        line_starts: std::iter::once(0)
+            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+            .collect(),
+        errors: Vec::new(),
+    };
+    let doc = match DeTable::parse(src) {
+        Ok(d) => d,
+        Err(e) => {
+            let line = e.span().map(|s| ctx.line_of(s.start)).unwrap_or(0);
+            let message = e.message().trim().to_string();
+            return Err(ScenarioErrors(vec![ScenarioError {
+                file: ctx.file,
+                line,
+                key: String::new(),
+                message: format!("not valid TOML: {message}"),
+            }]));
+        }
+    };
+    let root = Tbl {
+        map: doc.get_ref(),
+        path: String::new(),
+        span: 0..0,
+    };
+    let plan = plan(&mut ctx, &root);
+    match plan {
+        Some(p) if ctx.errors.is_empty() => Ok(p),
+        _ => {
+            let mut errors = ctx.errors;
+            errors.sort_by_key(|e| e.line);
+            if errors.is_empty() {
+                errors.push(ScenarioError {
+                    file: path.to_path_buf(),
+                    line: 0,
+                    key: String::new(),
+                    message: "invalid scenario".into(),
+                });
+            }
+            Err(ScenarioErrors(errors))
+        }
+    }
+}
+
+struct Ctx {
+    file: PathBuf,
+    dir: PathBuf,
+    line_starts: Vec<usize>,
+    errors: Vec<ScenarioError>,
+}
+
+impl Ctx {
+    fn line_of(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset).max(1)
+    }
+
+    fn error(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+        let line = self.line_of(span.start);
+        self.errors.push(ScenarioError {
+            file: self.file.clone(),
+            line,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+type Val<'i> = Spanned<DeValue<'i>>;
+
+/// A table being read: its entries, its dotted path, and where it was named.
+struct Tbl<'a, 'i> {
+    map: &'a DeTable<'i>,
+    path: String,
+    span: Range<usize>,
+}
+
+impl<'a, 'i> Tbl<'a, 'i> {
+    fn get(&self, key: &str) -> Option<&'a Val<'i>> {
+        self.map.get(key)
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.map.get(key).is_some()
+    }
+
+    fn path_of(&self, key: &str) -> String {
+        let k = if key.contains('.') || key.contains(' ') {
+            format!("{key:?}")
+        } else {
+            key.to_string()
+        };
+        if self.path.is_empty() {
+            k
+        } else {
+            format!("{}.{k}", self.path)
+        }
+    }
+
+    /// Where `key` is written (the key itself), else where the table is.
+    fn key_span(&self, key: &str) -> Range<usize> {
+        self.map
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(k, _)| k.span())
+            .unwrap_or_else(|| self.span.clone())
+    }
+
+    /// Flags every key not in `allowed`.
+    fn allow(&self, ctx: &mut Ctx, allowed: &[&str]) {
+        for (k, _) in self.map.iter() {
+            if !allowed.contains(&k.get_ref().as_ref()) {
+                let hint =
+                    if !self.path.is_empty() && TOP_LEVEL_KEYS.contains(&k.get_ref().as_ref()) {
+                        " (a top-level key belongs above the first [table] header)"
+                    } else {
+                        ""
+                    };
+                ctx.error(
+                    &k.span(),
+                    &self.path_of(k.get_ref()),
+                    format!("unknown key; expected one of: {}{hint}", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn missing(&self, ctx: &mut Ctx, key: &str, message: &str) {
+        let what = if self.path.is_empty() {
+            "the top level".to_string()
+        } else {
+            format!("[{}]", self.path)
+        };
+        ctx.error(
+            &self.span,
+            &self.path_of(key),
+            format!("missing in {what}: {message}"),
+        );
+    }
+
+    fn sub(&self, ctx: &mut Ctx, key: &str) -> Option<Tbl<'a, 'i>> {
+        let v = self.get(key)?;
+        table(ctx, v, self.path_of(key), self.key_span(key))
+    }
+
+    fn string(&self, ctx: &mut Ctx, key: &str) -> Option<String> {
+        self.get(key)
+            .and_then(|v| string(ctx, v, &self.path_of(key)))
+    }
+
+    fn duration(&self, ctx: &mut Ctx, key: &str) -> Option<Duration> {
+        self.get(key)
+            .and_then(|v| duration(ctx, v, &self.path_of(key)))
+    }
+
+    fn number(&self, ctx: &mut Ctx, key: &str) -> Option<f64> {
+        self.get(key)
+            .and_then(|v| number(ctx, v, &self.path_of(key)))
+    }
+
+    fn uint(&self, ctx: &mut Ctx, key: &str) -> Option<u64> {
+        self.get(key).and_then(|v| uint(ctx, v, &self.path_of(key)))
+    }
+}
+
+fn table<'a, 'i>(
+    ctx: &mut Ctx,
+    v: &'a Val<'i>,
+    path: String,
+    span: Range<usize>,
+) -> Option<Tbl<'a, 'i>> {
+    match v.get_ref() {
+        DeValue::Table(map) => Some(Tbl { map, path, span }),
+        other => {
+            ctx.error(
+                &v.span(),
+                &path,
+                format!("expected a table, found {}", other.type_str()),
+            );
+            None
+        }
+    }
+}
+
+fn array<'a, 'i>(ctx: &mut Ctx, v: &'a Val<'i>, path: &str) -> Option<&'a DeArray<'i>> {
+    match v.get_ref() {
+        DeValue::Array(a) => Some(a),
+        other => {
+            ctx.error(
+                &v.span(),
+                path,
+                format!("expected an array, found {}", other.type_str()),
+            );
+            None
+        }
+    }
+}
+
+fn string(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<String> {
+    match v.get_ref() {
+        DeValue::String(s) => Some(s.to_string()),
+        other => {
+            ctx.error(
+                &v.span(),
+                path,
+                format!("expected a string, found {}", other.type_str()),
+            );
+            None
+        }
+    }
+}
+
+fn duration(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<Duration> {
+    let s = string(ctx, v, path)?;
+    match parse_duration(&s) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            ctx.error(&v.span(), path, e);
+            None
+        }
+    }
+}
+
+fn number(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<f64> {
+    let n = match v.get_ref() {
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .ok()
+            .map(|n| n as f64),
+        DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+        other => {
+            ctx.error(
+                &v.span(),
+                path,
+                format!("expected a number, found {}", other.type_str()),
+            );
+            return None;
+        }
+    };
+    match n {
+        Some(n) if n.is_finite() && n >= 0.0 => Some(n),
+        _ => {
+            ctx.error(&v.span(), path, "expected a finite number, 0 or more");
+            None
+        }
+    }
+}
+
+fn uint(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<u64> {
+    match v.get_ref() {
+        DeValue::Integer(i) => match u64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                ctx.error(&v.span(), path, "expected a whole number, 0 or more");
+                None
+            }
+        },
+        other => {
+            ctx.error(
+                &v.span(),
+                path,
+                format!("expected a whole number, found {}", other.type_str()),
+            );
+            None
+        }
+    }
+}
+
+fn boolean(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<bool> {
+    match v.get_ref() {
+        DeValue::Boolean(b) => Some(*b),
+        other => {
+            ctx.error(
+                &v.span(),
+                path,
+                format!("expected true or false, found {}", other.type_str()),
+            );
+            None
+        }
+    }
+}
+
+/// Splits `name(a, b)` into `name` and its arguments.
+fn call(s: &str) -> Option<(&str, Vec<&str>)> {
+    let s = s.trim();
+    let open = s.find('(')?;
+    let inner = s[open + 1..].strip_suffix(')')?;
+    Some((s[..open].trim(), inner.split(',').map(str::trim).collect()))
+}
+
+fn think_dist(s: &str) -> Result<ThinkDist, String> {
+    let bad = |e: String| format!("{e}; write a duration (3s), uniform(1s, 5s) or exp(3s)");
+    match call(s) {
+        None => parse_duration(s).map(ThinkDist::Fixed).map_err(bad),
+        Some(("uniform", args)) if args.len() == 2 => {
+            let a = parse_duration(args[0]).map_err(bad)?;
+            let b = parse_duration(args[1]).map_err(bad)?;
+            if b < a {
+                return Err(bad(format!(
+                    "uniform({}, {}): the bounds are reversed",
+                    args[0], args[1]
+                )));
+            }
+            Ok(ThinkDist::Uniform(a, b))
+        }
+        Some(("exp", args)) if args.len() == 1 => {
+            parse_duration(args[0]).map(ThinkDist::Exp).map_err(bad)
+        }
+        Some((name, _)) => Err(bad(format!("unknown distribution {name:?}"))),
+    }
+}
+
+fn size_dist(s: &str) -> Result<SizeDist, String> {
+    let bad = |e: String| format!("{e}; write a size (1KiB), uniform(64B, 4KiB) or exp(512B)");
+    match call(s) {
+        None => parse_size(s).map(SizeDist::Fixed).map_err(bad),
+        Some(("uniform", args)) if args.len() == 2 => {
+            let a = parse_size(args[0]).map_err(bad)?;
+            let b = parse_size(args[1]).map_err(bad)?;
+            if b < a {
+                return Err(bad(format!(
+                    "uniform({}, {}): the bounds are reversed",
+                    args[0], args[1]
+                )));
+            }
+            Ok(SizeDist::Uniform(a, b))
+        }
+        Some(("exp", args)) if args.len() == 1 => {
+            let mean = parse_size(args[0]).map_err(bad)?;
+            // Capped at ten means so one draw cannot dwarf the rest.
+            Ok(SizeDist::Exp {
+                mean,
+                cap: mean.saturating_mul(10),
+            })
+        }
+        Some((name, _)) => Err(bad(format!("unknown distribution {name:?}"))),
+    }
+}
+
+/// Names scenario, feeders and fields may use.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+const BUILTIN_FIELDS: [&str; 5] = ["visitor", "n", "seq", "uuid", "tenant"];
+
+fn template(s: &str, feeders: &[Feeder]) -> Result<Template, String> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if chars.peek().map(|(_, c)| *c) == Some('{') => {
+                chars.next();
+                lit.push('{');
+            }
+            '}' if chars.peek().map(|(_, c)| *c) == Some('}') => {
+                chars.next();
+                lit.push('}');
+            }
+            '{' => {
+                let rest = &s[i + 1..];
+                let end = rest.find('}').ok_or_else(|| {
+                    format!(
+                        "unclosed {{ at character {}; write {{{{ for a literal brace",
+                        i + 1
+                    )
+                })?;
+                let name = rest[..end].trim();
+                for _ in 0..rest[..end].chars().count() + 1 {
+                    chars.next();
+                }
+                if !lit.is_empty() {
+                    parts.push(Part::Literal(std::mem::take(&mut lit)));
+                }
+                parts.push(Part::Field(field(name, feeders)?));
+            }
+            '}' => {
+                return Err(format!(
+                    "stray }} at character {}; write }}}} for a literal brace",
+                    i + 1
+                ));
+            }
+            c => lit.push(c),
+        }
+    }
+    if !lit.is_empty() {
+        parts.push(Part::Literal(lit));
+    }
+    Ok(Template { parts })
+}
+
+fn field(name: &str, feeders: &[Feeder]) -> Result<Field, String> {
+    match name {
+        "visitor" => return Ok(Field::Visitor),
+        "n" => return Ok(Field::Number),
+        "seq" => return Ok(Field::Seq),
+        "uuid" => return Ok(Field::Uuid),
+        "tenant" => return Ok(Field::Tenant),
+        _ => {}
+    }
+    let (feeder_name, column) = match name.split_once('.') {
+        Some((f, c)) => (f, Some(c)),
+        None => (name, None),
+    };
+    let Some(idx) = feeders.iter().position(|f| f.name == feeder_name) else {
+        return Err(format!(
+            "unknown field {{{name}}}: define [feeders.{feeder_name}] or use one of {}",
+            BUILTIN_FIELDS.join(", ")
+        ));
+    };
+    let f = &feeders[idx];
+    let col = f
+        .source
+        .column(column, &f.name)
+        .ok_or_else(|| match &f.source {
+            FeederSource::Records { columns, .. } => format!(
+                "feeder {feeder_name:?} has no column {:?}; its columns are {}",
+                column.unwrap_or_default(),
+                columns.join(", ")
+            ),
+            _ => format!("feeder {feeder_name:?} is generated and has no columns"),
+        })?;
+    Ok(Field::Feeder {
+        feeder: idx,
+        column: col,
+    })
+}
+
+/// Keys of the file's top level.
+const TOP_LEVEL_KEYS: [&str; 16] = [
+    "name",
+    "description",
+    "duration",
+    "grace",
+    "timeout",
+    "seed",
+    "tenants",
+    "feeders",
+    "thresholds",
+    "scenario",
+    "stages",
+    "arrivals",
+    "visitors",
+    "mix",
+    "script",
+    "max_conversations",
+];
+
+fn plan(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<Plan> {
+    root.allow(ctx, &TOP_LEVEL_KEYS);
+    let name = match root.string(ctx, "name") {
+        Some(n) => n,
+        None => {
+            if !root.has("name") {
+                root.missing(
+                    ctx,
+                    "name",
+                    "give the scenario a name, e.g. name = \"smoke\"",
+                );
+            }
+            String::new()
+        }
+    };
+    let duration = root.duration(ctx, "duration");
+    let grace = root
+        .duration(ctx, "grace")
+        .unwrap_or(Duration::from_secs(5));
+    let timeout = root
+        .duration(ctx, "timeout")
+        .unwrap_or(Duration::from_secs(10));
+    let seed = root.uint(ctx, "seed").unwrap_or(0x00C2_4C24);
+    let tenants = tenants(ctx, root);
+    let feeders = feeders(ctx, root);
+
+    let mut scenarios = Vec::new();
+    if let Some(v) = root.get("scenario") {
+        for key in [
+            "stages",
+            "arrivals",
+            "visitors",
+            "mix",
+            "script",
+            "max_conversations",
+        ] {
+            if root.has(key) {
+                ctx.error(
+                    &root.key_span(key),
+                    key,
+                    "with [[scenario]] tables, put this inside each scenario",
+                );
+            }
+        }
+        if let Some(list) = array(ctx, v, "scenario") {
+            for (i, item) in list.iter().enumerate() {
+                let path = format!("scenario[{i}]");
+                let span = item.span();
+                if let Some(t) = table(ctx, item, path, span) {
+                    t.allow(
+                        ctx,
+                        &[
+                            "name",
+                            "stages",
+                            "arrivals",
+                            "visitors",
+                            "duration",
+                            "mix",
+                            "script",
+                            "max_conversations",
+                        ],
+                    );
+                    let sname = match t.string(ctx, "name") {
+                        Some(n) => n,
+                        None => {
+                            if !t.has("name") {
+                                t.missing(ctx, "name", "every [[scenario]] needs a name");
+                            }
+                            format!("scenario{i}")
+                        }
+                    };
+                    let d = t.duration(ctx, "duration").or(duration);
+                    if let Some(s) = scenario(ctx, &t, sname, d, timeout, &feeders) {
+                        scenarios.push(s);
+                    }
+                }
+            }
+        }
+    } else if let Some(s) = scenario(ctx, root, name.clone(), duration, timeout, &feeders) {
+        scenarios.push(s);
+    }
+    for (i, s) in scenarios.iter().enumerate() {
+        if !valid_name(&s.name) {
+            ctx.error(
+                &root.span,
+                &format!("scenario[{i}].name"),
+                "use letters, digits, _ and - only",
+            );
+        }
+        if scenarios[..i].iter().any(|o| o.name == s.name) {
+            ctx.error(
+                &root.span,
+                &format!("scenario[{i}].name"),
+                format!("{:?} is used twice", s.name),
+            );
+        }
+    }
+    let run_length = scenarios
+        .iter()
+        .map(|s| match &s.model {
+            Model::Open { schedule, .. } => schedule.duration(),
+            Model::Closed { .. } => duration.unwrap_or_default(),
+        })
+        .max()
+        .unwrap_or_default();
+    let names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
+    let thresholds = thresholds_table(ctx, root, &names);
+    Some(Plan {
+        path: ctx.file.clone(),
+        name,
+        duration: run_length,
+        grace,
+        timeout,
+        tenants: tenants?,
+        scenarios,
+        feeders,
+        thresholds,
+        seed,
+    })
+}
+
+fn tenants(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<TenantSpec> {
+    let Some(t) = root.sub(ctx, "tenants") else {
+        return if root.has("tenants") {
+            None
+        } else {
+            Some(TenantSpec::Provision {
+                count: 1,
+                name_prefix: "loadgen".into(),
+            })
+        };
+    };
+    t.allow(
+        ctx,
+        &["provision", "name_prefix", "credentials", "use", "channels"],
+    );
+    if let Some(v) = t.get("channels")
+        && let Some(list) = array(ctx, v, &t.path_of("channels"))
+    {
+        for (i, c) in list.iter().enumerate() {
+            let path = format!("{}[{i}]", t.path_of("channels"));
+            if let Some(s) = string(ctx, c, &path)
+                && Channel::parse(&s).is_none()
+            {
+                ctx.error(
+                    &c.span(),
+                    &path,
+                    format!("unknown channel {s:?}; use webchat, whatsapp or email"),
+                );
+            }
+        }
+    }
+    match (t.has("provision"), t.has("credentials")) {
+        (true, true) => {
+            ctx.error(
+                &t.key_span("credentials"),
+                &t.path_of("credentials"),
+                "give provision or credentials, not both",
+            );
+            None
+        }
+        (false, false) => {
+            t.missing(ctx, "provision", "say how many tenants to create (provision = N) or where their credentials are (credentials = \"FILE\")");
+            None
+        }
+        (true, false) => {
+            let count = t.uint(ctx, "provision")?;
+            if count == 0 || count > 10_000 {
+                ctx.error(
+                    &t.key_span("provision"),
+                    &t.path_of("provision"),
+                    "provision 1 to 10000 tenants",
+                );
+                return None;
+            }
+            if t.has("use") {
+                ctx.error(
+                    &t.key_span("use"),
+                    &t.path_of("use"),
+                    "`use` picks from `credentials`; it has no meaning with provision",
+                );
+            }
+            Some(TenantSpec::Provision {
+                count: count as u32,
+                name_prefix: t
+                    .string(ctx, "name_prefix")
+                    .unwrap_or_else(|| "loadgen".into()),
+            })
+        }
+        (false, true) => {
+            let file = t.string(ctx, "credentials")?;
+            let span = t.get("credentials").map(|v| v.span()).unwrap_or_default();
+            let key = t.path_of("credentials");
+            let path = ctx.dir.join(&file);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    ctx.error(&span, &key, format!("cannot read {}: {e}", path.display()));
+                    return None;
+                }
+            };
+            let mut all: Vec<c24_api::admin::tenants::TenantCreated> = match serde_json::from_str(
+                &text,
+            ) {
+                Ok(v) => v,
+                Err(e) => {
+                    ctx.error(&span, &key, format!("{}: line {}: expected a JSON array of tenant credentials as POST /admin/v1/tenants answers them: {e}", path.display(), e.line()));
+                    return None;
+                }
+            };
+            if let Some(v) = t.get("use")
+                && let Some(list) = array(ctx, v, &t.path_of("use"))
+            {
+                let mut wanted = Vec::new();
+                for (i, item) in list.iter().enumerate() {
+                    let p = format!("{}[{i}]", t.path_of("use"));
+                    if let Some(id) = string(ctx, item, &p) {
+                        if !all.iter().any(|c| c.id == id) {
+                            ctx.error(
+                                &item.span(),
+                                &p,
+                                format!("no tenant {id:?} in {}", path.display()),
+                            );
+                        }
+                        wanted.push(id);
+                    }
+                }
+                all.retain(|c| wanted.contains(&c.id));
+            }
+            if all.is_empty() {
+                ctx.error(&span, &key, "no tenants to use");
+                return None;
+            }
+            Some(TenantSpec::Existing {
+                file: path,
+                tenants: all,
+            })
+        }
+    }
+}
+
+fn feeders(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Vec<Feeder> {
+    let mut out = Vec::new();
+    let Some(t) = root.sub(ctx, "feeders") else {
+        return out;
+    };
+    for (k, v) in t.map.iter() {
+        let name = k.get_ref().to_string();
+        let path = t.path_of(&name);
+        if !valid_name(&name) || BUILTIN_FIELDS.contains(&name.as_str()) {
+            ctx.error(
+                &k.span(),
+                &path,
+                format!(
+                    "a feeder name uses letters, digits, _ and - and is none of {}",
+                    BUILTIN_FIELDS.join(", ")
+                ),
+            );
+            continue;
+        }
+        let Some(f) = table(ctx, v, path.clone(), k.span()) else {
+            continue;
+        };
+        f.allow(
+            ctx,
+            &["csv", "jsonl", "values", "int", "words", "uuid", "order"],
+        );
+        let order = match f.string(ctx, "order").as_deref() {
+            None | Some("sequential") => FeederOrder::Sequential,
+            Some("random") => FeederOrder::Random,
+            Some(other) => {
+                ctx.error(
+                    &f.key_span("order"),
+                    &f.path_of("order"),
+                    format!("unknown order {other:?}; use sequential or random"),
+                );
+                FeederOrder::Sequential
+            }
+        };
+        let kinds: Vec<&str> = ["csv", "jsonl", "values", "int", "words", "uuid"]
+            .into_iter()
+            .filter(|k| f.has(k))
+            .collect();
+        if kinds.len() != 1 {
+            ctx.error(
+                &k.span(),
+                &path,
+                "give exactly one of csv, jsonl, values, int, words or uuid",
+            );
+            continue;
+        }
+        let kind = kinds[0];
+        let v = match f.get(kind) {
+            Some(v) => v,
+            None => continue,
+        };
+        let vpath = f.path_of(kind);
+        let source = match kind {
+            "csv" | "jsonl" => {
+                let Some(file) = string(ctx, v, &vpath) else {
+                    continue;
+                };
+                let p = ctx.dir.join(&file);
+                let read = if kind == "csv" {
+                    read_csv(&p)
+                } else {
+                    read_jsonl(&p)
+                };
+                match read {
+                    Ok((columns, rows)) if !rows.is_empty() => {
+                        FeederSource::Records { columns, rows }
+                    }
+                    Ok(_) => {
+                        ctx.error(&v.span(), &vpath, format!("{} has no records", p.display()));
+                        continue;
+                    }
+                    Err(e) => {
+                        ctx.error(&v.span(), &vpath, format!("{}: {e}", p.display()));
+                        continue;
+                    }
+                }
+            }
+            "values" => {
+                let Some(list) = array(ctx, v, &vpath) else {
+                    continue;
+                };
+                let mut rows = Vec::new();
+                for (i, item) in list.iter().enumerate() {
+                    if let Some(s) = string(ctx, item, &format!("{vpath}[{i}]")) {
+                        rows.push(vec![s]);
+                    }
+                }
+                if rows.is_empty() {
+                    ctx.error(&v.span(), &vpath, "give at least one value");
+                    continue;
+                }
+                FeederSource::Records {
+                    columns: vec![name.clone()],
+                    rows,
+                }
+            }
+            "int" | "words" => {
+                let Some(list) = array(ctx, v, &vpath) else {
+                    continue;
+                };
+                let bounds: Vec<u64> = list
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, x)| uint(ctx, x, &format!("{vpath}[{i}]")))
+                    .collect();
+                if bounds.len() != 2 || bounds[0] > bounds[1] {
+                    ctx.error(&v.span(), &vpath, "give [min, max] with min ≤ max");
+                    continue;
+                }
+                if kind == "int" {
+                    FeederSource::Int {
+                        min: bounds[0].min(i64::MAX as u64) as i64,
+                        max: bounds[1].min(i64::MAX as u64) as i64,
+                    }
+                } else {
+                    if bounds[0] == 0 || bounds[1] > 10_000 {
+                        ctx.error(&v.span(), &vpath, "words takes 1 to 10000 words");
+                        continue;
+                    }
+                    FeederSource::Words {
+                        min: bounds[0] as usize,
+                        max: bounds[1] as usize,
+                    }
+                }
+            }
+            _ => {
+                if boolean(ctx, v, &vpath) != Some(true) {
+                    ctx.error(&v.span(), &vpath, "write uuid = true");
+                    continue;
+                }
+                FeederSource::Uuid
+            }
+        };
+        out.push(Feeder {
+            name,
+            source,
+            order,
+        });
+    }
+    out
+}
+
+/// A CSV file with a header row.
+fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .map_err(|e| e.to_string())?;
+    let columns: Vec<String> = rdr
+        .headers()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let mut rows = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| format!("record {}: {e}", i + 1))?;
+        rows.push(rec.iter().map(str::to_string).collect());
+    }
+    Ok((columns, rows))
+}
+
+/// One JSON object per line; the columns are the first object's keys.
+fn read_jsonl(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut columns: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let obj: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+            .map_err(|e| format!("line {}: expected a JSON object: {e}", i + 1))?;
+        if columns.is_empty() {
+            columns = obj.keys().cloned().collect();
+        }
+        rows.push(
+            columns
+                .iter()
+                .map(|c| match obj.get(c) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Null) | None => String::new(),
+                    Some(v) => v.to_string(),
+                })
+                .collect(),
+        );
+    }
+    Ok((columns, rows))
+}
+
+fn scenario(
+    ctx: &mut Ctx,
+    t: &Tbl<'_, '_>,
+    name: String,
+    duration: Option<Duration>,
+    default_timeout: Duration,
+    feeders: &[Feeder],
+) -> Option<Scenario> {
+    let here = if t.path.is_empty() {
+        String::new()
+    } else {
+        format!("{}.", t.path)
+    };
+    let model = match (t.get("stages"), t.get("visitors")) {
+        (Some(_), Some(_)) => {
+            ctx.error(
+                &t.key_span("visitors"),
+                &t.path_of("visitors"),
+                "give stages (open model) or visitors (closed model), not both",
+            );
+            None
+        }
+        (None, None) => {
+            t.missing(ctx, "stages", "give [[stages]] (an open model: new conversations per second) or visitors = N (a closed model)");
+            None
+        }
+        (Some(v), None) => {
+            let stages = stages(ctx, v, &t.path_of("stages"));
+            let arrivals = match t.string(ctx, "arrivals").as_deref() {
+                None | Some("uniform") | Some("constant") => Arrivals::Uniform,
+                Some("poisson") => Arrivals::Poisson,
+                Some(other) => {
+                    ctx.error(
+                        &t.key_span("arrivals"),
+                        &t.path_of("arrivals"),
+                        format!("unknown arrivals {other:?}; use uniform or poisson"),
+                    );
+                    Arrivals::Uniform
+                }
+            };
+            stages.and_then(|stages| {
+                let sum: Duration = stages.iter().map(|s| s.duration).sum();
+                if let Some(d) = duration
+                    && d < sum
+                {
+                    ctx.error(
+                        &t.key_span("stages"),
+                        &t.path_of("stages"),
+                        format!(
+                            "the stages last {}, longer than duration = {:?}",
+                            humanize(sum),
+                            humanize(d)
+                        ),
+                    );
+                }
+                if sum.is_zero() {
+                    ctx.error(
+                        &t.key_span("stages"),
+                        &t.path_of("stages"),
+                        "the stages last no time",
+                    );
+                    return None;
+                }
+                Some(Model::Open {
+                    schedule: OpenSchedule::new(&stages, duration.unwrap_or(sum)),
+                    arrivals,
+                })
+            })
+        }
+        (None, Some(_)) => {
+            let visitors = t.uint(ctx, "visitors")?;
+            if visitors == 0 || visitors > 1_000_000 {
+                ctx.error(
+                    &t.key_span("visitors"),
+                    &t.path_of("visitors"),
+                    "give 1 to 1000000 visitors",
+                );
+                return None;
+            }
+            if duration.is_none() {
+                t.missing(
+                    ctx,
+                    "duration",
+                    "a closed model runs for `duration`, e.g. duration = \"30s\"",
+                );
+            }
+            if t.has("arrivals") {
+                ctx.error(
+                    &t.key_span("arrivals"),
+                    &t.path_of("arrivals"),
+                    "arrivals applies to stages (open model) only",
+                );
+            }
+            Some(Model::Closed {
+                visitors: visitors as u32,
+            })
+        }
+    };
+    let max_conversations = match t.uint(ctx, "max_conversations") {
+        Some(0) => {
+            ctx.error(
+                &t.key_span("max_conversations"),
+                &t.path_of("max_conversations"),
+                "must be at least 1",
+            );
+            1
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => 20_000,
+    };
+
+    let mut scripts: Vec<Script> = Vec::new();
+    match t.get("script") {
+        None => t.missing(
+            ctx,
+            "script",
+            "add a [[script]] with channel = \"webchat\" and its steps",
+        ),
+        Some(v) => {
+            if let Some(list) = array(ctx, v, &t.path_of("script")) {
+                for (i, item) in list.iter().enumerate() {
+                    let path = format!("{here}script[{i}]");
+                    if let Some(st) = table(ctx, item, path, item.span())
+                        && let Some(s) = script(ctx, &st, default_timeout, feeders)
+                    {
+                        if scripts.iter().any(|o| o.channel == s.channel) {
+                            ctx.error(
+                                &st.key_span("channel"),
+                                &st.path_of("channel"),
+                                format!("a second script for {}; one per channel", s.channel),
+                            );
+                        } else {
+                            scripts.push(s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let mut mix: Vec<(Channel, f64)> = Vec::new();
+    if let Some(m) = t.sub(ctx, "mix") {
+        for (k, v) in m.map.iter() {
+            let path = m.path_of(k.get_ref());
+            let Some(c) = Channel::parse(k.get_ref()) else {
+                ctx.error(
+                    &k.span(),
+                    &path,
+                    "unknown channel; use webchat, whatsapp or email",
+                );
+                continue;
+            };
+            if let Some(share) = number(ctx, v, &path)
+                && share > 0.0
+            {
+                if !scripts.is_empty() && !scripts.iter().any(|s| s.channel == c) {
+                    ctx.error(
+                        &k.span(),
+                        &path,
+                        format!("has a share but no [[script]] with channel = \"{c}\""),
+                    );
+                }
+                mix.push((c, share));
+            }
+        }
+        if mix.is_empty() {
+            ctx.error(
+                &m.span,
+                &m.path,
+                "give at least one channel a share above 0",
+            );
+        }
+    } else {
+        mix = scripts.iter().map(|s| (s.channel, 1.0)).collect();
+    }
+    let total: f64 = mix.iter().map(|(_, s)| s).sum();
+    if total > 0.0 {
+        for (_, s) in &mut mix {
+            *s /= total;
+        }
+    }
+    Some(Scenario {
+        name,
+        model: model?,
+        mix,
+        scripts,
+        max_conversations,
+    })
+}
+
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 60.0 && s.fract() == 0.0 && (s as u64).is_multiple_of(60) {
+        format!("{}m", s as u64 / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn stages(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<Vec<Stage>> {
+    let list = array(ctx, v, path)?;
+    if list.is_empty() {
+        ctx.error(&v.span(), path, "give at least one stage");
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut prev = 0.0;
+    let mut ok = true;
+    for (i, item) in list.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(t) = table(ctx, item, p, item.span()) else {
+            ok = false;
+            continue;
+        };
+        t.allow(ctx, &["rate", "duration", "ramp"]);
+        let rate = match t.number(ctx, "rate") {
+            Some(r) => r,
+            None => {
+                if !t.has("rate") {
+                    t.missing(ctx, "rate", "new conversations per second");
+                }
+                ok = false;
+                continue;
+            }
+        };
+        if rate > 10_000_000.0 {
+            ctx.error(
+                &t.key_span("rate"),
+                &t.path_of("rate"),
+                "at most 10000000 per second",
+            );
+            ok = false;
+        }
+        let (from, d) = match (t.has("duration"), t.has("ramp")) {
+            (true, true) => {
+                ctx.error(
+                    &t.key_span("ramp"),
+                    &t.path_of("ramp"),
+                    "give duration (hold the rate) or ramp (move to it), not both",
+                );
+                ok = false;
+                continue;
+            }
+            (false, false) => {
+                t.missing(ctx, "duration", "give duration = \"30s\" (hold the rate) or ramp = \"1m\" (move to it from the previous rate)");
+                ok = false;
+                continue;
+            }
+            (true, false) => (rate, t.duration(ctx, "duration")),
+            (false, true) => (prev, t.duration(ctx, "ramp")),
+        };
+        let Some(d) = d else {
+            ok = false;
+            continue;
+        };
+        out.push(Stage {
+            from,
+            to: rate,
+            duration: d,
+        });
+        prev = rate;
+    }
+    ok.then_some(out)
+}
+
+fn script(
+    ctx: &mut Ctx,
+    t: &Tbl<'_, '_>,
+    default_timeout: Duration,
+    feeders: &[Feeder],
+) -> Option<Script> {
+    t.allow(ctx, &["channel", "steps"]);
+    let channel = match t.string(ctx, "channel") {
+        Some(c) => match Channel::parse(&c) {
+            Some(c) => Some(c),
+            None => {
+                ctx.error(
+                    &t.key_span("channel"),
+                    &t.path_of("channel"),
+                    format!("unknown channel {c:?}; use webchat, whatsapp or email"),
+                );
+                None
+            }
+        },
+        None => {
+            if !t.has("channel") {
+                t.missing(
+                    ctx,
+                    "channel",
+                    "which channel this script drives: webchat, whatsapp or email",
+                );
+            }
+            None
+        }
+    };
+    let Some(v) = t.get("steps") else {
+        t.missing(ctx, "steps", "a list like steps = [{ send = \"Hi\" }]");
+        return None;
+    };
+    let spath = t.path_of("steps");
+    let list = array(ctx, v, &spath)?;
+    let mut steps = Vec::new();
+    // Per step: what came before, for the order rules.
+    let mut sent = false;
+    let mut replied = false;
+    for (i, item) in list.iter().enumerate() {
+        let p = format!("{spath}[{i}]");
+        let Some(st) = table(ctx, item, p.clone(), item.span()) else {
+            continue;
+        };
+        let actions: Vec<&str> = ["send", "think", "agent_reply", "expect", "reconnect"]
+            .into_iter()
+            .filter(|k| st.has(k))
+            .collect();
+        if actions.len() != 1 {
+            ctx.error(
+                &item.span(),
+                &p,
+                "each step has exactly one of send, think, agent_reply, expect or reconnect",
+            );
+            continue;
+        }
+        let action = actions[0];
+        let apath = st.path_of(action);
+        let aspan = st.key_span(action);
+        let timeout = st.duration(ctx, "timeout").unwrap_or(default_timeout);
+        let templ = |ctx: &mut Ctx, key: &str| -> Option<Template> {
+            let v = st.get(key)?;
+            let s = string(ctx, v, &st.path_of(key))?;
+            match template(&s, feeders) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    ctx.error(&v.span(), &st.path_of(key), e);
+                    None
+                }
+            }
+        };
+        let step = match action {
+            "send" => {
+                st.allow(ctx, &["send", "size", "subject", "timeout"]);
+                let size = st.string(ctx, "size").and_then(|s| match size_dist(&s) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        ctx.error(&st.key_span("size"), &st.path_of("size"), e);
+                        None
+                    }
+                });
+                if channel == Some(Channel::Webchat)
+                    && let Some(d) = size
+                    && d.max() > 60 * 1024
+                {
+                    ctx.error(
+                        &st.key_span("size"),
+                        &st.path_of("size"),
+                        "web-chat frames are at most 64 KiB; keep sizes at or below 60KiB",
+                    );
+                }
+                let subject = templ(ctx, "subject");
+                if subject.is_some() && channel != Some(Channel::Email) {
+                    ctx.error(
+                        &st.key_span("subject"),
+                        &st.path_of("subject"),
+                        "only email messages have a subject",
+                    );
+                }
+                sent = true;
+                templ(ctx, "send").map(|text| Step::Send {
+                    text,
+                    size,
+                    subject,
+                    timeout,
+                })
+            }
+            "think" => {
+                st.allow(ctx, &["think"]);
+                st.string(ctx, "think").and_then(|s| match think_dist(&s) {
+                    Ok(d) => Some(Step::Think(d)),
+                    Err(e) => {
+                        ctx.error(&aspan, &apath, e);
+                        None
+                    }
+                })
+            }
+            "agent_reply" => {
+                st.allow(ctx, &["agent_reply", "timeout"]);
+                match channel {
+                    Some(Channel::Whatsapp) => ctx.error(&aspan, &apath, "not on whatsapp: the webhook's answer carries no conversation id to reply to"),
+                    _ if !sent => ctx.error(&aspan, &apath, "needs a send before it: the conversation exists only after the first message"),
+                    _ => {}
+                }
+                replied = true;
+                templ(ctx, "agent_reply").map(|text| Step::AgentReply { text, timeout })
+            }
+            "expect" => {
+                st.allow(ctx, &["expect", "timeout"]);
+                match st.string(ctx, "expect").as_deref() {
+                    Some("msg.new") => {}
+                    Some(other) => ctx.error(&aspan, &apath, format!("unknown frame {other:?}; only msg.new (the agent's reply pushed to the visitor) can be expected")),
+                    None => {}
+                }
+                if channel.is_some() && channel != Some(Channel::Webchat) {
+                    ctx.error(
+                        &aspan,
+                        &apath,
+                        "only web chat pushes messages to the visitor",
+                    );
+                } else if !replied {
+                    ctx.error(&aspan, &apath, "needs an agent_reply before it to wait for");
+                }
+                replied = false;
+                Some(Step::Expect { timeout })
+            }
+            _ => {
+                st.allow(ctx, &["reconnect", "timeout"]);
+                if boolean(ctx, st.get("reconnect")?, &apath) != Some(true) {
+                    ctx.error(&aspan, &apath, "write reconnect = true");
+                }
+                if channel.is_some() && channel != Some(Channel::Webchat) {
+                    ctx.error(&aspan, &apath, "only web chat has a socket to reconnect");
+                } else if !sent {
+                    ctx.error(
+                        &aspan,
+                        &apath,
+                        "needs a send before it: there is no conversation to resume yet",
+                    );
+                }
+                Some(Step::Reconnect { timeout })
+            }
+        };
+        if let Some(s) = step {
+            steps.push(s);
+        }
+    }
+    if !sent {
+        ctx.error(&v.span(), &spath, "a script needs at least one send");
+    }
+    if steps.len() > usize::from(u16::MAX) {
+        ctx.error(&v.span(), &spath, "too many steps");
+    }
+    Some(Script {
+        channel: channel?,
+        steps,
+    })
+}
+
+fn thresholds_table(ctx: &mut Ctx, root: &Tbl<'_, '_>, scenarios: &[String]) -> Vec<Threshold> {
+    let mut out = Vec::new();
+    let Some(t) = root.sub(ctx, "thresholds") else {
+        return out;
+    };
+    for (k, v) in t.map.iter() {
+        let key = k.get_ref().to_string();
+        let path = t.path_of(&key);
+        let selector = match thresholds::parse_key(&key, scenarios) {
+            Ok(s) => s,
+            Err(e) => {
+                ctx.error(&k.span(), &path, e);
+                continue;
+            }
+        };
+        // A string, a list of strings, or { check, abort_on_fail, delay }.
+        let mut checks: Vec<(String, Range<usize>, Option<Duration>)> = Vec::new();
+        match v.get_ref() {
+            DeValue::String(s) => checks.push((s.to_string(), v.span(), None)),
+            DeValue::Array(list) => {
+                for (i, item) in list.iter().enumerate() {
+                    if let Some(s) = string(ctx, item, &format!("{path}[{i}]")) {
+                        checks.push((s, item.span(), None));
+                    }
+                }
+            }
+            DeValue::Table(_) => {
+                let Some(tt) = table(ctx, v, path.clone(), k.span()) else {
+                    continue;
+                };
+                tt.allow(ctx, &["check", "abort_on_fail", "delay"]);
+                let abort = tt
+                    .get("abort_on_fail")
+                    .and_then(|b| boolean(ctx, b, &tt.path_of("abort_on_fail")))
+                    .unwrap_or(false);
+                let delay = tt.duration(ctx, "delay");
+                if delay.is_some() && !abort {
+                    ctx.error(&tt.key_span("delay"), &tt.path_of("delay"), "delay is how long to wait before abort_on_fail applies; set abort_on_fail = true");
+                }
+                match tt.get("check") {
+                    Some(c) => {
+                        if let Some(s) = string(ctx, c, &tt.path_of("check")) {
+                            checks.push((s, c.span(), abort.then(|| delay.unwrap_or_default())));
+                        }
+                    }
+                    None => tt.missing(ctx, "check", "the condition, e.g. check = \"< 50ms\""),
+                }
+            }
+            other => {
+                ctx.error(
+                    &v.span(),
+                    &path,
+                    format!(
+                        "expected a check like \"< 50ms\", found {}",
+                        other.type_str()
+                    ),
+                );
+            }
+        }
+        for (check, span, abort) in checks {
+            match thresholds::parse_check(&check, selector.unit()) {
+                Ok((op, bound)) => out.push(Threshold {
+                    key: key.clone(),
+                    check: check.trim().to_string(),
+                    selector: selector.clone(),
+                    op,
+                    bound,
+                    abort_on_fail: abort,
+                    line: ctx.line_of(span.start),
+                }),
+                Err(e) => ctx.error(&span, &path, e),
+            }
+        }
+    }
+    out.sort_by_key(|t| t.line);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+duration = "2s"
+
+[tenants]
+provision = 2
+
+[[stages]]
+rate = 5
+duration = "1s"
+[[stages]]
+rate = 10
+ramp = "1s"
+
+[mix]
+webchat = 3
+email = 1
+
+[[script]]
+channel = "webchat"
+steps = [
+  { send = "Hoi {visitor}, order {orders}", size = "uniform(10B, 100B)" },
+  { think = "exp(10ms)" },
+  { agent_reply = "We kijken" },
+  { expect = "msg.new", timeout = "2s" },
+]
+
+[[script]]
+channel = "email"
+steps = [{ send = "Mail {seq}", subject = "Order {orders}" }, { agent_reply = "ok" }]
+
+[feeders.orders]
+values = ["A1", "B2"]
+
+[thresholds]
+"webchat.ack.p99" = "< 50ms"
+"errors.rate" = { check = "< 1%", abort_on_fail = true, delay = "1s" }
+"webchat.ack.rate" = ["> 1/s", "< 100/s"]
+"#;
+
+    fn errors(src: &str) -> Vec<ScenarioError> {
+        parse_str(Path::new("x.toml"), src).expect_err("invalid").0
+    }
+
+    #[test]
+    fn a_good_file_parses() {
+        let p = parse_str(Path::new("x.toml"), GOOD).expect("valid");
+        assert_eq!(p.name, "t");
+        assert_eq!(p.duration, Duration::from_secs(2));
+        assert_eq!(p.scenarios.len(), 1);
+        let s = &p.scenarios[0];
+        assert_eq!(
+            s.mix,
+            vec![(Channel::Email, 0.25), (Channel::Webchat, 0.75)]
+        );
+        assert_eq!(s.scripts[0].steps.len(), 4);
+        assert_eq!(p.thresholds.len(), 4);
+        assert_eq!(p.thresholds[1].abort_on_fail, Some(Duration::from_secs(1)));
+        match &s.model {
+            Model::Open { schedule, .. } => {
+                assert!((schedule.expected_arrivals() - 12.5).abs() < 1e-9)
+            }
+            Model::Closed { .. } => panic!("open model expected"),
+        }
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let src = GOOD.replace("{ think = \"exp(10ms)\" }", "{ think = \"exp(10)\" }");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 23);
+        assert_eq!(e[0].key, "script[0].steps[1].think");
+        assert!(
+            e[0].to_string()
+                .starts_with("x.toml:23: script[0].steps[1].think: "),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_reported() {
+        let src = GOOD
+            .replace("rate = 5\n", "rate = \"fast\"\n")
+            .replace(
+                "\"webchat.ack.p99\" = \"< 50ms\"",
+                "\"webchat.ack.p99\" = \"< 50\"",
+            )
+            .replace("provision = 2", "provision = 2\nflavour = 1");
+        let e = errors(&src);
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "tenants.flavour",
+                "stages[0].rate",
+                "thresholds.\"webchat.ack.p99\""
+            ],
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn order_rules_for_steps() {
+        let src = GOOD.replace("{ agent_reply = \"We kijken\" },\n", "");
+        let e = errors(&src);
+        assert!(e[0].message.contains("needs an agent_reply"), "{e:?}");
+        let src = GOOD
+            .replace("channel = \"email\"", "channel = \"whatsapp\"")
+            .replace("email = 1", "whatsapp = 1");
+        let e = errors(&src);
+        let msgs: Vec<&str> = e.iter().map(|e| e.message.as_str()).collect();
+        assert!(
+            msgs.iter().any(|m| m.contains("no conversation id")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("only email messages have a subject")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_toml() {
+        let e = errors(&GOOD.replace("order {orders}\"", "order {order}\""));
+        assert!(e[0].message.contains("unknown field {order}"), "{e:?}");
+        let e = errors("name = \"x\"\n[[stages]\n");
+        assert_eq!(e[0].line, 2);
+        assert!(e[0].message.starts_with("not valid TOML"));
+    }
+
+    #[test]
+    fn closed_model_needs_a_duration() {
+        let e = errors(
+            "name = \"c\"\nvisitors = 3\n[[script]]\nchannel = \"webchat\"\nsteps = [{ send = \"x\" }]\n",
+        );
+        assert_eq!(e[0].key, "duration", "{e:?}");
+        let p = parse_str(Path::new("c.toml"), "name = \"c\"\nduration = \"1s\"\nvisitors = 3\n[[script]]\nchannel = \"webchat\"\nsteps = [{ send = \"x\" }]\n").expect("valid");
+        assert!(matches!(
+            p.scenarios[0].model,
+            Model::Closed { visitors: 3 }
+        ));
+    }
+
+    #[test]
+    fn several_scenarios() {
+        let src = r#"
+name = "multi"
+duration = "1s"
+[[scenario]]
+name = "chat"
+stages = [{ rate = 2, duration = "1s" }]
+script = [{ channel = "webchat", steps = [{ send = "a" }] }]
+[[scenario]]
+name = "mail"
+visitors = 2
+script = [{ channel = "email", steps = [{ send = "b" }] }]
+[thresholds]
+"mail.email.http.p99" = "< 1s"
+"#;
+        let p = parse_str(Path::new("m.toml"), src).expect("valid");
+        assert_eq!(p.scenarios.len(), 2);
+        assert_eq!(p.thresholds.len(), 1);
+    }
+}
