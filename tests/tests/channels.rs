@@ -253,6 +253,8 @@ async fn whatsapp_message_is_stored_once_and_read_back() -> anyhow::Result<()> {
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await?;
     assert_eq!(v["stored"], 1);
+    let first_conversation = v["messages"][0]["conversation_id"].clone();
+    assert_eq!(v["messages"][0]["duplicate"], false);
 
     // Meta retries: same id, nothing new.
     let resp = core.whatsapp(&t, &body, None).await?;
@@ -266,6 +268,7 @@ async fn whatsapp_message_is_stored_once_and_read_back() -> anyhow::Result<()> {
     let convs = core.as_tenant(&t).conversations().await?;
     assert_eq!(convs.items.len(), 1);
     assert_eq!(convs.items[0].channel, "whatsapp");
+    assert_eq!(first_conversation, convs.items[0].id.as_str());
     let msgs = core
         .as_tenant(&t)
         .messages(&convs.items[0].id, 10, None)

@@ -68,6 +68,19 @@ pub struct WhatsAppReceipt {
     pub duplicates: usize,
     /// Delivery statuses received (counted, not stored).
     pub statuses: usize,
+    /// Where each message of the notification landed, in order (so an agent
+    /// can answer in the conversation).
+    pub messages: Vec<WhatsAppStored>,
+}
+
+/// One message of a WhatsApp notification, as stored.
+#[derive(ToSchema)]
+pub struct WhatsAppStored {
+    pub message_id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    /// Already stored before (a Meta retry).
+    pub duplicate: bool,
 }
 
 /// 201 (new) or 200 (duplicate `Message-ID`) answer to an inbound email.

@@ -215,6 +215,7 @@ pub async fn notify(
     }
     let mut stored = 0usize;
     let mut duplicates = 0usize;
+    let mut messages = Vec::with_capacity(pending.len());
     for (rx, acct) in pending {
         let m = rx
             .await
@@ -226,10 +227,21 @@ pub async fn notify(
         } else {
             stored += 1;
         }
+        messages.push(json!({
+            "message_id": m.message_id,
+            "conversation_id": m.conversation_id,
+            "seq": m.seq,
+            "duplicate": m.duplicate,
+        }));
     }
     Ok((
         StatusCode::OK,
-        axum::Json(json!({"stored": stored, "duplicates": duplicates, "statuses": statuses})),
+        axum::Json(json!({
+            "stored": stored,
+            "duplicates": duplicates,
+            "statuses": statuses,
+            "messages": messages,
+        })),
     )
         .into_response())
 }
