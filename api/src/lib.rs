@@ -5,6 +5,7 @@
 //! reject unknown fields (a typo is an error, not silently ignored); Meta's
 //! payloads accept them (Meta adds fields without notice).
 //!
+//! - [`channel`]: the three channel names.
 //! - [`error`]: the JSON error body every HTTP error carries.
 //! - [`webchat`]: web-chat WebSocket frames, client and server.
 //! - [`whatsapp`]: WhatsApp Cloud API webhook notification payloads.
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod channel;
 pub mod client;
 pub mod email;
 pub mod error;
@@ -24,4 +26,5 @@ pub mod units;
 pub mod webchat;
 pub mod whatsapp;
 
+pub use channel::Channel;
 pub use error::{ErrorBody, ErrorDetail};

@@ -35,29 +35,8 @@ pub enum StoreError {
     },
 }
 
-/// The three ingress channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Channel {
-    Webchat,
-    Whatsapp,
-    Email,
-}
-
-impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Webchat, Channel::Whatsapp, Channel::Email];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Webchat => "webchat",
-            Channel::Whatsapp => "whatsapp",
-            Channel::Email => "email",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-}
+/// The three ingress channels (the contract crate's names).
+pub use c24_api::Channel;
 
 /// A tenant row, as stored (secrets sealed under the KEK).
 #[derive(Debug, Clone)]

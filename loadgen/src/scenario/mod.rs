@@ -13,35 +13,8 @@ use crate::thresholds::Threshold;
 
 pub use parse::{ScenarioError, ScenarioErrors, load, parse_str};
 
-/// A chat channel the load generator can drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Channel {
-    Webchat,
-    Whatsapp,
-    Email,
-}
-
-impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Webchat, Channel::Whatsapp, Channel::Email];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Webchat => "webchat",
-            Channel::Whatsapp => "whatsapp",
-            Channel::Email => "email",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Channel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A chat channel the load generator can drive (the contract crate's names).
+pub use c24_api::Channel;
 
 /// A validated scenario file.
 #[derive(Debug, Clone)]
