@@ -15,6 +15,7 @@ use crate::keymap::{KeyCommand, Keymap};
 use crate::store::{Link, Store};
 use crate::theme::Theme;
 use crate::views::audit::AuditView;
+use crate::views::compliance::ComplianceView;
 use crate::views::help::HelpView;
 use crate::views::overview::OverviewView;
 use crate::views::retention::RetentionView;
@@ -128,6 +129,7 @@ pub struct App {
     retention: RetentionView,
     subprocessors: SubprocessorsView,
     audit: AuditView,
+    compliance: ComplianceView,
     help: HelpView,
     demo_totp: Option<DemoTotp>,
     status: Option<String>,
@@ -156,6 +158,7 @@ impl App {
             retention: RetentionView,
             subprocessors: SubprocessorsView::default(),
             audit: AuditView::default(),
+            compliance: ComplianceView::default(),
             help: HelpView,
             demo_totp,
             status: None,
@@ -269,6 +272,7 @@ impl App {
             KeyCommand::Tab4 => Some(Action::SwitchTab(Tab::Retention)),
             KeyCommand::Tab5 => Some(Action::SwitchTab(Tab::Subprocessors)),
             KeyCommand::Tab6 => Some(Action::SwitchTab(Tab::Audit)),
+            KeyCommand::Tab7 => Some(Action::SwitchTab(Tab::Compliance)),
             KeyCommand::NextTab => Some(Action::SwitchTab(self.tab.next())),
             KeyCommand::PrevTab => Some(Action::SwitchTab(self.tab.prev())),
             KeyCommand::Back if self.help_open => Some(Action::ToggleHelp),
@@ -298,6 +302,7 @@ impl App {
             Tab::Retention => self.retention.handle_event(cmd, &ctx),
             Tab::Subprocessors => self.subprocessors.handle_event(cmd, &ctx),
             Tab::Audit => self.audit.handle_event(cmd, &ctx),
+            Tab::Compliance => self.compliance.handle_event(cmd, &ctx),
         }
     }
 
@@ -620,6 +625,7 @@ impl App {
                 Tab::Retention => self.retention.draw(f, body, &ctx),
                 Tab::Subprocessors => self.subprocessors.draw(f, body, &ctx),
                 Tab::Audit => self.audit.draw(f, body, &ctx),
+                Tab::Compliance => self.compliance.draw(f, body, &ctx),
             }
         }
         self.draw_status(f, status);
@@ -760,7 +766,7 @@ impl App {
                         hint(KeyCommand::Filter, "filter"),
                         hint(KeyCommand::Sort, "sort"),
                         hint(KeyCommand::Command, "command"),
-                        "1-6 views".to_string(),
+                        "1-7 views".to_string(),
                         hint(KeyCommand::Quit, "quit"),
                     ];
                     if self.tab == Tab::Tenants && !self.detail_open {

@@ -4,10 +4,14 @@
 //! console then talks to it over 127.0.0.1 like to any other core.
 //!
 //! Seeded: active tenants, two suspended, one without a DPA, one terminated
-//! with its purge pending, one terminated 31 days ago (so its data is
+//! with its purge pending, one terminated 32 days ago (so its data is
 //! overdue: the dev clock is advanced past its deadline and the scheduled
 //! purge is hours away), and a proposed sub-processor outside the EEA
-//! without a safeguard, objected to by two tenants. Privileged seeding
+//! without a safeguard, objected to by two tenants. For the compliance
+//! view: an erasure request filed before the clock moves (so it is
+//! overdue), an access request not yet due, a breach affecting two tenants
+//! (one controller notified, the authority's 72 h clock open) and a
+//! consent with one purpose withdrawn. Privileged seeding
 //! steps each use their own staff token (a TOTP step is good once per
 //! token); the bootstrap admin token, which the console uses, has the fixed
 //! [`DEMO_TOTP_SECRET`], so `--demo --write` can do privileged actions.
@@ -16,6 +20,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use c24_api::admin::consents::{RecordConsent, WithdrawConsent};
+use c24_api::admin::dsr::{CreateDsr, DsrSubject, DsrType};
+use c24_api::admin::incidents::{CreateIncident, NotifyTarget, RecordNotification};
 use c24_api::admin::subprocessors::{Announcement, ObjectionRequest};
 use c24_api::admin::tenants::{CreateTenant, TenantCreated};
 use c24_api::client::webchat::WebchatClient;
@@ -26,8 +33,10 @@ use tokio::sync::watch;
 
 /// The bootstrap admin's TOTP secret in the demo (shown in the UI).
 pub const DEMO_TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
-/// How far the demo's dev clock is moved ahead, so one termination is overdue.
-pub const CLOCK_ADVANCE_S: i64 = 31 * 86_400;
+/// How far the demo's dev clock is moved ahead, so one termination is
+/// overdue and a request filed before it is past its one-month deadline by
+/// at least a day, whatever the month (a calendar month is at most 31 days).
+pub const CLOCK_ADVANCE_S: i64 = 32 * 86_400;
 
 /// Seeding staff: one admin token per privileged seeding step.
 const SEED_STAFF: [(&str, &str, &str); 3] = [
@@ -219,16 +228,28 @@ async fn seed(
     ws_url: &str,
     clock: &Arc<dyn Clock>,
 ) -> Result<Vec<TrafficTenant>, DemoError> {
-    // The overdue one first: terminated, then the clock moves 31 days on.
+    // The overdue one first: terminated, then the clock moves 32 days on.
     let overdue = create(admin, "Overdue Outfitters", true).await?;
     seed_messages(ws_url, &overdue, clock, 3).await?;
     let (staff, code) = seed_staff(admin, 0)?;
     staff.terminate(&overdue.id, &code).await?;
+    // A request filed now is due in one calendar month (at most 31 days):
+    // past due once the clock has moved on.
+    let acme = create(admin, "Acme Retail", true).await?;
+    admin
+        .file_dsr(
+            &acme.id,
+            &CreateDsr {
+                kind: DsrType::Erasure,
+                subject: DsrSubject::email("jan.jansen@example.net"),
+                received_at: None,
+            },
+        )
+        .await?;
     let now = admin.advance_clock(CLOCK_ADVANCE_S).await?;
 
-    let mut active = Vec::new();
+    let mut active = vec![acme];
     for name in [
-        "Acme Retail",
         "Bakkerij de Vries",
         "Nordic Ferries",
         "Helios Energy",
@@ -287,10 +308,86 @@ async fn seed(
             )
             .await?;
     }
+    seed_compliance(admin, &active, now.now_ms).await?;
     Ok(active
         .into_iter()
         .map(|created| TrafficTenant { created })
         .collect())
+}
+
+/// An RFC 3339 time `ms` since the epoch.
+fn rfc3339(ms: i64) -> Result<String, DemoError> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .ok_or_else(|| DemoError::Seed("the core's clock is out of range".into()))
+}
+
+/// After the clock moved: an open request not yet due, a breach 30 hours
+/// old (one controller notified, the other and the authority not yet), and
+/// a consent with a purpose withdrawn.
+async fn seed_compliance(
+    admin: &Client,
+    active: &[TenantCreated],
+    now_ms: i64,
+) -> Result<(), DemoError> {
+    let [acme, bakkerij, nordic, _, lumen, ..] = active else {
+        return Err(DemoError::Seed("too few tenants to seed".into()));
+    };
+    admin
+        .file_dsr(
+            &lumen.id,
+            &CreateDsr {
+                kind: DsrType::Access,
+                subject: DsrSubject::phone("+31 6 1234 5678"),
+                received_at: None,
+            },
+        )
+        .await?;
+    let incident = admin
+        .record_incident(&CreateIncident {
+            aware_at: Some(rfc3339(now_ms - 30 * 3_600_000)?),
+            nature: "Export bucket readable without authentication".into(),
+            categories: vec!["message bodies".into(), "contact details".into()],
+            records: 1_200,
+            subjects: 300,
+            affected_tenants: vec![acme.id.clone(), nordic.id.clone()],
+            consequences: "Chat transcripts may have been read by third parties".into(),
+            measures: "Bucket access revoked, access logs under review".into(),
+            platform_is_controller: true,
+            high_risk: false,
+        })
+        .await?;
+    admin
+        .record_notification(
+            &incident.id,
+            &RecordNotification {
+                to: NotifyTarget::Controller,
+                tenant_id: Some(acme.id.clone()),
+            },
+        )
+        .await?;
+    let consent = admin
+        .record_consent(
+            &bakkerij.id,
+            &RecordConsent {
+                subject: DsrSubject::email("klant@example.net"),
+                purposes: vec!["marketing email".into(), "product updates".into()],
+                collection_method: "chat widget banner".into(),
+                policy_version: "2026-01".into(),
+                given_at: None,
+            },
+        )
+        .await?;
+    admin
+        .withdraw_consent(
+            &bakkerij.id,
+            &consent.id,
+            &WithdrawConsent {
+                purposes: Some(vec!["marketing email".into()]),
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 const TEXTS: [&str; 6] = [
@@ -430,7 +527,7 @@ async fn post_email(
     n: u64,
     clock: &Arc<dyn Clock>,
 ) {
-    // Signed with the core's clock: the demo's dev clock runs 31 days ahead.
+    // Signed with the core's clock: the demo's dev clock runs 32 days ahead.
     let ts = (clock.now_ms() / 1000).to_string();
     let raw = format!(
         "From: Demo Visitor <visitor{}@example.net>\r\nTo: {}\r\nSubject: Question {n}\r\nMessage-ID: <demo-{n}-{}@example.net>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",

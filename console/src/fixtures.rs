@@ -5,7 +5,10 @@
 use std::time::{Duration, Instant};
 
 use c24_api::admin::audit::AuditEntry;
+use c24_api::admin::consents::Consent;
+use c24_api::admin::dsr::Dsr;
 use c24_api::admin::events::Event;
+use c24_api::admin::incidents::Incident;
 use c24_api::admin::overview::Overview;
 use c24_api::admin::retention::RetentionReport;
 use c24_api::admin::subprocessors::RegistryList;
@@ -269,6 +272,210 @@ pub fn audit() -> Vec<AuditEntry> {
     ]))
 }
 
+/// Data-subject requests as the per-tenant lists give them: one overdue,
+/// one due within days, one extended, one not yet due, one completed (not
+/// shown).
+pub fn dsrs() -> Vec<Dsr> {
+    let d = |id: &str,
+             tenant: usize,
+             kind: &str,
+             subject: &str,
+             status: &str,
+             received: &str,
+             due: &str,
+             initial: &str,
+             left: i64,
+             extensions: Vec<Value>| {
+        json!({
+            "id": id, "tenant_id": tenant_id(tenant), "type": kind, "subject_kind": subject,
+            "status": status, "received_at": received, "due_at": due, "initial_due_at": initial,
+            "overdue": left < 0 && status != "completed", "seconds_left": left,
+            "extensions": extensions,
+            "completed_at": if status == "completed" { Some("2026-02-20T10:00:00Z") } else { None },
+            "outcome": null, "export": null, "requested_by": format!("tenant:{}", tenant_id(tenant)),
+            "history": [{"at": received, "event": "filed", "actor": format!("tenant:{}", tenant_id(tenant))}]
+        })
+    };
+    let ext = json!({"months": 1, "reason": "many requests this month", "person_informed_at": "2026-01-10T09:00:00Z",
+                     "recorded_at": "2026-01-10T09:05:00Z", "due_at": "2026-03-20T08:00:00Z"});
+    parse(json!([
+        d(
+            "dsr-1",
+            4,
+            "access",
+            "phone",
+            "received",
+            "2026-02-12T10:00:00Z",
+            "2026-03-12T10:00:00Z",
+            "2026-03-12T10:00:00Z",
+            950_400,
+            vec![]
+        ),
+        d(
+            "dsr-2",
+            0,
+            "erasure",
+            "email",
+            "received",
+            "2026-01-27T09:00:00Z",
+            "2026-02-27T09:00:00Z",
+            "2026-02-27T09:00:00Z",
+            -183_600,
+            vec![]
+        ),
+        d(
+            "dsr-3",
+            2,
+            "portability",
+            "visitor_id",
+            "extended",
+            "2025-12-20T08:00:00Z",
+            "2026-03-20T08:00:00Z",
+            "2026-01-20T08:00:00Z",
+            1_628_000,
+            vec![ext]
+        ),
+        d(
+            "dsr-4",
+            1,
+            "rectification",
+            "email",
+            "received",
+            "2026-02-03T12:00:00Z",
+            "2026-03-03T12:00:00Z",
+            "2026-03-03T12:00:00Z",
+            172_800,
+            vec![]
+        ),
+        d(
+            "dsr-5",
+            0,
+            "access",
+            "email",
+            "completed",
+            "2026-02-01T09:00:00Z",
+            "2026-03-01T09:00:00Z",
+            "2026-03-01T09:00:00Z",
+            700_000,
+            vec![]
+        ),
+    ]))
+}
+
+/// The breach register: one open with a controller notified, one with an
+/// overdue controller clock and a late notice to the people, one closed.
+pub fn incidents() -> Vec<Incident> {
+    let ctl = |i: usize, deadline: &str, notified: Option<&str>, left: i64| {
+        json!({"tenant_id": tenant_id(i), "deadline_at": deadline, "notified_at": notified,
+               "overdue": notified.is_none() && left < 0, "seconds_left": left})
+    };
+    let clock = |deadline: &str, notified: Option<&str>, left: i64| {
+        json!({"deadline_at": deadline, "notified_at": notified,
+               "overdue": notified.is_none() && left < 0, "seconds_left": left})
+    };
+    let inc = |id: &str,
+               aware: &str,
+               nature: &str,
+               tenants: Vec<usize>,
+               platform: bool,
+               high: bool,
+               clocks: Value,
+               open: bool,
+               overdue: bool| {
+        json!({
+            "id": id, "aware_at": aware, "recorded_at": aware, "recorded_by": "bootstrap-admin",
+            "nature": nature, "categories": ["message bodies"], "records": 1200, "subjects": 300,
+            "affected_tenants": tenants.iter().map(|i| tenant_id(*i)).collect::<Vec<_>>(),
+            "consequences": "exposure of chat content", "measures": "access revoked, keys rotated",
+            "platform_is_controller": platform, "high_risk": high, "clocks": clocks,
+            "open": open, "overdue": overdue, "notifications": [], "purge_after": "2029-03-01T00:00:00Z"
+        })
+    };
+    parse(json!([
+        inc(
+            "inc-3",
+            "2026-02-28T22:00:00Z",
+            "Export bucket readable without authentication",
+            vec![0, 2],
+            true,
+            false,
+            json!({"controllers": [
+                      ctl(0, "2026-03-02T22:00:00Z", Some("2026-03-01T09:30:00Z"), 131_400),
+                      ctl(2, "2026-03-02T22:00:00Z", None, 122_400)],
+                   "authority": clock("2026-03-03T22:00:00Z", None, 208_800),
+                   "subjects": null}),
+            true,
+            false
+        ),
+        inc(
+            "inc-2",
+            "2026-02-26T08:00:00Z",
+            "Agent laptop with cached transcripts stolen",
+            vec![5],
+            false,
+            true,
+            json!({"controllers": [ctl(5, "2026-02-28T08:00:00Z", None, -100_800)],
+                   "authority": null,
+                   "subjects": clock("2026-02-26T08:00:00Z", Some("2026-02-27T10:00:00Z"), -93_600)}),
+            true,
+            true
+        ),
+        inc(
+            "inc-1",
+            "2026-01-10T09:00:00Z",
+            "Misrouted email reply to another customer",
+            vec![3],
+            false,
+            false,
+            json!({"controllers": [ctl(3, "2026-01-12T09:00:00Z", Some("2026-01-10T15:00:00Z"), 151_200)],
+                   "authority": null, "subjects": null}),
+            false,
+            false
+        ),
+    ]))
+}
+
+/// Consent records: one with a purpose withdrawn, one withdrawn entirely,
+/// one standing (not shown).
+pub fn consents() -> Vec<Consent> {
+    let c = |id: &str, tenant: usize, subject: &str, purposes: Value, status: &str| {
+        json!({
+            "id": id, "tenant_id": tenant_id(tenant), "subject_kind": subject, "purposes": purposes,
+            "collection_method": "chat widget banner", "policy_version": "2026-01",
+            "given_at": "2026-01-15T10:00:00Z",
+            "withdrawn_at": if status == "withdrawn" { Some("2026-02-25T14:00:00Z") } else { None },
+            "status": status, "purge_after": null, "recorded_by": format!("tenant:{}", tenant_id(tenant))
+        })
+    };
+    let p = |purpose: &str, withdrawn: Option<&str>| json!({"purpose": purpose, "given_at": "2026-01-15T10:00:00Z", "withdrawn_at": withdrawn});
+    parse(json!([
+        c(
+            "con-1",
+            0,
+            "email",
+            json!([
+                p("marketing email", Some("2026-03-01T08:15:00Z")),
+                p("product updates", None)
+            ]),
+            "given"
+        ),
+        c(
+            "con-2",
+            6,
+            "phone",
+            json!([p("whatsapp offers", Some("2026-02-25T14:00:00Z"))]),
+            "withdrawn"
+        ),
+        c(
+            "con-3",
+            1,
+            "visitor_id",
+            json!([p("chat history", None)]),
+            "given"
+        ),
+    ]))
+}
+
 pub fn events() -> Vec<Event> {
     parse(json!([
         {"kind": "tenant.changed", "at": "2026-03-01T11:40:00Z", "data": {"id": tenant_id(10), "change": "terminated", "status": "terminated"}},
@@ -303,6 +510,9 @@ pub fn store_at(tenants: usize, redact: bool, now: Instant) -> Store {
     s.set_retention(retention(), now);
     s.set_registry(registry(), now);
     s.set_audit(audit(), now);
+    s.set_dsrs(dsrs(), 4, None, now);
+    s.set_incidents(incidents(), now);
+    s.set_consents(consents(), 2, None, now);
     for e in events() {
         s.push_event(&e, now);
     }

@@ -32,6 +32,7 @@ pub enum KeyCommand {
     Tab4,
     Tab5,
     Tab6,
+    Tab7,
     Refresh,
     Suspend,
     Resume,
@@ -130,6 +131,13 @@ pub const COMMANDS: &[(KeyCommand, &str, Group, &str, &[&str])] = &[
         Group::Navigation,
         "audit / events",
         &["6"],
+    ),
+    (
+        KeyCommand::Tab7,
+        "tab7",
+        Group::Navigation,
+        "compliance",
+        &["7"],
     ),
     (
         KeyCommand::NextTab,

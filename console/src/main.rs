@@ -50,7 +50,7 @@ struct Cli {
     #[arg(long)]
     write: bool,
     /// Render one frame of a view as text and exit: overview, tenants,
-    /// tenant:NAME, throughput, retention, subprocessors, audit, help.
+    /// tenant:NAME, throughput, retention, subprocessors, audit, compliance, help.
     #[arg(long, value_name = "VIEW")]
     snapshot: Option<String>,
     /// Width of a snapshot.

@@ -71,6 +71,17 @@ pub fn apply(app: &mut App, msg: SourceMsg, sources: &Sources) {
         SourceMsg::Retention(r) => s.set_retention(*r, now),
         SourceMsg::Registry(r) => s.set_registry(*r, now),
         SourceMsg::Audit(a) => s.set_audit(a, now),
+        SourceMsg::Dsrs {
+            items,
+            open,
+            failed,
+        } => s.set_dsrs(items, open, failed, now),
+        SourceMsg::Incidents(i) => s.set_incidents(i, now),
+        SourceMsg::Consents {
+            items,
+            withdrawals,
+            failed,
+        } => s.set_consents(items, withdrawals, failed, now),
         SourceMsg::Event(e) => s.push_event(&e, now),
         SourceMsg::FeedError(f, e) => s.feed_failed(f, e, now),
         SourceMsg::Outcome(o) => {

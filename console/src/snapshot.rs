@@ -22,8 +22,7 @@ pub enum SnapshotView {
 }
 
 impl SnapshotView {
-    pub const NAMES: &'static str =
-        "overview, tenants, tenant:NAME, throughput, retention, subprocessors, audit, help";
+    pub const NAMES: &'static str = "overview, tenants, tenant:NAME, throughput, retention, subprocessors, audit, compliance, help";
 
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(t) = s.strip_prefix("tenant:") {
@@ -49,6 +48,14 @@ impl SnapshotView {
             SnapshotView::Tab(Tab::Retention) => &[Feed::Retention],
             SnapshotView::Tab(Tab::Subprocessors) => &[Feed::Registry, Feed::Tenants],
             SnapshotView::Tab(Tab::Audit) => &[Feed::Audit, Feed::Events],
+            // The overview carries the core's clock the countdowns run on.
+            SnapshotView::Tab(Tab::Compliance) => &[
+                Feed::Overview,
+                Feed::Tenants,
+                Feed::Dsr,
+                Feed::Incidents,
+                Feed::Consents,
+            ],
             SnapshotView::Help => &[],
         }
     }

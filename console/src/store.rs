@@ -12,7 +12,10 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use c24_api::admin::audit::AuditEntry;
+use c24_api::admin::consents::Consent;
+use c24_api::admin::dsr::{Dsr, DsrStatus};
 use c24_api::admin::events::{Event, kinds};
+use c24_api::admin::incidents::Incident;
 use c24_api::admin::overview::Overview;
 use c24_api::admin::retention::RetentionReport;
 use c24_api::admin::subprocessors::RegistryList;
@@ -40,10 +43,13 @@ pub enum Feed {
     Registry,
     Audit,
     Events,
+    Dsr,
+    Incidents,
+    Consents,
 }
 
 impl Feed {
-    pub const ALL: [Feed; 8] = [
+    pub const ALL: [Feed; 11] = [
         Feed::Overview,
         Feed::Throughput,
         Feed::Tenants,
@@ -52,6 +58,9 @@ impl Feed {
         Feed::Registry,
         Feed::Audit,
         Feed::Events,
+        Feed::Dsr,
+        Feed::Incidents,
+        Feed::Consents,
     ];
 
     fn index(self) -> usize {
@@ -68,6 +77,9 @@ impl Feed {
             Feed::Registry => "registry",
             Feed::Audit => "audit",
             Feed::Events => "events",
+            Feed::Dsr => "dsr",
+            Feed::Incidents => "incidents",
+            Feed::Consents => "consents",
         }
     }
 }
@@ -451,6 +463,75 @@ pub struct EventRow {
     pub summary: String,
 }
 
+/// An open data-subject request as drawn (the person's identifier is
+/// never held: only which kind of identifier it was).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DsrRow {
+    pub id: String,
+    /// The tenant's name as shown (a pseudonym under `--redact`).
+    pub tenant: String,
+    pub kind: &'static str,
+    pub subject_kind: &'static str,
+    pub received_at: String,
+    pub due_at: Option<DateTime<Utc>>,
+    /// As of the fetch, for when the core's clock is not known yet.
+    pub seconds_left: i64,
+    pub status: &'static str,
+    /// `+1 mo`, `+2 mo`, or empty.
+    pub extension: String,
+}
+
+/// One notification clock of a breach.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockRow {
+    /// `controller 48h`, `authority 72h`, `subjects`.
+    pub label: &'static str,
+    /// The tenant as shown, for a controller clock.
+    pub tenant: Option<String>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub notified_at: Option<String>,
+    pub seconds_left: i64,
+}
+
+/// A breach as drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentRow {
+    pub id: String,
+    pub nature: String,
+    pub aware_at: String,
+    pub open: bool,
+    pub clocks: Vec<ClockRow>,
+}
+
+/// A consent record with at least one purpose withdrawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentRow {
+    pub id: String,
+    pub tenant: String,
+    pub subject_kind: &'static str,
+    /// The purposes withdrawn, comma-separated.
+    pub withdrawn: String,
+    /// Whether every purpose is withdrawn.
+    pub all: bool,
+    /// The latest withdrawal.
+    pub at: String,
+}
+
+/// The compliance view's three panels, ready to draw. Countdowns are
+/// computed at draw time against [`Store::core_now`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ComplianceView {
+    /// Open requests, earliest deadline (so the overdue ones) first.
+    pub dsrs: Vec<DsrRow>,
+    /// Open requests over all pages and tenants (the rows are first pages).
+    pub dsr_open: usize,
+    pub incidents: Vec<IncidentRow>,
+    /// Newest withdrawal first.
+    pub consents: Vec<ConsentRow>,
+    /// Purposes withdrawn over all records of the tenants fetched.
+    pub withdrawals: u64,
+}
+
 /// What a write action came to, shown in the status line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -486,6 +567,7 @@ pub struct Store {
     pub retention: Option<RetentionReport>,
     pub registry: Option<RegistryList>,
     pub audit: Vec<AuditEntry>,
+    pub compliance: ComplianceView,
     pub events: VecDeque<EventRow>,
     pub ticks_seen: u64,
     pub outcome: Option<Outcome>,
@@ -520,6 +602,7 @@ impl Store {
             retention: None,
             registry: None,
             audit: Vec::new(),
+            compliance: ComplianceView::default(),
             events: VecDeque::new(),
             ticks_seen: 0,
             outcome: None,
@@ -534,6 +617,7 @@ impl Store {
             Feed::Retention => crate::source::poll::RETENTION_EVERY,
             Feed::Registry => crate::source::poll::REGISTRY_EVERY,
             Feed::Audit => crate::source::poll::AUDIT_EVERY,
+            Feed::Dsr | Feed::Incidents | Feed::Consents => crate::source::poll::COMPLIANCE_EVERY,
             // The event stream sends a tick every second.
             Feed::Events => Duration::from_secs(2),
             _ => refresh,
@@ -917,6 +1001,180 @@ impl Store {
             self.bump();
         }
         self.confirm(Feed::Audit, now);
+    }
+
+    /// A tenant's name as shown, from the tenant list (or its masked id).
+    fn tenant_label(&self, id: &str) -> String {
+        self.tenant_row(id)
+            .map(|r| r.name.clone())
+            .unwrap_or_else(|| self.redact.tenant_id(id))
+    }
+
+    /// Every fetched tenant's open data-subject requests (`open`: the
+    /// count over all pages); `failed` says some tenants could not be
+    /// fetched (the rows are kept, marked stale).
+    pub fn set_dsrs(&mut self, items: Vec<Dsr>, open: usize, failed: Option<String>, now: Instant) {
+        let mut rows: Vec<DsrRow> = items
+            .into_iter()
+            .filter(|d| d.status != DsrStatus::Completed)
+            .map(|d| {
+                let months: u32 = d.extensions.iter().map(|e| e.months).sum();
+                DsrRow {
+                    tenant: self.tenant_label(&d.tenant_id),
+                    kind: d.kind.as_str(),
+                    subject_kind: d.subject_kind.as_str(),
+                    received_at: format::parse_time(&d.received_at)
+                        .map(|t| format::date(&t))
+                        .unwrap_or_else(|| d.received_at.clone()),
+                    due_at: format::parse_time(&d.due_at),
+                    seconds_left: d.seconds_left,
+                    status: match d.status {
+                        DsrStatus::Received => "received",
+                        DsrStatus::Extended => "extended",
+                        DsrStatus::Completed => "completed",
+                    },
+                    extension: if months > 0 {
+                        format!("+{months} mo")
+                    } else {
+                        String::new()
+                    },
+                    id: d.id,
+                }
+            })
+            .collect();
+        // Earliest deadline first: the overdue ones lead, most overdue on top.
+        rows.sort_by(|a, b| {
+            (a.due_at.is_none(), a.due_at, &a.tenant, &a.id).cmp(&(
+                b.due_at.is_none(),
+                b.due_at,
+                &b.tenant,
+                &b.id,
+            ))
+        });
+        // `seconds_left` moves every second; what is drawn does not.
+        let same = |a: &[DsrRow], b: &[DsrRow]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| {
+                    let mut y = y.clone();
+                    y.seconds_left = x.seconds_left;
+                    *x == y
+                })
+        };
+        if !same(&self.compliance.dsrs, &rows) || self.compliance.dsr_open != open {
+            self.compliance.dsrs = rows;
+            self.compliance.dsr_open = open;
+            self.bump();
+        }
+        self.confirm(Feed::Dsr, now);
+        if let Some(e) = failed {
+            self.feed_failed(Feed::Dsr, e, now);
+        }
+    }
+
+    /// The breach register's first page.
+    pub fn set_incidents(&mut self, items: Vec<Incident>, now: Instant) {
+        let mut rows: Vec<IncidentRow> = items
+            .into_iter()
+            .map(|i| {
+                let mut clocks: Vec<ClockRow> = i
+                    .clocks
+                    .controllers
+                    .iter()
+                    .map(|c| ClockRow {
+                        label: "controller 48h",
+                        tenant: Some(self.tenant_label(&c.tenant_id)),
+                        deadline_at: format::parse_time(&c.deadline_at),
+                        notified_at: c.notified_at.as_deref().map(format::date_time_str),
+                        seconds_left: c.seconds_left,
+                    })
+                    .collect();
+                for (label, c) in [
+                    ("authority 72h", &i.clocks.authority),
+                    ("subjects", &i.clocks.subjects),
+                ] {
+                    if let Some(c) = c {
+                        clocks.push(ClockRow {
+                            label,
+                            tenant: None,
+                            deadline_at: format::parse_time(&c.deadline_at),
+                            notified_at: c.notified_at.as_deref().map(format::date_time_str),
+                            seconds_left: c.seconds_left,
+                        });
+                    }
+                }
+                IncidentRow {
+                    nature: self.redact.text_with_ids(&i.nature),
+                    aware_at: format::date_time_str(&i.aware_at),
+                    open: i.open,
+                    clocks,
+                    id: i.id,
+                }
+            })
+            .collect();
+        // Open ones first; otherwise as the core lists them (newest first).
+        rows.sort_by_key(|r| !r.open);
+        let same = self.compliance.incidents.len() == rows.len()
+            && self.compliance.incidents.iter().zip(&rows).all(|(a, b)| {
+                let mut b = b.clone();
+                for (x, y) in a.clocks.iter().zip(b.clocks.iter_mut()) {
+                    y.seconds_left = x.seconds_left;
+                }
+                *a == b
+            });
+        if !same {
+            self.compliance.incidents = rows;
+            self.bump();
+        }
+        self.confirm(Feed::Incidents, now);
+    }
+
+    /// Every fetched tenant's consent records with a withdrawal
+    /// (`withdrawals`: purposes withdrawn over all their records).
+    pub fn set_consents(
+        &mut self,
+        items: Vec<Consent>,
+        withdrawals: u64,
+        failed: Option<String>,
+        now: Instant,
+    ) {
+        let mut rows: Vec<(DateTime<Utc>, ConsentRow)> = items
+            .into_iter()
+            .filter_map(|c| {
+                let withdrawn: Vec<&str> = c
+                    .purposes
+                    .iter()
+                    .filter(|p| p.withdrawn_at.is_some())
+                    .map(|p| p.purpose.as_str())
+                    .collect();
+                let at = c
+                    .purposes
+                    .iter()
+                    .filter_map(|p| p.withdrawn_at.as_deref().and_then(format::parse_time))
+                    .max()?;
+                Some((
+                    at,
+                    ConsentRow {
+                        tenant: self.tenant_label(&c.tenant_id),
+                        subject_kind: c.subject_kind.as_str(),
+                        withdrawn: withdrawn.join(", "),
+                        all: withdrawn.len() == c.purposes.len(),
+                        at: format::date_time(&at),
+                        id: c.id.clone(),
+                    },
+                ))
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        let rows: Vec<ConsentRow> = rows.into_iter().map(|(_, r)| r).collect();
+        if self.compliance.consents != rows || self.compliance.withdrawals != withdrawals {
+            self.compliance.consents = rows;
+            self.compliance.withdrawals = withdrawals;
+            self.bump();
+        }
+        self.confirm(Feed::Consents, now);
+        if let Some(e) = failed {
+            self.feed_failed(Feed::Consents, e, now);
+        }
     }
 
     /// An event from the stream. Ticks only confirm the stream is alive;

@@ -180,3 +180,19 @@ fn rebound_keys_work_and_show_in_help() {
     assert!(s.contains("n                 move down"), "{s}");
     assert!(s.contains("F1                this help"), "{s}");
 }
+
+#[test]
+fn seven_opens_compliance() {
+    let mut a = app(false, Keymap::default());
+    typed(&mut a, "7");
+    assert_eq!(a.tab, Tab::Compliance);
+    let s = screen(&mut a);
+    assert!(
+        s.contains("Data-subject requests") && s.contains("! overdue 2d 3h"),
+        "{s}"
+    );
+    typed(&mut a, "1");
+    typed(&mut a, ":compliance");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.tab, Tab::Compliance);
+}

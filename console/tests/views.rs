@@ -65,7 +65,7 @@ fn app_showing(view: &str, mode: Mode) -> App {
     a
 }
 
-const VIEWS: [&str; 8] = [
+const VIEWS: [&str; 9] = [
     "overview",
     "tenants",
     "tenant_detail",
@@ -73,6 +73,7 @@ const VIEWS: [&str; 8] = [
     "retention",
     "subprocessors",
     "audit",
+    "compliance",
     "help",
 ];
 

@@ -5,7 +5,7 @@
 //! - [`sse`]: the event stream (`GET /admin/v1/events`): the overview every
 //!   second and every change as it happens; reconnects with backoff.
 //! - [`poll`]: everything the stream does not carry (tenants, throughput
-//!   series, retention, registry, audit), fetched only when a hint or the
+//!   series, retention, registry, audit, the compliance registers), fetched only when a hint or the
 //!   feed's interval says it may have changed; fetches the overview itself
 //!   while the stream is down.
 //! - [`write`]: the `--write` actions, each one request with its outcome.
@@ -17,7 +17,10 @@ pub mod write;
 use std::time::Duration;
 
 use c24_api::admin::audit::AuditEntry;
+use c24_api::admin::consents::Consent;
+use c24_api::admin::dsr::Dsr;
 use c24_api::admin::events::Event;
+use c24_api::admin::incidents::Incident;
 use c24_api::admin::overview::Overview;
 use c24_api::admin::retention::RetentionReport;
 use c24_api::admin::subprocessors::RegistryList;
@@ -46,6 +49,20 @@ pub enum SourceMsg {
     Retention(Box<RetentionReport>),
     Registry(Box<RegistryList>),
     Audit(Vec<AuditEntry>),
+    /// Open data-subject requests of every tenant fetched; `open` counts
+    /// them over all pages; `failed` names tenants that could not be fetched.
+    Dsrs {
+        items: Vec<Dsr>,
+        open: usize,
+        failed: Option<String>,
+    },
+    Incidents(Vec<Incident>),
+    /// Consent records with a withdrawal, of every tenant fetched.
+    Consents {
+        items: Vec<Consent>,
+        withdrawals: u64,
+        failed: Option<String>,
+    },
     Event(Box<Event>),
     FeedError(Feed, String),
     Outcome(Outcome),
@@ -69,6 +86,9 @@ pub enum Hint {
     TenantChanged,
     RegistryChanged,
     RetentionChanged,
+    DsrChanged,
+    IncidentChanged,
+    ConsentChanged,
 }
 
 /// The overview figures whose change means the tenant list changed.

@@ -3,17 +3,24 @@
 //! every message and are small); the tenant list only when the event
 //! stream's tick, a `tenant.changed` event or its own last answer says it
 //! changed, else the UI is told it is confirmed idle; slower feeds on their
-//! own interval or when an event names them. While the event stream is down
+//! own interval or when an event names them. The compliance registers
+//! (data-subject requests and consents per tenant, the breach register)
+//! are fetched on their events or every [`COMPLIANCE_EVERY`]; the
+//! per-tenant lists only for tenants not purged, [`COMPLIANCE_CONCURRENCY`]
+//! requests at a time, carrying on past a tenant that fails. While the event stream is down
 //! the overview is fetched here too. When the core cannot be reached the
 //! rounds back off exponentially; the console keeps running either way.
 
 use std::time::{Duration, Instant};
 
+use c24_api::admin::consents::Consent;
+use c24_api::admin::dsr::Dsr;
 use c24_api::client::{Client, ClientError, TenantQuery};
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{Command, Fingerprint, Hint, SourceMsg, backoff, describe, is_unreachable};
-use crate::store::{Feed, PollState, TenantRecord};
+use crate::store::{Feed, PollState, TenantRecord, TenantStatus};
 
 /// How often the retention report is fetched without a hint.
 pub const RETENTION_EVERY: Duration = Duration::from_secs(10);
@@ -22,6 +29,11 @@ pub const REGISTRY_EVERY: Duration = Duration::from_secs(30);
 /// How often the audit log is fetched without a hint (refused writes leave
 /// an audit entry but no event).
 pub const AUDIT_EVERY: Duration = Duration::from_secs(10);
+/// How often the compliance registers are fetched without a hint (their
+/// countdowns are computed by the console; only new records need a fetch).
+pub const COMPLIANCE_EVERY: Duration = Duration::from_secs(30);
+/// Per-tenant compliance requests in flight at once.
+pub const COMPLIANCE_CONCURRENCY: usize = 8;
 /// The full tenant list at least this often (open conversations age out).
 pub const TENANTS_EVERY: Duration = Duration::from_secs(30);
 /// Page size when listing tenants.
@@ -48,6 +60,14 @@ pub struct Poller {
     registry_dirty: bool,
     retention_dirty: bool,
     audit_dirty: bool,
+    dsr_dirty: bool,
+    incidents_dirty: bool,
+    consents_dirty: bool,
+    /// Tenants not purged, as of the last full tenant list.
+    compliance_tenants: Vec<String>,
+    last_dsr: Option<Instant>,
+    last_incidents: Option<Instant>,
+    last_consents: Option<Instant>,
     last_tenants: Option<Instant>,
     last_retention: Option<Instant>,
     last_registry: Option<Instant>,
@@ -71,6 +91,13 @@ impl Poller {
             registry_dirty: true,
             retention_dirty: true,
             audit_dirty: true,
+            dsr_dirty: true,
+            incidents_dirty: true,
+            consents_dirty: true,
+            compliance_tenants: Vec::new(),
+            last_dsr: None,
+            last_incidents: None,
+            last_consents: None,
             last_tenants: None,
             last_retention: None,
             last_registry: None,
@@ -102,7 +129,20 @@ impl Poller {
                 self.tenants_dirty = true;
                 self.audit_dirty = true;
             }
+            Hint::DsrChanged => self.dsr_dirty = true,
+            Hint::IncidentChanged => self.incidents_dirty = true,
+            Hint::ConsentChanged => self.consents_dirty = true,
         }
+    }
+
+    fn all_dirty(&mut self) {
+        self.tenants_dirty = true;
+        self.registry_dirty = true;
+        self.retention_dirty = true;
+        self.audit_dirty = true;
+        self.dsr_dirty = true;
+        self.incidents_dirty = true;
+        self.consents_dirty = true;
     }
 
     fn command(&mut self, c: Command) -> bool {
@@ -113,10 +153,7 @@ impl Poller {
                 changed
             }
             Command::RefreshAll => {
-                self.tenants_dirty = true;
-                self.registry_dirty = true;
-                self.retention_dirty = true;
-                self.audit_dirty = true;
+                self.all_dirty();
                 self.resume_at = None;
                 true
             }
@@ -206,7 +243,129 @@ impl Poller {
                 Err(e) => self.failed(Feed::Audit, e)?,
             }
         }
+        if self.incidents_dirty || Self::due(self.last_incidents, COMPLIANCE_EVERY, now) {
+            match self.client.incidents().await {
+                Ok(l) => {
+                    self.incidents_dirty = false;
+                    self.last_incidents = Some(now);
+                    self.send(SourceMsg::Incidents(l.items));
+                }
+                Err(e) => self.failed(Feed::Incidents, e)?,
+            }
+        }
+        let dsr = self.dsr_dirty || Self::due(self.last_dsr, COMPLIANCE_EVERY, now);
+        let consents = self.consents_dirty || Self::due(self.last_consents, COMPLIANCE_EVERY, now);
+        if dsr || consents {
+            self.fetch_per_tenant(dsr, consents, now).await?;
+        }
         Ok(())
+    }
+
+    /// Every tenant's open requests and/or consent withdrawals, a bounded
+    /// number of tenants at a time. A tenant that fails is named in the
+    /// feed's error and skipped; an unreachable core ends the round after
+    /// the batch (what did arrive is still sent).
+    async fn fetch_per_tenant(
+        &mut self,
+        dsr: bool,
+        consents: bool,
+        now: Instant,
+    ) -> Result<(), ClientError> {
+        // Owned per request: a borrowing stream is not `Send` for tokio.
+        let jobs: Vec<(Client, String)> = self
+            .compliance_tenants
+            .iter()
+            .map(|id| (self.client.clone(), id.clone()))
+            .collect();
+        let results: Vec<_> = futures_util::stream::iter(jobs)
+            .map(|(client, id)| async move {
+                let d = if dsr {
+                    Some(client.list_dsr(&id).await)
+                } else {
+                    None
+                };
+                let c = if consents {
+                    Some(client.consents(&id, None).await)
+                } else {
+                    None
+                };
+                (d, c)
+            })
+            .buffer_unordered(COMPLIANCE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut dsrs: Vec<Dsr> = Vec::new();
+        let mut open = 0usize;
+        let mut withdrawn: Vec<Consent> = Vec::new();
+        let mut withdrawals = 0u64;
+        let (mut dsr_failed, mut consent_failed) = (0usize, 0usize);
+        let mut first_error: Option<ClientError> = None;
+        let mut unreachable: Option<ClientError> = None;
+        let mut note = |e: ClientError| {
+            if is_unreachable(&e) {
+                unreachable.get_or_insert(e);
+            } else {
+                first_error.get_or_insert(e);
+            }
+        };
+        for (d, c) in results {
+            match d {
+                Some(Ok(l)) => {
+                    open += l.open;
+                    dsrs.extend(l.items.into_iter().filter(|d| d.completed_at.is_none()));
+                }
+                Some(Err(e)) => {
+                    dsr_failed += 1;
+                    note(e);
+                }
+                None => {}
+            }
+            match c {
+                Some(Ok(l)) => {
+                    withdrawals += l.withdrawals;
+                    withdrawn.extend(
+                        l.items
+                            .into_iter()
+                            .filter(|c| c.purposes.iter().any(|p| p.withdrawn_at.is_some())),
+                    );
+                }
+                Some(Err(e)) => {
+                    consent_failed += 1;
+                    note(e);
+                }
+                None => {}
+            }
+        }
+        let why = unreachable.as_ref().or(first_error.as_ref()).map(describe);
+        let failed = |n: usize| {
+            (n > 0).then(|| format!("{n} tenant(s) failed: {}", why.clone().unwrap_or_default()))
+        };
+        if dsr {
+            self.send(SourceMsg::Dsrs {
+                items: dsrs,
+                open,
+                failed: failed(dsr_failed),
+            });
+            if dsr_failed == 0 {
+                self.dsr_dirty = false;
+                self.last_dsr = Some(now);
+            }
+        }
+        if consents {
+            self.send(SourceMsg::Consents {
+                items: withdrawn,
+                withdrawals,
+                failed: failed(consent_failed),
+            });
+            if consent_failed == 0 {
+                self.consents_dirty = false;
+                self.last_consents = Some(now);
+            }
+        }
+        match unreachable {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Reports a failed fetch; an unreachable core is passed up.
@@ -218,18 +377,25 @@ impl Poller {
     /// Every tenant, a page at a time, each page compacted and sent as it
     /// arrives, so a large platform is never held whole in wire form.
     /// Returns whether any tenant had traffic.
-    async fn fetch_tenants(&self) -> Result<bool, ClientError> {
+    async fn fetch_tenants(&mut self) -> Result<bool, ClientError> {
         let mut q = TenantQuery {
             limit: Some(TENANT_PAGE),
             ..Default::default()
         };
         let mut first = true;
         let mut busy = false;
+        let mut live: Vec<String> = Vec::new();
         loop {
             let page = self.client.query_tenants(&q).await?;
             let records: Vec<TenantRecord> =
                 page.items.into_iter().map(TenantRecord::from).collect();
             busy |= records.iter().any(|r| r.msgs_per_s > 0.0);
+            live.extend(
+                records
+                    .iter()
+                    .filter(|r| r.status != TenantStatus::Purged && r.key_destroyed_at.is_none())
+                    .map(|r| r.id.clone()),
+            );
             let last = page.next.is_none();
             self.send(SourceMsg::TenantsPage {
                 records,
@@ -239,7 +405,10 @@ impl Poller {
             first = false;
             match page.next {
                 Some(n) => q.cursor = Some(n),
-                None => return Ok(busy),
+                None => {
+                    self.compliance_tenants = live;
+                    return Ok(busy);
+                }
             }
         }
     }
@@ -260,10 +429,7 @@ impl Poller {
                 let wait = backoff(self.refresh, self.failures, BACKOFF_MAX);
                 self.resume_at = Some(Instant::now() + wait);
                 // Everything is fetched again once the core is back.
-                self.tenants_dirty = true;
-                self.retention_dirty = true;
-                self.registry_dirty = true;
-                self.audit_dirty = true;
+                self.all_dirty();
                 self.send(SourceMsg::Poll(PollState::Unreachable {
                     attempt: self.failures,
                     retry_s: wait.as_secs().max(1),

@@ -67,15 +67,33 @@ pub async fn run(
                         kinds::REGISTRY_CHANGED => {
                             let _ = hints.send(Hint::RegistryChanged);
                         }
-                        kinds::RETENTION_PURGED | kinds::CLOCK_ADVANCED => {
+                        kinds::DSR_CHANGED => {
+                            let _ = hints.send(Hint::DsrChanged);
+                        }
+                        kinds::INCIDENT_CHANGED => {
+                            let _ = hints.send(Hint::IncidentChanged);
+                        }
+                        kinds::CONSENT_CHANGED => {
+                            let _ = hints.send(Hint::ConsentChanged);
+                        }
+                        kinds::RETENTION_PURGED => {
                             let _ = hints.send(Hint::RetentionChanged);
                             let _ = hints.send(Hint::RegistryChanged);
+                        }
+                        kinds::CLOCK_ADVANCED => {
+                            let _ = hints.send(Hint::RetentionChanged);
+                            let _ = hints.send(Hint::RegistryChanged);
+                            let _ = hints.send(Hint::DsrChanged);
+                            let _ = hints.send(Hint::IncidentChanged);
                         }
                         kinds::LAGGED => {
                             // Missed events: treat everything as changed.
                             let _ = hints.send(Hint::TenantChanged);
                             let _ = hints.send(Hint::RegistryChanged);
                             let _ = hints.send(Hint::RetentionChanged);
+                            let _ = hints.send(Hint::DsrChanged);
+                            let _ = hints.send(Hint::IncidentChanged);
+                            let _ = hints.send(Hint::ConsentChanged);
                         }
                         _ => {}
                     }

@@ -3,11 +3,13 @@
 //! `draw` renders into an area. Every view draws from the store alone, so
 //! each one can be drawn on a `TestBackend` with fixed data.
 //!
-//! Tabs `1`–`6`: [`overview`], [`tenants`] (with [`tenant_detail`] behind
-//! `Enter`), [`throughput`], [`retention`], [`subprocessors`], [`audit`];
+//! Tabs `1`–`7`: [`overview`], [`tenants`] (with [`tenant_detail`] behind
+//! `Enter`), [`throughput`], [`retention`], [`subprocessors`], [`audit`],
+//! [`compliance`];
 //! [`help`] is generated from the keymap.
 
 pub mod audit;
+pub mod compliance;
 pub mod help;
 pub mod overview;
 pub mod retention;
@@ -33,16 +35,18 @@ pub enum Tab {
     Retention,
     Subprocessors,
     Audit,
+    Compliance,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Overview,
         Tab::Tenants,
         Tab::Throughput,
         Tab::Retention,
         Tab::Subprocessors,
         Tab::Audit,
+        Tab::Compliance,
     ];
 
     pub fn title(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Tab {
             Tab::Retention => "Retention",
             Tab::Subprocessors => "Sub-processors",
             Tab::Audit => "Audit / events",
+            Tab::Compliance => "Compliance",
         }
     }
 
@@ -65,6 +70,7 @@ impl Tab {
             Tab::Retention => "retention",
             Tab::Subprocessors => "subprocessors",
             Tab::Audit => "audit",
+            Tab::Compliance => "compliance",
         }
     }
 
@@ -73,6 +79,7 @@ impl Tab {
         let alias = match s.as_str() {
             "subs" | "sub-processors" | "registry" => "subprocessors",
             "events" => "audit",
+            "dsr" | "incidents" | "consents" | "gdpr" => "compliance",
             other => other,
         };
         Tab::ALL.into_iter().find(|t| t.command() == alias)
