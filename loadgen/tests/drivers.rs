@@ -91,14 +91,22 @@ async fn whatsapp_signed_notifications() {
         r#"name = "wa"{HEAD}
 [[script]]
 channel = "whatsapp"
-steps = [{{ send = "Hallo" }}, {{ think = "20ms" }}, {{ send = "Bestelling {{n}}" }}]
+steps = [
+  {{ send = "Hallo" }},
+  {{ think = "20ms" }},
+  {{ send = "Bestelling {{n}}" }},
+  {{ agent_reply = "We kijken het na" }},
+]
 "#
     );
     let (exit, r) = run(&src).await;
     assert_eq!(exit, c24_loadgen::Exit::Passed, "{r:#?}");
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(count(&r, "whatsapp", "http"), 8);
-    assert_eq!(server_messages(&r, "whatsapp"), 8);
+    // The agent answers in the conversation the webhook's answer named.
+    assert_eq!(count(&r, "whatsapp", "agent"), 4);
+    // Two inbound messages and one agent reply per conversation, stored.
+    assert_eq!(server_messages(&r, "whatsapp"), 12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

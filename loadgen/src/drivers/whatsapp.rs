@@ -1,12 +1,13 @@
 //! WhatsApp: Meta's webhook notifications, one text message each, signed
 //! with the tenant's app secret (`X-Hub-Signature-256`). Metric `http`:
-//! POST → 200, which the core sends only after the commit.
+//! POST → 200, which the core sends only after the commit. The answer names
+//! the conversation, so `agent_reply` answers in it (metric `agent`).
 
 use std::time::Instant;
 
 use c24_api::whatsapp::{Notification, SIGNATURE_HEADER, signature_header};
 
-use super::{Conversation, StepFailed, http_error_kind, unix_now};
+use super::{Conversation, StepFailed, agent_reply, http_error_kind, unix_now};
 use crate::metrics::Metric;
 use crate::scenario::{Script, Step};
 
@@ -26,6 +27,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
     let url = format!("{}/v1/whatsapp/{}/webhook", conv.env.http_base, t.id);
     let from = phone(conv);
     let name = format!("Visitor {}", conv.number);
+    let mut conversation_id: Option<String> = None;
     for (i, step) in script.steps.iter().enumerate() {
         match step {
             Step::Think(d) => {
@@ -65,16 +67,34 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                     .await
                     .map_err(|e| StepFailed::new(http_error_kind(&e)))?;
                 let status = resp.status().as_u16();
-                let _ = resp.bytes().await;
+                let body = resp.bytes().await.unwrap_or_default();
                 let done = Instant::now();
                 if status != 200 {
                     return Err(StepFailed::new(format!("http_{status}")));
                 }
                 conv.record(Metric::Http, Some(i), sent, done);
+                if conversation_id.is_none()
+                    && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                {
+                    conversation_id = v["messages"][0]["conversation_id"]
+                        .as_str()
+                        .map(str::to_string);
+                }
                 conv.step_done(done);
             }
-            // Refused by validation: the webhook answer names no conversation.
-            Step::AgentReply { .. } | Step::Expect { .. } | Step::Reconnect { .. } => {
+            Step::AgentReply { text, timeout } => {
+                let Some(cid) = conversation_id.clone() else {
+                    return Err(StepFailed::new("no_conversation"));
+                };
+                let content = conv.message(text, None);
+                let _ = conv.start_step().await;
+                let (sent, done) = agent_reply(conv, &cid, &content, *timeout).await?;
+                conv.record(Metric::Agent, Some(i), sent, done);
+                conv.step_done(done);
+            }
+            // Refused by validation: WhatsApp replies go to Meta, not to a
+            // socket this generator could read.
+            Step::Expect { .. } | Step::Reconnect { .. } => {
                 return Err(StepFailed::new("unsupported_step"));
             }
         }
