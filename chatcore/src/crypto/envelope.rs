@@ -7,7 +7,9 @@
 use std::fmt;
 use std::path::Path;
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad as LcAad, NONCE_LEN, Nonce, RandomizedNonceKey};
+use aws_lc_rs::aead::{
+    AES_256_GCM as ALG, Aad as LcAad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey,
+};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -78,24 +80,67 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(k)
 }
 
-fn seal_with(
-    key: &RandomizedNonceKey,
-    aad: &[u8],
-    plaintext: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
+/// Random nonces drawn from the system CSPRNG in bulk: one RNG call per
+/// ~340 seals instead of one each (that call was two thirds of a seal's
+/// cost). Each 12-byte slice of a batch is handed out once, then the batch is
+/// refilled; a nonce is as random as `RandomizedNonceKey`'s, only fetched
+/// ahead.
+struct NoncePool {
+    buf: [u8; NONCE_LEN * 341],
+    next: usize,
+}
+
+thread_local! {
+    static NONCES: std::cell::RefCell<NoncePool> = const {
+        std::cell::RefCell::new(NoncePool {
+            buf: [0; NONCE_LEN * 341],
+            next: NONCE_LEN * 341,
+        })
+    };
+}
+
+fn random_nonce() -> Result<[u8; NONCE_LEN], CryptoError> {
+    NONCES.with(|pool| {
+        let mut p = pool.borrow_mut();
+        if p.next + NONCE_LEN > p.buf.len() {
+            SystemRandom::new()
+                .fill(&mut p.buf)
+                .map_err(|_| CryptoError::Rng)?;
+            p.next = 0;
+        }
+        let at = p.next;
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(&p.buf[at..at + NONCE_LEN]);
+        // Never hand the same bytes out twice.
+        p.buf[at..at + NONCE_LEN].fill(0);
+        p.next = at + NONCE_LEN;
+        Ok(n)
+    })
+}
+
+fn aead_key(raw: &[u8]) -> Result<LessSafeKey, CryptoError> {
+    Ok(LessSafeKey::new(
+        UnboundKey::new(&ALG, raw).map_err(|_| CryptoError::Seal)?,
+    ))
+}
+
+fn seal_with(key: &LessSafeKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let nonce = random_nonce()?;
     let mut buf = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
-    buf.extend_from_slice(&[0u8; NONCE_LEN]);
+    buf.extend_from_slice(&nonce);
     buf.extend_from_slice(plaintext);
-    let mut body = buf.split_off(NONCE_LEN);
-    let nonce = key
-        .seal_in_place_append_tag(LcAad::from(aad), &mut body)
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            LcAad::from(aad),
+            &mut buf[NONCE_LEN..],
+        )
         .map_err(|_| CryptoError::Seal)?;
-    buf.copy_from_slice(nonce.as_ref());
-    buf.extend_from_slice(&body);
+    buf.extend_from_slice(tag.as_ref());
     Ok(buf)
 }
 
-fn open_with(key: &RandomizedNonceKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+fn open_with(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
     if sealed.len() < NONCE_LEN + 16 {
         return Err(CryptoError::Open);
     }
@@ -112,7 +157,7 @@ fn open_with(key: &RandomizedNonceKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<
 
 /// The key-encryption key: wraps tenant DEKs and platform secrets.
 pub struct Kek {
-    key: RandomizedNonceKey,
+    key: LessSafeKey,
 }
 
 impl fmt::Debug for Kek {
@@ -130,7 +175,7 @@ impl Kek {
         if raw.len() != KEY_LEN {
             return Err(CryptoError::BadKek(format!("got {} bytes", raw.len())));
         }
-        let key = RandomizedNonceKey::new(&AES_256_GCM, &raw).map_err(|_| CryptoError::Seal)?;
+        let key = aead_key(&raw)?;
         Ok(Self { key })
     }
 
@@ -191,7 +236,7 @@ impl Kek {
 
 /// One tenant's data key: seals its fields and computes its blind indexes.
 pub struct TenantCipher {
-    aead: RandomizedNonceKey,
+    aead: LessSafeKey,
     blind: BlindIndexKey,
     /// `false` only under `--no-at-rest-encryption` (overhead measurement).
     encrypt: bool,
@@ -206,7 +251,7 @@ impl fmt::Debug for TenantCipher {
 impl TenantCipher {
     fn new(dek: &[u8], encrypt: bool) -> Result<Self, CryptoError> {
         Ok(Self {
-            aead: RandomizedNonceKey::new(&AES_256_GCM, dek).map_err(|_| CryptoError::Seal)?,
+            aead: aead_key(dek)?,
             blind: BlindIndexKey::derive(dek),
             encrypt,
         })
@@ -268,6 +313,20 @@ mod tests {
         // Another KEK cannot unwrap it.
         let (other, _) = Kek::generate().unwrap();
         assert!(other.open_tenant_key("t1", &wrapped, true).is_err());
+    }
+
+    #[test]
+    fn pooled_nonces_are_never_repeated_across_refills() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5_000 {
+            assert!(seen.insert(random_nonce().unwrap()), "a nonce repeated");
+        }
+        let (kek, _) = Kek::generate().unwrap();
+        let (cipher, _) = kek.new_tenant_key("t1", true).unwrap();
+        let a = cipher.seal(aad("m1"), b"same").unwrap();
+        let b = cipher.seal(aad("m1"), b"same").unwrap();
+        assert_ne!(a[..NONCE_LEN], b[..NONCE_LEN]);
+        assert_eq!(cipher.open(aad("m1"), &b).unwrap(), b"same");
     }
 
     #[test]
