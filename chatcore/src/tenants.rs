@@ -354,13 +354,6 @@ impl TenantDirectory {
         self.read().by_id.values().cloned().collect()
     }
 
-    /// Every tenant, ordered by id (creation order).
-    pub fn all(&self) -> Vec<Arc<TenantEntry>> {
-        let mut v: Vec<_> = self.read().by_id.values().cloned().collect();
-        v.sort_by(|a, b| a.id.cmp(&b.id));
-        v
-    }
-
     pub fn len(&self) -> usize {
         self.read().by_id.len()
     }

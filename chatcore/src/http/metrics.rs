@@ -26,7 +26,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let now = app.clock.now_ms();
     let mut extra = Vec::new();
     let mut by_status = std::collections::BTreeMap::<String, f64>::new();
-    for t in app.tenants.all() {
+    for t in app.tenants.all_unordered() {
         *by_status.entry(t.state().status).or_default() += 1.0;
     }
     for status in ["active", "suspended", "terminated", "purged"] {

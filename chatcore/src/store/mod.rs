@@ -472,7 +472,14 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError>;
 
     /// Row counts by `purge_after` for one table, at `now`.
-    async fn due_counts(&self, table: PurgeTable, now: Millis) -> Result<DueCounts, StoreError>;
+    /// With `totals`, also counts the table's rows (a scan); messages and
+    /// conversations are counted in memory instead (the tenants' usage).
+    async fn due_counts(
+        &self,
+        table: PurgeTable,
+        now: Millis,
+        totals: bool,
+    ) -> Result<DueCounts, StoreError>;
 
     /// Per tenant: (messages, bytes, conversations) stored, to seed the usage counters at start.
     async fn usage(&self) -> Result<Vec<(String, i64, i64, i64)>, StoreError>;

@@ -382,16 +382,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn due_counts(&self, table: PurgeTable, now: Millis) -> Result<DueCounts, StoreError> {
+    async fn due_counts(
+        &self,
+        table: PurgeTable,
+        now: Millis,
+        totals: bool,
+    ) -> Result<DueCounts, StoreError> {
         self.read(move |c| {
             let name = table.name();
-            let bytes = match table {
-                PurgeTable::Messages => "coalesce(sum(size), 0)",
-                _ => "0",
+            let (records, bytes): (i64, i64) = if totals {
+                c.prepare_cached(&format!("SELECT count(*) FROM {name}"))?
+                    .query_row([], |r| Ok((r.get(0)?, 0)))?
+            } else {
+                (0, 0)
             };
-            let (records, bytes): (i64, i64) = c
-                .prepare_cached(&format!("SELECT count(*), {bytes} FROM {name}"))?
-                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             // Served by the partial purge_after indexes.
             let sql = format!(
                 "SELECT count(*) FILTER (WHERE purge_after <= ?1),

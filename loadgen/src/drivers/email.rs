@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use c24_api::email::{CONTENT_TYPE, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header};
 
-use super::{Conversation, StepFailed, agent_reply, http_error_kind, unix_now};
+use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_now};
 use crate::metrics::Metric;
 use crate::scenario::{Script, Step};
 
@@ -130,14 +130,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                 conv.step_done(done);
             }
             Step::AgentReply { text, timeout } => {
-                let Some(cid) = conversation_id.clone() else {
-                    return Err(StepFailed::new("no_conversation"));
-                };
-                let content = conv.message(text, None);
-                let _ = conv.start_step().await;
-                let (sent, done) = agent_reply(conv, &cid, &content, *timeout).await?;
-                conv.record(Metric::Agent, Some(i), sent, done);
-                conv.step_done(done);
+                agent_reply_step(conv, conversation_id.as_deref(), text, *timeout, i).await?;
             }
             Step::Expect { .. } | Step::Reconnect { .. } => {
                 return Err(StepFailed::new("unsupported_step"));

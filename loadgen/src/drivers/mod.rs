@@ -378,6 +378,26 @@ pub async fn play(mut conv: Conversation) -> Instant {
     conv.due.max(Instant::now())
 }
 
+/// The `agent_reply` step of a webhook channel (email, WhatsApp): the agent
+/// answers in the conversation the webhook's answer named; metric `agent`.
+pub async fn agent_reply_step(
+    conv: &mut Conversation,
+    conversation_id: Option<&str>,
+    text: &crate::scenario::Template,
+    timeout: Duration,
+    step: usize,
+) -> Result<(), StepFailed> {
+    let Some(cid) = conversation_id else {
+        return Err(StepFailed::new("no_conversation"));
+    };
+    let content = conv.message(text, None);
+    let _ = conv.start_step().await;
+    let (sent, done) = agent_reply(conv, cid, &content, timeout).await?;
+    conv.record(crate::metrics::Metric::Agent, Some(step), sent, done);
+    conv.step_done(done);
+    Ok(())
+}
+
 /// `POST /v1/conversations/{id}/messages` as the tenant's agent. Returns when
 /// it was sent and when the 201 came back.
 pub async fn agent_reply(
