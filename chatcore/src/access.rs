@@ -264,8 +264,9 @@ mod tests {
 
     #[test]
     fn tokens_file_parses_and_rejects_plaintext_mistakes() {
-        let dir = std::env::temp_dir().join(format!("c24-access-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        // A fresh directory per run, removed when the test ends.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let good = dir.join("good.toml");
         std::fs::write(
             &good,

@@ -10,4 +10,5 @@ pub mod overview;
 pub mod retention;
 pub mod subprocessors;
 pub mod tenants;
+pub mod traffic;
 pub mod throughput;
