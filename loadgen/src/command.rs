@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::Exit;
 use crate::live::LiveMode;
-use crate::provision::{self, ProvisionError, Target};
+use crate::provision::{self, EmbeddedOptions, ProvisionError, Target};
+use crate::tls::{ClientTls, TlsOptions};
 use crate::report::{self, Context, Report, ServerFigures};
 use crate::run::{self, RunOptions};
 use crate::scenario::{self, Plan};
@@ -24,6 +25,52 @@ pub struct RunRequest {
     pub hdr_log: Option<PathBuf>,
     pub live: LiveMode,
     pub shard: run::Shard,
+}
+
+/// What `run` can do beyond [`RunRequest`]; kept apart so the existing
+/// callers of [`run`] stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct RunExtras {
+    /// Trust for an `https://` target (`--ca-file`, `--insecure`).
+    pub tls: TlsOptions,
+    /// How to start the embedded core (`--embedded-tls`).
+    pub embedded: EmbeddedOptions,
+}
+
+/// Reaches `--target` (with the asked trust) or starts the embedded core.
+pub async fn target(
+    url: Option<&str>,
+    admin_token: Option<String>,
+    tls: &TlsOptions,
+    embedded: EmbeddedOptions,
+) -> Result<Target, Failure> {
+    match url {
+        Some(url) => {
+            let trust = if tls.ca_files.is_empty() && !tls.insecure {
+                None
+            } else {
+                Some(Arc::new(
+                    ClientTls::new(tls).map_err(|e| Failure::Usage(e.to_string()))?,
+                ))
+            };
+            Ok(Target::remote_with_tls(url, admin_token, trust).await?)
+        }
+        None => {
+            if admin_token.is_some() {
+                return Err(Failure::Usage(
+                    "--admin-token goes with --target; the embedded core makes its own".into(),
+                ));
+            }
+            if !tls.ca_files.is_empty() || tls.insecure {
+                return Err(Failure::Usage(
+                    "--ca-file and --insecure go with an https:// --target; the embedded core's \
+                     certificate is trusted by itself (--embedded-tls)"
+                        .into(),
+                ));
+            }
+            Ok(Target::embedded_with(embedded).await?)
+        }
+    }
 }
 
 /// Why a command could not do its job; each maps to an exit code.
@@ -81,6 +128,11 @@ pub struct Finished {
 /// `c24-loadgen run`: validate, reach or start the target, provision, run,
 /// report, judge.
 pub async fn run(req: &RunRequest) -> Result<Finished, Failure> {
+    run_with(req, &RunExtras::default()).await
+}
+
+/// [`run`] with the options of [`RunExtras`].
+pub async fn run_with(req: &RunRequest, extras: &RunExtras) -> Result<Finished, Failure> {
     let plan = Arc::new(scenario::load(&req.scenario)?);
     for (flag, p) in [
         ("--report-json", &req.report_json),
@@ -91,17 +143,13 @@ pub async fn run(req: &RunRequest) -> Result<Finished, Failure> {
             writable(flag, p)?;
         }
     }
-    let target = match &req.target {
-        Some(url) => Target::remote(url, req.admin_token.clone()).await?,
-        None => {
-            if req.admin_token.is_some() {
-                return Err(Failure::Usage(
-                    "--admin-token goes with --target; the embedded core makes its own".into(),
-                ));
-            }
-            Target::embedded().await?
-        }
-    };
+    let target = target(
+        req.target.as_deref(),
+        req.admin_token.clone(),
+        &extras.tls,
+        extras.embedded,
+    )
+    .await?;
     let result = run_against(&plan, &target, req).await;
     target.shutdown().await;
     result
@@ -120,6 +168,7 @@ async fn run_against(
         live: req.live,
         hdr_log: req.hdr_log.clone(),
         shard: req.shard,
+        tls: target.tls(),
     };
     let result = run::execute(
         plan.clone(),

@@ -13,6 +13,7 @@
 //! - [`command`]: the `run` and `validate` commands behind `main.rs`.
 //! - [`sink`]: a trivial HTTP target; [`bench`]: a plain HTTP/1.1 load client.
 //! - [`limits`]: raising the open-file limit for many sockets.
+//! - [`tls`]: what `https://`/`wss://` targets are trusted with (`--ca-file`, `--insecure`).
 
 pub mod bench;
 pub mod command;
@@ -27,6 +28,7 @@ pub mod scenario;
 pub mod schedule;
 pub mod sink;
 pub mod thresholds;
+pub mod tls;
 
 /// The process exit codes (documented in `--help` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -65,6 +65,12 @@ enum Command {
         /// --threads, then `merge` judges the whole.
         #[arg(long, value_name = "INDEX/COUNT", default_value = "0/1")]
         shard: c24_loadgen::run::Shard,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Start the embedded core with TLS (https/wss, a self-signed
+        /// development certificate this run trusts).
+        #[arg(long, conflicts_with = "target")]
+        embedded_tls: bool,
     },
     /// Merge the --report-json files of several shards and judge the scenario's thresholds on the whole.
     #[command(after_help = EXIT_CODES)]
@@ -127,6 +133,27 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report_json: Option<PathBuf>,
     },
+}
+
+/// Trust for `https://`/`wss://` targets.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct TlsArgs {
+    /// Trust the CA certificate(s) in this PEM file as well as the system's
+    /// roots (e.g. a core's dev-cert.pem); may be repeated.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
+    /// Accept any server certificate. Only for a throwaway test target.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl TlsArgs {
+    fn options(&self) -> c24_loadgen::tls::TlsOptions {
+        c24_loadgen::tls::TlsOptions {
+            ca_files: self.ca_files.clone(),
+            insecure: self.insecure,
+        }
+    }
 }
 
 fn exit(e: Exit) -> ExitCode {
@@ -301,7 +328,16 @@ fn main() -> ExitCode {
             hdr_log,
             live,
             shard,
+            tls,
+            embedded_tls,
         } => {
+            let extras = command::RunExtras {
+                tls: tls.options(),
+                embedded: c24_loadgen::provision::EmbeddedOptions {
+                    tls: embedded_tls,
+                    ..Default::default()
+                },
+            };
             let live = match live.as_str() {
                 "auto" => LiveMode::detect(),
                 "lines" => LiveMode::Lines,
@@ -337,7 +373,7 @@ fn main() -> ExitCode {
                     return exit(Exit::Unreachable);
                 }
             };
-            match rt.block_on(command::run(&req)) {
+            match rt.block_on(command::run_with(&req, &extras)) {
                 Ok(done) => {
                     print!("{}", done.summary);
                     exit(done.exit)
