@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::Exit;
 use crate::live::LiveMode;
 use crate::provision::{self, EmbeddedOptions, ProvisionError, Target};
-use crate::tls::{ClientTls, TlsOptions};
 use crate::report::{self, Context, Report, ServerFigures};
 use crate::run::{self, RunOptions};
 use crate::scenario::{self, Plan};
+use crate::tls::{ClientTls, TlsOptions};
 
 /// `c24-loadgen run` as asked on the command line.
 #[derive(Debug, Clone)]
@@ -108,7 +108,7 @@ pub fn validate(path: &Path) -> Result<Plan, Failure> {
 }
 
 /// Checks an output file can be written before the run spends its time.
-fn writable(flag: &str, path: &Path) -> Result<(), Failure> {
+pub(crate) fn writable(flag: &str, path: &Path) -> Result<(), Failure> {
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)

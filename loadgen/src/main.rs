@@ -72,6 +72,57 @@ enum Command {
         #[arg(long, conflicts_with = "target")]
         embedded_tls: bool,
     },
+    /// What a variant costs: the scenario against A and B in alternating
+    /// windows (ABAB…), B/A of p50/p99/p99.9/throughput with 95% bootstrap
+    /// intervals; without --a/--b two embedded cores (see --variant).
+    #[command(after_help = EXIT_CODES)]
+    Compare {
+        /// The scenario file; `overhead.KEY` thresholds judge the B/A ratios.
+        scenario: PathBuf,
+        /// Baseline target, e.g. http://127.0.0.1:8080.
+        #[arg(long, value_name = "URL", requires = "b")]
+        a: Option<String>,
+        /// Variant target, e.g. https://127.0.0.1:8443.
+        #[arg(long, value_name = "URL", requires = "a")]
+        b: Option<String>,
+        /// Admin token of --a [default: C24_ADMIN_TOKEN].
+        #[arg(
+            long,
+            value_name = "T",
+            env = "C24_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token_a: Option<String>,
+        /// Admin token of --b [default: the one of --a].
+        #[arg(long, value_name = "T")]
+        admin_token_b: Option<String>,
+        /// Embedded variants: at-rest (A --no-at-rest-encryption, B encrypted)
+        /// or tls (A plain, B https/wss).
+        #[arg(
+            long,
+            value_name = "V",
+            default_value = "at-rest",
+            conflicts_with = "a"
+        )]
+        variant: c24_loadgen::compare::Variant,
+        /// A/B window pairs.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        pairs: usize,
+        /// Traffic per window (the scenario's first WINDOW of arrivals).
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = c24_api::units::parse_duration)]
+        window: std::time::Duration,
+        /// Worker threads [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Seed of the bootstrap [default: the scenario's seed].
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Write the JSON report (schema: loadgen/REPORT.md).
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
     /// Merge the --report-json files of several shards and judge the scenario's thresholds on the whole.
     #[command(after_help = EXIT_CODES)]
     Merge {
@@ -154,6 +205,17 @@ impl TlsArgs {
             insecure: self.insecure,
         }
     }
+}
+
+/// `--threads`, or one per core.
+fn default_threads(threads: Option<usize>) -> usize {
+    threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .clamp(1, 256)
 }
 
 fn exit(e: Exit) -> ExitCode {
@@ -302,6 +364,59 @@ fn main() -> ExitCode {
                 exit(e.exit())
             }
         },
+        Command::Compare {
+            scenario,
+            a,
+            b,
+            admin_token_a,
+            admin_token_b,
+            variant,
+            pairs,
+            window,
+            threads,
+            seed,
+            report_json,
+            tls,
+        } => {
+            let admin_token_b = admin_token_b.or_else(|| admin_token_a.clone());
+            let (admin_token_a, admin_token_b) = if a.is_some() {
+                (admin_token_a, admin_token_b)
+            } else {
+                (None, None)
+            };
+            let req = c24_loadgen::compare::CompareRequest {
+                scenario,
+                a,
+                b,
+                admin_token_a,
+                admin_token_b,
+                tls: tls.options(),
+                variant,
+                pairs,
+                window,
+                threads: default_threads(threads),
+                seed,
+                report_json,
+                progress: true,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return exit(Exit::Unreachable);
+                }
+            };
+            match rt.block_on(c24_loadgen::compare::run(&req)) {
+                Ok(done) => {
+                    print!("{}", done.summary);
+                    exit(done.exit)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit(e.exit())
+                }
+            }
+        }
         Command::Validate { file } => match command::validate(&file) {
             Ok(plan) => {
                 println!(

@@ -83,7 +83,9 @@ impl Target {
                 ca_files: vec![running.dev_cert_path()],
                 insecure: false,
             })
-            .map_err(|e| ProvisionError::Unreachable(format!("the embedded core's certificate: {e}")))?;
+            .map_err(|e| {
+                ProvisionError::Unreachable(format!("the embedded core's certificate: {e}"))
+            })?;
             Some(Arc::new(t))
         } else {
             None

@@ -106,7 +106,11 @@ impl ClientTls {
     pub fn system() -> Option<Arc<ClientConfig>> {
         static SYSTEM: OnceLock<Option<Arc<ClientConfig>>> = OnceLock::new();
         SYSTEM
-            .get_or_init(|| ClientTls::new(&TlsOptions::default()).ok().map(|t| t.config))
+            .get_or_init(|| {
+                ClientTls::new(&TlsOptions::default())
+                    .ok()
+                    .map(|t| t.config)
+            })
             .clone()
     }
 

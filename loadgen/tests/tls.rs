@@ -113,9 +113,8 @@ async fn run_against_a_tls_target_with_its_ca_file() {
     let data = tempfile::tempdir().unwrap();
     let mut cfg = c24_chatcore::Config::embedded(data.path());
     cfg.tls = c24_chatcore::TlsConfig::SelfSigned;
-    cfg.kek = c24_chatcore::KekSource::Base64(
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
-    );
+    cfg.kek =
+        c24_chatcore::KekSource::Base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
     let core = c24_chatcore::start(cfg).await.unwrap();
     let url = core.url();
     assert!(url.starts_with("https://"));
@@ -136,7 +135,15 @@ async fn run_against_a_tls_target_with_its_ca_file() {
         );
         tokio::task::spawn_blocking(move || {
             bin()
-                .args(["run", "--live", "quiet", "--target", &url, "--admin-token", &token])
+                .args([
+                    "run",
+                    "--live",
+                    "quiet",
+                    "--target",
+                    &url,
+                    "--admin-token",
+                    &token,
+                ])
                 .arg("--ca-file")
                 .arg(&ca)
                 .arg("--report-json")
@@ -156,7 +163,15 @@ async fn run_against_a_tls_target_with_its_ca_file() {
         let (url, token, file) = (url.clone(), token.clone(), file.clone());
         tokio::task::spawn_blocking(move || {
             bin()
-                .args(["run", "--live", "quiet", "--target", &url, "--admin-token", &token])
+                .args([
+                    "run",
+                    "--live",
+                    "quiet",
+                    "--target",
+                    &url,
+                    "--admin-token",
+                    &token,
+                ])
                 .arg(&file)
                 .output()
                 .unwrap()
