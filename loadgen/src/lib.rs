@@ -11,12 +11,14 @@
 //! - [`report`]: summary table, JSON, JUnit, HDR interval log.
 //! - [`live`]: progress while running. [`provision`]: target and tenants.
 //! - [`command`]: the `run` and `validate` commands behind `main.rs`.
+//! - [`capacity`]: `capacity`, the highest arrival rate within SLOs (step, then bisect).
 //! - [`compare`]: `compare`, B/A cost of a variant in alternating windows, bootstrap CIs.
 //! - [`sink`]: a trivial HTTP target; [`bench`]: a plain HTTP/1.1 load client.
 //! - [`limits`]: raising the open-file limit for many sockets.
 //! - [`tls`]: what `https://`/`wss://` targets are trusted with (`--ca-file`, `--insecure`).
 
 pub mod bench;
+pub mod capacity;
 pub mod command;
 pub mod compare;
 pub mod drivers;

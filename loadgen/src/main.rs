@@ -15,6 +15,13 @@ Exit codes:
   2  the scenario or the command line is wrong
   3  the target could not be reached or provisioned";
 
+const CAPACITY_EXIT_CODES: &str = "\
+Exit codes:
+  0  a rate held the SLOs (the capacity is reported)
+  1  the SLOs broke at every rate tried
+  2  the scenario or the command line is wrong
+  3  the target could not be reached or provisioned";
+
 #[derive(Parser)]
 #[command(
     name = "c24-loadgen",
@@ -122,6 +129,59 @@ enum Command {
         report_json: Option<PathBuf>,
         #[command(flatten)]
         tls: TlsArgs,
+    },
+    /// The highest arrival rate that holds the SLOs: raise the rate step by
+    /// step, then bisect; reports the latency-versus-rate curve.
+    #[command(after_help = CAPACITY_EXIT_CODES)]
+    Capacity {
+        /// The scenario file (an open model; its stages are replaced by each probe's rate).
+        scenario: PathBuf,
+        /// A running chat core [default: an embedded one].
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        #[arg(
+            long,
+            value_name = "T",
+            env = "C24_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token: Option<String>,
+        /// An SLO in threshold syntax, e.g. "webchat.ack.p99 < 50ms"; may be repeated.
+        #[arg(long = "slo", value_name = "KEY OP BOUND", required = true)]
+        slos: Vec<String>,
+        /// A channel mix to search, e.g. webchat=0.6,whatsapp=0.4; may be
+        /// repeated [default: the scenario's own].
+        #[arg(long = "mix", value_name = "CHANNEL=SHARE,...")]
+        mixes: Vec<String>,
+        /// First rate tried, conversations per second.
+        #[arg(long, value_name = "R", default_value_t = 10.0)]
+        start_rate: f64,
+        /// Each raising step multiplies the rate by this.
+        #[arg(long, value_name = "F", default_value_t = 2.0)]
+        factor: f64,
+        /// Never try above this rate.
+        #[arg(long, value_name = "R", default_value_t = 100_000.0)]
+        max_rate: f64,
+        /// Bisection probes once a rate broke.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        bisections: u32,
+        /// Stop bisecting when (broke − held) / held is below this.
+        #[arg(long, value_name = "SHARE", default_value_t = 0.05)]
+        resolution: f64,
+        /// Traffic per probe.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = c24_api::units::parse_duration)]
+        step_duration: std::time::Duration,
+        /// Worker threads [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Write the JSON report (schema: loadgen/REPORT.md).
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Start the embedded core with TLS.
+        #[arg(long, conflicts_with = "target")]
+        embedded_tls: bool,
     },
     /// Merge the --report-json files of several shards and judge the scenario's thresholds on the whole.
     #[command(after_help = EXIT_CODES)]
@@ -407,6 +467,65 @@ fn main() -> ExitCode {
                 }
             };
             match rt.block_on(c24_loadgen::compare::run(&req)) {
+                Ok(done) => {
+                    print!("{}", done.summary);
+                    exit(done.exit)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit(e.exit())
+                }
+            }
+        }
+        Command::Capacity {
+            scenario,
+            target,
+            admin_token,
+            slos,
+            mixes,
+            start_rate,
+            factor,
+            max_rate,
+            bisections,
+            resolution,
+            step_duration,
+            threads,
+            report_json,
+            tls,
+            embedded_tls,
+        } => {
+            let admin_token = if target.is_some() { admin_token } else { None };
+            let req = c24_loadgen::capacity::CapacityRequest {
+                scenario,
+                target,
+                admin_token,
+                tls: tls.options(),
+                embedded: c24_loadgen::provision::EmbeddedOptions {
+                    tls: embedded_tls,
+                    ..Default::default()
+                },
+                slos,
+                mixes,
+                search: c24_loadgen::capacity::search::SearchPlan {
+                    start: start_rate,
+                    factor,
+                    max: max_rate,
+                    bisections,
+                    resolution,
+                },
+                step: step_duration,
+                threads: default_threads(threads),
+                report_json,
+                progress: true,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return exit(Exit::Unreachable);
+                }
+            };
+            match rt.block_on(c24_loadgen::capacity::run(&req)) {
                 Ok(done) => {
                     print!("{}", done.summary);
                     exit(done.exit)
