@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::Exit;
 use crate::live::LiveMode;
+use crate::metrics_listen::{self, Board};
+use crate::observe::{Observer, Timeline};
 use crate::provision::{self, EmbeddedOptions, ProvisionError, Target};
 use crate::report::{self, Context, Report, ServerFigures};
 use crate::run::{self, RunOptions};
@@ -35,6 +37,12 @@ pub struct RunExtras {
     pub tls: TlsOptions,
     /// How to start the embedded core (`--embedded-tls`).
     pub embedded: EmbeddedOptions,
+    /// `--report-html FILE`: one self-contained page with charts.
+    pub report_html: Option<PathBuf>,
+    /// `--summary-md FILE`: a Markdown summary for a CI job summary.
+    pub summary_md: Option<PathBuf>,
+    /// `--metrics-listen ADDR`: live OpenMetrics during the run.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Reaches `--target` (with the asked trust) or starts the embedded core.
@@ -138,6 +146,8 @@ pub async fn run_with(req: &RunRequest, extras: &RunExtras) -> Result<Finished, 
         ("--report-json", &req.report_json),
         ("--junit", &req.junit),
         ("--hdr-log", &req.hdr_log),
+        ("--report-html", &extras.report_html),
+        ("--summary-md", &extras.summary_md),
     ] {
         if let Some(p) = p {
             writable(flag, p)?;
@@ -150,16 +160,56 @@ pub async fn run_with(req: &RunRequest, extras: &RunExtras) -> Result<Finished, 
         extras.embedded,
     )
     .await?;
-    let result = run_against(&plan, &target, req).await;
+    let timeline = Arc::new(Timeline::new());
+    let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
+    if extras.report_html.is_some() {
+        observers.push(timeline.clone());
+    }
+    let mut server = None;
+    if let Some(addr) = extras.metrics_listen {
+        let board = Arc::new(Board::new(plan.clone()));
+        match metrics_listen::serve(addr, board.clone()).await {
+            Ok((local, task)) => {
+                eprintln!("c24-loadgen: OpenMetrics on http://{local}/metrics");
+                observers.push(board);
+                server = Some(task);
+            }
+            Err(e) => {
+                target.shutdown().await;
+                return Err(Failure::Usage(e));
+            }
+        }
+    }
+    let result = run_against(&plan, &target, req, observers).await;
+    if let Some(task) = server {
+        task.abort();
+    }
     target.shutdown().await;
-    result
+    let done = result?;
+    if let Some(p) = &extras.report_html {
+        let page = report::html::run_page(&done.finished.report, &done.totals, &timeline.points());
+        report::html::write(&page, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = &extras.summary_md {
+        let md = report::markdown::run_summary(&done.finished.report);
+        std::fs::write(p, md)
+            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
+    }
+    Ok(done.finished)
+}
+
+/// A run's outcome with the totals the HTML report draws from.
+struct Done {
+    finished: Finished,
+    totals: crate::metrics::Recorder,
 }
 
 async fn run_against(
     plan: &Arc<Plan>,
     target: &Target,
     req: &RunRequest,
-) -> Result<Finished, Failure> {
+    observers: Vec<Arc<dyn Observer>>,
+) -> Result<Done, Failure> {
     let run_id = format!("{:06x}", fastrand::u32(..0x0100_0000));
     let tenants = Arc::new(provision::tenants(target, &plan.tenants, &run_id).await?);
     tracing::info!(tenants = tenants.len(), target = %target.http_base, "provisioned");
@@ -169,6 +219,7 @@ async fn run_against(
         hdr_log: req.hdr_log.clone(),
         shard: req.shard,
         tls: target.tls(),
+        observers,
     };
     let result = run::execute(
         plan.clone(),
@@ -212,10 +263,13 @@ async fn run_against(
     } else {
         Exit::ThresholdFailed
     };
-    Ok(Finished {
-        exit,
-        report,
-        summary,
+    Ok(Done {
+        finished: Finished {
+            exit,
+            report,
+            summary,
+        },
+        totals: result.totals,
     })
 }
 

@@ -9,6 +9,7 @@
 //! - [`thresholds`]: `"webchat.ack.p99" = "< 50ms"` parsing and evaluation.
 //! - [`run`]: worker threads, the aggregator, abort-on-fail.
 //! - [`report`]: summary table, JSON, JUnit, HDR interval log.
+//! - [`observe`]: per-interval hooks (HTML timeline); [`metrics_listen`]: `--metrics-listen`, live OpenMetrics.
 //! - [`live`]: progress while running. [`provision`]: target and tenants.
 //! - [`command`]: the `run` and `validate` commands behind `main.rs`.
 //! - [`capacity`]: `capacity`, the highest arrival rate within SLOs (step, then bisect).
@@ -25,6 +26,8 @@ pub mod drivers;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod metrics_listen;
+pub mod observe;
 pub mod provision;
 pub mod report;
 pub mod run;

@@ -78,6 +78,12 @@ enum Command {
         /// development certificate this run trusts).
         #[arg(long, conflicts_with = "target")]
         embedded_tls: bool,
+        #[command(flatten)]
+        pages: PageArgs,
+        /// Serve the run's figures so far as OpenMetrics at http://ADDR/metrics
+        /// (port 0 picks one; the address is printed on stderr).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// What a variant costs: the scenario against A and B in alternating
     /// windows (ABAB…), B/A of p50/p99/p99.9/throughput with 95% bootstrap
@@ -129,6 +135,8 @@ enum Command {
         report_json: Option<PathBuf>,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        pages: PageArgs,
     },
     /// The highest arrival rate that holds the SLOs: raise the rate step by
     /// step, then bisect; reports the latency-versus-rate curve.
@@ -182,6 +190,8 @@ enum Command {
         /// Start the embedded core with TLS.
         #[arg(long, conflicts_with = "target")]
         embedded_tls: bool,
+        #[command(flatten)]
+        pages: PageArgs,
     },
     /// Merge the --report-json files of several shards and judge the scenario's thresholds on the whole.
     #[command(after_help = EXIT_CODES)]
@@ -244,6 +254,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report_json: Option<PathBuf>,
     },
+}
+
+/// The human-facing reports.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct PageArgs {
+    /// Write one self-contained HTML page with charts (no network needed to view it).
+    #[arg(long, value_name = "FILE")]
+    report_html: Option<PathBuf>,
+    /// Write a Markdown summary for a CI job summary (e.g. $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FILE")]
+    summary_md: Option<PathBuf>,
 }
 
 /// Trust for `https://`/`wss://` targets.
@@ -437,6 +458,7 @@ fn main() -> ExitCode {
             seed,
             report_json,
             tls,
+            pages,
         } => {
             let admin_token_b = admin_token_b.or_else(|| admin_token_a.clone());
             let (admin_token_a, admin_token_b) = if a.is_some() {
@@ -457,6 +479,8 @@ fn main() -> ExitCode {
                 threads: default_threads(threads),
                 seed,
                 report_json,
+                report_html: pages.report_html,
+                summary_md: pages.summary_md,
                 progress: true,
             };
             let rt = match tokio::runtime::Runtime::new() {
@@ -493,6 +517,7 @@ fn main() -> ExitCode {
             report_json,
             tls,
             embedded_tls,
+            pages,
         } => {
             let admin_token = if target.is_some() { admin_token } else { None };
             let req = c24_loadgen::capacity::CapacityRequest {
@@ -516,6 +541,8 @@ fn main() -> ExitCode {
                 step: step_duration,
                 threads: default_threads(threads),
                 report_json,
+                report_html: pages.report_html,
+                summary_md: pages.summary_md,
                 progress: true,
             };
             let rt = match tokio::runtime::Runtime::new() {
@@ -564,6 +591,8 @@ fn main() -> ExitCode {
             shard,
             tls,
             embedded_tls,
+            pages,
+            metrics_listen,
         } => {
             let extras = command::RunExtras {
                 tls: tls.options(),
@@ -571,6 +600,9 @@ fn main() -> ExitCode {
                     tls: embedded_tls,
                     ..Default::default()
                 },
+                report_html: pages.report_html,
+                summary_md: pages.summary_md,
+                metrics_listen,
             };
             let live = match live.as_str() {
                 "auto" => LiveMode::detect(),

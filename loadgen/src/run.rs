@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub shard: Shard,
     /// Trust for `https://`/`wss://` targets; `None`: the system's roots.
     pub tls: Option<Arc<crate::tls::ClientTls>>,
+    /// Told every interval what was measured (HTML timeline, `--metrics-listen`).
+    pub observers: Vec<Arc<dyn crate::observe::Observer>>,
 }
 
 /// Shard `index` of `count`: this process plays every `count`-th slice of
@@ -229,8 +231,11 @@ pub async fn execute(
                 if let Some(h) = &mut hdr {
                     h.write(&pending, &names).map_err(|e| RunError::Output { path: h.path().to_string(), message: e })?;
                 }
-                pending = Recorder::new(scenarios);
                 let flying: usize = in_flight.iter().flatten().sum();
+                for o in &opts.observers {
+                    o.interval(elapsed, &pending, &totals, flying);
+                }
+                pending = Recorder::new(scenarios);
                 let verdicts: Vec<bool> = plan.thresholds.iter().map(|t| t.evaluate(&totals, &names, elapsed.min(plan.duration)).passed).collect();
                 live.tick(elapsed, flying, &verdicts);
                 if aborted.is_none() {
@@ -261,6 +266,9 @@ pub async fn execute(
     }
     if let Some(f) = failure {
         return Err(f);
+    }
+    for o in &opts.observers {
+        o.interval(start.elapsed(), &pending, &totals, 0);
     }
     if let Some(h) = &mut hdr {
         h.write(&pending, &names).map_err(|e| RunError::Output {

@@ -115,7 +115,7 @@ fn no_rate_holds_an_impossible_slo_and_exits_1() {
     let r = report.expect("a JSON report");
     let s = &r["searches"][0];
     assert!(s["max_rate"].is_null(), "{s}");
-    assert_eq!(s["broke_at"].as_f64().unwrap() < 4.0, true, "{s}");
+    assert!(s["broke_at"].as_f64().unwrap() < 4.0, "{s}");
     // 4/s broke, then two bisections below it.
     assert_eq!(s["curve"].as_array().unwrap().len(), 3, "{s}");
     assert!(text(&out).contains("CAPACITY: none"), "{}", text(&out));

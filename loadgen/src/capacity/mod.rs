@@ -45,6 +45,10 @@ pub struct CapacityRequest {
     pub step: Duration,
     pub threads: usize,
     pub report_json: Option<PathBuf>,
+    /// `--report-html FILE`.
+    pub report_html: Option<PathBuf>,
+    /// `--summary-md FILE`.
+    pub summary_md: Option<PathBuf>,
     /// One line per probe on stderr.
     pub progress: bool,
 }
@@ -200,8 +204,14 @@ pub async fn run(req: &CapacityRequest) -> Result<CapacityFinished, Failure> {
     if mixes.is_empty() {
         mixes.push(None);
     }
-    if let Some(p) = &req.report_json {
-        command::writable("--report-json", p)?;
+    for (flag, p) in [
+        ("--report-json", &req.report_json),
+        ("--report-html", &req.report_html),
+        ("--summary-md", &req.summary_md),
+    ] {
+        if let Some(p) = p {
+            command::writable(flag, p)?;
+        }
     }
     let target = command::target(
         req.target.as_deref(),
@@ -219,6 +229,14 @@ pub async fn run(req: &CapacityRequest) -> Result<CapacityFinished, Failure> {
     let summary = report::render(&report);
     if let Some(p) = &req.report_json {
         report::write(&report, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = &req.report_html {
+        crate::report::html::write(&crate::report::html::capacity_page(&report), p)
+            .map_err(Failure::Usage)?;
+    }
+    if let Some(p) = &req.summary_md {
+        std::fs::write(p, crate::report::markdown::capacity_summary(&report))
+            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
     }
     let exit = if report.searches.iter().all(|s| s.max_rate.is_some()) {
         Exit::Passed
@@ -254,6 +272,7 @@ async fn search_all(
                 hdr_log: None,
                 shard: Default::default(),
                 tls: target.tls(),
+                observers: Vec::new(),
             };
             let probe_id = format!("{:06x}", fastrand::u32(..0x0100_0000));
             let r = run::execute(

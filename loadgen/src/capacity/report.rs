@@ -283,8 +283,8 @@ pub fn render(r: &CapacityReport) -> String {
         let _ = writeln!(out, "\nmix: {}", mix_text(&s.mix));
         let _ = writeln!(
             out,
-            "{:>10} {:>11} {:>6} {:>8}  {}",
-            "rate/s", "achieved/s", "held", "errors", "p99 per channel.metric (corrected)"
+            "{:>10} {:>11} {:>6} {:>8}  p99 per channel.metric (corrected)",
+            "rate/s", "achieved/s", "held", "errors"
         );
         for p in &s.curve {
             let lat: Vec<String> = p

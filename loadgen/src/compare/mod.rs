@@ -112,6 +112,10 @@ pub struct CompareRequest {
     /// Seed of the bootstrap (default: the scenario's `seed`).
     pub seed: Option<u64>,
     pub report_json: Option<PathBuf>,
+    /// `--report-html FILE`.
+    pub report_html: Option<PathBuf>,
+    /// `--summary-md FILE`.
+    pub summary_md: Option<PathBuf>,
     /// Print one line per window to stderr.
     pub progress: bool,
 }
@@ -151,8 +155,14 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
             MIN_WINDOW.as_millis()
         )));
     }
-    if let Some(p) = &req.report_json {
-        command::writable("--report-json", p)?;
+    for (flag, p) in [
+        ("--report-json", &req.report_json),
+        ("--report-html", &req.report_html),
+        ("--summary-md", &req.summary_md),
+    ] {
+        if let Some(p) = p {
+            command::writable(flag, p)?;
+        }
     }
     let (a, b) = match (&req.a, &req.b) {
         (Some(a), Some(b)) => {
@@ -241,6 +251,14 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
     if let Some(p) = &req.report_json {
         report::write(&report, p).map_err(Failure::Usage)?;
     }
+    if let Some(p) = &req.report_html {
+        crate::report::html::write(&crate::report::html::compare_page(&report), p)
+            .map_err(Failure::Usage)?;
+    }
+    if let Some(p) = &req.summary_md {
+        std::fs::write(p, crate::report::markdown::compare_summary(&report))
+            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
+    }
     let exit = if report.passed {
         Exit::Passed
     } else {
@@ -283,6 +301,7 @@ async fn alternate(
                 hdr_log: None,
                 shard: Default::default(),
                 tls: side.target.tls(),
+                observers: Vec::new(),
             };
             let r = run::execute(
                 window_plan.clone(),
