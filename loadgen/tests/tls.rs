@@ -180,6 +180,21 @@ async fn run_against_a_tls_target_with_its_ca_file() {
         .unwrap()
     };
     assert_eq!(untrusted.status.code(), Some(3), "{}", text(&untrusted));
+    // --insecure accepts the untrusted certificate, on every channel.
+    let insecure = {
+        let (url, token, file) = (url.clone(), token.clone(), file.clone());
+        tokio::task::spawn_blocking(move || {
+            bin()
+                .args(["run", "--live", "quiet", "--insecure", "--target", &url])
+                .args(["--admin-token", &token])
+                .arg(&file)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(insecure.status.code(), Some(0), "{}", text(&insecure));
     assert!(
         text(&untrusted).contains("--ca-file"),
         "{}",
