@@ -205,3 +205,56 @@ fn bad_command_lines_exit_2_and_unreachable_targets_exit_3() {
         .unwrap();
     assert_eq!(gone.status.code(), Some(3), "{}", text(&gone));
 }
+
+async fn core(tls: bool) -> (c24_chatcore::Running, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = c24_chatcore::Config::embedded(data.path());
+    cfg.kek =
+        c24_chatcore::KekSource::Base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
+    if tls {
+        cfg.tls = c24_chatcore::TlsConfig::SelfSigned;
+    }
+    (c24_chatcore::start(cfg).await.unwrap(), data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_running_targets_each_with_its_own_token() {
+    let (a, _a_dir) = core(false).await;
+    let (b, _b_dir) = core(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cmp.toml");
+    std::fs::write(&file, scenario(r#""overhead.whatsapp.http.p99" = "< 100""#)).unwrap();
+    let json = dir.path().join("cmp.json");
+    let args: Vec<std::ffi::OsString> = vec![
+        "compare".into(),
+        "--a".into(),
+        a.url().into(),
+        "--b".into(),
+        b.url().into(),
+        "--admin-token-a".into(),
+        a.admin_token().into(),
+        "--admin-token-b".into(),
+        b.admin_token().into(),
+        "--ca-file".into(),
+        b.dev_cert_path().into(),
+        "--pairs".into(),
+        "2".into(),
+        "--window".into(),
+        "300ms".into(),
+        "--report-json".into(),
+        json.clone().into(),
+        file.into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || bin().args(args).output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["a"]["embedded"], false);
+    assert_eq!(r["b"]["target"], b.url());
+    assert!(r["tls_handshake"]["a"].is_null());
+    assert!(r["tls_handshake"]["b"]["count"].as_u64().unwrap() > 0);
+    assert_eq!(r["b"]["errors"], 0, "{}", r["b"]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
