@@ -299,6 +299,18 @@ pub fn merge(
     report_json: Option<&Path>,
     junit: Option<&Path>,
 ) -> Result<Finished, Failure> {
+    merge_with(scenario, reports, report_json, junit, None, None)
+}
+
+/// [`merge`], also writing `--report-html` and `--summary-md` of the whole.
+pub fn merge_with(
+    scenario: &Path,
+    reports: &[PathBuf],
+    report_json: Option<&Path>,
+    junit: Option<&Path>,
+    report_html: Option<&Path>,
+    summary_md: Option<&Path>,
+) -> Result<Finished, Failure> {
     let plan = scenario::load(scenario)?;
     if reports.is_empty() {
         return Err(Failure::Usage("give at least one report to merge".into()));
@@ -338,6 +350,15 @@ pub fn merge(
     }
     if let Some(p) = junit {
         report::junit::write(&report, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = report_html {
+        // Shards keep no timeline: the page has the merged distributions.
+        let page = report::html::run_page(&report, &run.totals, &[]);
+        report::html::write(&page, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = summary_md {
+        std::fs::write(p, report::markdown::run_summary(&report))
+            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
     }
     let exit = if report.passed {
         Exit::Passed

@@ -208,6 +208,8 @@ enum Command {
         /// Write a JUnit XML file of the merged verdict.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        #[command(flatten)]
+        pages: PageArgs,
     },
     /// Check a scenario file without running it; errors name file, line and key.
     #[command(after_help = EXIT_CODES)]
@@ -430,11 +432,14 @@ fn main() -> ExitCode {
             reports,
             report_json,
             junit,
-        } => match command::merge(
+            pages,
+        } => match command::merge_with(
             &scenario,
             &reports,
             report_json.as_deref(),
             junit.as_deref(),
+            pages.report_html.as_deref(),
+            pages.summary_md.as_deref(),
         ) {
             Ok(done) => {
                 print!("{}", done.summary);

@@ -368,3 +368,50 @@ fn series(body: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
         if ok { value.parse().ok() } else { None }
     })
 }
+
+#[test]
+fn merged_shards_get_a_page_and_a_summary_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario(dir.path(), "");
+    let shards: Vec<_> = (0..2)
+        .map(|i| {
+            let json = dir.path().join(format!("shard{i}.json"));
+            let child = bin()
+                .args(["run", "--live", "quiet", "--threads", "1", "--shard"])
+                .arg(format!("{i}/2"))
+                .arg("--report-json")
+                .arg(&json)
+                .arg(&file)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            (json, child)
+        })
+        .collect();
+    let mut jsons = Vec::new();
+    for (json, mut child) in shards {
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+        jsons.push(json);
+    }
+    let html = dir.path().join("merged.html");
+    let md = dir.path().join("merged.md");
+    let o = bin()
+        .args(["merge", "--scenario"])
+        .arg(&file)
+        .arg("--report-html")
+        .arg(&html)
+        .arg("--summary-md")
+        .arg(&md)
+        .args(&jsons)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("merged from shards") && page.contains("webchat.ack percentile spectrum")
+    );
+    check_page(&html, 3);
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.starts_with("## c24-loadgen: pages — ✅ PASSED"), "{md}");
+    assert!(md.contains("2 merged report(s)"), "{md}");
+}

@@ -147,6 +147,86 @@ pub fn run_page(r: &Report, totals: &Recorder, timeline: &[IntervalPoint]) -> St
         }
         b.push_str("</table>");
     }
+    if timeline.is_empty() {
+        b.push_str("<p>No timeline: this report was merged from shards, which keep only their distributions.</p>");
+    } else {
+        over_time(&mut b, timeline);
+    }
+    if r.errors.is_empty() {
+        b.push_str("<p>No errors.</p>");
+    } else {
+        b.push_str("<table><tr><th>scenario</th><th>channel</th><th>kind</th><th>count</th></tr>");
+        for e in &r.errors {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&e.scenario),
+                esc(&e.channel),
+                esc(&e.kind),
+                e.count
+            );
+        }
+        b.push_str("</table>");
+    }
+    b.push_str(
+        "<h2>Percentile spectrum (corrected solid, uncorrected dashed)</h2><div class=\"grid-2\">",
+    );
+    let mut keys: Vec<(Channel, Metric)> = totals
+        .latencies
+        .keys()
+        .map(|k| (k.channel, k.metric))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut table = String::from(PCT_HEAD);
+    for (c, m) in &keys {
+        if let Some(p) = totals.combined(None, *c, *m) {
+            let name = format!("{}.{}", c.as_str(), m.as_str());
+            b.push_str(&svg::line_chart(
+                &format!("{name} percentile spectrum"),
+                Scale::Percentile,
+                Scale::Micros,
+                &[
+                    Series::new("corrected", svg::spectrum(&p.corrected), 0),
+                    Series::new("uncorrected", svg::spectrum(&p.uncorrected), 1).dashed(),
+                ],
+            ));
+            table.push_str(&percentiles_row(
+                &name,
+                p.corrected.len(),
+                &Percentiles::of(&p.corrected),
+            ));
+            table.push_str(&percentiles_row(
+                &format!("{name} (uncorrected)"),
+                p.uncorrected.len(),
+                &Percentiles::of(&p.uncorrected),
+            ));
+        }
+    }
+    b.push_str("</div><h2>Latency</h2><table>");
+    b.push_str(&table);
+    b.push_str("</table>");
+    if let Some(s) = &r.server {
+        b.push_str("<h2>The core's own figures (same window)</h2><table><tr><th>channel</th><th>messages</th><th>msgs/s</th><th>ingest p50</th><th>ingest p99</th><th>encrypt/msg</th></tr>");
+        for c in &s.per_channel {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{:.0}ns</td></tr>",
+                esc(&c.channel),
+                c.messages,
+                c.msgs_per_s,
+                format_micros(c.ingest_latency_us.p50 as f64),
+                format_micros(c.ingest_latency_us.p99 as f64),
+                c.encrypt_ns_per_msg
+            );
+        }
+        b.push_str("</table>");
+    }
+    page(&format!("c24-loadgen: {}", r.name), &b)
+}
+
+/// Latency, throughput and errors over the run, from the per-second timeline.
+fn over_time(b: &mut String, timeline: &[IntervalPoint]) {
     let channels = channels_of(timeline);
     b.push_str(
         "<h2>Latency over time (corrected; p99 solid, p50 dashed)</h2><div class=\"grid-2\">",
@@ -257,77 +337,6 @@ pub fn run_page(r: &Report, totals: &Recorder, timeline: &[IntervalPoint]) -> St
         &errs,
     ));
     b.push_str("</div>");
-    if r.errors.is_empty() {
-        b.push_str("<p>No errors.</p>");
-    } else {
-        b.push_str("<table><tr><th>scenario</th><th>channel</th><th>kind</th><th>count</th></tr>");
-        for e in &r.errors {
-            let _ = write!(
-                b,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&e.scenario),
-                esc(&e.channel),
-                esc(&e.kind),
-                e.count
-            );
-        }
-        b.push_str("</table>");
-    }
-    b.push_str(
-        "<h2>Percentile spectrum (corrected solid, uncorrected dashed)</h2><div class=\"grid-2\">",
-    );
-    let mut keys: Vec<(Channel, Metric)> = totals
-        .latencies
-        .keys()
-        .map(|k| (k.channel, k.metric))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    let mut table = String::from(PCT_HEAD);
-    for (c, m) in &keys {
-        if let Some(p) = totals.combined(None, *c, *m) {
-            let name = format!("{}.{}", c.as_str(), m.as_str());
-            b.push_str(&svg::line_chart(
-                &format!("{name} percentile spectrum"),
-                Scale::Percentile,
-                Scale::Micros,
-                &[
-                    Series::new("corrected", svg::spectrum(&p.corrected), 0),
-                    Series::new("uncorrected", svg::spectrum(&p.uncorrected), 1).dashed(),
-                ],
-            ));
-            table.push_str(&percentiles_row(
-                &name,
-                p.corrected.len(),
-                &Percentiles::of(&p.corrected),
-            ));
-            table.push_str(&percentiles_row(
-                &format!("{name} (uncorrected)"),
-                p.uncorrected.len(),
-                &Percentiles::of(&p.uncorrected),
-            ));
-        }
-    }
-    b.push_str("</div><h2>Latency</h2><table>");
-    b.push_str(&table);
-    b.push_str("</table>");
-    if let Some(s) = &r.server {
-        b.push_str("<h2>The core's own figures (same window)</h2><table><tr><th>channel</th><th>messages</th><th>msgs/s</th><th>ingest p50</th><th>ingest p99</th><th>encrypt/msg</th></tr>");
-        for c in &s.per_channel {
-            let _ = write!(
-                b,
-                "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{:.0}ns</td></tr>",
-                esc(&c.channel),
-                c.messages,
-                c.msgs_per_s,
-                format_micros(c.ingest_latency_us.p50 as f64),
-                format_micros(c.ingest_latency_us.p99 as f64),
-                c.encrypt_ns_per_msg
-            );
-        }
-        b.push_str("</table>");
-    }
-    page(&format!("c24-loadgen: {}", r.name), &b)
 }
 
 fn ratio_cell(r: &crate::compare::bootstrap::Ratio) -> String {
