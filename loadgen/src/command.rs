@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use crate::Exit;
 use crate::live::LiveMode;
-use crate::provision::{self, ProvisionError, Target};
+use crate::metrics_listen::{self, Board};
+use crate::observe::{Observer, Timeline};
+use crate::provision::{self, EmbeddedOptions, ProvisionError, Target};
 use crate::report::{self, Context, Report, ServerFigures};
 use crate::run::{self, RunOptions};
 use crate::scenario::{self, Plan};
+use crate::tls::{ClientTls, TlsOptions};
 
 /// `c24-loadgen run` as asked on the command line.
 #[derive(Debug, Clone)]
@@ -24,6 +27,58 @@ pub struct RunRequest {
     pub hdr_log: Option<PathBuf>,
     pub live: LiveMode,
     pub shard: run::Shard,
+}
+
+/// What `run` can do beyond [`RunRequest`]; kept apart so the existing
+/// callers of [`run`] stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct RunExtras {
+    /// Trust for an `https://` target (`--ca-file`, `--insecure`).
+    pub tls: TlsOptions,
+    /// How to start the embedded core (`--embedded-tls`).
+    pub embedded: EmbeddedOptions,
+    /// `--report-html FILE`: one self-contained page with charts.
+    pub report_html: Option<PathBuf>,
+    /// `--summary-md FILE`: a Markdown summary for a CI job summary.
+    pub summary_md: Option<PathBuf>,
+    /// `--metrics-listen ADDR`: live OpenMetrics during the run.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// Reaches `--target` (with the asked trust) or starts the embedded core.
+pub async fn target(
+    url: Option<&str>,
+    admin_token: Option<String>,
+    tls: &TlsOptions,
+    embedded: EmbeddedOptions,
+) -> Result<Target, Failure> {
+    match url {
+        Some(url) => {
+            let trust = if tls.ca_files.is_empty() && !tls.insecure {
+                None
+            } else {
+                Some(Arc::new(
+                    ClientTls::new(tls).map_err(|e| Failure::Usage(e.to_string()))?,
+                ))
+            };
+            Ok(Target::remote_with_tls(url, admin_token, trust).await?)
+        }
+        None => {
+            if admin_token.is_some() {
+                return Err(Failure::Usage(
+                    "--admin-token goes with --target; the embedded core makes its own".into(),
+                ));
+            }
+            if !tls.ca_files.is_empty() || tls.insecure {
+                return Err(Failure::Usage(
+                    "--ca-file and --insecure go with an https:// --target; the embedded core's \
+                     certificate is trusted by itself (--embedded-tls)"
+                        .into(),
+                ));
+            }
+            Ok(Target::embedded_with(embedded).await?)
+        }
+    }
 }
 
 /// Why a command could not do its job; each maps to an exit code.
@@ -61,7 +116,7 @@ pub fn validate(path: &Path) -> Result<Plan, Failure> {
 }
 
 /// Checks an output file can be written before the run spends its time.
-fn writable(flag: &str, path: &Path) -> Result<(), Failure> {
+pub(crate) fn writable(flag: &str, path: &Path) -> Result<(), Failure> {
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -81,37 +136,80 @@ pub struct Finished {
 /// `c24-loadgen run`: validate, reach or start the target, provision, run,
 /// report, judge.
 pub async fn run(req: &RunRequest) -> Result<Finished, Failure> {
+    run_with(req, &RunExtras::default()).await
+}
+
+/// [`run`] with the options of [`RunExtras`].
+pub async fn run_with(req: &RunRequest, extras: &RunExtras) -> Result<Finished, Failure> {
     let plan = Arc::new(scenario::load(&req.scenario)?);
     for (flag, p) in [
         ("--report-json", &req.report_json),
         ("--junit", &req.junit),
         ("--hdr-log", &req.hdr_log),
+        ("--report-html", &extras.report_html),
+        ("--summary-md", &extras.summary_md),
     ] {
         if let Some(p) = p {
             writable(flag, p)?;
         }
     }
-    let target = match &req.target {
-        Some(url) => Target::remote(url, req.admin_token.clone()).await?,
-        None => {
-            if req.admin_token.is_some() {
-                return Err(Failure::Usage(
-                    "--admin-token goes with --target; the embedded core makes its own".into(),
-                ));
+    let target = target(
+        req.target.as_deref(),
+        req.admin_token.clone(),
+        &extras.tls,
+        extras.embedded,
+    )
+    .await?;
+    let timeline = Arc::new(Timeline::new());
+    let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
+    if extras.report_html.is_some() {
+        observers.push(timeline.clone());
+    }
+    let mut server = None;
+    if let Some(addr) = extras.metrics_listen {
+        let board = Arc::new(Board::new(plan.clone()));
+        match metrics_listen::serve(addr, board.clone()).await {
+            Ok((local, task)) => {
+                eprintln!("c24-loadgen: OpenMetrics on http://{local}/metrics");
+                observers.push(board);
+                server = Some(task);
             }
-            Target::embedded().await?
+            Err(e) => {
+                target.shutdown().await;
+                return Err(Failure::Usage(e));
+            }
         }
-    };
-    let result = run_against(&plan, &target, req).await;
+    }
+    let result = run_against(&plan, &target, req, observers).await;
+    if let Some(task) = server {
+        task.abort();
+    }
     target.shutdown().await;
-    result
+    let done = result?;
+    if let Some(p) = &extras.report_html {
+        let page = report::html::run_page(&done.finished.report, &done.totals, &timeline.points());
+        report::html::write(&page, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = &extras.summary_md {
+        let md = report::markdown::run_summary(&done.finished.report);
+        std::fs::write(p, md)
+            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
+    }
+    Ok(done.finished)
+}
+
+/// A run's outcome with the totals the HTML report draws from.
+struct Done {
+    finished: Finished,
+    totals: crate::metrics::Recorder,
 }
 
 async fn run_against(
     plan: &Arc<Plan>,
     target: &Target,
     req: &RunRequest,
-) -> Result<Finished, Failure> {
+    observers: Vec<Arc<dyn Observer>>,
+) -> Result<Done, Failure> {
     let run_id = format!("{:06x}", fastrand::u32(..0x0100_0000));
     let tenants = Arc::new(provision::tenants(target, &plan.tenants, &run_id).await?);
     tracing::info!(tenants = tenants.len(), target = %target.http_base, "provisioned");
@@ -120,6 +218,8 @@ async fn run_against(
         live: req.live,
         hdr_log: req.hdr_log.clone(),
         shard: req.shard,
+        tls: target.tls(),
+        observers,
     };
     let result = run::execute(
         plan.clone(),
@@ -163,10 +263,13 @@ async fn run_against(
     } else {
         Exit::ThresholdFailed
     };
-    Ok(Finished {
-        exit,
-        report,
-        summary,
+    Ok(Done {
+        finished: Finished {
+            exit,
+            report,
+            summary,
+        },
+        totals: result.totals,
     })
 }
 
@@ -195,6 +298,18 @@ pub fn merge(
     reports: &[PathBuf],
     report_json: Option<&Path>,
     junit: Option<&Path>,
+) -> Result<Finished, Failure> {
+    merge_with(scenario, reports, report_json, junit, None, None)
+}
+
+/// [`merge`], also writing `--report-html` and `--summary-md` of the whole.
+pub fn merge_with(
+    scenario: &Path,
+    reports: &[PathBuf],
+    report_json: Option<&Path>,
+    junit: Option<&Path>,
+    report_html: Option<&Path>,
+    summary_md: Option<&Path>,
 ) -> Result<Finished, Failure> {
     let plan = scenario::load(scenario)?;
     if reports.is_empty() {
@@ -235,6 +350,15 @@ pub fn merge(
     }
     if let Some(p) = junit {
         report::junit::write(&report, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = report_html {
+        // Shards keep no timeline: the page has the merged distributions.
+        let page = report::html::run_page(&report, &run.totals, &[]);
+        report::html::write(&page, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = summary_md {
+        std::fs::write(p, report::markdown::run_summary(&report))
+            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
     }
     let exit = if report.passed {
         Exit::Passed

@@ -9,17 +9,25 @@
 //! - [`thresholds`]: `"webchat.ack.p99" = "< 50ms"` parsing and evaluation.
 //! - [`run`]: worker threads, the aggregator, abort-on-fail.
 //! - [`report`]: summary table, JSON, JUnit, HDR interval log.
+//! - [`observe`]: per-interval hooks (HTML timeline); [`metrics_listen`]: `--metrics-listen`, live OpenMetrics.
 //! - [`live`]: progress while running. [`provision`]: target and tenants.
 //! - [`command`]: the `run` and `validate` commands behind `main.rs`.
+//! - [`capacity`]: `capacity`, the highest arrival rate within SLOs (step, then bisect).
+//! - [`compare`]: `compare`, B/A cost of a variant in alternating windows, bootstrap CIs.
 //! - [`sink`]: a trivial HTTP target; [`bench`]: a plain HTTP/1.1 load client.
 //! - [`limits`]: raising the open-file limit for many sockets.
+//! - [`tls`]: what `https://`/`wss://` targets are trusted with (`--ca-file`, `--insecure`).
 
 pub mod bench;
+pub mod capacity;
 pub mod command;
+pub mod compare;
 pub mod drivers;
 pub mod limits;
 pub mod live;
 pub mod metrics;
+pub mod metrics_listen;
+pub mod observe;
 pub mod provision;
 pub mod report;
 pub mod run;
@@ -27,6 +35,7 @@ pub mod scenario;
 pub mod schedule;
 pub mod sink;
 pub mod thresholds;
+pub mod tls;
 
 /// The process exit codes (documented in `--help` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

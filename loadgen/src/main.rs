@@ -15,6 +15,13 @@ Exit codes:
   2  the scenario or the command line is wrong
   3  the target could not be reached or provisioned";
 
+const CAPACITY_EXIT_CODES: &str = "\
+Exit codes:
+  0  a rate held the SLOs (the capacity is reported)
+  1  the SLOs broke at every rate tried
+  2  the scenario or the command line is wrong
+  3  the target could not be reached or provisioned";
+
 #[derive(Parser)]
 #[command(
     name = "c24-loadgen",
@@ -65,6 +72,126 @@ enum Command {
         /// --threads, then `merge` judges the whole.
         #[arg(long, value_name = "INDEX/COUNT", default_value = "0/1")]
         shard: c24_loadgen::run::Shard,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Start the embedded core with TLS (https/wss, a self-signed
+        /// development certificate this run trusts).
+        #[arg(long, conflicts_with = "target")]
+        embedded_tls: bool,
+        #[command(flatten)]
+        pages: PageArgs,
+        /// Serve the run's figures so far as OpenMetrics at http://ADDR/metrics
+        /// (port 0 picks one; the address is printed on stderr).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// What a variant costs: the scenario against A and B in alternating
+    /// windows (ABAB…), B/A of p50/p99/p99.9/throughput with 95% bootstrap
+    /// intervals; without --a/--b two embedded cores (see --variant).
+    #[command(after_help = EXIT_CODES)]
+    Compare {
+        /// The scenario file; `overhead.KEY` thresholds judge the B/A ratios.
+        scenario: PathBuf,
+        /// Baseline target, e.g. http://127.0.0.1:8080.
+        #[arg(long, value_name = "URL", requires = "b")]
+        a: Option<String>,
+        /// Variant target, e.g. https://127.0.0.1:8443.
+        #[arg(long, value_name = "URL", requires = "a")]
+        b: Option<String>,
+        /// Admin token of --a [default: C24_ADMIN_TOKEN].
+        #[arg(
+            long,
+            value_name = "T",
+            env = "C24_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token_a: Option<String>,
+        /// Admin token of --b [default: the one of --a].
+        #[arg(long, value_name = "T")]
+        admin_token_b: Option<String>,
+        /// Embedded variants: at-rest (A --no-at-rest-encryption, B encrypted)
+        /// or tls (A plain, B https/wss).
+        #[arg(
+            long,
+            value_name = "V",
+            default_value = "at-rest",
+            conflicts_with = "a"
+        )]
+        variant: c24_loadgen::compare::Variant,
+        /// A/B window pairs.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        pairs: usize,
+        /// Traffic per window (the scenario's first WINDOW of arrivals).
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = c24_api::units::parse_duration)]
+        window: std::time::Duration,
+        /// Worker threads [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Seed of the bootstrap [default: the scenario's seed].
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Write the JSON report (schema: loadgen/REPORT.md).
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
+        #[command(flatten)]
+        pages: PageArgs,
+    },
+    /// The highest arrival rate that holds the SLOs: raise the rate step by
+    /// step, then bisect; reports the latency-versus-rate curve.
+    #[command(after_help = CAPACITY_EXIT_CODES)]
+    Capacity {
+        /// The scenario file (an open model; its stages are replaced by each probe's rate).
+        scenario: PathBuf,
+        /// A running chat core [default: an embedded one].
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        #[arg(
+            long,
+            value_name = "T",
+            env = "C24_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token: Option<String>,
+        /// An SLO in threshold syntax, e.g. "webchat.ack.p99 < 50ms"; may be repeated.
+        #[arg(long = "slo", value_name = "KEY OP BOUND", required = true)]
+        slos: Vec<String>,
+        /// A channel mix to search, e.g. webchat=0.6,whatsapp=0.4; may be
+        /// repeated [default: the scenario's own].
+        #[arg(long = "mix", value_name = "CHANNEL=SHARE,...")]
+        mixes: Vec<String>,
+        /// First rate tried, conversations per second.
+        #[arg(long, value_name = "R", default_value_t = 10.0)]
+        start_rate: f64,
+        /// Each raising step multiplies the rate by this.
+        #[arg(long, value_name = "F", default_value_t = 2.0)]
+        factor: f64,
+        /// Never try above this rate.
+        #[arg(long, value_name = "R", default_value_t = 100_000.0)]
+        max_rate: f64,
+        /// Bisection probes once a rate broke.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        bisections: u32,
+        /// Stop bisecting when (broke − held) / held is below this.
+        #[arg(long, value_name = "SHARE", default_value_t = 0.05)]
+        resolution: f64,
+        /// Traffic per probe.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = c24_api::units::parse_duration)]
+        step_duration: std::time::Duration,
+        /// Worker threads [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Write the JSON report (schema: loadgen/REPORT.md).
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Start the embedded core with TLS.
+        #[arg(long, conflicts_with = "target")]
+        embedded_tls: bool,
+        #[command(flatten)]
+        pages: PageArgs,
     },
     /// Merge the --report-json files of several shards and judge the scenario's thresholds on the whole.
     #[command(after_help = EXIT_CODES)]
@@ -81,6 +208,8 @@ enum Command {
         /// Write a JUnit XML file of the merged verdict.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        #[command(flatten)]
+        pages: PageArgs,
     },
     /// Check a scenario file without running it; errors name file, line and key.
     #[command(after_help = EXIT_CODES)]
@@ -127,6 +256,49 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report_json: Option<PathBuf>,
     },
+}
+
+/// The human-facing reports.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct PageArgs {
+    /// Write one self-contained HTML page with charts (no network needed to view it).
+    #[arg(long, value_name = "FILE")]
+    report_html: Option<PathBuf>,
+    /// Write a Markdown summary for a CI job summary (e.g. $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FILE")]
+    summary_md: Option<PathBuf>,
+}
+
+/// Trust for `https://`/`wss://` targets.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct TlsArgs {
+    /// Trust the CA certificate(s) in this PEM file as well as the system's
+    /// roots (e.g. a core's dev-cert.pem); may be repeated.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
+    /// Accept any server certificate. Only for a throwaway test target.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl TlsArgs {
+    fn options(&self) -> c24_loadgen::tls::TlsOptions {
+        c24_loadgen::tls::TlsOptions {
+            ca_files: self.ca_files.clone(),
+            insecure: self.insecure,
+        }
+    }
+}
+
+/// `--threads`, or one per core.
+fn default_threads(threads: Option<usize>) -> usize {
+    threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .clamp(1, 256)
 }
 
 fn exit(e: Exit) -> ExitCode {
@@ -260,11 +432,14 @@ fn main() -> ExitCode {
             reports,
             report_json,
             junit,
-        } => match command::merge(
+            pages,
+        } => match command::merge_with(
             &scenario,
             &reports,
             report_json.as_deref(),
             junit.as_deref(),
+            pages.report_html.as_deref(),
+            pages.summary_md.as_deref(),
         ) {
             Ok(done) => {
                 print!("{}", done.summary);
@@ -275,6 +450,124 @@ fn main() -> ExitCode {
                 exit(e.exit())
             }
         },
+        Command::Compare {
+            scenario,
+            a,
+            b,
+            admin_token_a,
+            admin_token_b,
+            variant,
+            pairs,
+            window,
+            threads,
+            seed,
+            report_json,
+            tls,
+            pages,
+        } => {
+            let admin_token_b = admin_token_b.or_else(|| admin_token_a.clone());
+            let (admin_token_a, admin_token_b) = if a.is_some() {
+                (admin_token_a, admin_token_b)
+            } else {
+                (None, None)
+            };
+            let req = c24_loadgen::compare::CompareRequest {
+                scenario,
+                a,
+                b,
+                admin_token_a,
+                admin_token_b,
+                tls: tls.options(),
+                variant,
+                pairs,
+                window,
+                threads: default_threads(threads),
+                seed,
+                report_json,
+                report_html: pages.report_html,
+                summary_md: pages.summary_md,
+                progress: true,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return exit(Exit::Unreachable);
+                }
+            };
+            match rt.block_on(c24_loadgen::compare::run(&req)) {
+                Ok(done) => {
+                    print!("{}", done.summary);
+                    exit(done.exit)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit(e.exit())
+                }
+            }
+        }
+        Command::Capacity {
+            scenario,
+            target,
+            admin_token,
+            slos,
+            mixes,
+            start_rate,
+            factor,
+            max_rate,
+            bisections,
+            resolution,
+            step_duration,
+            threads,
+            report_json,
+            tls,
+            embedded_tls,
+            pages,
+        } => {
+            let admin_token = if target.is_some() { admin_token } else { None };
+            let req = c24_loadgen::capacity::CapacityRequest {
+                scenario,
+                target,
+                admin_token,
+                tls: tls.options(),
+                embedded: c24_loadgen::provision::EmbeddedOptions {
+                    tls: embedded_tls,
+                    ..Default::default()
+                },
+                slos,
+                mixes,
+                search: c24_loadgen::capacity::search::SearchPlan {
+                    start: start_rate,
+                    factor,
+                    max: max_rate,
+                    bisections,
+                    resolution,
+                },
+                step: step_duration,
+                threads: default_threads(threads),
+                report_json,
+                report_html: pages.report_html,
+                summary_md: pages.summary_md,
+                progress: true,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return exit(Exit::Unreachable);
+                }
+            };
+            match rt.block_on(c24_loadgen::capacity::run(&req)) {
+                Ok(done) => {
+                    print!("{}", done.summary);
+                    exit(done.exit)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit(e.exit())
+                }
+            }
+        }
         Command::Validate { file } => match command::validate(&file) {
             Ok(plan) => {
                 println!(
@@ -301,7 +594,21 @@ fn main() -> ExitCode {
             hdr_log,
             live,
             shard,
+            tls,
+            embedded_tls,
+            pages,
+            metrics_listen,
         } => {
+            let extras = command::RunExtras {
+                tls: tls.options(),
+                embedded: c24_loadgen::provision::EmbeddedOptions {
+                    tls: embedded_tls,
+                    ..Default::default()
+                },
+                report_html: pages.report_html,
+                summary_md: pages.summary_md,
+                metrics_listen,
+            };
             let live = match live.as_str() {
                 "auto" => LiveMode::detect(),
                 "lines" => LiveMode::Lines,
@@ -337,7 +644,7 @@ fn main() -> ExitCode {
                     return exit(Exit::Unreachable);
                 }
             };
-            match rt.block_on(command::run(&req)) {
+            match rt.block_on(command::run_with(&req, &extras)) {
                 Ok(done) => {
                     print!("{}", done.summary);
                     exit(done.exit)

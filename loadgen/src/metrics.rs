@@ -38,10 +38,13 @@ pub enum Metric {
     Push,
     /// Socket dropped → reconnected and resumed.
     Reconnect,
+    /// The TLS part of a `wss://` connect (TCP connected → TLS established),
+    /// kept apart so a connection's one-off cost is not read as steady state.
+    TlsHandshake,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 9] = [
         Metric::Connect,
         Metric::Ack,
         Metric::Storage,
@@ -50,6 +53,7 @@ impl Metric {
         Metric::Agent,
         Metric::Push,
         Metric::Reconnect,
+        Metric::TlsHandshake,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Metric {
             Metric::Agent => "agent",
             Metric::Push => "push",
             Metric::Reconnect => "reconnect",
+            Metric::TlsHandshake => "tls_handshake",
         }
     }
 

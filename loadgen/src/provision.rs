@@ -6,7 +6,10 @@
 use c24_api::admin::tenants::{CreateTenant, TenantCreated};
 use c24_api::client::Client;
 
+use std::sync::Arc;
+
 use crate::scenario::TenantSpec;
+use crate::tls::{ClientTls, TlsOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -24,11 +27,37 @@ pub struct Target {
     pub ws_base: String,
     pub admin_token: Option<String>,
     embedded: Option<(c24_chatcore::Running, tempfile::TempDir)>,
+    /// Trust for an `https://` target (`--ca-file`, or an embedded core's dev cert).
+    tls: Option<Arc<ClientTls>>,
+}
+
+/// How to start an embedded core: the variants `compare` sets side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// Serve HTTPS/WSS with a self-signed development certificate (trusted
+    /// by this run only).
+    pub tls: bool,
+    /// `false` is the core's `--no-at-rest-encryption`.
+    pub at_rest_encryption: bool,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            tls: false,
+            at_rest_encryption: true,
+        }
+    }
 }
 
 impl Target {
     /// Starts a chat core on a free loopback port with a fresh temp data dir.
     pub async fn embedded() -> Result<Self, ProvisionError> {
+        Self::embedded_with(EmbeddedOptions::default()).await
+    }
+
+    /// An embedded core started the way `opts` says.
+    pub async fn embedded_with(opts: EmbeddedOptions) -> Result<Self, ProvisionError> {
         let dir = tempfile::Builder::new()
             .prefix("c24-loadgen-core-")
             .tempdir()
@@ -42,19 +71,45 @@ impl Target {
         // data dir would only print the core's warning about key placement.
         let kek: [u8; 32] = std::array::from_fn(|_| fastrand::u8(..));
         cfg.kek = c24_chatcore::KekSource::Base64(base64_encode(&kek));
+        cfg.at_rest_encryption = opts.at_rest_encryption;
+        if opts.tls {
+            cfg.tls = c24_chatcore::TlsConfig::SelfSigned;
+        }
         let running = c24_chatcore::start(cfg).await.map_err(|e| {
             ProvisionError::Unreachable(format!("starting the embedded chat core: {e}"))
         })?;
+        let tls = if opts.tls {
+            let t = ClientTls::new(&TlsOptions {
+                ca_files: vec![running.dev_cert_path()],
+                insecure: false,
+            })
+            .map_err(|e| {
+                ProvisionError::Unreachable(format!("the embedded core's certificate: {e}"))
+            })?;
+            Some(Arc::new(t))
+        } else {
+            None
+        };
         Ok(Target {
             http_base: running.url(),
             ws_base: running.ws_url(),
             admin_token: Some(running.admin_token().to_string()),
             embedded: Some((running, dir)),
+            tls,
         })
     }
 
     /// A running core; answers `/healthz` or the run cannot start.
     pub async fn remote(url: &str, admin_token: Option<String>) -> Result<Self, ProvisionError> {
+        Self::remote_with_tls(url, admin_token, None).await
+    }
+
+    /// A running core reached with the given trust (for `https://`).
+    pub async fn remote_with_tls(
+        url: &str,
+        admin_token: Option<String>,
+        tls: Option<Arc<ClientTls>>,
+    ) -> Result<Self, ProvisionError> {
         let base = url.trim_end_matches('/').to_string();
         let ws_base = if let Some(rest) = base.strip_prefix("http://") {
             format!("ws://{rest}")
@@ -65,14 +120,28 @@ impl Target {
                 "--target {url}: expected a URL like http://127.0.0.1:8080"
             )));
         };
-        let client = Client::new(&base, admin_token.as_deref().unwrap_or(""))
+        let client = api_client(&base, admin_token.as_deref().unwrap_or(""), tls.as_deref())
             .map_err(|e| ProvisionError::Usage(format!("--target {url}: {e}")))?;
         let probe = tokio::time::timeout(std::time::Duration::from_secs(5), client.healthz()).await;
         match probe {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
+                // reqwest's top-level message hides the cause (an untrusted
+                // certificate, a refused connection): name the deepest one.
+                let mut cause = String::new();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    cause = format!(" ({s})");
+                    src = s.source();
+                }
+                let hint = if base.starts_with("https://") {
+                    "; if its certificate is not one the system trusts, give --ca-file PEM"
+                } else {
+                    ""
+                };
+                let e = format!("{e}{cause}");
                 return Err(ProvisionError::Unreachable(format!(
-                    "target {base} is not reachable: GET /healthz: {e}"
+                    "target {base} is not reachable: GET /healthz: {e}{hint}"
                 )));
             }
             Err(_) => {
@@ -86,6 +155,7 @@ impl Target {
             ws_base,
             admin_token,
             embedded: None,
+            tls,
         })
     }
 
@@ -96,7 +166,12 @@ impl Target {
     /// An admin client, when an admin token is at hand.
     pub fn admin(&self) -> Option<Client> {
         let token = self.admin_token.as_deref()?;
-        Client::new(&self.http_base, token).ok()
+        api_client(&self.http_base, token, self.tls.as_deref()).ok()
+    }
+
+    /// The trust this target needs (`None`: the system's roots).
+    pub fn tls(&self) -> Option<Arc<ClientTls>> {
+        self.tls.clone()
     }
 
     /// Stops the embedded core (if any) and removes its data.
@@ -104,6 +179,17 @@ impl Target {
         if let Some((running, dir)) = self.embedded {
             running.shutdown().await;
             drop(dir);
+        }
+    }
+}
+
+/// A typed API client trusting what the run trusts.
+fn api_client(base: &str, token: &str, tls: Option<&ClientTls>) -> Result<Client, String> {
+    match tls {
+        None => Client::new(base, token).map_err(|e| e.to_string()),
+        Some(t) => {
+            let http = t.http_client().map_err(|e| e.to_string())?;
+            Ok(Client::with_http(http, base, token))
         }
     }
 }

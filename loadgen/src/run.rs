@@ -33,6 +33,10 @@ pub struct RunOptions {
     pub hdr_log: Option<std::path::PathBuf>,
     /// This process's part of a load split over several (`--shard i/n`).
     pub shard: Shard,
+    /// Trust for `https://`/`wss://` targets; `None`: the system's roots.
+    pub tls: Option<Arc<crate::tls::ClientTls>>,
+    /// Told every interval what was measured (HTML timeline, `--metrics-listen`).
+    pub observers: Vec<Arc<dyn crate::observe::Observer>>,
 }
 
 /// Shard `index` of `count`: this process plays every `count`-th slice of
@@ -125,6 +129,7 @@ struct WorkerConfig {
     start: Instant,
     stop: watch::Receiver<bool>,
     tx: mpsc::UnboundedSender<WorkerMsg>,
+    tls: Option<Arc<crate::tls::ClientTls>>,
 }
 
 /// How often workers hand over their recorders (and the HDR log's interval).
@@ -160,6 +165,7 @@ pub async fn execute(
             start,
             stop: stop_rx.clone(),
             tx: tx.clone(),
+            tls: opts.tls.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{worker}"))
@@ -225,8 +231,11 @@ pub async fn execute(
                 if let Some(h) = &mut hdr {
                     h.write(&pending, &names).map_err(|e| RunError::Output { path: h.path().to_string(), message: e })?;
                 }
-                pending = Recorder::new(scenarios);
                 let flying: usize = in_flight.iter().flatten().sum();
+                for o in &opts.observers {
+                    o.interval(elapsed, &pending, &totals, flying);
+                }
+                pending = Recorder::new(scenarios);
                 let verdicts: Vec<bool> = plan.thresholds.iter().map(|t| t.evaluate(&totals, &names, elapsed.min(plan.duration)).passed).collect();
                 live.tick(elapsed, flying, &verdicts);
                 if aborted.is_none() {
@@ -257,6 +266,9 @@ pub async fn execute(
     }
     if let Some(f) = failure {
         return Err(f);
+    }
+    for o in &opts.observers {
+        o.interval(start.elapsed(), &pending, &totals, 0);
     }
     if let Some(h) = &mut hdr {
         h.write(&pending, &names).map_err(|e| RunError::Output {
@@ -303,10 +315,12 @@ fn worker_thread(cfg: WorkerConfig) {
 }
 
 async fn worker(cfg: WorkerConfig) {
-    let http = match reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-    {
+    let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
+    let builder = match &cfg.tls {
+        Some(t) => t.apply(builder).map_err(|e| e.to_string()),
+        None => Ok(builder),
+    };
+    let http = match builder.and_then(|b| b.build().map_err(|e| e.to_string())) {
         Ok(c) => c,
         Err(e) => {
             let _ = cfg.tx.send(WorkerMsg::Failed {
@@ -332,6 +346,7 @@ async fn worker(cfg: WorkerConfig) {
         workers: cfg.slots,
         run_id: cfg.run_id.clone(),
         in_flight: (0..scenarios).map(|_| Cell::new(0)).collect(),
+        tls: cfg.tls.as_ref().map(|t| t.config.clone()),
     });
     let flusher = {
         let env = env.clone();

@@ -48,6 +48,9 @@ pub enum Selector {
         scenario: Option<String>,
         stat: CountStat,
     },
+    /// `overhead.KEY`: B's figure over A's, judged by `compare` only (a
+    /// plain `run` has no B and reports it as not judged).
+    Overhead(Box<Selector>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,7 +82,7 @@ pub enum Op {
 }
 
 impl Op {
-    fn holds(self, observed: f64, bound: f64) -> bool {
+    pub fn holds(self, observed: f64, bound: f64) -> bool {
         match self {
             Op::Lt => observed < bound,
             Op::Le => observed <= bound,
@@ -97,6 +100,8 @@ pub enum Unit {
     PerSecond,
     Percent,
     Count,
+    /// A ratio (B / A), a plain number like `1.10`.
+    Ratio,
 }
 
 impl Unit {
@@ -106,6 +111,7 @@ impl Unit {
             Unit::PerSecond => "a rate like \"> 900/s\"",
             Unit::Percent => "a percentage like \"< 0.1%\"",
             Unit::Count => "a plain number like \"< 10\"",
+            Unit::Ratio => "a ratio like \"< 1.10\"",
         }
     }
 }
@@ -122,6 +128,7 @@ impl Selector {
                 CountStat::Rate => Unit::Percent,
                 CountStat::Count => Unit::Count,
             },
+            Selector::Overhead(_) => Unit::Ratio,
         }
     }
 
@@ -130,18 +137,26 @@ impl Selector {
             Selector::Latency { scenario, .. }
             | Selector::Errors { scenario, .. }
             | Selector::Dropped { scenario, .. } => scenario.as_deref(),
+            Selector::Overhead(inner) => inner.scenario(),
         }
     }
 }
 
 /// Parses a threshold key; `scenarios` are the plan's scenario names.
 pub fn parse_key(key: &str, scenarios: &[String]) -> Result<Selector, String> {
+    if let Some(inner) = key.strip_prefix("overhead.") {
+        return match parse_key(inner, scenarios)? {
+            Selector::Overhead(_) => Err(format!("{key:?}: `overhead.` is written once")),
+            s => Ok(Selector::Overhead(Box::new(s))),
+        };
+    }
     let mut rest = key;
     let mut scenario = None;
     if let Some((first, tail)) = rest.split_once('.')
         && Channel::parse(first).is_none()
         && first != "errors"
         && first != "dropped"
+        && first != "overhead"
     {
         if !scenarios.iter().any(|s| s == first) {
             return Err(format!(
@@ -261,7 +276,7 @@ pub fn parse_check(check: &str, unit: Unit) -> Result<(Op, f64), String> {
         }
         Unit::PerSecond => number(v.strip_suffix("/s").ok_or_else(wrong)?)?,
         Unit::Percent => number(v.strip_suffix('%').ok_or_else(wrong)?)?,
-        Unit::Count => number(v)?,
+        Unit::Count | Unit::Ratio => number(v)?,
     };
     Ok((op, bound))
 }
@@ -283,6 +298,7 @@ pub fn format_value(v: f64, unit: Unit) -> String {
         Unit::PerSecond => format!("{v:.1}/s"),
         Unit::Percent => format!("{v:.3}%"),
         Unit::Count => format!("{v}"),
+        Unit::Ratio => format!("{v:.3}×"),
     }
 }
 
@@ -314,6 +330,14 @@ impl Threshold {
             },
         };
         let observed = match &self.selector {
+            Selector::Overhead(_) => {
+                return Outcome {
+                    passed: true,
+                    observed: None,
+                    detail: "not judged: an overhead ratio is measured by `c24-loadgen compare`"
+                        .into(),
+                };
+            }
             Selector::Latency {
                 channel,
                 metric,
@@ -447,6 +471,24 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn overhead_keys_wrap_a_statistic_and_take_a_ratio() {
+        let s = parse_key("overhead.webchat.ack.p99", &[]).expect("parses");
+        assert!(matches!(
+            &s,
+            Selector::Overhead(inner) if matches!(**inner, Selector::Latency { metric: Metric::Ack, .. })
+        ));
+        assert_eq!(s.unit(), Unit::Ratio);
+        assert_eq!(parse_check("< 1.10", Unit::Ratio), Ok((Op::Lt, 1.10)));
+        assert!(parse_check("< 10ms", Unit::Ratio).is_err());
+        assert!(parse_key("overhead.overhead.webchat.ack.p99", &[]).is_err());
+        assert!(parse_key("overhead.sms.ack.p99", &[]).is_err());
+        // A plain run reports it as not judged, not as failed.
+        let t = threshold("overhead.webchat.ack.p99", "< 1.10");
+        let o = t.evaluate(&Recorder::new(1), &names(), Duration::from_secs(1));
+        assert!(o.passed && o.observed.is_none(), "{o:?}");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct WorkerEnv {
     pub run_id: String,
     /// Conversations in flight, per scenario.
     pub in_flight: Vec<Cell<usize>>,
+    /// Trust for `wss://` sockets (`--ca-file`); `None`: the system's roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl WorkerEnv {

@@ -2,7 +2,8 @@
 //! directly (the typed `WebchatClient` is for functional tests; here every
 //! frame read is timestamped the moment it arrives).
 //!
-//! Metrics: `connect` (handshake), `ack` (msg.send → durable ack), `storage`
+//! Metrics: `connect` (TCP + TLS + WebSocket handshake), `tls_handshake`
+//! (the TLS part alone, `wss://` only), `ack` (msg.send → durable ack), `storage`
 //! and `network` (the ack's server timestamps split its round trip),
 //! `agent` (the agent API call), `push` (agent reply → msg.new on this
 //! socket), `reconnect` (drop → handshake → resume).
@@ -14,6 +15,7 @@ use c24_api::webchat::{ClientFrame, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -49,7 +51,12 @@ fn socket_config() -> WebSocketConfig {
         .max_frame_size(Some(1 << 20))
 }
 
-async fn connect(conv: &Conversation, timeout: Duration) -> Result<Socket, StepFailed> {
+/// Opens a visitor's socket: TCP, then TLS for `wss://` (its time returned
+/// apart, as metric `tls_handshake`), then the WebSocket upgrade.
+async fn connect(
+    conv: &Conversation,
+    timeout: Duration,
+) -> Result<(Socket, Option<Duration>), StepFailed> {
     let Some(t) = conv.tenant() else {
         return Err(StepFailed::new("no_tenant"));
     };
@@ -57,14 +64,86 @@ async fn connect(conv: &Conversation, timeout: Duration) -> Result<Socket, StepF
         "{}/v1/webchat/ws?widget_key={}&visitor={}",
         conv.env.ws_base, t.channels.webchat.widget_key, conv.visitor
     );
-    let handshake = tokio_tungstenite::connect_async_with_config(url, Some(socket_config()), true);
-    match tokio::time::timeout(timeout, handshake).await {
+    let tls = conv.env.tls.clone();
+    match tokio::time::timeout(timeout, open(url, tls)).await {
         Err(_) => Err(StepFailed::new("connect_timeout")),
-        Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => Err(StepFailed::new(
-            format!("ws_handshake_{}", resp.status().as_u16()),
-        )),
-        Ok(Err(_)) => Err(StepFailed::new("connect")),
+        Ok(r) => r,
+    }
+}
+
+async fn open(
+    url: String,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<(Socket, Option<Duration>), StepFailed> {
+    let req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|_| StepFailed::new("ws_url"))?;
+    let secure = match req.uri().scheme_str() {
+        Some("wss") => true,
+        Some("ws") => false,
+        _ => return Err(StepFailed::new("ws_url")),
+    };
+    let host = req
+        .uri()
+        .host()
+        .ok_or_else(|| StepFailed::new("ws_url"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = req
+        .uri()
+        .port_u16()
+        .unwrap_or(if secure { 443 } else { 80 });
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|_| StepFailed::new("connect"))?;
+    // Chat frames are small: do not let Nagle hold them back.
+    let _ = tcp.set_nodelay(true);
+    let (stream, handshake) = if secure {
+        let config = tls
+            .or_else(crate::tls::ClientTls::system)
+            .ok_or_else(|| StepFailed::new("tls_setup"))?;
+        let name = rustls::pki_types::ServerName::try_from(host)
+            .map_err(|_| StepFailed::new("tls_server_name"))?;
+        let began = Instant::now();
+        let s = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| StepFailed::new(tls_error_kind(&e)))?;
+        (MaybeTlsStream::Rustls(s), Some(began.elapsed()))
+    } else {
+        (MaybeTlsStream::Plain(tcp), None)
+    };
+    match tokio_tungstenite::client_async_with_config(req, stream, Some(socket_config())).await {
+        Ok((ws, _)) => Ok((ws, handshake)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(StepFailed::new(format!(
+            "ws_handshake_{}",
+            resp.status().as_u16()
+        ))),
+        Err(_) => Err(StepFailed::new("connect")),
+    }
+}
+
+/// `tls_untrusted_certificate` when the server's certificate did not verify
+/// (give `--ca-file`), else `tls_error`.
+fn tls_error_kind(e: &std::io::Error) -> &'static str {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(_)) => "tls_untrusted_certificate",
+        _ => "tls_error",
+    }
+}
+
+/// Records the TLS part of a connect, when there was one.
+fn record_tls(conv: &Conversation, step: Option<usize>, handshake: Option<Duration>) {
+    if let Some(d) = handshake {
+        conv.env
+            .rec
+            .borrow_mut()
+            .value(conv.key(Metric::TlsHandshake, step), micros(d));
     }
 }
 
@@ -102,9 +181,10 @@ impl Session {
 pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFailed> {
     let timeout = conv.env.plan.timeout;
     let sent = conv.start_step().await;
-    let ws = connect(conv, timeout).await?;
+    let (ws, handshake) = connect(conv, timeout).await?;
     let done = Instant::now();
     conv.record(Metric::Connect, None, sent, done);
+    record_tls(conv, None, handshake);
     conv.step_done(done);
     let mut s = Session {
         ws,
@@ -229,7 +309,8 @@ async fn steps(
             Step::Reconnect { timeout } => {
                 let sent = conv.start_step().await;
                 let _ = tokio::time::timeout(Duration::from_millis(200), s.ws.close(None)).await;
-                let ws = connect(conv, *timeout).await?;
+                let (ws, handshake) = connect(conv, *timeout).await?;
+                record_tls(conv, Some(i), handshake);
                 s.ws = ws;
                 if let Some(cid) = &s.conversation_id {
                     let frame = ClientFrame::Resume {

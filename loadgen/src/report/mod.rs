@@ -7,12 +7,17 @@
 //! - [`junit`]: `--junit FILE`, one test case per threshold.
 //! - [`hdrlog`]: `--hdr-log FILE`, an HdrHistogram interval log (V2 deflate).
 //! - [`merge`]: JSON reports of several shards back into one run's figures.
+//! - [`html`]: `--report-html FILE`, one self-contained page, charts drawn by [`svg`].
+//! - [`markdown`]: `--summary-md FILE`, for a CI job summary.
 
 pub mod hdrlog;
+pub mod html;
 pub mod json;
 pub mod junit;
+pub mod markdown;
 pub mod merge;
 pub mod summary;
+pub mod svg;
 
 use serde::{Deserialize, Serialize};
 
