@@ -92,7 +92,10 @@ pub async fn run(req: &RunRequest) -> Result<Finished, Failure> {
         }
     }
     let target = match &req.target {
+        // Generic steps may target any server: no /healthz probe then.
+        Some(url) if !plan.needs_tenants() => Target::unprobed(url, req.admin_token.clone())?,
         Some(url) => Target::remote(url, req.admin_token.clone()).await?,
+        None if !plan.uses_target() => Target::none(),
         None => {
             if req.admin_token.is_some() {
                 return Err(Failure::Usage(
@@ -112,8 +115,13 @@ async fn run_against(
     target: &Target,
     req: &RunRequest,
 ) -> Result<Finished, Failure> {
-    let run_id = format!("{:06x}", fastrand::u32(..0x0100_0000));
-    let tenants = Arc::new(provision::tenants(target, &plan.tenants, &run_id).await?);
+    let run_id = crate::drivers::new_run_id();
+    let tenants = if plan.needs_tenants() {
+        provision::tenants(target, &plan.tenants, &run_id).await?
+    } else {
+        Vec::new()
+    };
+    let tenants = Arc::new(tenants);
     tracing::info!(tenants = tenants.len(), target = %target.http_base, "provisioned");
     let opts = RunOptions {
         threads: req.threads,

@@ -38,10 +38,15 @@ pub enum Metric {
     Push,
     /// Socket dropped → reconnected and resumed.
     Reconnect,
+    /// Generic `ws` step: frame sent → the reply matching its correlation field.
+    Reply,
+    /// Webhook/email POST sent → the message readable through the agent API
+    /// (opt-in per script with `visible = true` on the send).
+    Visible,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Connect,
         Metric::Ack,
         Metric::Storage,
@@ -50,6 +55,8 @@ impl Metric {
         Metric::Agent,
         Metric::Push,
         Metric::Reconnect,
+        Metric::Reply,
+        Metric::Visible,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +69,8 @@ impl Metric {
             Metric::Agent => "agent",
             Metric::Push => "push",
             Metric::Reconnect => "reconnect",
+            Metric::Reply => "reply",
+            Metric::Visible => "visible",
         }
     }
 

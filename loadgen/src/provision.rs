@@ -89,6 +89,34 @@ impl Target {
         })
     }
 
+    /// No chat core at all: a scenario of generic steps whose templates
+    /// name their own URLs.
+    pub fn none() -> Self {
+        Target {
+            http_base: String::new(),
+            ws_base: String::new(),
+            admin_token: None,
+            embedded: None,
+        }
+    }
+
+    /// A target that need not be a c24 core (generic steps only use it as
+    /// `{target}`): the URL is checked, not probed.
+    pub fn unprobed(url: &str, admin_token: Option<String>) -> Result<Self, ProvisionError> {
+        let base = url.trim_end_matches('/').to_string();
+        let ws_base = ws_url(&base).ok_or_else(|| {
+            ProvisionError::Usage(format!(
+                "--target {url}: expected a URL like http://127.0.0.1:8080"
+            ))
+        })?;
+        Ok(Target {
+            http_base: base,
+            ws_base,
+            admin_token,
+            embedded: None,
+        })
+    }
+
     pub fn is_embedded(&self) -> bool {
         self.embedded.is_some()
     }
@@ -105,6 +133,16 @@ impl Target {
             running.shutdown().await;
             drop(dir);
         }
+    }
+}
+
+/// `ws://…` for `http://…`, `wss://…` for `https://…`.
+fn ws_url(base: &str) -> Option<String> {
+    if let Some(rest) = base.strip_prefix("http://") {
+        Some(format!("ws://{rest}"))
+    } else {
+        base.strip_prefix("https://")
+            .map(|rest| format!("wss://{rest}"))
     }
 }
 

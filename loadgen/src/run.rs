@@ -570,6 +570,7 @@ mod tests {
                 Channel::Webchat => counts[0] += 1,
                 Channel::Whatsapp => counts[1] += 1,
                 Channel::Email => counts[2] += 1,
+                other => panic!("{other} is not in the mix"),
             }
         }
         assert_eq!(counts, [60, 30, 10]);

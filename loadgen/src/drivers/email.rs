@@ -132,7 +132,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
             Step::AgentReply { text, timeout } => {
                 agent_reply_step(conv, conversation_id.as_deref(), text, *timeout, i).await?;
             }
-            Step::Expect { .. } | Step::Reconnect { .. } => {
+            Step::Expect { .. } | Step::Reconnect { .. } | Step::Http(_) | Step::Ws(_) => {
                 return Err(StepFailed::new("unsupported_step"));
             }
         }

@@ -246,6 +246,8 @@ async fn steps(
                 conv.record(Metric::Reconnect, Some(i), sent, done);
                 conv.step_done(done);
             }
+            // Refused by validation: generic steps have their own channels.
+            Step::Http(_) | Step::Ws(_) => return Err(StepFailed::new("unsupported_step")),
         }
     }
     Ok(())

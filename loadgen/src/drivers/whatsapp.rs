@@ -11,21 +11,12 @@ use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_no
 use crate::metrics::Metric;
 use crate::scenario::{Script, Step};
 
-/// The sender's number: stable per conversation (so the core threads its
-/// messages), distinct across conversations and runs.
-fn phone(conv: &Conversation) -> String {
-    let h = conv.visitor.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    format!("31{:010}", h % 10_000_000_000)
-}
-
 pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFailed> {
     let Some(t) = conv.tenant().cloned() else {
         return Err(StepFailed::new("no_tenant"));
     };
     let url = format!("{}/v1/whatsapp/{}/webhook", conv.env.http_base, t.id);
-    let from = phone(conv);
+    let from = conv.phone();
     let name = format!("Visitor {}", conv.number);
     let mut conversation_id: Option<String> = None;
     for (i, step) in script.steps.iter().enumerate() {
@@ -87,7 +78,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
             }
             // Refused by validation: WhatsApp replies go to Meta, not to a
             // socket this generator could read.
-            Step::Expect { .. } | Step::Reconnect { .. } => {
+            Step::Expect { .. } | Step::Reconnect { .. } | Step::Http(_) | Step::Ws(_) => {
                 return Err(StepFailed::new("unsupported_step"));
             }
         }
