@@ -13,6 +13,7 @@
 //! - [`command`]: the `run` and `validate` commands behind `main.rs`.
 //! - [`sink`]: a trivial HTTP target; [`bench`]: a plain HTTP/1.1 load client.
 //! - [`limits`]: raising the open-file limit for many sockets.
+//! - [`replay`]: recorded traffic traces played again with their timing and shape.
 
 pub mod bench;
 pub mod command;
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod provision;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -63,6 +63,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                 let d = d.sample(&mut conv.env.rng.borrow_mut());
                 conv.think(d);
             }
+            Step::At(d) => conv.at(*d),
             Step::Send {
                 text,
                 size,

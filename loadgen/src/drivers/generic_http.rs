@@ -92,6 +92,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                 let d = d.sample(&mut conv.env.rng.borrow_mut());
                 conv.think(d);
             }
+            Step::At(d) => conv.at(*d),
             Step::Http(h) => request(conv, h, i).await?,
             // Refused by validation.
             _ => return Err(StepFailed::new("unsupported_step")),

@@ -47,6 +47,7 @@ async fn steps(
                 let d = d.sample(&mut conv.env.rng.borrow_mut());
                 conv.think(d);
             }
+            Step::At(d) => conv.at(*d),
             Step::Ws(w) => exchange(conv, w, i, open).await?,
             // Refused by validation.
             _ => return Err(StepFailed::new("unsupported_step")),

@@ -172,6 +172,8 @@ pub struct Conversation {
     pub visitor: String,
     /// When the next step is due (wrk2's rule: latencies count from here).
     pub due: Instant,
+    /// When the first step was due (replay's `At` steps count from here).
+    pub origin: Instant,
     /// Messages sent so far.
     pub seq: u32,
     /// Feeder records drawn for this conversation, by feeder.
@@ -201,6 +203,7 @@ impl Conversation {
             tenant,
             visitor,
             due,
+            origin: due,
             seq: 0,
             values: vec![None; feeders],
         }
@@ -255,6 +258,12 @@ impl Conversation {
     /// A think step: the next step is due this much after the last one ended.
     pub fn think(&mut self, d: Duration) {
         self.due += d;
+    }
+
+    /// The next step is due `d` after the conversation's first (replay):
+    /// if the previous one ended later, it starts late and the delay counts.
+    pub fn at(&mut self, d: Duration) {
+        self.due = self.origin + d;
     }
 
     /// The step ended at `done`: the next one is due then.
@@ -400,7 +409,7 @@ impl Drop for InFlight {
 /// Plays one conversation on its channel; counts it completed or failed.
 /// Returns when its next step would have been due (a trailing think time
 /// counts), which is when a closed-model visitor starts its next one.
-pub async fn play(mut conv: Conversation) -> Instant {
+pub async fn play(conv: Conversation) -> Instant {
     let scenario = conv
         .env
         .plan
@@ -411,14 +420,23 @@ pub async fn play(mut conv: Conversation) -> Instant {
         .as_ref()
         .and_then(|s| s.script(conv.channel))
         .cloned();
+    play_script(conv, script.as_ref()).await
+}
+
+/// Plays `script` (e.g. one replay builds per conversation) on the
+/// conversation's channel; counts it completed or failed.
+pub async fn play_script(
+    mut conv: Conversation,
+    script: Option<&crate::scenario::Script>,
+) -> Instant {
     let result = match script {
         None => Err(StepFailed::new("no_script")),
         Some(script) => match conv.channel {
-            Channel::Webchat => webchat::play(&mut conv, &script).await,
-            Channel::Whatsapp => whatsapp::play(&mut conv, &script).await,
-            Channel::Email => email::play(&mut conv, &script).await,
-            Channel::Http => generic_http::play(&mut conv, &script).await,
-            Channel::Ws => generic_ws::play(&mut conv, &script).await,
+            Channel::Webchat => webchat::play(&mut conv, script).await,
+            Channel::Whatsapp => whatsapp::play(&mut conv, script).await,
+            Channel::Email => email::play(&mut conv, script).await,
+            Channel::Http => generic_http::play(&mut conv, script).await,
+            Channel::Ws => generic_ws::play(&mut conv, script).await,
         },
     };
     let mut rec = conv.env.rec.borrow_mut();

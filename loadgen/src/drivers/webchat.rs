@@ -131,6 +131,7 @@ async fn steps(
                 let d = d.sample(&mut conv.env.rng.borrow_mut());
                 conv.think(d);
             }
+            Step::At(d) => conv.at(*d),
             Step::Send {
                 text,
                 size,

@@ -236,6 +236,9 @@ pub enum Step {
     Expect { timeout: Duration },
     /// Drop the socket, reconnect and resume the conversation.
     Reconnect { timeout: Duration },
+    /// The next step is due this long after the conversation's first was
+    /// (replay's recorded timing; not written in scenario files).
+    At(Duration),
     /// A generic HTTP request (channel `http`).
     Http(Box<HttpStep>),
     /// A generic WebSocket frame and its matching reply (channel `ws`).
@@ -250,6 +253,7 @@ impl Step {
             Step::AgentReply { .. } => "agent_reply",
             Step::Expect { .. } => "expect",
             Step::Reconnect { .. } => "reconnect",
+            Step::At(_) => "at",
             Step::Http(_) => "http",
             Step::Ws(_) => "ws",
         }
@@ -259,7 +263,9 @@ impl Step {
     pub fn templates(&self) -> impl Iterator<Item = &Template> {
         let list: Vec<&Template> = match self {
             Step::Send { text, subject, .. } => std::iter::once(text).chain(subject).collect(),
-            Step::Think(_) | Step::Expect { .. } | Step::Reconnect { .. } => Vec::new(),
+            Step::Think(_) | Step::At(_) | Step::Expect { .. } | Step::Reconnect { .. } => {
+                Vec::new()
+            }
             Step::AgentReply { text, .. } => vec![text],
             Step::Http(h) => {
                 let mut v = vec![&h.url];
