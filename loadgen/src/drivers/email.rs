@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use c24_api::email::{CONTENT_TYPE, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header};
 
-use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_now};
+use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_now, visible_step};
 use crate::metrics::Metric;
 use crate::scenario::{Script, Step};
 
@@ -69,6 +69,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                 size,
                 subject: subj,
                 timeout,
+                visible,
             } => {
                 let body_text = conv.message(text, size.as_ref());
                 if subject.is_none() {
@@ -120,14 +121,29 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                     s => return Err(StepFailed::new(format!("http_{s}"))),
                 }
                 conv.record(Metric::Http, Some(i), sent, done);
+                let answer = serde_json::from_slice::<serde_json::Value>(&body).ok();
                 if conversation_id.is_none()
-                    && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                    && let Some(v) = &answer
                 {
                     conversation_id = v
                         .get("conversation_id")
                         .and_then(|c| c.as_str())
                         .map(str::to_string);
                 }
+                let done = if *visible {
+                    let v = answer.unwrap_or_default();
+                    visible_step(
+                        conv,
+                        &v["conversation_id"],
+                        &v["message_id"],
+                        sent,
+                        *timeout,
+                        i,
+                    )
+                    .await?
+                } else {
+                    done
+                };
                 conv.step_done(done);
             }
             Step::AgentReply { text, timeout } => {

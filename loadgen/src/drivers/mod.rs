@@ -509,6 +509,80 @@ pub async fn agent_reply(
     Ok((sent, done))
 }
 
+/// After a webhook/email POST was answered: polls the agent API
+/// (`GET /v1/conversations/{id}/messages`) until the message the answer
+/// named is readable, at most until `timeout` after it was sent; records
+/// metric `visible` (from the send's due time, and from when it left) and
+/// returns when it was seen.
+pub async fn visible_step(
+    conv: &Conversation,
+    conversation_id: &serde_json::Value,
+    message_id: &serde_json::Value,
+    sent: Instant,
+    timeout: Duration,
+    step: usize,
+) -> Result<Instant, StepFailed> {
+    let (Some(cid), Some(mid)) = (conversation_id.as_str(), message_id.as_str()) else {
+        return Err(StepFailed::new("visible_no_message_id"));
+    };
+    let Some(tenant) = conv.tenant() else {
+        return Err(StepFailed::new("no_tenant"));
+    };
+    let deadline = sent + timeout;
+    // Short first: the core answers after the commit, so the first look
+    // usually finds it; then back off so a lagging read side is not flooded.
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "{}/v1/conversations/{cid}/messages?limit=200",
+                conv.env.http_base
+            );
+            if let Some(a) = &after {
+                url.push_str("&after=");
+                url.push_str(a);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StepFailed::new("visible_timeout"));
+            }
+            let resp = conv
+                .env
+                .http
+                .get(url)
+                .bearer_auth(&tenant.api_key)
+                .timeout(left)
+                .send()
+                .await
+                .map_err(|e| StepFailed::new(format!("visible_{}", http_error_kind(&e))))?;
+            let status = resp.status().as_u16();
+            let page: serde_json::Value = resp.json().await.unwrap_or_default();
+            let seen = Instant::now();
+            // 404 until the conversation is readable at all.
+            if status != 200 && status != 404 {
+                return Err(StepFailed::new(format!("visible_http_{status}")));
+            }
+            let found = page["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|m| m["id"].as_str() == Some(mid)));
+            if found {
+                conv.record(crate::metrics::Metric::Visible, Some(step), sent, seen);
+                return Ok(seen);
+            }
+            match page["next"].as_str() {
+                Some(n) if status == 200 => after = Some(n.to_string()),
+                _ => break,
+            }
+        }
+        if Instant::now() + pause >= deadline {
+            return Err(StepFailed::new("visible_timeout"));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
 /// A short error kind for a failed HTTP exchange.
 pub fn http_error_kind(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {

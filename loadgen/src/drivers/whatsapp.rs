@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use c24_api::whatsapp::{Notification, SIGNATURE_HEADER, signature_header};
 
-use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_now};
+use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_now, visible_step};
 use crate::metrics::Metric;
 use crate::scenario::{Script, Step};
 
@@ -30,6 +30,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                 text,
                 size,
                 timeout,
+                visible,
                 ..
             } => {
                 let body_text = conv.message(text, size.as_ref());
@@ -65,13 +66,29 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                     return Err(StepFailed::new(format!("http_{status}")));
                 }
                 conv.record(Metric::Http, Some(i), sent, done);
+                let answer = serde_json::from_slice::<serde_json::Value>(&body).ok();
                 if conversation_id.is_none()
-                    && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                    && let Some(v) = &answer
                 {
                     conversation_id = v["messages"][0]["conversation_id"]
                         .as_str()
                         .map(str::to_string);
                 }
+                let done = if *visible {
+                    let v = answer.unwrap_or_default();
+                    let m = &v["messages"][0];
+                    visible_step(
+                        conv,
+                        &m["conversation_id"],
+                        &m["message_id"],
+                        sent,
+                        *timeout,
+                        i,
+                    )
+                    .await?
+                } else {
+                    done
+                };
                 conv.step_done(done);
             }
             Step::AgentReply { text, timeout } => {

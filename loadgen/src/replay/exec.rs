@@ -37,6 +37,7 @@ pub fn script_for(c: &ReplayConversation, timeout: Duration) -> Script {
                 size: None,
                 subject: None,
                 timeout,
+                visible: false,
             },
             Direction::Outbound => Step::AgentReply { text, timeout },
         });

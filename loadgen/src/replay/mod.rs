@@ -114,6 +114,7 @@ pub fn plan_for(
                     size: None,
                     subject: None,
                     timeout: req.timeout,
+                    visible: false,
                 },
                 Step::AgentReply {
                     text: Template::literal(""),

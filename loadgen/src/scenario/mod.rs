@@ -227,6 +227,9 @@ pub enum Step {
         /// Email only: the subject of the first message.
         subject: Option<Template>,
         timeout: Duration,
+        /// WhatsApp and email: after the answer, poll the agent API until
+        /// the message is readable there (metric `visible`).
+        visible: bool,
     },
     /// The visitor pauses.
     Think(ThinkDist),

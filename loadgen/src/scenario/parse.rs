@@ -1390,7 +1390,18 @@ fn script(
         };
         let step = match action {
             "send" => {
-                st.allow(ctx, &["send", "size", "subject", "timeout"]);
+                st.allow(ctx, &["send", "size", "subject", "timeout", "visible"]);
+                let visible = match st.get("visible") {
+                    None => false,
+                    Some(v) => boolean(ctx, v, &st.path_of("visible")).unwrap_or(false),
+                };
+                if visible && !matches!(channel, Some(Channel::Whatsapp | Channel::Email) | None) {
+                    ctx.error(
+                        &st.key_span("visible"),
+                        &st.path_of("visible"),
+                        "visible applies to whatsapp and email sends (a web-chat ack already comes after the commit)",
+                    );
+                }
                 let size = st.string(ctx, "size").and_then(|s| match size_dist(&s) {
                     Ok(d) => Some(d),
                     Err(e) => {
@@ -1422,6 +1433,7 @@ fn script(
                     size,
                     subject,
                     timeout,
+                    visible,
                 })
             }
             "think" => {
@@ -2185,6 +2197,31 @@ steps = [
                 "{key} / {needle}: {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn visible_is_for_webhook_channels() {
+        let e = errors(&GOOD.replace(
+            "{ send = \"Hoi {visitor}, order {orders}\", size",
+            "{ send = \"Hoi {visitor}, order {orders}\", visible = true, size",
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            (e[0].line, e[0].key.as_str()),
+            (22, "script[0].steps[0].visible")
+        );
+        let p = parse_str(
+            Path::new("x.toml"),
+            &GOOD.replace(
+                "{ send = \"Mail {seq}\",",
+                "{ send = \"Mail {seq}\", visible = true,",
+            ),
+        )
+        .expect("valid");
+        assert!(matches!(
+            p.scenarios[0].scripts[1].steps[0],
+            Step::Send { visible: true, .. }
+        ));
     }
 
     #[test]
