@@ -194,6 +194,8 @@ pub async fn execute(
         INTERVAL,
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The live panel's keys (q, Ctrl-C in raw mode) stop the run like a signal.
+    let mut panel_stops = live.stop_requests();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut ctrl_c_seen = false;
@@ -243,6 +245,12 @@ pub async fn execute(
                         }
                     }
                 }
+            },
+            why = crate::live::next_stop(&mut panel_stops) => {
+                panel_stops = None;
+                aborted.get_or_insert_with(|| why.to_string());
+                stopped_at.get_or_insert_with(Instant::now);
+                let _ = stop_tx.send(true);
             },
             _ = &mut ctrl_c, if !ctrl_c_seen => {
                 ctrl_c_seen = true;
