@@ -116,11 +116,12 @@ async fn run_against(
     req: &RunRequest,
 ) -> Result<Finished, Failure> {
     let run_id = crate::drivers::new_run_id();
-    let tenants = if plan.needs_tenants() {
+    let mut tenants = if plan.needs_tenants() {
         provision::tenants(target, &plan.tenants, &run_id).await?
     } else {
         Vec::new()
     };
+    provision::restrict_channels(&mut tenants, &plan.tenant_channels);
     let tenants = Arc::new(tenants);
     tracing::info!(tenants = tenants.len(), target = %target.http_base, "provisioned");
     let opts = RunOptions {

@@ -6,7 +6,7 @@
 use c24_api::admin::tenants::{CreateTenant, TenantCreated};
 use c24_api::client::Client;
 
-use crate::scenario::TenantSpec;
+use crate::scenario::{Channel, TenantSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -149,6 +149,31 @@ fn ws_url(base: &str) -> Option<String> {
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Keeps only the credentials of `channels` (`[tenants] channels`; empty:
+/// all): the others are blanked, so no driver can use a channel the
+/// scenario did not give its tenants. The core has no per-tenant channel
+/// switch, so this is where the restriction lives.
+pub fn restrict_channels(tenants: &mut [TenantCreated], channels: &[Channel]) {
+    if channels.is_empty() {
+        return;
+    }
+    for t in tenants {
+        let c = &mut t.channels;
+        if !channels.contains(&Channel::Webchat) {
+            c.webchat.widget_key.clear();
+        }
+        if !channels.contains(&Channel::Whatsapp) {
+            c.whatsapp.phone_number_id.clear();
+            c.whatsapp.app_secret.clear();
+            c.whatsapp.verify_token.clear();
+        }
+        if !channels.contains(&Channel::Email) {
+            c.email.address.clear();
+            c.email.signing_key.clear();
+        }
+    }
 }
 
 /// The tenants of the run: created now, or the ones in the credentials file.

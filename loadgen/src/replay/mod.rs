@@ -144,6 +144,7 @@ pub fn plan_for(
             count: tenants,
             name_prefix: "replay".into(),
         },
+        tenant_channels: Vec::new(),
         scenarios: vec![Scenario {
             name: "replay".into(),
             model: Model::Open {

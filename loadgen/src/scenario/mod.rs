@@ -96,6 +96,9 @@ pub struct Plan {
     /// Default wait for an ack, a webhook answer or a push.
     pub timeout: Duration,
     pub tenants: TenantSpec,
+    /// `[tenants] channels`: the chat-core channels the tenants get; the
+    /// credentials of the others are withheld from the drivers. Empty: all.
+    pub tenant_channels: Vec<Channel>,
     pub scenarios: Vec<Scenario>,
     pub feeders: Vec<Feeder>,
     pub thresholds: Vec<Threshold>,

@@ -596,7 +596,8 @@ fn plan(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<Plan> {
         .duration(ctx, "timeout")
         .unwrap_or(Duration::from_secs(10));
     let seed = root.uint(ctx, "seed").unwrap_or(0x00C2_4C24);
-    let tenants = tenants(ctx, root);
+    let tenant_channels = tenant_channels(ctx, root);
+    let tenants = tenants(ctx, root, &tenant_channels);
     let feeders = feeders(ctx, root);
 
     let mut scenarios = Vec::new();
@@ -645,13 +646,23 @@ fn plan(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<Plan> {
                         }
                     };
                     let d = t.duration(ctx, "duration").or(duration);
-                    if let Some(s) = scenario(ctx, &t, sname, d, timeout, &feeders) {
+                    if let Some(s) =
+                        scenario(ctx, &t, sname, d, timeout, &feeders, &tenant_channels)
+                    {
                         scenarios.push(s);
                     }
                 }
             }
         }
-    } else if let Some(s) = scenario(ctx, root, name.clone(), duration, timeout, &feeders) {
+    } else if let Some(s) = scenario(
+        ctx,
+        root,
+        name.clone(),
+        duration,
+        timeout,
+        &feeders,
+        &tenant_channels,
+    ) {
         scenarios.push(s);
     }
     for (i, s) in scenarios.iter().enumerate() {
@@ -687,6 +698,7 @@ fn plan(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<Plan> {
         grace,
         timeout,
         tenants: tenants?,
+        tenant_channels,
         scenarios,
         feeders,
         thresholds,
@@ -694,7 +706,60 @@ fn plan(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<Plan> {
     })
 }
 
-fn tenants(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<TenantSpec> {
+/// `[tenants] channels = ["webchat", ...]`: the chat-core channels the
+/// tenants get (empty: all three).
+fn tenant_channels(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Vec<Channel> {
+    let mut out = Vec::new();
+    let Some(DeValue::Table(map)) = root.get("tenants").map(|v| v.get_ref()) else {
+        return out;
+    };
+    let t = Tbl {
+        map,
+        path: "tenants".into(),
+        span: root.key_span("tenants"),
+    };
+    let Some(v) = t.get("channels") else {
+        return out;
+    };
+    let Some(list) = array(ctx, v, &t.path_of("channels")) else {
+        return out;
+    };
+    for (i, c) in list.iter().enumerate() {
+        let path = format!("{}[{i}]", t.path_of("channels"));
+        let Some(s) = string(ctx, c, &path) else {
+            continue;
+        };
+        match Channel::parse(&s) {
+            Some(ch) if !ch.is_generic() => {
+                if out.contains(&ch) {
+                    ctx.error(&c.span(), &path, format!("{ch} is listed twice"));
+                } else {
+                    out.push(ch);
+                }
+            }
+            Some(ch) => ctx.error(
+                &c.span(),
+                &path,
+                format!("{ch} is a generic channel the scenario describes; tenants have webchat, whatsapp and email"),
+            ),
+            None => ctx.error(
+                &c.span(),
+                &path,
+                format!("unknown channel {s:?}; use webchat, whatsapp or email"),
+            ),
+        }
+    }
+    if list.is_empty() {
+        ctx.error(
+            &v.span(),
+            &t.path_of("channels"),
+            "list at least one channel, or leave channels out for all",
+        );
+    }
+    out
+}
+
+fn tenants(ctx: &mut Ctx, root: &Tbl<'_, '_>, channels: &[Channel]) -> Option<TenantSpec> {
     let Some(t) = root.sub(ctx, "tenants") else {
         return if root.has("tenants") {
             None
@@ -709,22 +774,6 @@ fn tenants(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<TenantSpec> {
         ctx,
         &["provision", "name_prefix", "credentials", "use", "channels"],
     );
-    if let Some(v) = t.get("channels")
-        && let Some(list) = array(ctx, v, &t.path_of("channels"))
-    {
-        for (i, c) in list.iter().enumerate() {
-            let path = format!("{}[{i}]", t.path_of("channels"));
-            if let Some(s) = string(ctx, c, &path)
-                && Channel::parse(&s).is_none()
-            {
-                ctx.error(
-                    &c.span(),
-                    &path,
-                    format!("unknown channel {s:?}; use webchat, whatsapp or email"),
-                );
-            }
-        }
-    }
     match (t.has("provision"), t.has("credentials")) {
         (true, true) => {
             ctx.error(
@@ -805,6 +854,34 @@ fn tenants(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<TenantSpec> {
             if all.is_empty() {
                 ctx.error(&span, &key, "no tenants to use");
                 return None;
+            }
+            // Each listed channel needs its credentials in every tenant used.
+            for c in all.iter() {
+                for ch in channels {
+                    let has = match ch {
+                        Channel::Webchat => !c.channels.webchat.widget_key.is_empty(),
+                        Channel::Whatsapp => {
+                            !c.channels.whatsapp.phone_number_id.is_empty()
+                                && !c.channels.whatsapp.app_secret.is_empty()
+                        }
+                        Channel::Email => {
+                            !c.channels.email.address.is_empty()
+                                && !c.channels.email.signing_key.is_empty()
+                        }
+                        Channel::Http | Channel::Ws => true,
+                    };
+                    if !has {
+                        ctx.error(
+                            &t.key_span("channels"),
+                            &t.path_of("channels"),
+                            format!(
+                                "tenant {:?} in {} has no {ch} credentials",
+                                c.id,
+                                path.display()
+                            ),
+                        );
+                    }
+                }
             }
             Some(TenantSpec::Existing {
                 file: path,
@@ -1015,6 +1092,7 @@ fn scenario(
     duration: Option<Duration>,
     default_timeout: Duration,
     feeders: &[Feeder],
+    tenant_channels: &[Channel],
 ) -> Option<Scenario> {
     let here = if t.path.is_empty() {
         String::new()
@@ -1133,6 +1211,22 @@ fn scenario(
                     if let Some(st) = table(ctx, item, path, item.span())
                         && let Some(s) = script(ctx, &st, default_timeout, feeders)
                     {
+                        if !tenant_channels.is_empty()
+                            && !s.channel.is_generic()
+                            && !tenant_channels.contains(&s.channel)
+                        {
+                            let listed: Vec<&str> =
+                                tenant_channels.iter().map(|c| c.as_str()).collect();
+                            ctx.error(
+                                &st.key_span("channel"),
+                                &st.path_of("channel"),
+                                format!(
+                                    "the tenants get only {} ([tenants] channels); add {} there or drop this script",
+                                    listed.join(", "),
+                                    s.channel
+                                ),
+                            );
+                        }
                         if scripts.iter().any(|o| o.channel == s.channel) {
                             ctx.error(
                                 &st.key_span("channel"),
@@ -2222,6 +2316,38 @@ steps = [
             p.scenarios[0].scripts[1].steps[0],
             Step::Send { visible: true, .. }
         ));
+    }
+
+    #[test]
+    fn tenant_channels_restrict_the_scripts() {
+        let src = GOOD.replace("provision = 2", "provision = 2\nchannels = [\"webchat\"]");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "script[1].channel");
+        assert_eq!(e[0].line, 30);
+        assert!(
+            e[0].message.contains("the tenants get only webchat"),
+            "{e:?}"
+        );
+        let ok = GOOD.replace(
+            "provision = 2",
+            "provision = 2\nchannels = [\"email\", \"webchat\"]",
+        );
+        let p = parse_str(Path::new("x.toml"), &ok).expect("valid");
+        assert_eq!(p.tenant_channels, vec![Channel::Email, Channel::Webchat]);
+        let bad = GOOD.replace(
+            "provision = 2",
+            "provision = 2\nchannels = [\"ws\", \"sms\"]",
+        );
+        let keys: Vec<String> = errors(&bad).into_iter().map(|e| e.key).collect();
+        assert!(
+            keys.contains(&"tenants.channels[0]".to_string()),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"tenants.channels[1]".to_string()),
+            "{keys:?}"
+        );
     }
 
     #[test]
