@@ -180,7 +180,7 @@ async fn run_against(
 }
 
 /// The core's own ingest latency and encryption time over the run's window.
-async fn server_figures(target: &Target, elapsed: Duration) -> Option<ServerFigures> {
+pub(crate) async fn server_figures(target: &Target, elapsed: Duration) -> Option<ServerFigures> {
     let admin = target.admin()?;
     // Whole seconds covering the run, plus the bucket it started in.
     let window = format!("{}s", elapsed.as_secs() + 2);

@@ -224,6 +224,7 @@ async fn run_against(
     )
     .await
     .map_err(|e| Failure::Target(e.to_string()))?;
+    let server = crate::command::server_figures(target, result.elapsed).await;
     let names = vec!["replay".to_string()];
     let outcomes: Vec<_> = plan
         .thresholds
@@ -235,7 +236,7 @@ async fn run_against(
             plan: &plan,
             target: target.http_base.clone(),
             embedded: target.is_embedded(),
-            server: None,
+            server,
         },
         &result,
         &outcomes,
