@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use c24_api::admin::tenants::TenantCreated;
 use c24_api::admin::throughput::Direction;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::schedule::{ReplayConversation, ReplaySchedule};
@@ -96,6 +97,16 @@ pub async fn execute(
             })
             .collect(),
     );
+    // Ctrl-C stops the replay as it stops a run: conversations are cut
+    // and counted, the report is still written.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupted = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+            return true;
+        }
+        false
+    });
     let start = Instant::now() + Duration::from_millis(50);
     let started_at = SystemTime::now() + Duration::from_millis(50);
     let mut handles = Vec::new();
@@ -111,6 +122,7 @@ pub async fn execute(
             worker,
             workers: threads,
             start,
+            stop: stop_rx.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("replay-{worker}"))
@@ -141,15 +153,25 @@ pub async fn execute(
             }
         }
     }
+    let aborted = if interrupted.is_finished() {
+        interrupted
+            .await
+            .unwrap_or(false)
+            .then(|| "interrupted (Ctrl-C)".to_string())
+    } else {
+        // Not interrupted: stop listening, so Ctrl-C means the caller's again.
+        interrupted.abort();
+        None
+    };
     fold_steps(&mut totals);
     totals.from = started_at;
     totals.to = SystemTime::now();
     Ok(RunResult {
         totals,
         started_at,
-        traffic: plan.duration,
+        traffic: plan.duration.min(start.elapsed()),
         elapsed: start.elapsed(),
-        aborted: None,
+        aborted,
         threads,
     })
 }
@@ -165,6 +187,7 @@ struct Worker {
     worker: usize,
     workers: usize,
     start: Instant,
+    stop: watch::Receiver<bool>,
 }
 
 fn worker_thread(cfg: Worker) -> Result<Recorder, String> {
@@ -227,7 +250,18 @@ async fn worker(cfg: Worker) -> Result<Recorder, String> {
         });
     }
     let drain = async { while set.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout_at(hard_end.into(), drain).await;
+    let mut stop = cfg.stop.clone();
+    let stopped = async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::timeout_at(hard_end.into(), drain) => {}
+        _ = stopped => {}
+    }
     let cut = set.len() as u64;
     set.abort_all();
     while set.join_next().await.is_some() {}
