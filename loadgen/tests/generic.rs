@@ -361,3 +361,49 @@ steps = [{}, {}]
     );
     assert!(first.contains("x-hub-signature-256: sha256="), "{first}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_generic_scenario_is_accepted_by_a_real_core() {
+    // Meta's and the c24 email signing schemes written as generic steps:
+    // the embedded core verifies both signatures and stores every message.
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/generic-http.toml");
+    let req = RunRequest {
+        scenario: file,
+        target: None,
+        admin_token: None,
+        threads: 2,
+        report_json: None,
+        junit: None,
+        hdr_log: None,
+        live: LiveMode::Quiet,
+        shard: Default::default(),
+    };
+    let done = command::run(&req).await.expect("the run completes");
+    let r = &done.report;
+    assert_eq!(done.exit, c24_loadgen::Exit::Passed, "{}", done.summary);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let started: u64 = r.scenarios.iter().map(|s| s.started).sum();
+    assert_eq!(count(r, "http", "http"), started);
+    let stored = |ch: &str| {
+        r.server
+            .as_ref()
+            .and_then(|s| s.per_channel.iter().find(|c| c.channel == ch))
+            .map(|c| c.messages)
+            .unwrap_or(0)
+    };
+    let meta = r
+        .scenarios
+        .iter()
+        .find(|s| s.name == "meta")
+        .unwrap()
+        .started;
+    let mail = r
+        .scenarios
+        .iter()
+        .find(|s| s.name == "mail")
+        .unwrap()
+        .started;
+    assert_eq!(stored("whatsapp"), meta);
+    assert_eq!(stored("email"), mail);
+}
