@@ -53,16 +53,7 @@ pub async fn target(
     embedded: EmbeddedOptions,
 ) -> Result<Target, Failure> {
     match url {
-        Some(url) => {
-            let trust = if tls.ca_files.is_empty() && !tls.insecure {
-                None
-            } else {
-                Some(Arc::new(
-                    ClientTls::new(tls).map_err(|e| Failure::Usage(e.to_string()))?,
-                ))
-            };
-            Ok(Target::remote_with_tls(url, admin_token, trust).await?)
-        }
+        Some(url) => Ok(Target::remote_with_tls(url, admin_token, trust(tls)?).await?),
         None => {
             if admin_token.is_some() {
                 return Err(Failure::Usage(
@@ -79,6 +70,15 @@ pub async fn target(
             Ok(Target::embedded_with(embedded).await?)
         }
     }
+}
+
+/// What a `--target` is trusted with (`None`: the system's roots).
+fn trust(tls: &TlsOptions) -> Result<Option<Arc<ClientTls>>, Failure> {
+    if tls.ca_files.is_empty() && !tls.insecure {
+        return Ok(None);
+    }
+    let t = ClientTls::new(tls).map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(Some(Arc::new(t)))
 }
 
 /// Why a command could not do its job; each maps to an exit code.
@@ -153,13 +153,29 @@ pub async fn run_with(req: &RunRequest, extras: &RunExtras) -> Result<Finished, 
             writable(flag, p)?;
         }
     }
-    let target = target(
-        req.target.as_deref(),
-        req.admin_token.clone(),
-        &extras.tls,
-        extras.embedded,
-    )
-    .await?;
+    let target = match &req.target {
+        // Generic steps may target any server: no /healthz probe then.
+        Some(url) if !plan.needs_tenants() => {
+            Target::unprobed(url, req.admin_token.clone(), trust(&extras.tls)?)?
+        }
+        None if !plan.uses_target() => {
+            if req.admin_token.is_some() {
+                return Err(Failure::Usage(
+                    "--admin-token goes with --target; the embedded core makes its own".into(),
+                ));
+            }
+            Target::none()
+        }
+        _ => {
+            target(
+                req.target.as_deref(),
+                req.admin_token.clone(),
+                &extras.tls,
+                extras.embedded,
+            )
+            .await?
+        }
+    };
     let timeline = Arc::new(Timeline::new());
     let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
     if extras.report_html.is_some() {
@@ -210,8 +226,14 @@ async fn run_against(
     req: &RunRequest,
     observers: Vec<Arc<dyn Observer>>,
 ) -> Result<Done, Failure> {
-    let run_id = format!("{:06x}", fastrand::u32(..0x0100_0000));
-    let tenants = Arc::new(provision::tenants(target, &plan.tenants, &run_id).await?);
+    let run_id = crate::drivers::new_run_id();
+    let mut tenants = if plan.needs_tenants() {
+        provision::tenants(target, &plan.tenants, &run_id).await?
+    } else {
+        Vec::new()
+    };
+    provision::restrict_channels(&mut tenants, &plan.tenant_channels);
+    let tenants = Arc::new(tenants);
     tracing::info!(tenants = tenants.len(), target = %target.http_base, "provisioned");
     let opts = RunOptions {
         threads: req.threads,
@@ -274,7 +296,7 @@ async fn run_against(
 }
 
 /// The core's own ingest latency and encryption time over the run's window.
-async fn server_figures(target: &Target, elapsed: Duration) -> Option<ServerFigures> {
+pub(crate) async fn server_figures(target: &Target, elapsed: Duration) -> Option<ServerFigures> {
     let admin = target.admin()?;
     // Whole seconds covering the run, plus the bucket it started in.
     let window = format!("{}s", elapsed.as_secs() + 2);

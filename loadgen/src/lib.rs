@@ -17,6 +17,7 @@
 //! - [`sink`]: a trivial HTTP target; [`bench`]: a plain HTTP/1.1 load client.
 //! - [`limits`]: raising the open-file limit for many sockets.
 //! - [`tls`]: what `https://`/`wss://` targets are trusted with (`--ca-file`, `--insecure`).
+//! - [`replay`]: recorded traffic traces played again with their timing and shape.
 
 pub mod bench;
 pub mod capacity;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod metrics_listen;
 pub mod observe;
 pub mod provision;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod scenario;

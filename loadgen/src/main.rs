@@ -211,6 +211,51 @@ enum Command {
         #[command(flatten)]
         pages: PageArgs,
     },
+    /// Replay a recorded traffic trace (GET /admin/v1/traffic/trace, JSONL) with its timing and shape.
+    #[command(after_help = EXIT_CODES)]
+    Replay {
+        /// The trace: one TraceRecord JSON object per line.
+        trace: PathBuf,
+        /// Playback speed: 2.0 plays the trace in half its recorded time.
+        #[arg(long, value_name = "X", default_value_t = 1.0)]
+        speed: f64,
+        /// TRACE_TENANT=TARGET_TENANT[,...], or a file of such lines or a JSON object;
+        /// unmapped trace tenants get a tenant provisioned each.
+        #[arg(long, value_name = "FILE-OR-PAIRS")]
+        tenants_map: Option<String>,
+        /// The mapped target tenants' credentials: a JSON array of POST /admin/v1/tenants answers.
+        #[arg(long, value_name = "FILE")]
+        credentials: Option<PathBuf>,
+        /// A running chat core (without it: an embedded one in a temp dir).
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Admin token of --target (for provisioning tenants).
+        #[arg(
+            long,
+            value_name = "T",
+            env = "C24_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token: Option<String>,
+        /// Worker threads [default: the number of cores].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// A threshold KEY=CHECK, as in a scenario's [thresholds] (repeatable), e.g. "webchat.ack.p99=< 50ms".
+        #[arg(long = "threshold", value_name = "KEY=CHECK")]
+        thresholds: Vec<String>,
+        /// Longest wait for one answer.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = c24_api::units::parse_duration)]
+        timeout: std::time::Duration,
+        /// How long conversations may run past the trace's end.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = c24_api::units::parse_duration)]
+        grace: std::time::Duration,
+        /// Write the JSON report (schema: loadgen/REPORT.md).
+        #[arg(long, value_name = "FILE")]
+        report_json: Option<PathBuf>,
+        /// Write a JUnit XML file, one test case per threshold.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
     /// Check a scenario file without running it; errors name file, line and key.
     #[command(after_help = EXIT_CODES)]
     Validate { file: PathBuf },
@@ -561,6 +606,53 @@ fn main() -> ExitCode {
                 Ok(done) => {
                     print!("{}", done.summary);
                     exit(done.exit)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    exit(e.exit())
+                }
+            }
+        }
+        Command::Replay {
+            trace,
+            speed,
+            tenants_map,
+            credentials,
+            target,
+            admin_token,
+            threads,
+            thresholds,
+            timeout,
+            grace,
+            report_json,
+            junit,
+        } => {
+            let threads = default_threads(threads);
+            let req = c24_loadgen::replay::ReplayRequest {
+                trace,
+                speed,
+                tenants_map,
+                credentials,
+                target,
+                admin_token,
+                threads,
+                thresholds,
+                timeout,
+                grace,
+                report_json,
+                junit,
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return exit(Exit::Unreachable);
+                }
+            };
+            match rt.block_on(c24_loadgen::replay::run(&req)) {
+                Ok(done) => {
+                    print!("{}", done.finished.summary);
+                    exit(done.finished.exit)
                 }
                 Err(e) => {
                     eprintln!("{e}");

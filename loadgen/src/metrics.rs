@@ -41,10 +41,15 @@ pub enum Metric {
     /// The TLS part of a `wss://` connect (TCP connected → TLS established),
     /// kept apart so a connection's one-off cost is not read as steady state.
     TlsHandshake,
+    /// Generic `ws` step: frame sent → the reply matching its correlation field.
+    Reply,
+    /// Webhook/email POST sent → the message readable through the agent API
+    /// (opt-in per script with `visible = true` on the send).
+    Visible,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 11] = [
         Metric::Connect,
         Metric::Ack,
         Metric::Storage,
@@ -54,6 +59,8 @@ impl Metric {
         Metric::Push,
         Metric::Reconnect,
         Metric::TlsHandshake,
+        Metric::Reply,
+        Metric::Visible,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +74,8 @@ impl Metric {
             Metric::Push => "push",
             Metric::Reconnect => "reconnect",
             Metric::TlsHandshake => "tls_handshake",
+            Metric::Reply => "reply",
+            Metric::Visible => "visible",
         }
     }
 

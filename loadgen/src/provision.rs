@@ -8,7 +8,7 @@ use c24_api::client::Client;
 
 use std::sync::Arc;
 
-use crate::scenario::TenantSpec;
+use crate::scenario::{Channel, TenantSpec};
 use crate::tls::{ClientTls, TlsOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -111,15 +111,11 @@ impl Target {
         tls: Option<Arc<ClientTls>>,
     ) -> Result<Self, ProvisionError> {
         let base = url.trim_end_matches('/').to_string();
-        let ws_base = if let Some(rest) = base.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else if let Some(rest) = base.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else {
-            return Err(ProvisionError::Usage(format!(
+        let ws_base = ws_url(&base).ok_or_else(|| {
+            ProvisionError::Usage(format!(
                 "--target {url}: expected a URL like http://127.0.0.1:8080"
-            )));
-        };
+            ))
+        })?;
         let client = api_client(&base, admin_token.as_deref().unwrap_or(""), tls.as_deref())
             .map_err(|e| ProvisionError::Usage(format!("--target {url}: {e}")))?;
         let probe = tokio::time::timeout(std::time::Duration::from_secs(5), client.healthz()).await;
@@ -150,6 +146,40 @@ impl Target {
                 )));
             }
         }
+        Ok(Target {
+            http_base: base,
+            ws_base,
+            admin_token,
+            embedded: None,
+            tls,
+        })
+    }
+
+    /// No chat core at all: a scenario of generic steps whose templates
+    /// name their own URLs.
+    pub fn none() -> Self {
+        Target {
+            http_base: String::new(),
+            ws_base: String::new(),
+            admin_token: None,
+            embedded: None,
+            tls: None,
+        }
+    }
+
+    /// A target that need not be a c24 core (generic steps only use it as
+    /// `{target}`): the URL is checked, not probed.
+    pub fn unprobed(
+        url: &str,
+        admin_token: Option<String>,
+        tls: Option<Arc<ClientTls>>,
+    ) -> Result<Self, ProvisionError> {
+        let base = url.trim_end_matches('/').to_string();
+        let ws_base = ws_url(&base).ok_or_else(|| {
+            ProvisionError::Usage(format!(
+                "--target {url}: expected a URL like http://127.0.0.1:8080"
+            ))
+        })?;
         Ok(Target {
             http_base: base,
             ws_base,
@@ -194,9 +224,44 @@ fn api_client(base: &str, token: &str, tls: Option<&ClientTls>) -> Result<Client
     }
 }
 
+/// `ws://…` for `http://…`, `wss://…` for `https://…`.
+fn ws_url(base: &str) -> Option<String> {
+    if let Some(rest) = base.strip_prefix("http://") {
+        Some(format!("ws://{rest}"))
+    } else {
+        base.strip_prefix("https://")
+            .map(|rest| format!("wss://{rest}"))
+    }
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Keeps only the credentials of `channels` (`[tenants] channels`; empty:
+/// all): the others are blanked, so no driver can use a channel the
+/// scenario did not give its tenants. The core has no per-tenant channel
+/// switch, so this is where the restriction lives.
+pub fn restrict_channels(tenants: &mut [TenantCreated], channels: &[Channel]) {
+    if channels.is_empty() {
+        return;
+    }
+    for t in tenants {
+        let c = &mut t.channels;
+        if !channels.contains(&Channel::Webchat) {
+            c.webchat.widget_key.clear();
+        }
+        if !channels.contains(&Channel::Whatsapp) {
+            c.whatsapp.phone_number_id.clear();
+            c.whatsapp.app_secret.clear();
+            c.whatsapp.verify_token.clear();
+        }
+        if !channels.contains(&Channel::Email) {
+            c.email.address.clear();
+            c.email.signing_key.clear();
+        }
+    }
 }
 
 /// The tenants of the run: created now, or the ones in the credentials file.

@@ -200,6 +200,8 @@ pub async fn execute(
         INTERVAL,
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The live panel's keys (q, Ctrl-C in raw mode) stop the run like a signal.
+    let mut panel_stops = live.stop_requests();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut ctrl_c_seen = false;
@@ -252,6 +254,12 @@ pub async fn execute(
                         }
                     }
                 }
+            },
+            why = crate::live::next_stop(&mut panel_stops) => {
+                panel_stops = None;
+                aborted.get_or_insert_with(|| why.to_string());
+                stopped_at.get_or_insert_with(Instant::now);
+                let _ = stop_tx.send(true);
             },
             _ = &mut ctrl_c, if !ctrl_c_seen => {
                 ctrl_c_seen = true;
@@ -585,6 +593,7 @@ mod tests {
                 Channel::Webchat => counts[0] += 1,
                 Channel::Whatsapp => counts[1] += 1,
                 Channel::Email => counts[2] += 1,
+                other => panic!("{other} is not in the mix"),
             }
         }
         assert_eq!(counts, [60, 30, 10]);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use c24_api::email::{CONTENT_TYPE, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_header};
 
-use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_now};
+use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_now, visible_step};
 use crate::metrics::Metric;
 use crate::scenario::{Script, Step};
 
@@ -63,11 +63,13 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                 let d = d.sample(&mut conv.env.rng.borrow_mut());
                 conv.think(d);
             }
+            Step::At(d) => conv.at(*d),
             Step::Send {
                 text,
                 size,
                 subject: subj,
                 timeout,
+                visible,
             } => {
                 let body_text = conv.message(text, size.as_ref());
                 if subject.is_none() {
@@ -119,20 +121,35 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                     s => return Err(StepFailed::new(format!("http_{s}"))),
                 }
                 conv.record(Metric::Http, Some(i), sent, done);
+                let answer = serde_json::from_slice::<serde_json::Value>(&body).ok();
                 if conversation_id.is_none()
-                    && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                    && let Some(v) = &answer
                 {
                     conversation_id = v
                         .get("conversation_id")
                         .and_then(|c| c.as_str())
                         .map(str::to_string);
                 }
+                let done = if *visible {
+                    let v = answer.unwrap_or_default();
+                    visible_step(
+                        conv,
+                        &v["conversation_id"],
+                        &v["message_id"],
+                        sent,
+                        *timeout,
+                        i,
+                    )
+                    .await?
+                } else {
+                    done
+                };
                 conv.step_done(done);
             }
             Step::AgentReply { text, timeout } => {
                 agent_reply_step(conv, conversation_id.as_deref(), text, *timeout, i).await?;
             }
-            Step::Expect { .. } | Step::Reconnect { .. } => {
+            Step::Expect { .. } | Step::Reconnect { .. } | Step::Http(_) | Step::Ws(_) => {
                 return Err(StepFailed::new("unsupported_step"));
             }
         }

@@ -5,12 +5,16 @@
 //!   agent reply → push, reconnect and resume), frames built per send.
 //! - [`whatsapp`]: Meta notification payloads signed with `X-Hub-Signature-256`.
 //! - [`email`]: raw RFC 5322 messages with threading headers, signed.
+//! - [`generic_http`], [`generic_ws`]: channels a scenario describes itself
+//!   (`http` and `ws` steps), for chat cores other than ours.
 //!
 //! A conversation carries its *intended* time forward: the first step is due
 //! at the arrival's scheduled time, each later one when the previous step
 //! ended (plus any think time), and every latency is measured from that.
 
 pub mod email;
+pub mod generic_http;
+pub mod generic_ws;
 pub mod webchat;
 pub mod whatsapp;
 
@@ -170,6 +174,8 @@ pub struct Conversation {
     pub visitor: String,
     /// When the next step is due (wrk2's rule: latencies count from here).
     pub due: Instant,
+    /// When the first step was due (replay's `At` steps count from here).
+    pub origin: Instant,
     /// Messages sent so far.
     pub seq: u32,
     /// Feeder records drawn for this conversation, by feeder.
@@ -199,6 +205,7 @@ impl Conversation {
             tenant,
             visitor,
             due,
+            origin: due,
             seq: 0,
             values: vec![None; feeders],
         }
@@ -255,6 +262,12 @@ impl Conversation {
         self.due += d;
     }
 
+    /// The next step is due `d` after the conversation's first (replay):
+    /// if the previous one ended later, it starts late and the delay counts.
+    pub fn at(&mut self, d: Duration) {
+        self.due = self.origin + d;
+    }
+
     /// The step ended at `done`: the next one is due then.
     pub fn step_done(&mut self, done: Instant) {
         self.due = done;
@@ -262,35 +275,75 @@ impl Conversation {
 
     /// Fills a template; feeder fields keep one record per conversation.
     pub fn render(&mut self, t: &Template) -> String {
+        self.render_with(t, &Extra::default())
+    }
+
+    /// Fills a template that may use a generic step's context fields.
+    pub fn render_with(&mut self, t: &Template, extra: &Extra<'_>) -> String {
         let mut out = String::new();
         for part in &t.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
-                Part::Field(f) => match f {
-                    Field::Visitor => out.push_str(&self.visitor),
-                    Field::Number => out.push_str(&self.number.to_string()),
-                    Field::Seq => out.push_str(&(self.seq + 1).to_string()),
-                    Field::Uuid => out.push_str(&uuid::Uuid::new_v4().to_string()),
-                    Field::Tenant => {
-                        if let Some(t) = self.env.tenants.get(self.tenant) {
-                            out.push_str(&t.name);
-                        }
-                    }
-                    Field::Feeder { feeder, column } => {
-                        if self.values.get(*feeder).is_some_and(|v| v.is_none()) {
-                            let drawn = self.env.draw(*feeder);
-                            self.values[*feeder] = Some(drawn);
-                        }
-                        if let Some(Some(row)) = self.values.get(*feeder)
-                            && let Some(v) = row.get(*column)
-                        {
-                            out.push_str(v);
-                        }
-                    }
-                },
+                Part::Field(f) => self.field(f, extra, &mut out),
+                Part::JsonField(f) => {
+                    let mut raw = String::new();
+                    self.field(f, extra, &mut raw);
+                    // serde_json's string escaping, without the quotes.
+                    let quoted = serde_json::Value::String(raw).to_string();
+                    out.push_str(&quoted[1..quoted.len() - 1]);
+                }
             }
         }
         out
+    }
+
+    fn field(&mut self, f: &Field, extra: &Extra<'_>, out: &mut String) {
+        match f {
+            Field::Visitor => out.push_str(&self.visitor),
+            Field::Number => out.push_str(&self.number.to_string()),
+            Field::Seq => out.push_str(&(self.seq + 1).to_string()),
+            Field::Uuid => out.push_str(&uuid::Uuid::new_v4().to_string()),
+            Field::Tenant => {
+                if let Some(t) = self.env.tenants.get(self.tenant) {
+                    out.push_str(&t.name);
+                }
+            }
+            Field::TenantCred(c) => {
+                if let Some(t) = self.env.tenants.get(self.tenant) {
+                    out.push_str(c.of(t));
+                }
+            }
+            Field::Target => out.push_str(&self.env.http_base),
+            Field::WsTarget => out.push_str(&self.env.ws_base),
+            Field::Phone => out.push_str(&self.phone()),
+            Field::Timestamp => {
+                if let Some(ts) = extra.timestamp {
+                    out.push_str(&ts.to_string());
+                }
+            }
+            Field::Text => out.push_str(extra.text.unwrap_or_default()),
+            Field::Body => out.push_str(extra.body.unwrap_or_default()),
+            Field::Feeder { feeder, column } => {
+                if self.values.get(*feeder).is_some_and(|v| v.is_none()) {
+                    let drawn = self.env.draw(*feeder);
+                    self.values[*feeder] = Some(drawn);
+                }
+                if let Some(Some(row)) = self.values.get(*feeder)
+                    && let Some(v) = row.get(*column)
+                {
+                    out.push_str(v);
+                }
+            }
+        }
+    }
+
+    /// The visitor's phone number: stable per conversation (so the core
+    /// threads its messages), distinct across conversations and runs.
+    pub fn phone(&self) -> String {
+        let h = self.visitor.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        format!("31{:010}", h % 10_000_000_000)
     }
 
     /// A message text: the template filled, then padded or cut to a drawn size.
@@ -306,6 +359,14 @@ impl Conversation {
         }
         text
     }
+}
+
+/// The context fields of a generic step's templates.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extra<'a> {
+    pub text: Option<&'a str>,
+    pub timestamp: Option<i64>,
+    pub body: Option<&'a str>,
 }
 
 /// Pads `text` with filler words, or cuts it at a character boundary, to `n` bytes.
@@ -350,7 +411,7 @@ impl Drop for InFlight {
 /// Plays one conversation on its channel; counts it completed or failed.
 /// Returns when its next step would have been due (a trailing think time
 /// counts), which is when a closed-model visitor starts its next one.
-pub async fn play(mut conv: Conversation) -> Instant {
+pub async fn play(conv: Conversation) -> Instant {
     let scenario = conv
         .env
         .plan
@@ -361,12 +422,23 @@ pub async fn play(mut conv: Conversation) -> Instant {
         .as_ref()
         .and_then(|s| s.script(conv.channel))
         .cloned();
+    play_script(conv, script.as_ref()).await
+}
+
+/// Plays `script` (e.g. one replay builds per conversation) on the
+/// conversation's channel; counts it completed or failed.
+pub async fn play_script(
+    mut conv: Conversation,
+    script: Option<&crate::scenario::Script>,
+) -> Instant {
     let result = match script {
         None => Err(StepFailed::new("no_script")),
         Some(script) => match conv.channel {
-            Channel::Webchat => webchat::play(&mut conv, &script).await,
-            Channel::Whatsapp => whatsapp::play(&mut conv, &script).await,
-            Channel::Email => email::play(&mut conv, &script).await,
+            Channel::Webchat => webchat::play(&mut conv, script).await,
+            Channel::Whatsapp => whatsapp::play(&mut conv, script).await,
+            Channel::Email => email::play(&mut conv, script).await,
+            Channel::Http => generic_http::play(&mut conv, script).await,
+            Channel::Ws => generic_ws::play(&mut conv, script).await,
         },
     };
     let mut rec = conv.env.rec.borrow_mut();
@@ -439,6 +511,80 @@ pub async fn agent_reply(
     Ok((sent, done))
 }
 
+/// After a webhook/email POST was answered: polls the agent API
+/// (`GET /v1/conversations/{id}/messages`) until the message the answer
+/// named is readable, at most until `timeout` after it was sent; records
+/// metric `visible` (from the send's due time, and from when it left) and
+/// returns when it was seen.
+pub async fn visible_step(
+    conv: &Conversation,
+    conversation_id: &serde_json::Value,
+    message_id: &serde_json::Value,
+    sent: Instant,
+    timeout: Duration,
+    step: usize,
+) -> Result<Instant, StepFailed> {
+    let (Some(cid), Some(mid)) = (conversation_id.as_str(), message_id.as_str()) else {
+        return Err(StepFailed::new("visible_no_message_id"));
+    };
+    let Some(tenant) = conv.tenant() else {
+        return Err(StepFailed::new("no_tenant"));
+    };
+    let deadline = sent + timeout;
+    // Short first: the core answers after the commit, so the first look
+    // usually finds it; then back off so a lagging read side is not flooded.
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!(
+                "{}/v1/conversations/{cid}/messages?limit=200",
+                conv.env.http_base
+            );
+            if let Some(a) = &after {
+                url.push_str("&after=");
+                url.push_str(a);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StepFailed::new("visible_timeout"));
+            }
+            let resp = conv
+                .env
+                .http
+                .get(url)
+                .bearer_auth(&tenant.api_key)
+                .timeout(left)
+                .send()
+                .await
+                .map_err(|e| StepFailed::new(format!("visible_{}", http_error_kind(&e))))?;
+            let status = resp.status().as_u16();
+            let page: serde_json::Value = resp.json().await.unwrap_or_default();
+            let seen = Instant::now();
+            // 404 until the conversation is readable at all.
+            if status != 200 && status != 404 {
+                return Err(StepFailed::new(format!("visible_http_{status}")));
+            }
+            let found = page["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|m| m["id"].as_str() == Some(mid)));
+            if found {
+                conv.record(crate::metrics::Metric::Visible, Some(step), sent, seen);
+                return Ok(seen);
+            }
+            match page["next"].as_str() {
+                Some(n) if status == 200 => after = Some(n.to_string()),
+                _ => break,
+            }
+        }
+        if Instant::now() + pause >= deadline {
+            return Err(StepFailed::new("visible_timeout"));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
 /// A short error kind for a failed HTTP exchange.
 pub fn http_error_kind(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
@@ -450,8 +596,33 @@ pub fn http_error_kind(e: &reqwest::Error) -> &'static str {
     }
 }
 
-/// Unix seconds now.
+/// Set to Unix seconds, every timestamp the drivers write is that value: a
+/// test hook, so two runs can be compared byte for byte.
+pub const FROZEN_CLOCK_ENV: &str = "C24_LOADGEN_FROZEN_UNIX_TIME";
+
+/// A prefix making this run's ids unique (the core de-duplicates); fixed
+/// when the clock is frozen, so frozen runs send the same bytes.
+pub fn new_run_id() -> String {
+    match std::env::var(FROZEN_CLOCK_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+    {
+        Some(t) => format!("{:06x}", t.rem_euclid(0x0100_0000)),
+        None => format!("{:06x}", fastrand::u32(..0x0100_0000)),
+    }
+}
+
+/// Unix seconds now (or the frozen time of [`FROZEN_CLOCK_ENV`]).
 pub fn unix_now() -> i64 {
+    static FROZEN: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    let frozen = FROZEN.get_or_init(|| {
+        std::env::var(FROZEN_CLOCK_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    });
+    if let Some(t) = frozen {
+        return *t;
+    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

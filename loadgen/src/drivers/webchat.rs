@@ -211,6 +211,7 @@ async fn steps(
                 let d = d.sample(&mut conv.env.rng.borrow_mut());
                 conv.think(d);
             }
+            Step::At(d) => conv.at(*d),
             Step::Send {
                 text,
                 size,
@@ -327,6 +328,8 @@ async fn steps(
                 conv.record(Metric::Reconnect, Some(i), sent, done);
                 conv.step_done(done);
             }
+            // Refused by validation: generic steps have their own channels.
+            Step::Http(_) | Step::Ws(_) => return Err(StepFailed::new("unsupported_step")),
         }
     }
     Ok(())

@@ -7,25 +7,16 @@ use std::time::Instant;
 
 use c24_api::whatsapp::{Notification, SIGNATURE_HEADER, signature_header};
 
-use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_now};
+use super::{Conversation, StepFailed, agent_reply_step, http_error_kind, unix_now, visible_step};
 use crate::metrics::Metric;
 use crate::scenario::{Script, Step};
-
-/// The sender's number: stable per conversation (so the core threads its
-/// messages), distinct across conversations and runs.
-fn phone(conv: &Conversation) -> String {
-    let h = conv.visitor.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    format!("31{:010}", h % 10_000_000_000)
-}
 
 pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFailed> {
     let Some(t) = conv.tenant().cloned() else {
         return Err(StepFailed::new("no_tenant"));
     };
     let url = format!("{}/v1/whatsapp/{}/webhook", conv.env.http_base, t.id);
-    let from = phone(conv);
+    let from = conv.phone();
     let name = format!("Visitor {}", conv.number);
     let mut conversation_id: Option<String> = None;
     for (i, step) in script.steps.iter().enumerate() {
@@ -34,10 +25,12 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                 let d = d.sample(&mut conv.env.rng.borrow_mut());
                 conv.think(d);
             }
+            Step::At(d) => conv.at(*d),
             Step::Send {
                 text,
                 size,
                 timeout,
+                visible,
                 ..
             } => {
                 let body_text = conv.message(text, size.as_ref());
@@ -73,13 +66,29 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                     return Err(StepFailed::new(format!("http_{status}")));
                 }
                 conv.record(Metric::Http, Some(i), sent, done);
+                let answer = serde_json::from_slice::<serde_json::Value>(&body).ok();
                 if conversation_id.is_none()
-                    && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                    && let Some(v) = &answer
                 {
                     conversation_id = v["messages"][0]["conversation_id"]
                         .as_str()
                         .map(str::to_string);
                 }
+                let done = if *visible {
+                    let v = answer.unwrap_or_default();
+                    let m = &v["messages"][0];
+                    visible_step(
+                        conv,
+                        &m["conversation_id"],
+                        &m["message_id"],
+                        sent,
+                        *timeout,
+                        i,
+                    )
+                    .await?
+                } else {
+                    done
+                };
                 conv.step_done(done);
             }
             Step::AgentReply { text, timeout } => {
@@ -87,7 +96,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
             }
             // Refused by validation: WhatsApp replies go to Meta, not to a
             // socket this generator could read.
-            Step::Expect { .. } | Step::Reconnect { .. } => {
+            Step::Expect { .. } | Step::Reconnect { .. } | Step::Http(_) | Step::Ws(_) => {
                 return Err(StepFailed::new("unsupported_step"));
             }
         }

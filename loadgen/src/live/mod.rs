@@ -48,13 +48,16 @@ pub struct Live {
     window: Recorder,
     window_from: Duration,
     panel: Option<tui::Panel>,
+    /// Stop requests from the panel's keys (`q`, Ctrl-C), until taken.
+    stops: Option<tokio::sync::mpsc::UnboundedReceiver<&'static str>>,
 }
 
 impl Live {
     pub fn new(mode: LiveMode, plan: &Plan) -> Self {
         let n = plan.scenarios.len();
+        let (stop_tx, stops) = tokio::sync::mpsc::unbounded_channel();
         let panel = match mode {
-            LiveMode::Panel => tui::Panel::start(plan).ok(),
+            LiveMode::Panel => tui::Panel::start(plan, stop_tx).ok(),
             _ => None,
         };
         let mode = if mode == LiveMode::Panel && panel.is_none() {
@@ -89,6 +92,7 @@ impl Live {
             window: Recorder::new(n),
             window_from: Duration::ZERO,
             panel,
+            stops: Some(stops),
         }
     }
 
@@ -199,6 +203,11 @@ impl Live {
         line
     }
 
+    /// The panel's stop requests (each a reason for the report), once.
+    pub fn stop_requests(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<&'static str>> {
+        self.stops.take()
+    }
+
     /// Restores the terminal.
     pub fn finish(&mut self) {
         if let Some(p) = self.panel.take() {
@@ -210,6 +219,19 @@ impl Live {
 impl Drop for Live {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// The next stop request, or never when there are none to wait for.
+pub async fn next_stop(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<&'static str>>,
+) -> &'static str {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(why) => why,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

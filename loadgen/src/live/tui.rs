@@ -1,11 +1,21 @@
 //! The live panel on a terminal, after oha's: target versus achieved rate,
 //! conversations in flight, p50/p99 per channel over the last seconds,
 //! errors, and threshold status. Drawn inline on stderr (no alternate
-//! screen, no raw mode: Ctrl-C still stops the run, and the last frame stays
-//! in the scrollback above the summary).
+//! screen: the last frame stays in the scrollback above the summary).
+//!
+//! Keys (one [`KEYMAP`], which also writes the panel's help line): `q` and
+//! Ctrl-C stop the run early, cleanly (the report is still written), `p`
+//! shows or hides a row per script step. When stdin is a terminal it is put
+//! in raw mode for single key presses, read on a thread of its own so
+//! drawing never waits for input, and restored when the panel stops.
 
-use std::io::Stderr;
+use std::io::{IsTerminal, Stderr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use tokio::sync::mpsc;
 
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Constraint;
@@ -34,22 +44,138 @@ pub struct Frame<'a> {
     pub verdicts: &'a [bool],
 }
 
-/// Rows: border 2, gauge 1, rates 1, table header 1, channel rows, thresholds 1.
-const HEIGHT: u16 = 15;
+/// Rows: border 2, gauge 1, rates 1, table header 1, channel rows, thresholds 1, keys 1.
+const HEIGHT: u16 = 16;
+
+/// What a key asks the run to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// End the run now: arrivals stop, running conversations are cut, the
+    /// report is written. The text says why, for the report.
+    Stop(&'static str),
+    /// Show or hide a row per script step.
+    ToggleSteps,
+}
+
+/// Every key the panel takes: what is pressed, what the help line says, what it does.
+pub const KEYMAP: [(&str, &str, Action); 3] = [
+    ("q", "stop", Action::Stop("stopped from the live panel (q)")),
+    ("Ctrl-C", "stop", Action::Stop("interrupted (Ctrl-C)")),
+    ("p", "per-step rows", Action::ToggleSteps),
+];
+
+/// The key's action, if it has one (presses only, not releases or repeats).
+pub fn handle_key(key: &KeyEvent) -> Option<Action> {
+    if key.kind != KeyEventKind::Press {
+        return None;
+    }
+    let name = match key.code {
+        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => "Ctrl-C",
+        KeyCode::Char('q') | KeyCode::Char('Q') => "q",
+        KeyCode::Char('p') | KeyCode::Char('P') => "p",
+        _ => return None,
+    };
+    KEYMAP
+        .iter()
+        .find(|(k, _, _)| *k == name)
+        .map(|(_, _, a)| *a)
+}
+
+/// The help line: `q stop · Ctrl-C stop · p per-step rows`.
+pub fn help_line() -> String {
+    KEYMAP
+        .iter()
+        .map(|(k, what, _)| format!("{k} {what}"))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// Panel state the keys change.
+#[derive(Debug, Default)]
+pub struct PanelState {
+    pub show_steps: AtomicBool,
+}
+
+impl PanelState {
+    /// Applies an action the panel itself handles; returns a stop reason for the run.
+    pub fn apply(&self, a: Action) -> Option<&'static str> {
+        match a {
+            Action::Stop(why) => Some(why),
+            Action::ToggleSteps => {
+                self.show_steps.fetch_xor(true, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+/// Reads keys on its own thread while raw mode is on.
+struct KeyReader {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl KeyReader {
+    fn start(state: Arc<PanelState>, stops: mpsc::UnboundedSender<&'static str>) -> Option<Self> {
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        ratatui::crossterm::terminal::enable_raw_mode().ok()?;
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let thread = std::thread::Builder::new()
+            .name("loadgen-keys".into())
+            .spawn(move || {
+                while !d.load(Ordering::Relaxed) {
+                    match event::poll(Duration::from_millis(100)) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(_) => break,
+                    }
+                    let Ok(Event::Key(key)) = event::read() else {
+                        continue;
+                    };
+                    if let Some(a) = handle_key(&key)
+                        && let Some(why) = state.apply(a)
+                    {
+                        let _ = stops.send(why);
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(KeyReader { done, thread }),
+            Err(_) => {
+                let _ = ratatui::crossterm::terminal::disable_raw_mode();
+                None
+            }
+        }
+    }
+
+    fn stop(self) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        let _ = ratatui::crossterm::terminal::disable_raw_mode();
+    }
+}
 
 pub struct Panel {
     terminal: Terminal<CrosstermBackend<Stderr>>,
     thresholds: Vec<String>,
+    state: Arc<PanelState>,
+    keys: Option<KeyReader>,
 }
 
 impl Panel {
-    pub fn start(plan: &Plan) -> std::io::Result<Self> {
+    /// Starts the panel; stop requests from its keys go to `stops`.
+    pub fn start(plan: &Plan, stops: mpsc::UnboundedSender<&'static str>) -> std::io::Result<Self> {
         let terminal = Terminal::with_options(
             CrosstermBackend::new(std::io::stderr()),
             TerminalOptions {
                 viewport: Viewport::Inline(HEIGHT),
             },
         )?;
+        let state = Arc::new(PanelState::default());
+        let keys = KeyReader::start(state.clone(), stops);
         Ok(Panel {
             terminal,
             thresholds: plan
@@ -57,12 +183,17 @@ impl Panel {
                 .iter()
                 .map(|t| format!("{} {}", t.key, t.check))
                 .collect(),
+            state,
+            keys,
         })
     }
 
     pub fn draw(&mut self, f: &Frame<'_>) {
         let thresholds = &self.thresholds;
-        let result = self.terminal.draw(|frame| render(frame, f, thresholds));
+        let steps = self.state.show_steps.load(Ordering::Relaxed);
+        let result = self
+            .terminal
+            .draw(|frame| render_with(frame, f, thresholds, steps));
         if let Err(e) = result {
             tracing::debug!(error = %e, "live panel draw failed");
         }
@@ -70,6 +201,9 @@ impl Panel {
 
     /// Leaves the last frame on screen and the cursor below it.
     pub fn stop(mut self) {
+        if let Some(k) = self.keys.take() {
+            k.stop();
+        }
         // Below the panel, so what is printed next does not overwrite it.
         let area = self.terminal.get_frame().area();
         let _ = self
@@ -80,8 +214,18 @@ impl Panel {
     }
 }
 
-/// Draws one frame of the panel.
+/// Draws one frame of the panel, one row per channel × metric.
 pub fn render(frame: &mut ratatui::Frame<'_>, f: &Frame<'_>, thresholds: &[String]) {
+    render_with(frame, f, thresholds, false);
+}
+
+/// Draws one frame; with `steps`, one row per channel × metric × step.
+pub fn render_with(
+    frame: &mut ratatui::Frame<'_>,
+    f: &Frame<'_>,
+    thresholds: &[String],
+    steps: bool,
+) {
     let area = frame.area();
     let block = Block::default()
         .borders(Borders::ALL)
@@ -92,7 +236,8 @@ pub fn render(frame: &mut ratatui::Frame<'_>, f: &Frame<'_>, thresholds: &[Strin
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Min(3),
-        Constraint::Length(2),
+        Constraint::Length(1),
+        Constraint::Length(1),
     ])
     .split(inner);
 
@@ -142,23 +287,44 @@ pub fn render(frame: &mut ratatui::Frame<'_>, f: &Frame<'_>, thresholds: &[Strin
             if matches!(m, Metric::Storage | Metric::Network) {
                 continue;
             }
-            let Some(p) = f.window.combined(None, c, m) else {
-                continue;
-            };
-            let errors = f.totals.error_count(None, Some(c));
-            table_rows.push(Row::new(vec![
-                Cell::from(c.as_str()),
-                Cell::from(m.as_str()),
-                Cell::from(format!("{:.1}", p.corrected.len() as f64 / secs)),
-                Cell::from(format_micros(p.corrected.value_at_quantile(0.5) as f64)),
-                Cell::from(format_micros(p.corrected.value_at_quantile(0.99) as f64)),
-                Cell::from(format_micros(p.uncorrected.value_at_quantile(0.99) as f64)),
-                Cell::from(errors.to_string()).style(if errors > 0 {
-                    Style::default().fg(Color::Red)
-                } else {
-                    Style::default()
-                }),
-            ]));
+            // One row for the metric, or one per step that has samples.
+            let mut rows: Vec<(String, crate::metrics::LatencyPair)> = Vec::new();
+            if steps {
+                let mut per_step: std::collections::BTreeMap<
+                    Option<u16>,
+                    crate::metrics::LatencyPair,
+                > = std::collections::BTreeMap::new();
+                for (k, v) in &f.window.latencies {
+                    if k.channel == c && k.metric == m {
+                        per_step.entry(k.step).or_default().add(v);
+                    }
+                }
+                for (step, p) in per_step {
+                    let label = match step {
+                        Some(i) => format!("{} #{i}", m.as_str()),
+                        None => m.as_str().to_string(),
+                    };
+                    rows.push((label, p));
+                }
+            } else if let Some(p) = f.window.combined(None, c, m) {
+                rows.push((m.as_str().to_string(), p));
+            }
+            for (label, p) in rows {
+                let errors = f.totals.error_count(None, Some(c));
+                table_rows.push(Row::new(vec![
+                    Cell::from(c.as_str()),
+                    Cell::from(label),
+                    Cell::from(format!("{:.1}", p.corrected.len() as f64 / secs)),
+                    Cell::from(format_micros(p.corrected.value_at_quantile(0.5) as f64)),
+                    Cell::from(format_micros(p.corrected.value_at_quantile(0.99) as f64)),
+                    Cell::from(format_micros(p.uncorrected.value_at_quantile(0.99) as f64)),
+                    Cell::from(errors.to_string()).style(if errors > 0 {
+                        Style::default().fg(Color::Red)
+                    } else {
+                        Style::default()
+                    }),
+                ]));
+            }
         }
     }
     let table = Table::new(
@@ -212,6 +378,13 @@ pub fn render(frame: &mut ratatui::Frame<'_>, f: &Frame<'_>, thresholds: &[Strin
         ))
     };
     frame.render_widget(Paragraph::new(status), rows[3]);
+    frame.render_widget(
+        Paragraph::new(Line::from(Span::styled(
+            help_line(),
+            Style::default().fg(Color::DarkGray),
+        ))),
+        rows[4],
+    );
 }
 
 #[cfg(test)]
@@ -267,6 +440,7 @@ mod tests {
             .map(|c| c.symbol())
             .collect();
         for needle in [
+            "q stop · Ctrl-C stop · p per-step rows",
             "c24-loadgen: smoke",
             "5s / 10s",
             "asked 10.0",
@@ -281,5 +455,94 @@ mod tests {
                 "{needle:?} not on the panel:\n{screen}"
             );
         }
+    }
+
+    fn screen(f: &Frame<'_>, steps: bool) -> String {
+        let mut term = Terminal::new(TestBackend::new(100, HEIGHT)).expect("test terminal");
+        term.draw(|fr| render_with(fr, f, &[], steps))
+            .expect("draws");
+        term.backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect()
+    }
+
+    #[test]
+    fn keys_stop_the_run_and_toggle_step_rows() {
+        use ratatui::crossterm::event::KeyEventState;
+        let key = |code, modifiers| KeyEvent {
+            code,
+            modifiers,
+            kind: KeyEventKind::Press,
+            state: KeyEventState::NONE,
+        };
+        assert_eq!(
+            handle_key(&key(KeyCode::Char('q'), KeyModifiers::NONE)),
+            Some(Action::Stop("stopped from the live panel (q)"))
+        );
+        assert_eq!(
+            handle_key(&key(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::Stop("interrupted (Ctrl-C)"))
+        );
+        assert_eq!(
+            handle_key(&key(KeyCode::Char('c'), KeyModifiers::NONE)),
+            None
+        );
+        assert_eq!(
+            handle_key(&key(KeyCode::Char('x'), KeyModifiers::NONE)),
+            None
+        );
+        let mut release = key(KeyCode::Char('q'), KeyModifiers::NONE);
+        release.kind = KeyEventKind::Release;
+        assert_eq!(handle_key(&release), None);
+        let p = handle_key(&key(KeyCode::Char('p'), KeyModifiers::NONE)).expect("p is bound");
+
+        // p flips the per-step rows; q and Ctrl-C hand a reason to the run.
+        let state = PanelState::default();
+        assert_eq!(state.apply(p), None);
+        assert!(state.show_steps.load(Ordering::Relaxed));
+        assert_eq!(state.apply(p), None);
+        assert!(!state.show_steps.load(Ordering::Relaxed));
+        assert_eq!(
+            state.apply(Action::Stop("interrupted (Ctrl-C)")),
+            Some("interrupted (Ctrl-C)")
+        );
+
+        // What the rows look like either way.
+        let mut rec = Recorder::new(1);
+        let t = Instant::now();
+        for step in [0u16, 2] {
+            rec.latency(
+                MetricKey {
+                    scenario: 0,
+                    channel: Channel::Webchat,
+                    metric: Metric::Ack,
+                    step: Some(step),
+                },
+                t,
+                t,
+                t + Duration::from_millis(3),
+            );
+        }
+        let frame = Frame {
+            name: "s",
+            elapsed: Duration::from_secs(1),
+            duration: Duration::from_secs(10),
+            asked: 1.0,
+            window: &rec,
+            window_span: Duration::from_secs(1),
+            totals: &rec,
+            in_flight: 0,
+            verdicts: &[],
+        };
+        let merged = screen(&frame, false);
+        assert!(!merged.contains("ack #0"), "{merged}");
+        let stepped = screen(&frame, true);
+        assert!(
+            stepped.contains("ack #0") && stepped.contains("ack #2"),
+            "{stepped}"
+        );
     }
 }

@@ -32,6 +32,8 @@ pub const SCHEMA: &str = "c24-loadgen/report/v1";
 /// Late or dropped starts above this share of all starts mean the generator
 /// could not keep the asked rate.
 pub const LAG_SHARE: f64 = 0.01;
+/// ... and at least this many of them, so a few arrivals cannot trip it.
+pub const LAG_MIN_EVENTS: u64 = 3;
 
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,18 +234,22 @@ pub fn generator_health(totals: &Recorder, threads: usize) -> Generator {
     let starts = all.started.max(1) as f64;
     let late_share = all.late as f64 / starts;
     let dropped_share = all.dropped as f64 / (all.due.max(1) as f64);
-    let lagging = late_share > LAG_SHARE || dropped_share > LAG_SHARE;
+    // One late start among a handful (a short capacity probe, a busy CI
+    // machine) is no evidence of a generator that cannot keep up.
+    let late_lagging = late_share > LAG_SHARE && all.late >= LAG_MIN_EVENTS;
+    let dropped_lagging = dropped_share > LAG_SHARE && all.dropped >= LAG_MIN_EVENTS;
+    let lagging = late_lagging || dropped_lagging;
     let message = lagging.then(|| {
         let mut m = String::from("The load generator could not keep the asked rate: ");
         let mut parts = Vec::new();
-        if late_share > LAG_SHARE {
+        if late_lagging {
             parts.push(format!(
                 "{:.1}% of conversations started late (p99 start lag {})",
                 100.0 * late_share,
                 crate::thresholds::format_micros(lag.p99 as f64)
             ));
         }
-        if dropped_share > LAG_SHARE {
+        if dropped_lagging {
             parts.push(format!(
                 "{:.1}% of arrivals were dropped because max_conversations were in flight",
                 100.0 * dropped_share

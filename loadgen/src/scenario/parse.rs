@@ -17,6 +17,7 @@ use super::{
     Arrivals, Channel, Feeder, FeederOrder, FeederSource, Field, Model, Part, Plan, Scenario,
     Script, SizeDist, Stage, Step, Template, TenantSpec, ThinkDist,
 };
+use super::{HttpStep, SignEncoding, SignRule, TenantCred, WsStep};
 use crate::schedule::OpenSchedule;
 use crate::thresholds::{self, Threshold};
 
@@ -423,6 +424,12 @@ fn valid_name(s: &str) -> bool {
 const BUILTIN_FIELDS: [&str; 5] = ["visitor", "n", "seq", "uuid", "tenant"];
 
 fn template(s: &str, feeders: &[Feeder]) -> Result<Template, String> {
+    template_in(s, feeders, &[])
+}
+
+/// A template that may also use the context fields in `extra` (`text`,
+/// `timestamp`, `body`: only generic steps have them).
+fn template_in(s: &str, feeders: &[Feeder], extra: &[&str]) -> Result<Template, String> {
     let mut parts = Vec::new();
     let mut lit = String::new();
     let mut chars = s.char_indices().peekable();
@@ -444,14 +451,24 @@ fn template(s: &str, feeders: &[Feeder]) -> Result<Template, String> {
                         i + 1
                     )
                 })?;
-                let name = rest[..end].trim();
+                let inner = rest[..end].trim();
                 for _ in 0..rest[..end].chars().count() + 1 {
                     chars.next();
                 }
                 if !lit.is_empty() {
                     parts.push(Part::Literal(std::mem::take(&mut lit)));
                 }
-                parts.push(Part::Field(field(name, feeders)?));
+                match inner.split_once('|') {
+                    None => parts.push(Part::Field(field(inner, feeders, extra)?)),
+                    Some((name, "json")) => {
+                        parts.push(Part::JsonField(field(name.trim(), feeders, extra)?))
+                    }
+                    Some((_, filter)) => {
+                        return Err(format!(
+                            "unknown filter |{filter} in {{{inner}}}; the one filter is |json (escapes for a JSON string)"
+                        ));
+                    }
+                }
             }
             '}' => {
                 return Err(format!(
@@ -468,14 +485,45 @@ fn template(s: &str, feeders: &[Feeder]) -> Result<Template, String> {
     Ok(Template { parts })
 }
 
-fn field(name: &str, feeders: &[Feeder]) -> Result<Field, String> {
+fn field(name: &str, feeders: &[Feeder], extra: &[&str]) -> Result<Field, String> {
     match name {
         "visitor" => return Ok(Field::Visitor),
         "n" => return Ok(Field::Number),
         "seq" => return Ok(Field::Seq),
         "uuid" => return Ok(Field::Uuid),
         "tenant" => return Ok(Field::Tenant),
+        "target" => return Ok(Field::Target),
+        "ws_target" => return Ok(Field::WsTarget),
+        "phone" => return Ok(Field::Phone),
+        "text" | "timestamp" | "body" => {
+            if !extra.contains(&name) {
+                let where_ = match name {
+                    "body" => "only in sign.over of an http step",
+                    "timestamp" => "only in http steps",
+                    _ => "only in http and ws steps that give text = \"...\"",
+                };
+                return Err(format!("{{{name}}} is available {where_}"));
+            }
+            return Ok(match name {
+                "text" => Field::Text,
+                "timestamp" => Field::Timestamp,
+                _ => Field::Body,
+            });
+        }
         _ => {}
+    }
+    if name.starts_with("tenant.") {
+        return TenantCred::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| Field::TenantCred(*c))
+            .ok_or_else(|| {
+                let names: Vec<&str> = TenantCred::ALL.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unknown field {{{name}}}; tenant credentials are {}",
+                    names.join(", ")
+                )
+            });
     }
     let (feeder_name, column) = match name.split_once('.') {
         Some((f, c)) => (f, Some(c)),
@@ -548,7 +596,8 @@ fn plan(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<Plan> {
         .duration(ctx, "timeout")
         .unwrap_or(Duration::from_secs(10));
     let seed = root.uint(ctx, "seed").unwrap_or(0x00C2_4C24);
-    let tenants = tenants(ctx, root);
+    let tenant_channels = tenant_channels(ctx, root);
+    let tenants = tenants(ctx, root, &tenant_channels);
     let feeders = feeders(ctx, root);
 
     let mut scenarios = Vec::new();
@@ -597,13 +646,23 @@ fn plan(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<Plan> {
                         }
                     };
                     let d = t.duration(ctx, "duration").or(duration);
-                    if let Some(s) = scenario(ctx, &t, sname, d, timeout, &feeders) {
+                    if let Some(s) =
+                        scenario(ctx, &t, sname, d, timeout, &feeders, &tenant_channels)
+                    {
                         scenarios.push(s);
                     }
                 }
             }
         }
-    } else if let Some(s) = scenario(ctx, root, name.clone(), duration, timeout, &feeders) {
+    } else if let Some(s) = scenario(
+        ctx,
+        root,
+        name.clone(),
+        duration,
+        timeout,
+        &feeders,
+        &tenant_channels,
+    ) {
         scenarios.push(s);
     }
     for (i, s) in scenarios.iter().enumerate() {
@@ -639,6 +698,7 @@ fn plan(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<Plan> {
         grace,
         timeout,
         tenants: tenants?,
+        tenant_channels,
         scenarios,
         feeders,
         thresholds,
@@ -646,7 +706,60 @@ fn plan(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<Plan> {
     })
 }
 
-fn tenants(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<TenantSpec> {
+/// `[tenants] channels = ["webchat", ...]`: the chat-core channels the
+/// tenants get (empty: all three).
+fn tenant_channels(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Vec<Channel> {
+    let mut out = Vec::new();
+    let Some(DeValue::Table(map)) = root.get("tenants").map(|v| v.get_ref()) else {
+        return out;
+    };
+    let t = Tbl {
+        map,
+        path: "tenants".into(),
+        span: root.key_span("tenants"),
+    };
+    let Some(v) = t.get("channels") else {
+        return out;
+    };
+    let Some(list) = array(ctx, v, &t.path_of("channels")) else {
+        return out;
+    };
+    for (i, c) in list.iter().enumerate() {
+        let path = format!("{}[{i}]", t.path_of("channels"));
+        let Some(s) = string(ctx, c, &path) else {
+            continue;
+        };
+        match Channel::parse(&s) {
+            Some(ch) if !ch.is_generic() => {
+                if out.contains(&ch) {
+                    ctx.error(&c.span(), &path, format!("{ch} is listed twice"));
+                } else {
+                    out.push(ch);
+                }
+            }
+            Some(ch) => ctx.error(
+                &c.span(),
+                &path,
+                format!("{ch} is a generic channel the scenario describes; tenants have webchat, whatsapp and email"),
+            ),
+            None => ctx.error(
+                &c.span(),
+                &path,
+                format!("unknown channel {s:?}; use webchat, whatsapp or email"),
+            ),
+        }
+    }
+    if list.is_empty() {
+        ctx.error(
+            &v.span(),
+            &t.path_of("channels"),
+            "list at least one channel, or leave channels out for all",
+        );
+    }
+    out
+}
+
+fn tenants(ctx: &mut Ctx, root: &Tbl<'_, '_>, channels: &[Channel]) -> Option<TenantSpec> {
     let Some(t) = root.sub(ctx, "tenants") else {
         return if root.has("tenants") {
             None
@@ -661,22 +774,6 @@ fn tenants(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<TenantSpec> {
         ctx,
         &["provision", "name_prefix", "credentials", "use", "channels"],
     );
-    if let Some(v) = t.get("channels")
-        && let Some(list) = array(ctx, v, &t.path_of("channels"))
-    {
-        for (i, c) in list.iter().enumerate() {
-            let path = format!("{}[{i}]", t.path_of("channels"));
-            if let Some(s) = string(ctx, c, &path)
-                && Channel::parse(&s).is_none()
-            {
-                ctx.error(
-                    &c.span(),
-                    &path,
-                    format!("unknown channel {s:?}; use webchat, whatsapp or email"),
-                );
-            }
-        }
-    }
     match (t.has("provision"), t.has("credentials")) {
         (true, true) => {
             ctx.error(
@@ -757,6 +854,34 @@ fn tenants(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Option<TenantSpec> {
             if all.is_empty() {
                 ctx.error(&span, &key, "no tenants to use");
                 return None;
+            }
+            // Each listed channel needs its credentials in every tenant used.
+            for c in all.iter() {
+                for ch in channels {
+                    let has = match ch {
+                        Channel::Webchat => !c.channels.webchat.widget_key.is_empty(),
+                        Channel::Whatsapp => {
+                            !c.channels.whatsapp.phone_number_id.is_empty()
+                                && !c.channels.whatsapp.app_secret.is_empty()
+                        }
+                        Channel::Email => {
+                            !c.channels.email.address.is_empty()
+                                && !c.channels.email.signing_key.is_empty()
+                        }
+                        Channel::Http | Channel::Ws => true,
+                    };
+                    if !has {
+                        ctx.error(
+                            &t.key_span("channels"),
+                            &t.path_of("channels"),
+                            format!(
+                                "tenant {:?} in {} has no {ch} credentials",
+                                c.id,
+                                path.display()
+                            ),
+                        );
+                    }
+                }
             }
             Some(TenantSpec::Existing {
                 file: path,
@@ -967,6 +1092,7 @@ fn scenario(
     duration: Option<Duration>,
     default_timeout: Duration,
     feeders: &[Feeder],
+    tenant_channels: &[Channel],
 ) -> Option<Scenario> {
     let here = if t.path.is_empty() {
         String::new()
@@ -1085,6 +1211,22 @@ fn scenario(
                     if let Some(st) = table(ctx, item, path, item.span())
                         && let Some(s) = script(ctx, &st, default_timeout, feeders)
                     {
+                        if !tenant_channels.is_empty()
+                            && !s.channel.is_generic()
+                            && !tenant_channels.contains(&s.channel)
+                        {
+                            let listed: Vec<&str> =
+                                tenant_channels.iter().map(|c| c.as_str()).collect();
+                            ctx.error(
+                                &st.key_span("channel"),
+                                &st.path_of("channel"),
+                                format!(
+                                    "the tenants get only {} ([tenants] channels); add {} there or drop this script",
+                                    listed.join(", "),
+                                    s.channel
+                                ),
+                            );
+                        }
                         if scripts.iter().any(|o| o.channel == s.channel) {
                             ctx.error(
                                 &st.key_span("channel"),
@@ -1239,7 +1381,7 @@ fn script(
                 ctx.error(
                     &t.key_span("channel"),
                     &t.path_of("channel"),
-                    format!("unknown channel {c:?}; use webchat, whatsapp or email"),
+                    format!("unknown channel {c:?}; use webchat, whatsapp, email, or http / ws (generic steps)"),
                 );
                 None
             }
@@ -1270,21 +1412,64 @@ fn script(
         let Some(st) = table(ctx, item, p.clone(), item.span()) else {
             continue;
         };
-        let actions: Vec<&str> = ["send", "think", "agent_reply", "expect", "reconnect"]
-            .into_iter()
-            .filter(|k| st.has(k))
-            .collect();
+        let actions: Vec<&str> = [
+            "send",
+            "think",
+            "agent_reply",
+            "expect",
+            "reconnect",
+            "http",
+            "ws",
+        ]
+        .into_iter()
+        .filter(|k| st.has(k))
+        .collect();
         if actions.len() != 1 {
             ctx.error(
                 &item.span(),
                 &p,
-                "each step has exactly one of send, think, agent_reply, expect or reconnect",
+                "each step has exactly one of send, think, agent_reply, expect, reconnect, http or ws",
             );
             continue;
         }
         let action = actions[0];
         let apath = st.path_of(action);
         let aspan = st.key_span(action);
+        // Generic channels take generic steps (and think); built-in ones the rest.
+        if let Some(c) = channel
+            && action != "think"
+        {
+            let fits = match c {
+                Channel::Http => action == "http",
+                Channel::Ws => action == "ws",
+                _ => action != "http" && action != "ws",
+            };
+            if !fits {
+                let msg = match c {
+                    Channel::Http => {
+                        "a channel = \"http\" script takes http and think steps".to_string()
+                    }
+                    Channel::Ws => "a channel = \"ws\" script takes ws and think steps".to_string(),
+                    _ => format!(
+                        "{action} steps belong to a script with channel = \"{action}\" (generic channels), not {c}"
+                    ),
+                };
+                ctx.error(&aspan, &apath, msg);
+                continue;
+            }
+        }
+        if action == "http" || action == "ws" {
+            let step = if action == "http" {
+                http_step(ctx, &st, default_timeout, feeders).map(|h| Step::Http(Box::new(h)))
+            } else {
+                ws_step(ctx, &st, default_timeout, feeders).map(|w| Step::Ws(Box::new(w)))
+            };
+            sent = true;
+            if let Some(s) = step {
+                steps.push(s);
+            }
+            continue;
+        }
         let timeout = st.duration(ctx, "timeout").unwrap_or(default_timeout);
         let templ = |ctx: &mut Ctx, key: &str| -> Option<Template> {
             let v = st.get(key)?;
@@ -1299,7 +1484,18 @@ fn script(
         };
         let step = match action {
             "send" => {
-                st.allow(ctx, &["send", "size", "subject", "timeout"]);
+                st.allow(ctx, &["send", "size", "subject", "timeout", "visible"]);
+                let visible = match st.get("visible") {
+                    None => false,
+                    Some(v) => boolean(ctx, v, &st.path_of("visible")).unwrap_or(false),
+                };
+                if visible && !matches!(channel, Some(Channel::Whatsapp | Channel::Email) | None) {
+                    ctx.error(
+                        &st.key_span("visible"),
+                        &st.path_of("visible"),
+                        "visible applies to whatsapp and email sends (a web-chat ack already comes after the commit)",
+                    );
+                }
                 let size = st.string(ctx, "size").and_then(|s| match size_dist(&s) {
                     Ok(d) => Some(d),
                     Err(e) => {
@@ -1331,6 +1527,7 @@ fn script(
                     size,
                     subject,
                     timeout,
+                    visible,
                 })
             }
             "think" => {
@@ -1392,7 +1589,12 @@ fn script(
         }
     }
     if !sent {
-        ctx.error(&v.span(), &spath, "a script needs at least one send");
+        let what = match channel {
+            Some(Channel::Http) => "at least one http step",
+            Some(Channel::Ws) => "at least one ws step",
+            _ => "at least one send",
+        };
+        ctx.error(&v.span(), &spath, format!("a script needs {what}"));
     }
     if steps.len() > usize::from(u16::MAX) {
         ctx.error(&v.span(), &spath, "too many steps");
@@ -1400,6 +1602,364 @@ fn script(
     Some(Script {
         channel: channel?,
         steps,
+    })
+}
+
+/// Values of a `{ name = "template", ... }` table in the order written.
+fn header_table(
+    ctx: &mut Ctx,
+    st: &Tbl<'_, '_>,
+    key: &str,
+    feeders: &[Feeder],
+    extra: &[&str],
+) -> Vec<(String, Template)> {
+    let mut out = Vec::new();
+    let Some(t) = st.sub(ctx, key) else {
+        return out;
+    };
+    let mut entries: Vec<_> = t.map.iter().collect();
+    // The map is sorted by name; the spans give the order they were written in.
+    entries.sort_by_key(|(k, _)| k.span().start);
+    for (k, v) in entries {
+        let name = k.get_ref().to_string();
+        let path = t.path_of(&name);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            ctx.error(&k.span(), &path, "not a valid HTTP header name");
+            continue;
+        }
+        let Some(text) = string(ctx, v, &path) else {
+            continue;
+        };
+        match template_in(&text, feeders, extra) {
+            Ok(tpl) => out.push((name, tpl)),
+            Err(e) => ctx.error(&v.span(), &path, e),
+        }
+    }
+    out
+}
+
+fn templ_in(
+    ctx: &mut Ctx,
+    st: &Tbl<'_, '_>,
+    key: &str,
+    feeders: &[Feeder],
+    extra: &[&str],
+) -> Option<Template> {
+    let v = st.get(key)?;
+    let s = string(ctx, v, &st.path_of(key))?;
+    match template_in(&s, feeders, extra) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            ctx.error(&v.span(), &st.path_of(key), e);
+            None
+        }
+    }
+}
+
+fn step_size(ctx: &mut Ctx, st: &Tbl<'_, '_>) -> Option<SizeDist> {
+    st.string(ctx, "size").and_then(|s| match size_dist(&s) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            ctx.error(&st.key_span("size"), &st.path_of("size"), e);
+            None
+        }
+    })
+}
+
+/// A URL template must say which scheme it speaks (after filling).
+fn check_url(ctx: &mut Ctx, st: &Tbl<'_, '_>, url: &Template, schemes: &[&str]) {
+    let starts_ok = match url.parts.first() {
+        Some(Part::Literal(l)) => schemes.iter().any(|s| l.starts_with(s)),
+        Some(Part::Field(Field::Target)) => schemes.contains(&"http://"),
+        Some(Part::Field(Field::WsTarget)) => schemes.contains(&"ws://"),
+        // A feeder may hold the whole URL; checked when sent.
+        Some(Part::Field(Field::Feeder { .. })) => true,
+        _ => false,
+    };
+    if !starts_ok {
+        let hint = if schemes.contains(&"ws://") {
+            "ws://, wss:// or {ws_target}"
+        } else {
+            "http://, https:// or {target}"
+        };
+        ctx.error(
+            &st.key_span("url"),
+            &st.path_of("url"),
+            format!("the URL must start with {hint}"),
+        );
+    }
+}
+
+const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+fn http_step(
+    ctx: &mut Ctx,
+    st: &Tbl<'_, '_>,
+    default_timeout: Duration,
+    feeders: &[Feeder],
+) -> Option<HttpStep> {
+    st.allow(
+        ctx,
+        &[
+            "http", "url", "headers", "body", "text", "size", "sign", "status", "timeout",
+        ],
+    );
+    let ctxf: &[&str] = &["timestamp", "text"];
+    let method = st.string(ctx, "http").and_then(|m| {
+        let up = m.to_ascii_uppercase();
+        if HTTP_METHODS.contains(&up.as_str()) {
+            Some(up)
+        } else {
+            ctx.error(
+                &st.key_span("http"),
+                &st.path_of("http"),
+                format!(
+                    "unknown method {m:?}; use one of {}",
+                    HTTP_METHODS.join(", ")
+                ),
+            );
+            None
+        }
+    });
+    let url = match st.get("url") {
+        Some(_) => templ_in(ctx, st, "url", feeders, ctxf),
+        None => {
+            st.missing(
+                ctx,
+                "url",
+                "where the request goes, e.g. url = \"{target}/hook\"",
+            );
+            None
+        }
+    };
+    if let Some(u) = &url {
+        check_url(ctx, st, u, &["http://", "https://"]);
+    }
+    let headers = header_table(ctx, st, "headers", feeders, ctxf);
+    let text = templ_in(ctx, st, "text", feeders, &[]);
+    let size = step_size(ctx, st);
+    if size.is_some() && text.is_none() {
+        ctx.error(
+            &st.key_span("size"),
+            &st.path_of("size"),
+            "size applies to text; give text = \"...\" and use {text} in the body",
+        );
+    }
+    let body_extra: &[&str] = if text.is_some() { ctxf } else { &["timestamp"] };
+    let body = templ_in(ctx, st, "body", feeders, body_extra);
+    let url_uses_text = url.as_ref().is_some_and(|u| u.uses(|f| *f == Field::Text));
+    if (url_uses_text || headers.iter().any(|(_, h)| h.uses(|f| *f == Field::Text)))
+        && text.is_none()
+    {
+        ctx.error(
+            &st.key_span("url"),
+            &st.path_of("url"),
+            "{text} needs text = \"...\" in the step",
+        );
+    }
+    let sign = match st.sub(ctx, "sign") {
+        None => None,
+        Some(sg) => {
+            sg.allow(ctx, &["secret", "over", "header", "encoding", "prefix"]);
+            let secret = match sg.get("secret") {
+                Some(_) => templ_in(ctx, &sg, "secret", feeders, &[]),
+                None => {
+                    sg.missing(
+                        ctx,
+                        "secret",
+                        "the HMAC key, e.g. secret = \"{tenant.whatsapp.app_secret}\"",
+                    );
+                    None
+                }
+            };
+            let over = match sg.get("over") {
+                Some(_) => templ_in(ctx, &sg, "over", feeders, &["timestamp", "body"]),
+                None => Some(Template {
+                    parts: vec![Part::Field(Field::Body)],
+                }),
+            };
+            let header = match sg.string(ctx, "header") {
+                Some(h) => Some(h),
+                None => {
+                    if !sg.has("header") {
+                        sg.missing(ctx, "header", "the header the signature goes into, e.g. header = \"X-Hub-Signature-256\"");
+                    }
+                    None
+                }
+            };
+            let encoding = match sg.string(ctx, "encoding").as_deref() {
+                None | Some("hex") => SignEncoding::Hex,
+                Some("base64") => SignEncoding::Base64,
+                Some(other) => {
+                    ctx.error(
+                        &sg.key_span("encoding"),
+                        &sg.path_of("encoding"),
+                        format!("unknown encoding {other:?}; use hex or base64"),
+                    );
+                    SignEncoding::Hex
+                }
+            };
+            let prefix = sg.string(ctx, "prefix").unwrap_or_default();
+            match (secret, over, header) {
+                (Some(secret), Some(over), Some(header)) => Some(SignRule {
+                    secret,
+                    over,
+                    header,
+                    encoding,
+                    prefix,
+                }),
+                _ => None,
+            }
+        }
+    };
+    let status = match st.get("status") {
+        None => Vec::new(),
+        Some(v) => {
+            let path = st.path_of("status");
+            let codes: Vec<(u64, Range<usize>)> = match v.get_ref() {
+                DeValue::Array(list) => list
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, x)| {
+                        uint(ctx, x, &format!("{path}[{i}]")).map(|n| (n, x.span()))
+                    })
+                    .collect(),
+                _ => uint(ctx, v, &path)
+                    .map(|n| vec![(n, v.span())])
+                    .unwrap_or_default(),
+            };
+            let mut out = Vec::new();
+            for (c, span) in codes {
+                if (100..=599).contains(&c) {
+                    out.push(c as u16);
+                } else {
+                    ctx.error(
+                        &span,
+                        &path,
+                        format!("{c} is not an HTTP status (100 to 599)"),
+                    );
+                }
+            }
+            out
+        }
+    };
+    let timeout = st.duration(ctx, "timeout").unwrap_or(default_timeout);
+    Some(HttpStep {
+        method: method?,
+        url: url?,
+        headers,
+        body,
+        text,
+        size,
+        sign,
+        status,
+        timeout,
+    })
+}
+
+/// A JSON pointer (RFC 6901): empty, or `/` followed by reference tokens.
+fn pointer(ctx: &mut Ctx, st: &Tbl<'_, '_>, key: &str) -> Option<String> {
+    let p = st.string(ctx, key)?;
+    if !p.is_empty() && !p.starts_with('/') {
+        ctx.error(
+            &st.key_span(key),
+            &st.path_of(key),
+            format!("{p:?} is not a JSON pointer; write it like \"/id\" or \"/meta/request_id\""),
+        );
+        return None;
+    }
+    Some(p)
+}
+
+fn ws_step(
+    ctx: &mut Ctx,
+    st: &Tbl<'_, '_>,
+    default_timeout: Duration,
+    feeders: &[Feeder],
+) -> Option<WsStep> {
+    st.allow(
+        ctx,
+        &[
+            "ws",
+            "url",
+            "headers",
+            "text",
+            "size",
+            "correlate",
+            "reply_correlate",
+            "reply",
+            "timeout",
+        ],
+    );
+    let url = match st.get("url") {
+        Some(_) => templ_in(ctx, st, "url", feeders, &[]),
+        None => {
+            st.missing(
+                ctx,
+                "url",
+                "the socket to open, e.g. url = \"ws://127.0.0.1:9001/chat?u={visitor}\"",
+            );
+            None
+        }
+    };
+    if let Some(u) = &url {
+        check_url(ctx, st, u, &["ws://", "wss://"]);
+    }
+    let headers = header_table(ctx, st, "headers", feeders, &[]);
+    let text = templ_in(ctx, st, "text", feeders, &[]);
+    let size = step_size(ctx, st);
+    if size.is_some() && text.is_none() {
+        ctx.error(
+            &st.key_span("size"),
+            &st.path_of("size"),
+            "size applies to text; give text = \"...\" and use {text} in the frame",
+        );
+    }
+    let frame_extra: &[&str] = if text.is_some() { &["text"] } else { &[] };
+    let frame = templ_in(ctx, st, "ws", feeders, frame_extra);
+    let correlate = if st.has("correlate") {
+        pointer(ctx, st, "correlate")
+    } else {
+        None
+    };
+    let reply_correlate = if st.has("reply_correlate") {
+        pointer(ctx, st, "reply_correlate")
+    } else {
+        None
+    };
+    if reply_correlate.is_some() && correlate.is_none() {
+        ctx.error(
+            &st.key_span("reply_correlate"),
+            &st.path_of("reply_correlate"),
+            "reply_correlate goes with correlate (the pointer into the sent frame)",
+        );
+    }
+    let await_reply = match st.get("reply") {
+        None => true,
+        Some(v) => boolean(ctx, v, &st.path_of("reply")).unwrap_or(true),
+    };
+    if !await_reply && correlate.is_some() {
+        ctx.error(
+            &st.key_span("reply"),
+            &st.path_of("reply"),
+            "reply = false sends without waiting; drop correlate or reply",
+        );
+    }
+    let timeout = st.duration(ctx, "timeout").unwrap_or(default_timeout);
+    Some(WsStep {
+        url: url?,
+        headers,
+        frame: frame?,
+        text,
+        size,
+        correlate,
+        reply_correlate,
+        await_reply,
+        timeout,
     })
 }
 
@@ -1632,6 +2192,162 @@ values = ["A1", "B2"]
             p.scenarios[0].model,
             Model::Closed { visitors: 3 }
         ));
+    }
+
+    #[test]
+    fn generic_steps_parse() {
+        let src = r#"name = "g"
+duration = "1s"
+[[stages]]
+rate = 1
+duration = "1s"
+[[script]]
+channel = "http"
+steps = [
+  { http = "post", url = "{target}/h", headers = { "x-b" = "2", "x-a" = "{timestamp}" }, text = "hi", body = '{{"t":"{text|json}"}}', sign = { secret = "k", over = "{timestamp}.{body}", header = "x-sig", encoding = "base64", prefix = "v1=" }, status = [200, 202] },
+  { think = "1s" },
+]
+"#;
+        let p = parse_str(Path::new("g.toml"), src).expect("valid");
+        let Step::Http(h) = &p.scenarios[0].scripts[0].steps[0] else {
+            panic!("an http step");
+        };
+        assert_eq!(h.method, "POST");
+        // Headers keep the order they were written in.
+        let names: Vec<&str> = h.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["x-b", "x-a"]);
+        assert_eq!(h.status, vec![200, 202]);
+        let sign = h.sign.as_ref().expect("signed");
+        assert_eq!(sign.encoding, SignEncoding::Base64);
+        assert!(
+            h.body
+                .as_ref()
+                .is_some_and(|b| b.parts.contains(&Part::JsonField(Field::Text)))
+        );
+        assert!(p.uses_target() && !p.needs_tenants());
+    }
+
+    #[test]
+    fn generic_step_errors_name_line_and_key() {
+        let head = "name = \"g\"\nduration = \"1s\"\n[[stages]]\nrate = 1\nduration = \"1s\"\n";
+        let cases = [
+            (
+                "[[script]]\nchannel = \"webchat\"\nsteps = [{ send = \"x\" }, { http = \"GET\", url = \"http://h/\" }]\n",
+                "script[0].steps[1].http",
+                "belong to a script with channel = \"http\"",
+            ),
+            (
+                "[[script]]\nchannel = \"http\"\nsteps = [{ http = \"FETCH\", url = \"http://h/\" }]\n",
+                "script[0].steps[0].http",
+                "unknown method",
+            ),
+            (
+                "[[script]]\nchannel = \"http\"\nsteps = [{ http = \"GET\" }]\n",
+                "script[0].steps[0].url",
+                "missing",
+            ),
+            (
+                "[[script]]\nchannel = \"http\"\nsteps = [{ http = \"GET\", url = \"ftp://h/\" }]\n",
+                "script[0].steps[0].url",
+                "must start with",
+            ),
+            (
+                "[[script]]\nchannel = \"http\"\nsteps = [{ http = \"POST\", url = \"http://h/\", body = \"{body}\" }]\n",
+                "script[0].steps[0].body",
+                "only in sign.over",
+            ),
+            (
+                "[[script]]\nchannel = \"http\"\nsteps = [{ http = \"POST\", url = \"http://h/\", body = \"{text}\" }]\n",
+                "script[0].steps[0].body",
+                "give text",
+            ),
+            (
+                "[[script]]\nchannel = \"http\"\nsteps = [{ http = \"POST\", url = \"http://h/\", sign = { secret = \"k\" } }]\n",
+                "script[0].steps[0].sign.header",
+                "missing",
+            ),
+            (
+                "[[script]]\nchannel = \"ws\"\nsteps = [{ ws = \"{{}}\", url = \"ws://h/\", correlate = \"id\" }]\n",
+                "script[0].steps[0].correlate",
+                "not a JSON pointer",
+            ),
+            (
+                "[[script]]\nchannel = \"ws\"\nsteps = [{ ws = \"{x|upper}\", url = \"ws://h/\" }]\n",
+                "script[0].steps[0].ws",
+                "unknown filter",
+            ),
+            (
+                "[[script]]\nchannel = \"ws\"\nsteps = [{ think = \"1s\" }]\n",
+                "script[0].steps",
+                "at least one ws step",
+            ),
+        ];
+        for (script, key, needle) in cases {
+            let src = format!("{head}{script}");
+            let e = errors(&src);
+            assert!(
+                e.iter()
+                    .any(|e| e.key == key && e.line == 8 && e.message.contains(needle)),
+                "{key} / {needle}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn visible_is_for_webhook_channels() {
+        let e = errors(&GOOD.replace(
+            "{ send = \"Hoi {visitor}, order {orders}\", size",
+            "{ send = \"Hoi {visitor}, order {orders}\", visible = true, size",
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            (e[0].line, e[0].key.as_str()),
+            (22, "script[0].steps[0].visible")
+        );
+        let p = parse_str(
+            Path::new("x.toml"),
+            &GOOD.replace(
+                "{ send = \"Mail {seq}\",",
+                "{ send = \"Mail {seq}\", visible = true,",
+            ),
+        )
+        .expect("valid");
+        assert!(matches!(
+            p.scenarios[0].scripts[1].steps[0],
+            Step::Send { visible: true, .. }
+        ));
+    }
+
+    #[test]
+    fn tenant_channels_restrict_the_scripts() {
+        let src = GOOD.replace("provision = 2", "provision = 2\nchannels = [\"webchat\"]");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "script[1].channel");
+        assert_eq!(e[0].line, 30);
+        assert!(
+            e[0].message.contains("the tenants get only webchat"),
+            "{e:?}"
+        );
+        let ok = GOOD.replace(
+            "provision = 2",
+            "provision = 2\nchannels = [\"email\", \"webchat\"]",
+        );
+        let p = parse_str(Path::new("x.toml"), &ok).expect("valid");
+        assert_eq!(p.tenant_channels, vec![Channel::Email, Channel::Webchat]);
+        let bad = GOOD.replace(
+            "provision = 2",
+            "provision = 2\nchannels = [\"ws\", \"sms\"]",
+        );
+        let keys: Vec<String> = errors(&bad).into_iter().map(|e| e.key).collect();
+        assert!(
+            keys.contains(&"tenants.channels[0]".to_string()),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"tenants.channels[1]".to_string()),
+            "{keys:?}"
+        );
     }
 
     #[test]
