@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use base64::Engine;
 use c24_api::admin::tenants::{CreateTenant, TenantCreated};
 use c24_api::client::Client;
-use c24_loadgen::report::{LatencyEntry, Report};
+use c24_loadgen::report::{LatencyEntry, Report, ScenarioReport, ThresholdEntry};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 
@@ -299,7 +299,7 @@ fn merge(dir: &Path, scenario_file: &Path, shards: &[PathBuf], name: &str) -> (O
     (o, r)
 }
 
-fn threshold<'a>(r: &'a Report, key: &str, check: &str) -> &'a c24_loadgen::report::ThresholdEntry {
+fn threshold<'a>(r: &'a Report, key: &str, check: &str) -> &'a ThresholdEntry {
     r.thresholds
         .iter()
         .find(|t| t.key == key && t.check == check)
@@ -405,21 +405,16 @@ async fn three_shard_processes_against_one_core_merge_into_the_whole() {
     assert_eq!(merged.scenarios.len(), 1);
     let whole = &merged.scenarios[0];
     assert_eq!(whole.started, RATE * SECS, "{whole:?}");
-    for (field, get) in [
-        (
-            "due",
-            (|s| s.due) as fn(&c24_loadgen::report::ScenarioReport) -> u64,
-        ),
-        ("started", |s| s.started),
-        ("completed", |s| s.completed),
-        ("failed", |s| s.failed),
-        ("late", |s| s.late),
-        ("dropped", |s| s.dropped),
-        ("interrupted", |s| s.interrupted),
-    ] {
-        let sum: u64 = shards.iter().map(|r| get(&r.scenarios[0])).sum();
-        assert_eq!(get(whole), sum, "scenarios[0].{field}");
-    }
+    let summed = |get: fn(&ScenarioReport) -> u64| -> u64 {
+        shards.iter().map(|r| get(&r.scenarios[0])).sum()
+    };
+    assert_eq!(whole.due, summed(|s| s.due));
+    assert_eq!(whole.started, summed(|s| s.started));
+    assert_eq!(whole.completed, summed(|s| s.completed));
+    assert_eq!(whole.failed, summed(|s| s.failed));
+    assert_eq!(whole.late, summed(|s| s.late));
+    assert_eq!(whole.dropped, summed(|s| s.dropped));
+    assert_eq!(whole.interrupted, summed(|s| s.interrupted));
     assert_eq!(whole.completed, RATE * SECS, "{whole:?}");
     let ops = |r: &Report| -> BTreeMap<String, u64> {
         r.operations
@@ -578,5 +573,11 @@ async fn three_shard_processes_against_one_core_merge_into_the_whole() {
     ]
     .into();
     assert_eq!(stored, expected);
+    // The admin API's usage figures say the same.
+    let mut stored_messages = 0;
+    for tenant in &tenants {
+        stored_messages += admin.tenant(&tenant.id).await.unwrap().stored_messages;
+    }
+    assert_eq!(stored_messages, expected.values().sum::<i64>());
     core.shutdown().await;
 }
