@@ -206,8 +206,9 @@ struct Constructed {
 }
 
 /// For every channel.metric.stat whose merged figure differs from the naive
-/// average of the shards' figures, a bound between the two: `pass` picks
-/// the direction that holds on the merged figure (else on the average).
+/// average of the shards' figures by 2 µs or more, a bound between the two
+/// and both directions: one holds on the merged figure only, the other on
+/// the average only.
 fn constructed(shards: &[Report], merged: &BTreeMap<(String, String), Pair>) -> Vec<Constructed> {
     let per_shard: Vec<_> = shards.iter().map(by_metric).collect();
     let base = scenario("");
