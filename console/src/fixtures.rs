@@ -116,8 +116,9 @@ pub fn overview() -> Overview {
         "tenants_tracked": 9,
         "tenants": {"total": 12, "active": 8, "suspended": 2, "terminated": 2, "purged": 0, "without_dpa": 1},
         "retention_overdue": 37,
-        "registry_pending": 1,
+        "registry_pending": 2,
         "registry_flagged": 1,
+        "registry_awaiting_approval": 1,
         "now": NOW
     }))
 }
@@ -211,15 +212,28 @@ pub fn registry() -> RegistryList {
             entry("sp-aws", "Amazon Web Services", "Cloud Infrastructure", "Germany", "eea", "EEA", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
             entry("sp-cf", "Cloudflare", "Security & Anti-malware", "Global", "global", "SCC", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
             entry("sp-slack", "Slack", "Collaboration Tools", "United States", "third_country", "SCC + DPF", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
-            entry("sp-dd", "Datadog", "Monitoring & Logging", "Netherlands", "eea", "EEA", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
+            ({
+                let mut dd = entry("sp-dd", "Datadog", "Monitoring & Logging", "Netherlands", "eea", "EEA", "active", "2025-01-01T00:00:00Z", vec![], vec![]);
+                dd["pending_change"] = json!({
+                    "announced_at": "2026-02-10T09:00:00Z", "effective_at": "2026-03-12T09:00:00Z",
+                    "purpose": "Monitoring, logging and uptime checks", "flags": [],
+                    "approval": "approved", "approved_at": "2026-02-11T10:00:00Z", "approved_by": "ada",
+                });
+                dd
+            }),
             entry("sp-meta", "Meta (WhatsApp)", "Communication Channels", "Ireland", "eea", "EEA", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
-            entry("sp-atlas", "Atlas Translate", "Collaboration Tools", "Singapore", "third_country", "none", "proposed", "2026-04-10T12:00:00Z",
-                  vec!["transfer_without_safeguard"],
-                  vec![objection(0, "no transfers without SCCs"), objection(4, "patient data must stay in the EEA")]),
+            ({
+                let mut atlas = entry("sp-atlas", "Atlas Translate", "Collaboration Tools", "Singapore", "third_country", "none", "proposed", "2026-04-10T12:00:00Z",
+                      vec!["transfer_without_safeguard"],
+                      vec![objection(0, "no transfers without SCCs"), objection(4, "patient data must stay in the EEA")]);
+                atlas["approval"] = json!("pending");
+                atlas
+            }),
         ],
-        "pending": 1,
+        "pending": 2,
         "flagged": 1,
-        "notice_days": 30
+        "notice_days": 30,
+        "awaiting_approval": 1
     }))
 }
 

@@ -308,6 +308,7 @@ pub struct OverviewView {
     pub retention_overdue: i64,
     pub registry_pending: usize,
     pub registry_flagged: usize,
+    pub registry_awaiting_approval: usize,
     /// Whole minutes: the uptime shown does not tick every second.
     pub uptime_min: i64,
 }
@@ -344,6 +345,7 @@ impl OverviewView {
             retention_overdue: o.retention_overdue,
             registry_pending: o.registry_pending,
             registry_flagged: o.registry_flagged,
+            registry_awaiting_approval: o.registry_awaiting_approval,
             uptime_min: live.uptime_s / 60,
         }
     }

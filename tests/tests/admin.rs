@@ -65,6 +65,13 @@ const EXPECTED: &[(&str, &str, &str, bool, bool)] = &[
     ),
     (
         "POST",
+        "/admin/v1/subprocessors/{id}/approve",
+        "admin",
+        true,
+        false,
+    ),
+    (
+        "POST",
         "/admin/v1/subprocessors/{id}/retire",
         "admin",
         true,

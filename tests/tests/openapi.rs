@@ -41,7 +41,7 @@ const UNPROVOKABLE: &[&str] = &["500", "503"];
 
 /// Extra admin tokens with a second factor: each gives two TOTP codes a
 /// half minute, and the test makes about forty privileged writes.
-const POOL_ADMINS: usize = 24;
+const POOL_ADMINS: usize = 26;
 
 /// One request, named by its documented path template.
 struct Req {
@@ -1332,6 +1332,16 @@ async fn registry(
         "payload_too_large",
     )
     .await?;
+
+    let approve = "/admin/v1/subprocessors/{id}/approve";
+    let ap = t
+        .privileged(Req::post(approve).id(&new_id), 200, "")
+        .await?;
+    assert_eq!(ap["approval"], "approved", "{ap}");
+    t.privileged(Req::post(approve).id(&new_id), 409, "nothing_to_approve")
+        .await?;
+    t.privileged(Req::post(approve).id("nope"), 404, "not_found")
+        .await?;
 
     let retire = "/admin/v1/subprocessors/{id}/retire";
     let r = t.privileged(Req::post(retire).id(&new_id), 200, "").await?;

@@ -17,6 +17,10 @@ pub struct Overview {
     pub registry_pending: usize,
     /// Entries flagged (e.g. a transfer without safeguard).
     pub registry_flagged: usize,
+    /// Of those, entries whose proposal or change waits for an admin's
+    /// approval (it cannot take effect until approved).
+    #[serde(default)]
+    pub registry_awaiting_approval: usize,
     /// Data-subject requests past their deadline, not completed (tenants
     /// whose contract has ended are not counted).
     #[serde(default)]

@@ -408,6 +408,21 @@ impl Client {
         .await
     }
 
+    /// `POST /admin/v1/subprocessors/{id}/approve` (privileged: TOTP): approves
+    /// the entry's pending proposal and/or change.
+    pub async fn approve_subprocessor(
+        &self,
+        id: &str,
+        totp: &str,
+    ) -> Result<SubProcessor, ClientError> {
+        self.post_mfa(
+            &format!("/admin/v1/subprocessors/{id}/approve"),
+            &Empty {},
+            Some(totp),
+        )
+        .await
+    }
+
     /// `POST /admin/v1/subprocessors/{id}/retire` (privileged: TOTP).
     pub async fn retire_subprocessor(
         &self,

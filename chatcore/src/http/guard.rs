@@ -96,6 +96,12 @@ pub const ADMIN_ROUTES: &[RouteSpec] = &[
     ),
     r(
         "POST",
+        "/admin/v1/subprocessors/{id}/approve",
+        Role::Admin,
+        true,
+    ),
+    r(
+        "POST",
         "/admin/v1/subprocessors/{id}/retire",
         Role::Admin,
         true,

@@ -107,7 +107,7 @@ pub struct JsonFeed {
     pub items: Vec<JsonFeedItem>,
 }
 
-/// One registry event (announced, change announced, effective, retired).
+/// One registry event (announced, change announced, approved, effective, retired).
 #[derive(ToSchema)]
 pub struct JsonFeedItem {
     /// `{entry id}:{history index}`, stable.
@@ -175,6 +175,7 @@ pub struct JsonFeedC24 {
         admin::subprocessors::announce,
         admin::subprocessors::feed,
         admin::subprocessors::change,
+        admin::subprocessors::approve,
         admin::subprocessors::retire,
         admin::subprocessors::object,
         admin::audit::list,

@@ -199,6 +199,18 @@ impl Component for OverviewView {
                     },
                 ),
             ]));
+            // Third, so 80×24 (two lines) still shows the flagged count.
+            lines.push(Line::from(vec![
+                Span::styled("need approval    ", t.dim),
+                Span::styled(
+                    o.registry_awaiting_approval.to_string(),
+                    if o.registry_awaiting_approval > 0 {
+                        t.danger
+                    } else {
+                        t.text
+                    },
+                ),
+            ]));
         }
         f.render_widget(
             Paragraph::new(lines).block(panel::block("Sub-processors", fresh, t)),

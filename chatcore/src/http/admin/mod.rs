@@ -52,6 +52,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(subprocessors::change),
         )
         .route(
+            "/admin/v1/subprocessors/{id}/approve",
+            post(subprocessors::approve),
+        )
+        .route(
             "/admin/v1/subprocessors/{id}/retire",
             post(subprocessors::retire),
         )
