@@ -15,6 +15,13 @@ const EXPECTED: &[(&str, &str, &str, bool, bool)] = &[
     ("POST", "/admin/v1/tenants", "operator", false, false),
     ("GET", "/admin/v1/tenants/{id}", "viewer", false, false),
     (
+        "GET",
+        "/admin/v1/tenants/{id}/conversations",
+        "viewer",
+        false,
+        false,
+    ),
+    (
         "POST",
         "/admin/v1/tenants/{id}/sign-dpa",
         "operator",

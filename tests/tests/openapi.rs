@@ -1088,6 +1088,33 @@ async fn tenants(
         "tenant_not_found",
     )
     .await?;
+    let convs = "/admin/v1/tenants/{id}/conversations";
+    let page = t
+        .expect(
+            Req::get(convs)
+                .id(&a.id)
+                .query("limit=2")
+                .token(&staff.viewer.token),
+            200,
+            "",
+        )
+        .await?;
+    assert!(
+        page["items"].as_array().is_some_and(|i| !i.is_empty()),
+        "{page}"
+    );
+    t.expect(
+        Req::get(convs).id(&a.id).query("limit=0").token(admin),
+        400,
+        "invalid_query",
+    )
+    .await?;
+    t.expect(
+        Req::get(convs).id("nope").token(admin),
+        404,
+        "tenant_not_found",
+    )
+    .await?;
 
     // Charlie: sign the DPA, suspend (its reply is refused), resume.
     let life = |what: &'static str, id: &str| Req::post(what).id(id).token(op);

@@ -413,6 +413,42 @@ async fn live_figures_follow_ingest() -> anyhow::Result<()> {
     let list = get(&core, "/admin/v1/tenants").await?;
     assert_eq!(list["items"][0]["stored_messages"], 21);
     assert_eq!(list["items"][0]["conversations"], 1);
+    // The per-second history counts complete seconds: one second on (dev
+    // clock), all 21 messages are in it, 60 entries, oldest first.
+    core.admin.advance_clock(1).await?;
+    let list = get(&core, "/admin/v1/tenants").await?;
+    let history: Vec<u64> = list["items"][0]["msgs_per_sec_history"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    assert_eq!(history.len(), 60, "{list}");
+    assert_eq!(history.iter().sum::<u64>(), 21, "{history:?}");
+
+    // The tenant's conversations for staff: metadata only.
+    let convs = get(&core, &format!("/admin/v1/tenants/{}/conversations", t.id)).await?;
+    let items = convs["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{convs}");
+    assert_eq!(items[0]["id"], ack.conversation_id.as_str());
+    assert_eq!(items[0]["channel"], "webchat");
+    assert_eq!(items[0]["status"], "open");
+    assert_eq!(items[0]["message_count"], 21);
+    let keys: Vec<&str> = items[0]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        [
+            "channel",
+            "created_at",
+            "id",
+            "last_activity_at",
+            "message_count",
+            "status"
+        ]
+    );
+    let text = convs.to_string();
+    assert!(!text.contains("first") && !text.contains("reply"), "{text}");
 
     // The SSE stream carried the tenant creation? (It was created before we
     // subscribed.) It carries a throughput tick within a couple of seconds.
@@ -473,6 +509,8 @@ async fn tenants_list_pages_sorts_and_filters_on_the_server() -> anyhow::Result<
 
     let desc = get(&core, "/admin/v1/tenants?sort=name&order=desc&limit=1").await?;
     assert_eq!(desc["items"][0]["name"], "Tenant 24");
+    // A tenant without traffic in the last minute sends no history.
+    assert_eq!(desc["items"][0]["msgs_per_sec_history"], json!([]));
     let no_dpa = get(&core, "/admin/v1/tenants?dpa=false").await?;
     assert_eq!(no_dpa["total"], 5);
     let q = get(&core, "/admin/v1/tenants?q=tenant%201").await?;

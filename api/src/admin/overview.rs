@@ -25,9 +25,10 @@ pub struct Overview {
     /// whose contract has ended are not counted).
     #[serde(default)]
     pub dsr_overdue: usize,
-    /// Breach records with a notification still to be recorded.
+    /// Breach records with a notification still to be recorded; `null`
+    /// when the core does not track incidents (a reader shows "—", not 0).
     #[serde(default)]
-    pub incidents_open: usize,
+    pub incidents_open: Option<usize>,
     /// RFC 3339, by the core's clock.
     pub now: String,
 }

@@ -21,7 +21,9 @@ use crate::admin::retention::{PurgeRun, RetentionReport};
 use crate::admin::subprocessors::{
     Announcement, ChangeRequest, ObjectionRequest, RegistryList, SubProcessor,
 };
-use crate::admin::tenants::{CreateTenant, Tenant, TenantCreated, TenantList};
+use crate::admin::tenants::{
+    CreateTenant, Tenant, TenantConversationList, TenantCreated, TenantList,
+};
 use crate::admin::throughput::Throughput;
 use crate::agent::{ConversationList, MessageList, MessageView, PostMessage};
 
@@ -269,6 +271,19 @@ impl Client {
     /// `GET /admin/v1/tenants/{id}`.
     pub async fn tenant(&self, id: &str) -> Result<Tenant, ClientError> {
         self.get(&format!("/admin/v1/tenants/{id}")).await
+    }
+
+    /// `GET /admin/v1/tenants/{id}/conversations?limit=N`: the newest
+    /// conversations' metadata (no content, no contact; viewer role).
+    pub async fn tenant_conversations(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<TenantConversationList, ClientError> {
+        self.get(&format!(
+            "/admin/v1/tenants/{id}/conversations?limit={limit}"
+        ))
+        .await
     }
 
     /// `POST /admin/v1/tenants/{id}/sign-dpa`.

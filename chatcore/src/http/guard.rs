@@ -51,6 +51,13 @@ pub const ADMIN_ROUTES: &[RouteSpec] = &[
     r("GET", "/admin/v1/tenants", Role::Viewer, false),
     r("POST", "/admin/v1/tenants", Role::Operator, false),
     r("GET", "/admin/v1/tenants/{id}", Role::Viewer, false),
+    // Metadata only (no content, no contact): a viewer may see it.
+    r(
+        "GET",
+        "/admin/v1/tenants/{id}/conversations",
+        Role::Viewer,
+        false,
+    ),
     r(
         "POST",
         "/admin/v1/tenants/{id}/sign-dpa",

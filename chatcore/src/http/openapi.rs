@@ -161,6 +161,7 @@ pub struct JsonFeedC24 {
         admin::tenants::create,
         admin::tenants::list,
         admin::tenants::show,
+        admin::tenants::conversations,
         admin::tenants::sign_dpa,
         admin::tenants::suspend,
         admin::tenants::resume,

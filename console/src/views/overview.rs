@@ -216,12 +216,34 @@ impl Component for OverviewView {
             Paragraph::new(lines).block(panel::block("Sub-processors", fresh, t)),
             registry,
         );
-        f.render_widget(
-            Paragraph::new(vec![
+        // Open breach records: a count, or "—" when the core does not
+        // track them (an older core), which is not the same as none open.
+        let lines = match s.overview.as_ref().map(|o| o.incidents_open) {
+            Some(Some(n)) => vec![
+                Line::from(vec![
+                    Span::styled("open             ", t.dim),
+                    Span::styled(n.to_string(), if n > 0 { t.danger } else { t.ok }),
+                ]),
+                Line::styled(
+                    if n > 0 {
+                        "a notification is due (tab 7)"
+                    } else {
+                        "every notification recorded"
+                    },
+                    t.dim,
+                ),
+            ],
+            Some(None) => vec![
+                Line::from(vec![
+                    Span::styled("open             ", t.dim),
+                    Span::styled("—", t.dim),
+                ]),
                 Line::styled("not tracked by this core", t.dim),
-                Line::styled("(no incident API yet)", t.dim),
-            ])
-            .block(panel::plain("Open incidents", t)),
+            ],
+            None => Vec::new(),
+        };
+        f.render_widget(
+            Paragraph::new(lines).block(panel::block("Open incidents", fresh, t)),
             incidents,
         );
     }

@@ -137,7 +137,7 @@ pub async fn build_overview(app: &AppState) -> Overview {
         registry_flagged,
         registry_awaiting_approval,
         dsr_overdue,
-        incidents_open: app.compliance.incidents_open(),
+        incidents_open: Some(app.compliance.incidents_open()),
         now: crate::clock::rfc3339(now),
     }
 }

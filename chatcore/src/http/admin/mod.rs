@@ -26,6 +26,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(tenants::create).get(tenants::list),
         )
         .route("/admin/v1/tenants/{id}", get(tenants::show))
+        .route(
+            "/admin/v1/tenants/{id}/conversations",
+            get(tenants::conversations),
+        )
         .route("/admin/v1/tenants/{id}/sign-dpa", post(tenants::sign_dpa))
         .route("/admin/v1/tenants/{id}/suspend", post(tenants::suspend))
         .route("/admin/v1/tenants/{id}/resume", post(tenants::resume))
