@@ -61,6 +61,7 @@ const EXPECTED: &[(&str, &str, &str, bool, bool)] = &[
     ("GET", "/admin/v1/events", "viewer", false, false),
     ("GET", "/admin/v1/retention", "viewer", false, false),
     ("POST", "/admin/v1/retention/purge", "operator", true, false),
+    ("GET", "/admin/v1/traffic/trace", "operator", false, false),
     ("GET", "/admin/v1/subprocessors", "viewer", false, false),
     ("POST", "/admin/v1/subprocessors", "admin", true, false),
     (
@@ -349,7 +350,10 @@ async fn every_admin_route_checks_token_role_and_second_factor() -> anyhow::Resu
         .collect();
     assert_eq!(
         audited_reads,
-        BTreeSet::from(["/admin/v1/tenants/{id}/dsr/{dsr_id}/export"])
+        BTreeSet::from([
+            "/admin/v1/tenants/{id}/dsr/{dsr_id}/export",
+            "/admin/v1/traffic/trace"
+        ])
     );
     assert!(items.iter().all(|i| i["action"].as_str().is_some_and(|a| {
         a.starts_with("POST ")

@@ -1234,6 +1234,20 @@ async fn live(t: &T, admin: &str) -> anyhow::Result<()> {
         .privileged(Req::post("/admin/v1/retention/purge"), 200, "")
         .await?;
     assert_eq!(run["trigger"], "manual");
+    let trace = "/admin/v1/traffic/trace";
+    let range = format!(
+        "from={}&to={}",
+        t.in_days(-1).replace('+', "%2B"),
+        t.in_days(1).replace('+', "%2B")
+    );
+    t.expect(Req::get(trace).query(&range).token(admin), 200, "")
+        .await?;
+    t.expect(
+        Req::get(trace).query("from=soon").token(admin),
+        400,
+        "invalid_query",
+    )
+    .await?;
     let audit = "/admin/v1/audit";
     let page = t
         .expect(Req::get(audit).query("limit=5").token(admin), 200, "")

@@ -172,6 +172,7 @@ pub struct JsonFeedC24 {
         admin::live::events,
         admin::retention::report,
         admin::retention::purge,
+        admin::traffic::trace,
         admin::subprocessors::list,
         admin::subprocessors::announce,
         admin::subprocessors::feed,
@@ -209,7 +210,7 @@ pub struct JsonFeedC24 {
         (name = "agent", description = "A tenant's agents read conversations and reply."),
         (name = "admin", description = "Operators: tenants, live figures, retention, \
             sub-processor registry, audit log, data-subject requests, breach records, \
-            consent records."),
+            consent records, traffic trace."),
     )
 )]
 struct ApiDoc;

@@ -14,7 +14,7 @@ use super::writer::{self, Job};
 use super::{
     AuditRecord, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord, DsrRecord,
     DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store, StoreError,
-    TenantRecord, WriteOp,
+    TenantRecord, TraceRow, WriteOp,
 };
 use crate::clock::{Clock, Millis};
 
@@ -72,11 +72,23 @@ fn on_off(b: bool) -> &'static str {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database in `data_dir`.
+    /// Opens (creating if needed) the database in `data_dir`, recording
+    /// the traffic trace.
     pub fn open(
         data_dir: &Path,
         at_rest_encryption: bool,
         clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, at_rest_encryption, clock, true)
+    }
+
+    /// [`Self::open`], with the traffic trace on or off (`traffic_trace`:
+    /// each stored message also writes its trace row in the same commit).
+    pub fn open_with(
+        data_dir: &Path,
+        at_rest_encryption: bool,
+        clock: Arc<dyn Clock>,
+        traffic_trace: bool,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Io(format!("creating {}: {e}", data_dir.display())))?;
@@ -113,7 +125,7 @@ impl SqliteStore {
         }
         conn.execute_batch(writer::WRITER_PRAGMAS)?;
         let checkpointer = spawn_checkpointer(&path, &keyring)?;
-        let handle = writer::spawn(conn, clock)
+        let handle = writer::spawn(conn, clock, traffic_trace)
             .map_err(|e| StoreError::Io(format!("starting writer: {e}")))?;
         Ok(Self {
             path,
@@ -452,6 +464,49 @@ impl Store for SqliteStore {
                      OR EXISTS (SELECT 1 FROM email_threads WHERE tenant_id = ?1)",
             )?
             .query_row(params![tenant_id], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn traffic_trace(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, i64)>,
+        limit: u32,
+    ) -> Result<Vec<TraceRow>, StoreError> {
+        self.read(move |c| {
+            // Keyset paging on (at, id) over the `at` index: each page is a
+            // range scan from where the last one stopped.
+            let (after_at, after_id) = after.unwrap_or((Millis::MIN, i64::MIN));
+            let mut stmt = c.prepare_cached(
+                "SELECT id, at, tenant_id, channel, conversation_id, direction, size
+                 FROM traffic_trace
+                 WHERE at >= ?1 AND at < ?2 AND (at > ?3 OR (at = ?3 AND id > ?4))
+                 ORDER BY at, id LIMIT ?5",
+            )?;
+            let rows = stmt
+                .query_map(params![from, to, after_at, after_id, limit], |r| {
+                    Ok(TraceRow {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        tenant_id: r.get(2)?,
+                        channel: r.get(3)?,
+                        conversation_id: r.get(4)?,
+                        direction: r.get(5)?,
+                        size: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn traffic_trace_rows(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT count(*) FROM traffic_trace")?
+                .query_row([], |r| r.get(0))?)
         })
         .await
     }

@@ -30,14 +30,18 @@ pub(crate) struct WriterHandle {
     pub thread: std::thread::JoinHandle<()>,
 }
 
-pub(crate) fn spawn(conn: Connection, clock: Arc<dyn Clock>) -> std::io::Result<WriterHandle> {
+pub(crate) fn spawn(
+    conn: Connection,
+    clock: Arc<dyn Clock>,
+    traffic_trace: bool,
+) -> std::io::Result<WriterHandle> {
     let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 4);
     let running = Arc::new(AtomicBool::new(true));
     let flag = running.clone();
     let thread = std::thread::Builder::new()
         .name("c24-writer".into())
         .spawn(move || {
-            run(conn, rx, clock);
+            run(conn, rx, clock, traffic_trace);
             flag.store(false, Ordering::SeqCst);
         })?;
     Ok(WriterHandle {
@@ -156,6 +160,8 @@ struct Ctx {
     /// commit the WAL is checkpointed and truncated, so no old page image
     /// keeps the wrapped key or the erased rows.
     truncate_wal: bool,
+    /// Each stored message also writes its traffic-trace row.
+    traffic_trace: bool,
 }
 
 /// Connection settings for the writer: no automatic checkpoint inside
@@ -163,11 +169,17 @@ struct Ctx {
 pub(crate) const WRITER_PRAGMAS: &str = "PRAGMA wal_autocheckpoint = 0;
      PRAGMA temp_store = MEMORY;";
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    clock: Arc<dyn Clock>,
+    traffic_trace: bool,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut ctx = Ctx {
         recent: RecentKeys::default(),
         truncate_wal: false,
+        traffic_trace,
     };
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -291,7 +303,7 @@ fn apply(
             destroy_key(c, tenant_id, *at).map(|_| WriteOutcome::Done)
         }
         WriteOp::Inbound(m) => inbound(c, ctx, m, now).map(WriteOutcome::Message),
-        WriteOp::Outbound(m) => outbound(c, m, now).map(WriteOutcome::Message),
+        WriteOp::Outbound(m) => outbound(c, ctx, m, now).map(WriteOutcome::Message),
         WriteOp::PutDsr(r) => put_dsr(c, r).map(|_| WriteOutcome::Done),
         WriteOp::CompleteDsr(d) => complete_dsr(c, ctx, d),
         WriteOp::TakeDsrExport(r) => take_dsr_export(c, r).map(WriteOutcome::Blob),
@@ -867,6 +879,35 @@ fn insert_message(
     Ok(())
 }
 
+/// The message's traffic-trace row: shape only (time, tenant, channel,
+/// conversation, direction, size), in the message's own transaction, so a
+/// trace row exists exactly when its message committed.
+fn insert_trace(
+    c: &Connection,
+    at: Millis,
+    tenant_id: &str,
+    channel: &str,
+    conversation_id: &str,
+    direction: &str,
+    size: i64,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO traffic_trace (at, tenant_id, channel, conversation_id, direction, size,
+            purge_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        at,
+        tenant_id,
+        channel,
+        conversation_id,
+        direction,
+        size,
+        at.saturating_add(crate::traffic::TRACE_RETENTION_MS)
+    ])?;
+    Ok(())
+}
+
 fn inbound(
     c: &Connection,
     ctx: &mut Ctx,
@@ -903,6 +944,17 @@ fn inbound(
         m.received_at,
         now,
     )?;
+    if ctx.traffic_trace {
+        insert_trace(
+            c,
+            m.received_at,
+            &m.tenant_id,
+            m.channel.as_str(),
+            &conversation_id,
+            "inbound",
+            m.size,
+        )?;
+    }
     if let Some(key) = &m.thread_key {
         c.prepare_cached(
             "INSERT INTO email_threads (tenant_id, msgid_bi, conversation_id) VALUES (?1, ?2, ?3)
@@ -934,14 +986,19 @@ fn inbound(
     Ok(stored)
 }
 
-fn outbound(c: &Connection, m: &OutboundMessage, now: Millis) -> Result<StoredMessage, StoreError> {
-    let owner: Option<String> = c
-        .prepare_cached("SELECT tenant_id FROM conversations WHERE id = ?1")?
-        .query_row(params![m.conversation_id], |r| r.get(0))
+fn outbound(
+    c: &Connection,
+    ctx: &Ctx,
+    m: &OutboundMessage,
+    now: Millis,
+) -> Result<StoredMessage, StoreError> {
+    let owner: Option<(String, String)> = c
+        .prepare_cached("SELECT tenant_id, channel FROM conversations WHERE id = ?1")?
+        .query_row(params![m.conversation_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    if owner.as_deref() != Some(m.tenant_id.as_str()) {
+    let Some((_, channel)) = owner.filter(|(t, _)| *t == m.tenant_id) else {
         return Err(StoreError::NotFound("conversation"));
-    }
+    };
     let seq = next_seq(c, &m.conversation_id, now)?;
     insert_message(
         c,
@@ -958,6 +1015,17 @@ fn outbound(c: &Connection, m: &OutboundMessage, now: Millis) -> Result<StoredMe
         m.received_at,
         now,
     )?;
+    if ctx.traffic_trace {
+        insert_trace(
+            c,
+            m.received_at,
+            &m.tenant_id,
+            &channel,
+            &m.conversation_id,
+            "outbound",
+            m.size,
+        )?;
+    }
     Ok(StoredMessage {
         message_id: m.message_id.clone(),
         conversation_id: m.conversation_id.clone(),

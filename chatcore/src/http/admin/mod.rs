@@ -11,6 +11,7 @@ pub mod live;
 pub mod retention;
 pub mod subprocessors;
 pub mod tenants;
+pub mod traffic;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/v1/overview", get(live::overview))
         .route("/admin/v1/events", get(live::events))
         .route("/admin/v1/retention", get(retention::report))
+        .route("/admin/v1/traffic/trace", get(traffic::trace))
         .route("/admin/v1/retention/purge", post(retention::purge))
         .route(
             "/admin/v1/subprocessors",
