@@ -361,9 +361,10 @@ pub async fn report(app: &AppState) -> Result<RetentionReport, StoreError> {
             backups_due(dir, now, &mut r);
         }
         for table in c.tables {
-            // Messages and conversations are the big tables: their totals
-            // come from the usage counters kept on commit, purge and erasure,
-            // so this report (refreshed every 15 s) never scans them.
+            // Messages, conversations and the traffic trace are the big
+            // tables: their totals come from counters kept on commit, purge
+            // and erasure, so this report (refreshed every 15 s) never scans
+            // them.
             let in_memory = matches!(
                 table,
                 PurgeTable::Messages | PurgeTable::Conversations | PurgeTable::TrafficTrace

@@ -40,6 +40,72 @@ pub const TRACE_RETENTION_MS: Millis = 90 * 86_400_000;
 /// Bytes of the HMAC shown as a conversation's pseudonym (128 bits, hex).
 const PSEUDONYM_BYTES: usize = 16;
 
+// ---------------------------------------------------------------------------
+// Row encoding: a trace row is written once per stored message, so it is
+// kept small (about 60 bytes): ids as 16 bytes, channel and direction as
+// small integers.
+// ---------------------------------------------------------------------------
+
+/// An id as stored: `0x00` + 16 bytes for the usual 32 lower-case hex digits
+/// (tenant and conversation ids), else `0x01` + its UTF-8 bytes.
+pub fn pack_id(id: &str) -> Vec<u8> {
+    let hex_id = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    match hex::decode(id).ok().filter(|_| hex_id) {
+        Some(raw) => {
+            let mut out = Vec::with_capacity(17);
+            out.push(0);
+            out.extend_from_slice(&raw);
+            out
+        }
+        None => {
+            let mut out = Vec::with_capacity(id.len() + 1);
+            out.push(1);
+            out.extend_from_slice(id.as_bytes());
+            out
+        }
+    }
+}
+
+/// [`pack_id`] undone; `None` for bytes it never writes.
+pub fn unpack_id(stored: &[u8]) -> Option<String> {
+    match stored.split_first()? {
+        (0, raw) if raw.len() == 16 => Some(hex::encode(raw)),
+        (1, text) => String::from_utf8(text.to_vec()).ok(),
+        _ => None,
+    }
+}
+
+/// A channel as stored: its place in [`Channel::ALL`].
+pub fn channel_code(c: Channel) -> i64 {
+    match c {
+        Channel::Webchat => 0,
+        Channel::Whatsapp => 1,
+        Channel::Email => 2,
+    }
+}
+
+pub fn channel_of(code: i64) -> Option<Channel> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| Channel::ALL.get(i).copied())
+}
+
+/// A direction as stored: 0 inbound, 1 outbound.
+pub fn direction_code(d: Direction) -> i64 {
+    match d {
+        Direction::Inbound => 0,
+        Direction::Outbound => 1,
+    }
+}
+
+pub fn direction_of(code: i64) -> Option<Direction> {
+    match code {
+        0 => Some(Direction::Inbound),
+        1 => Some(Direction::Outbound),
+        _ => None,
+    }
+}
+
 /// Pseudonyms for one export: a fresh random key, never stored.
 pub struct Pseudonymizer {
     key: hmac::Key,
@@ -106,11 +172,12 @@ mod tests {
 
     fn row(conversation: &str) -> TraceRow {
         TraceRow {
-            id: 1,
             at: 1_764_582_202_123,
+            conversation_key: pack_id(conversation),
+            conversation_id: conversation.into(),
+            seq: 1,
             tenant_id: "t1".into(),
             channel: "whatsapp".into(),
-            conversation_id: conversation.into(),
             direction: "inbound".into(),
             size: 42,
         }
@@ -136,6 +203,31 @@ mod tests {
         let mut odd = row(c1);
         odd.channel = "fax".into();
         assert!(a.record(&odd).is_none());
+    }
+
+    #[test]
+    fn rows_are_packed_small_and_unpacked_exactly() {
+        let id = "0196aaaa00000000000000000000000a";
+        assert_eq!(pack_id(id).len(), 17);
+        assert_eq!(unpack_id(&pack_id(id)).as_deref(), Some(id));
+        for odd in [
+            "",
+            "x",
+            "0196AAAA00000000000000000000000A",
+            "0123456789abcdef",
+        ] {
+            assert_eq!(unpack_id(&pack_id(odd)).as_deref(), Some(odd), "{odd:?}");
+        }
+        assert_eq!(unpack_id(&[0, 1, 2]), None);
+        assert_eq!(unpack_id(&[]), None);
+        for c in Channel::ALL {
+            assert_eq!(channel_of(channel_code(c)), Some(c));
+        }
+        assert_eq!(channel_of(7), None);
+        for d in Direction::ALL {
+            assert_eq!(direction_of(direction_code(d)), Some(d));
+        }
+        assert_eq!(direction_of(-1), None);
     }
 
     #[test]

@@ -389,7 +389,7 @@ impl Client {
         from: &str,
         to: &str,
     ) -> Result<
-        impl futures_core::Stream<Item = Result<TraceRecord, ClientError>> + use<>,
+        futures_util::stream::BoxStream<'static, Result<TraceRecord, ClientError>>,
         ClientError,
     > {
         use futures_util::StreamExt;
@@ -452,7 +452,8 @@ impl Client {
                     None => s.ended = true,
                 }
             }
-        }))
+        })
+        .boxed())
     }
 
     /// [`Self::traffic_trace_stream`], collected.

@@ -439,15 +439,21 @@ pub struct MessageRecord {
 /// One row of the traffic trace (the stored conversation id is not exported).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceRow {
-    /// Ordering key within equal `at` (insertion order).
-    pub id: i64,
     pub at: Millis,
+    /// The conversation id as stored (packed; part of the row's key).
+    pub conversation_key: Vec<u8>,
+    pub conversation_id: String,
+    /// The message's place in its conversation (with `at` and the
+    /// conversation, the row's key).
+    pub seq: i64,
     pub tenant_id: String,
     pub channel: String,
-    pub conversation_id: String,
     pub direction: String,
     pub size: i64,
 }
+
+/// Where a traffic-trace export stands: the key of the last row written.
+pub type TraceCursor = (Millis, Vec<u8>, i64);
 
 /// A queued write; await it for the commit.
 pub type PendingWrite = tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>;
@@ -497,13 +503,14 @@ pub trait Store: Send + Sync + 'static {
         totals: bool,
     ) -> Result<DueCounts, StoreError>;
 
-    /// Traffic-trace rows with `from <= at < to`, ordered by (at, id), at
-    /// most `limit` after the cursor `(at, id)`: a page of a streamed export.
+    /// Traffic-trace rows with `from <= at < to`, ordered by their key
+    /// (at, conversation, seq), at most `limit` after `after`: a page of a
+    /// streamed export.
     async fn traffic_trace(
         &self,
         from: Millis,
         to: Millis,
-        after: Option<(Millis, i64)>,
+        after: Option<TraceCursor>,
         limit: u32,
     ) -> Result<Vec<TraceRow>, StoreError>;
 

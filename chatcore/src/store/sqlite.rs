@@ -14,7 +14,7 @@ use super::writer::{self, Job};
 use super::{
     AuditRecord, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord, DsrRecord,
     DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store, StoreError,
-    TenantRecord, TraceRow, WriteOp,
+    TenantRecord, TraceCursor, TraceRow, WriteOp,
 };
 use crate::clock::{Clock, Millis};
 
@@ -159,6 +159,32 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Io(format!("read task: {e}")))?
     }
+}
+
+/// [`Store::due_counts`] of the traffic trace (totals are kept in memory).
+/// It has no `purge_after` index: its rows are due exactly when
+/// `at <= now - 90 days`, so the clustered key bounds the scan to the rows
+/// due within 7 days.
+fn trace_due_counts(c: &Connection, now: Millis) -> Result<DueCounts, StoreError> {
+    let (overdue, due_24h, due_7d, oldest_overdue) = c
+        .prepare_cached(
+            "SELECT count(*) FILTER (WHERE purge_after <= ?1),
+                    count(*) FILTER (WHERE purge_after > ?1 AND purge_after <= ?1 + 86400000),
+                    count(*) FILTER (WHERE purge_after > ?1 AND purge_after <= ?1 + 604800000),
+                    min(purge_after) FILTER (WHERE purge_after <= ?1)
+             FROM traffic_trace WHERE at <= ?1 + 604800000 - ?2",
+        )?
+        .query_row(params![now, crate::traffic::TRACE_RETENTION_MS], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    Ok(DueCounts {
+        records: 0,
+        bytes: 0,
+        overdue,
+        due_24h,
+        due_7d,
+        oldest_overdue,
+    })
 }
 
 fn attach_keyring(conn: &Connection, path: &Path) -> Result<(), StoreError> {
@@ -402,6 +428,9 @@ impl Store for SqliteStore {
     ) -> Result<DueCounts, StoreError> {
         self.read(move |c| {
             let name = table.name();
+            if table == PurgeTable::TrafficTrace {
+                return trace_due_counts(c, now);
+            }
             let (records, bytes): (i64, i64) = if totals {
                 c.prepare_cached(&format!("SELECT count(*) FROM {name}"))?
                     .query_row([], |r| Ok((r.get(0)?, 0)))?
@@ -472,31 +501,44 @@ impl Store for SqliteStore {
         &self,
         from: Millis,
         to: Millis,
-        after: Option<(Millis, i64)>,
+        after: Option<TraceCursor>,
         limit: u32,
     ) -> Result<Vec<TraceRow>, StoreError> {
         self.read(move |c| {
-            // Keyset paging on (at, id) over the `at` index: each page is a
-            // range scan from where the last one stopped.
-            let (after_at, after_id) = after.unwrap_or((Millis::MIN, i64::MIN));
+            // Keyset paging on the table's key (it is clustered by time):
+            // each page is a range scan from where the last one stopped.
+            let (after_at, after_conv, after_seq) =
+                after.unwrap_or((Millis::MIN, Vec::new(), i64::MIN));
             let mut stmt = c.prepare_cached(
-                "SELECT id, at, tenant_id, channel, conversation_id, direction, size
+                "SELECT at, conversation_id, seq, tenant_id, channel, direction, size
                  FROM traffic_trace
-                 WHERE at >= ?1 AND at < ?2 AND (at > ?3 OR (at = ?3 AND id > ?4))
-                 ORDER BY at, id LIMIT ?5",
+                 WHERE at >= ?1 AND at < ?2 AND (at, conversation_id, seq) > (?3, ?4, ?5)
+                 ORDER BY at, conversation_id, seq LIMIT ?6",
             )?;
             let rows = stmt
-                .query_map(params![from, to, after_at, after_id, limit], |r| {
-                    Ok(TraceRow {
-                        id: r.get(0)?,
-                        at: r.get(1)?,
-                        tenant_id: r.get(2)?,
-                        channel: r.get(3)?,
-                        conversation_id: r.get(4)?,
-                        direction: r.get(5)?,
-                        size: r.get(6)?,
-                    })
-                })?
+                .query_map(
+                    params![from, to, after_at, after_conv, after_seq, limit],
+                    |r| {
+                        let conversation_key: Vec<u8> = r.get(1)?;
+                        let tenant: Vec<u8> = r.get(3)?;
+                        let unknown = || "unknown".to_string();
+                        Ok(TraceRow {
+                            at: r.get(0)?,
+                            conversation_id: crate::traffic::unpack_id(&conversation_key)
+                                .unwrap_or_else(unknown),
+                            conversation_key,
+                            seq: r.get(2)?,
+                            tenant_id: crate::traffic::unpack_id(&tenant).unwrap_or_else(unknown),
+                            channel: crate::traffic::channel_of(r.get(4)?)
+                                .map(|c| c.as_str().to_string())
+                                .unwrap_or_else(unknown),
+                            direction: crate::traffic::direction_of(r.get(5)?)
+                                .map(|d| d.as_str().to_string())
+                                .unwrap_or_else(unknown),
+                            size: r.get(6)?,
+                        })
+                    },
+                )?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::Channel;
 use super::{
     AuditRecord, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord, Erased,
     InboundMessage, IncidentRecord, OutboundMessage, PurgeTable, PurgedBatch, StoreError,
@@ -162,6 +163,83 @@ struct Ctx {
     truncate_wal: bool,
     /// Each stored message also writes its traffic-trace row.
     traffic_trace: bool,
+    /// Trace rows of this batch's messages, inserted together (a few
+    /// multi-row statements) just before the batch commits.
+    trace: Vec<TraceInsert>,
+}
+
+/// One traffic-trace row waiting for the end of its batch.
+struct TraceInsert {
+    at: Millis,
+    /// Packed ([`crate::traffic::pack_id`]).
+    conversation_id: Vec<u8>,
+    seq: i64,
+    tenant_id: Vec<u8>,
+    channel: Channel,
+    direction: crate::stats::Direction,
+    size: i64,
+}
+
+/// Rows per multi-row trace insert (8 parameters each).
+const TRACE_CHUNK: usize = 64;
+const TRACE_COLUMNS: &str = "INSERT INTO traffic_trace (at, conversation_id, seq, tenant_id, \
+     channel, direction, size, purge_after) VALUES ";
+
+/// `INSERT ... VALUES (?, ...), ...` for `rows` rows.
+fn trace_sql(rows: usize) -> String {
+    let mut sql = String::from(TRACE_COLUMNS);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?,?)");
+    }
+    sql
+}
+
+/// Writes the batch's trace rows inside its transaction: one statement per
+/// [`TRACE_CHUNK`] rows instead of one per message, which is most of what a
+/// row costs the writer.
+fn flush_trace(c: &Connection, ctx: &mut Ctx) -> Result<(), rusqlite::Error> {
+    use std::sync::LazyLock;
+    static FULL: LazyLock<String> = LazyLock::new(|| trace_sql(TRACE_CHUNK));
+    static ONE: LazyLock<String> = LazyLock::new(|| trace_sql(1));
+    let rows = std::mem::take(&mut ctx.trace);
+    for chunk in rows.chunks(TRACE_CHUNK) {
+        let sql: &str = if chunk.len() == TRACE_CHUNK {
+            &FULL
+        } else {
+            &ONE
+        };
+        let bind = |stmt: &mut rusqlite::CachedStatement<'_>, rows: &[TraceInsert]| {
+            let mut i = 1;
+            for r in rows {
+                stmt.raw_bind_parameter(i, r.at)?;
+                stmt.raw_bind_parameter(i + 1, &r.conversation_id)?;
+                stmt.raw_bind_parameter(i + 2, r.seq)?;
+                stmt.raw_bind_parameter(i + 3, &r.tenant_id)?;
+                stmt.raw_bind_parameter(i + 4, crate::traffic::channel_code(r.channel))?;
+                stmt.raw_bind_parameter(i + 5, crate::traffic::direction_code(r.direction))?;
+                stmt.raw_bind_parameter(i + 6, r.size)?;
+                // The purge relies on this: due exactly at `at` + the retention.
+                stmt.raw_bind_parameter(
+                    i + 7,
+                    r.at.saturating_add(crate::traffic::TRACE_RETENTION_MS),
+                )?;
+                i += 8;
+            }
+            stmt.raw_execute()
+        };
+        let mut stmt = c.prepare_cached(sql)?;
+        if chunk.len() == TRACE_CHUNK {
+            bind(&mut stmt, chunk)?;
+        } else {
+            for r in chunk {
+                bind(&mut stmt, std::slice::from_ref(r))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Connection settings for the writer: no automatic checkpoint inside
@@ -180,6 +258,7 @@ fn run(
         recent: RecentKeys::default(),
         truncate_wal: false,
         traffic_trace,
+        trace: Vec::new(),
     };
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -208,6 +287,7 @@ fn apply_batch(
     batch: &[Job],
     now: Millis,
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, rusqlite::Error> {
+    ctx.trace.clear();
     {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
@@ -221,26 +301,33 @@ fn apply_batch(
             }
         }
         if !failed {
+            flush_trace(&tx, ctx)?;
             tx.commit()?;
             return Ok(results);
         }
-        // Dropping `tx` rolls it back; keys it noted are not durable.
+        // Dropping `tx` rolls it back; keys it noted are not durable, and
+        // its trace rows were never written.
+        ctx.trace.clear();
     }
     ctx.recent = RecentKeys::default();
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for (op, _) in batch {
+        let traced = ctx.trace.len();
         let sp = tx.savepoint()?;
         let r = apply(&sp, ctx, op, now);
         if r.is_ok() {
             sp.commit()?;
         } else {
-            // A rolled-back op may have loaded or noted keys of its own rows.
+            // A rolled-back op may have loaded or noted keys of its own
+            // rows, and queued a trace row for a message not stored.
             drop(sp);
             ctx.recent = RecentKeys::default();
+            ctx.trace.truncate(traced);
         }
         results.push(r);
     }
+    flush_trace(&tx, ctx)?;
     tx.commit()?;
     Ok(results)
 }
@@ -269,6 +356,7 @@ fn commit_batch(conn: &mut Connection, ctx: &mut Ctx, batch: &mut Vec<Job>, cloc
         }
         Err(e) => {
             ctx.recent = RecentKeys::default();
+            ctx.trace.clear();
             tracing::error!(error = %e, ops = batch.len(), "group commit failed");
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(StoreError::Io(format!("commit failed: {e}"))));
@@ -643,6 +731,18 @@ fn purge_batch(
                 rows += 1;
             }
         }
+        PurgeTable::TrafficTrace => {
+            // No rowid and no purge_after index: due rows are the oldest by
+            // the clustered key (purge_after = at + retention, always).
+            rows = c
+                .prepare_cached(
+                    "DELETE FROM traffic_trace WHERE (at, conversation_id, seq) IN
+                       (SELECT at, conversation_id, seq FROM traffic_trace
+                        WHERE at <= ?1 - ?3 AND purge_after <= ?1 ORDER BY at LIMIT ?2)",
+                )?
+                .execute(params![now, batch, crate::traffic::TRACE_RETENTION_MS])?
+                as u64;
+        }
         other => {
             let name = other.name();
             let sql = format!(
@@ -879,33 +979,14 @@ fn insert_message(
     Ok(())
 }
 
-/// The message's traffic-trace row: shape only (time, tenant, channel,
-/// conversation, direction, size), in the message's own transaction, so a
-/// trace row exists exactly when its message committed.
-fn insert_trace(
-    c: &Connection,
-    at: Millis,
-    tenant_id: &str,
-    channel: &str,
-    conversation_id: &str,
-    direction: &str,
-    size: i64,
-) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO traffic_trace (at, tenant_id, channel, conversation_id, direction, size,
-            purge_after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        at,
-        tenant_id,
-        channel,
-        conversation_id,
-        direction,
-        size,
-        at.saturating_add(crate::traffic::TRACE_RETENTION_MS)
-    ])?;
-    Ok(())
+/// Queues the message's traffic-trace row: shape only (time, tenant,
+/// channel, conversation, direction, size). [`flush_trace`] writes it in the
+/// message's own transaction, so a trace row exists exactly when its message
+/// committed.
+fn queue_trace(ctx: &mut Ctx, t: TraceInsert) {
+    if ctx.traffic_trace {
+        ctx.trace.push(t);
+    }
 }
 
 fn inbound(
@@ -944,17 +1025,18 @@ fn inbound(
         m.received_at,
         now,
     )?;
-    if ctx.traffic_trace {
-        insert_trace(
-            c,
-            m.received_at,
-            &m.tenant_id,
-            m.channel.as_str(),
-            &conversation_id,
-            "inbound",
-            m.size,
-        )?;
-    }
+    queue_trace(
+        ctx,
+        TraceInsert {
+            at: m.received_at,
+            conversation_id: crate::traffic::pack_id(&conversation_id),
+            seq,
+            tenant_id: crate::traffic::pack_id(&m.tenant_id),
+            channel: m.channel,
+            direction: crate::stats::Direction::Inbound,
+            size: m.size,
+        },
+    );
     if let Some(key) = &m.thread_key {
         c.prepare_cached(
             "INSERT INTO email_threads (tenant_id, msgid_bi, conversation_id) VALUES (?1, ?2, ?3)
@@ -988,7 +1070,7 @@ fn inbound(
 
 fn outbound(
     c: &Connection,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     m: &OutboundMessage,
     now: Millis,
 ) -> Result<StoredMessage, StoreError> {
@@ -999,6 +1081,8 @@ fn outbound(
     let Some((_, channel)) = owner.filter(|(t, _)| *t == m.tenant_id) else {
         return Err(StoreError::NotFound("conversation"));
     };
+    // A stored channel this build does not know is not traced.
+    let channel = Channel::parse(&channel);
     let seq = next_seq(c, &m.conversation_id, now)?;
     insert_message(
         c,
@@ -1015,16 +1099,19 @@ fn outbound(
         m.received_at,
         now,
     )?;
-    if ctx.traffic_trace {
-        insert_trace(
-            c,
-            m.received_at,
-            &m.tenant_id,
-            &channel,
-            &m.conversation_id,
-            "outbound",
-            m.size,
-        )?;
+    if let Some(channel) = channel {
+        queue_trace(
+            ctx,
+            TraceInsert {
+                at: m.received_at,
+                conversation_id: crate::traffic::pack_id(&m.conversation_id),
+                seq,
+                tenant_id: crate::traffic::pack_id(&m.tenant_id),
+                channel,
+                direction: crate::stats::Direction::Outbound,
+                size: m.size,
+            },
+        );
     }
     Ok(StoredMessage {
         message_id: m.message_id.clone(),

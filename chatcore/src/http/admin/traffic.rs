@@ -19,7 +19,7 @@ use crate::clock::Millis;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::QueryParams;
-use crate::store::TraceRow;
+use crate::store::{TraceCursor, TraceRow};
 use crate::traffic::{self, Pseudonymizer};
 
 /// Rows read (and lines written) per step of the stream.
@@ -44,8 +44,8 @@ struct Cursor {
     to: Millis,
     /// A page read but not yet written.
     page: Option<Vec<TraceRow>>,
-    /// The last row written: `(at, id)`.
-    after: Option<(Millis, i64)>,
+    /// The key of the last row written.
+    after: Option<TraceCursor>,
     done: bool,
 }
 
@@ -75,7 +75,12 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<Bytes, std::io::Error>, Cur
     }
     let rows = match c.page.take() {
         Some(rows) => rows,
-        None => match c.app.store.traffic_trace(c.from, c.to, c.after, PAGE).await {
+        None => match c
+            .app
+            .store
+            .traffic_trace(c.from, c.to, c.after.clone(), PAGE)
+            .await
+        {
             Ok(rows) => rows,
             Err(e) => {
                 // Headers are sent: the only way left to say "incomplete"
@@ -89,7 +94,9 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<Bytes, std::io::Error>, Cur
     if rows.len() < PAGE as usize {
         c.done = true;
     }
-    c.after = rows.last().map(|r| (r.at, r.id));
+    c.after = rows
+        .last()
+        .map(|r| (r.at, r.conversation_key.clone(), r.seq));
     if rows.is_empty() {
         return None;
     }
