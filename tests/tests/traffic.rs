@@ -326,7 +326,8 @@ async fn bad_bounds_are_refused_with_invalid_query() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_long_export_is_streamed_in_pages_in_order_without_gaps() -> anyhow::Result<()> {
-    // More rows than one page of the stream (2,000), in one conversation.
+    // Each message acknowledged before the next: one commit each, so the
+    // export runs through hundreds of pages (4 commits a page).
     const N: usize = 2_345;
     let core = Core::start().await?;
     let start = core.running.clock().now_ms();

@@ -436,24 +436,18 @@ pub struct MessageRecord {
     pub received_at: Millis,
 }
 
-/// One row of the traffic trace (the stored conversation id is not exported).
+/// One row of the traffic trace: the messages of one group commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceRow {
+pub struct TraceBatch {
+    pub id: i64,
+    /// When the batch was stored.
     pub at: Millis,
-    /// The conversation id as stored (packed; part of the row's key).
-    pub conversation_key: Vec<u8>,
-    pub conversation_id: String,
-    /// The message's place in its conversation (with `at` and the
-    /// conversation, the row's key).
-    pub seq: i64,
-    pub tenant_id: String,
-    pub channel: String,
-    pub direction: String,
-    pub size: i64,
+    /// Packed entries ([`crate::traffic::decode_entries`]).
+    pub entries: Vec<u8>,
 }
 
-/// Where a traffic-trace export stands: the key of the last row written.
-pub type TraceCursor = (Millis, Vec<u8>, i64);
+/// Where a traffic-trace export stands: `(at, id)` of the last batch written.
+pub type TraceCursor = (Millis, i64);
 
 /// A queued write; await it for the commit.
 pub type PendingWrite = tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>;
@@ -503,18 +497,17 @@ pub trait Store: Send + Sync + 'static {
         totals: bool,
     ) -> Result<DueCounts, StoreError>;
 
-    /// Traffic-trace rows with `from <= at < to`, ordered by their key
-    /// (at, conversation, seq), at most `limit` after `after`: a page of a
-    /// streamed export.
+    /// Traffic-trace batches with `from <= at < to`, ordered by (at, id), at
+    /// most `limit` after `after`: a page of a streamed export.
     async fn traffic_trace(
         &self,
         from: Millis,
         to: Millis,
         after: Option<TraceCursor>,
         limit: u32,
-    ) -> Result<Vec<TraceRow>, StoreError>;
+    ) -> Result<Vec<TraceBatch>, StoreError>;
 
-    /// Rows in the traffic trace (once at start; then counted in memory).
+    /// Messages in the traffic trace (once at start; then counted in memory).
     async fn traffic_trace_rows(&self) -> Result<i64, StoreError>;
 
     /// Per tenant: (messages, bytes, conversations) stored, to seed the usage counters at start.

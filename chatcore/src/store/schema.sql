@@ -171,24 +171,19 @@ CREATE INDEX IF NOT EXISTS consent_records_purge ON consent_records (purge_after
 
 -- Traffic trace (for `c24-loadgen replay`): per stored message its time,
 -- tenant, channel, conversation, direction and body size; never content or
--- an identifier of the end user. The conversation is referenced by its
--- stored id (a random UUID), which the export never shows: it shows an HMAC
--- of it under a key drawn for that export. Operational usage data, so kept
--- as system logs are (privacy policy §6: 90 days): purge_after = at + 90 d,
--- always (one writer sets both). One B-tree and no secondary index, so a
--- message costs one more append: clustered by time, it serves the export's
--- range scans, and, through that invariant, the purge (at <= now - 90 d).
--- Kept small (about 60 bytes a row): ids packed to 16 bytes, channel
--- (0 webchat, 1 whatsapp, 2 email) and direction (0 in, 1 out) as integers
--- (see crate::traffic::pack_id).
+-- an identifier of the end user. One row per group commit (`at` is when it
+-- was stored, `count` its messages), written in that commit's transaction;
+-- `entries` packs the messages (crate::traffic::push_entry), so a message
+-- costs ingest no row insert of its own. The conversation is referenced by
+-- its stored id (a random UUID), which the export never shows: it shows an
+-- HMAC of it under a key drawn for that export. Operational usage data, kept
+-- as system logs are (privacy policy §6: 90 days): purge_after = at + 90 d.
 CREATE TABLE IF NOT EXISTS traffic_trace (
-    at               INTEGER NOT NULL,
-    conversation_id  BLOB NOT NULL,
-    seq              INTEGER NOT NULL,
-    tenant_id        BLOB NOT NULL,
-    channel          INTEGER NOT NULL,
-    direction        INTEGER NOT NULL,
-    size             INTEGER NOT NULL,
-    purge_after      INTEGER NOT NULL,
-    PRIMARY KEY (at, conversation_id, seq)
-) STRICT, WITHOUT ROWID;
+    id           INTEGER PRIMARY KEY,
+    at           INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    entries      BLOB NOT NULL,
+    purge_after  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS traffic_trace_at ON traffic_trace (at);
+CREATE INDEX IF NOT EXISTS traffic_trace_purge ON traffic_trace (purge_after);

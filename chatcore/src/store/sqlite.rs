@@ -14,7 +14,7 @@ use super::writer::{self, Job};
 use super::{
     AuditRecord, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord, DsrRecord,
     DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store, StoreError,
-    TenantRecord, TraceCursor, TraceRow, WriteOp,
+    TenantRecord, TraceBatch, TraceCursor, WriteOp,
 };
 use crate::clock::{Clock, Millis};
 
@@ -161,20 +161,20 @@ impl SqliteStore {
     }
 }
 
-/// [`Store::due_counts`] of the traffic trace (totals are kept in memory).
-/// It has no `purge_after` index: its rows are due exactly when
-/// `at <= now - 90 days`, so the clustered key bounds the scan to the rows
-/// due within 7 days.
+/// [`Store::due_counts`] of the traffic trace, in messages (a row holds a
+/// commit's worth); its total is kept in memory.
 fn trace_due_counts(c: &Connection, now: Millis) -> Result<DueCounts, StoreError> {
     let (overdue, due_24h, due_7d, oldest_overdue) = c
         .prepare_cached(
-            "SELECT count(*) FILTER (WHERE purge_after <= ?1),
-                    count(*) FILTER (WHERE purge_after > ?1 AND purge_after <= ?1 + 86400000),
-                    count(*) FILTER (WHERE purge_after > ?1 AND purge_after <= ?1 + 604800000),
+            "SELECT coalesce(sum(count) FILTER (WHERE purge_after <= ?1), 0),
+                    coalesce(sum(count) FILTER (WHERE purge_after > ?1
+                        AND purge_after <= ?1 + 86400000), 0),
+                    coalesce(sum(count) FILTER (WHERE purge_after > ?1
+                        AND purge_after <= ?1 + 604800000), 0),
                     min(purge_after) FILTER (WHERE purge_after <= ?1)
-             FROM traffic_trace WHERE at <= ?1 + 604800000 - ?2",
+             FROM traffic_trace WHERE purge_after <= ?1 + 604800000",
         )?
-        .query_row(params![now, crate::traffic::TRACE_RETENTION_MS], |r| {
+        .query_row(params![now], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
     Ok(DueCounts {
@@ -503,42 +503,24 @@ impl Store for SqliteStore {
         to: Millis,
         after: Option<TraceCursor>,
         limit: u32,
-    ) -> Result<Vec<TraceRow>, StoreError> {
+    ) -> Result<Vec<TraceBatch>, StoreError> {
         self.read(move |c| {
-            // Keyset paging on the table's key (it is clustered by time):
-            // each page is a range scan from where the last one stopped.
-            let (after_at, after_conv, after_seq) =
-                after.unwrap_or((Millis::MIN, Vec::new(), i64::MIN));
+            // Keyset paging over the `at` index: each page is a range scan
+            // from where the last one stopped.
+            let (after_at, after_id) = after.unwrap_or((Millis::MIN, i64::MIN));
             let mut stmt = c.prepare_cached(
-                "SELECT at, conversation_id, seq, tenant_id, channel, direction, size
-                 FROM traffic_trace
-                 WHERE at >= ?1 AND at < ?2 AND (at, conversation_id, seq) > (?3, ?4, ?5)
-                 ORDER BY at, conversation_id, seq LIMIT ?6",
+                "SELECT id, at, entries FROM traffic_trace
+                 WHERE at >= ?1 AND at < ?2 AND (at, id) > (?3, ?4)
+                 ORDER BY at, id LIMIT ?5",
             )?;
             let rows = stmt
-                .query_map(
-                    params![from, to, after_at, after_conv, after_seq, limit],
-                    |r| {
-                        let conversation_key: Vec<u8> = r.get(1)?;
-                        let tenant: Vec<u8> = r.get(3)?;
-                        let unknown = || "unknown".to_string();
-                        Ok(TraceRow {
-                            at: r.get(0)?,
-                            conversation_id: crate::traffic::unpack_id(&conversation_key)
-                                .unwrap_or_else(unknown),
-                            conversation_key,
-                            seq: r.get(2)?,
-                            tenant_id: crate::traffic::unpack_id(&tenant).unwrap_or_else(unknown),
-                            channel: crate::traffic::channel_of(r.get(4)?)
-                                .map(|c| c.as_str().to_string())
-                                .unwrap_or_else(unknown),
-                            direction: crate::traffic::direction_of(r.get(5)?)
-                                .map(|d| d.as_str().to_string())
-                                .unwrap_or_else(unknown),
-                            size: r.get(6)?,
-                        })
-                    },
-                )?
+                .query_map(params![from, to, after_at, after_id, limit], |r| {
+                    Ok(TraceBatch {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        entries: r.get(2)?,
+                    })
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
@@ -547,8 +529,10 @@ impl Store for SqliteStore {
 
     async fn traffic_trace_rows(&self) -> Result<i64, StoreError> {
         self.read(|c| {
-            Ok(c.prepare_cached("SELECT count(*) FROM traffic_trace")?
-                .query_row([], |r| r.get(0))?)
+            Ok(
+                c.prepare_cached("SELECT coalesce(sum(count), 0) FROM traffic_trace")?
+                    .query_row([], |r| r.get(0))?,
+            )
         })
         .await
     }

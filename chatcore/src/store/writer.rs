@@ -163,83 +163,35 @@ struct Ctx {
     truncate_wal: bool,
     /// Each stored message also writes its traffic-trace row.
     traffic_trace: bool,
-    /// Trace rows of this batch's messages, inserted together (a few
-    /// multi-row statements) just before the batch commits.
-    trace: Vec<TraceInsert>,
+    /// This batch's messages for the traffic trace, packed
+    /// ([`crate::traffic::push_entry`]), and how many: one row at commit.
+    trace: Vec<u8>,
+    trace_count: i64,
 }
 
-/// One traffic-trace row waiting for the end of its batch.
-struct TraceInsert {
-    at: Millis,
-    /// Packed ([`crate::traffic::pack_id`]).
-    conversation_id: Vec<u8>,
-    seq: i64,
-    tenant_id: Vec<u8>,
-    channel: Channel,
-    direction: crate::stats::Direction,
-    size: i64,
-}
-
-/// Rows per multi-row trace insert (8 parameters each).
-const TRACE_CHUNK: usize = 64;
-const TRACE_COLUMNS: &str = "INSERT INTO traffic_trace (at, conversation_id, seq, tenant_id, \
-     channel, direction, size, purge_after) VALUES ";
-
-/// `INSERT ... VALUES (?, ...), ...` for `rows` rows.
-fn trace_sql(rows: usize) -> String {
-    let mut sql = String::from(TRACE_COLUMNS);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str("(?,?,?,?,?,?,?,?)");
+/// Writes the batch's traffic-trace row inside its transaction: one row for
+/// every message of the commit, dated `now` (when the batch was stored).
+fn flush_trace(c: &Connection, ctx: &mut Ctx, now: Millis) -> Result<(), rusqlite::Error> {
+    let count = std::mem::take(&mut ctx.trace_count);
+    let entries = std::mem::take(&mut ctx.trace);
+    if count == 0 {
+        return Ok(());
     }
-    sql
-}
-
-/// Writes the batch's trace rows inside its transaction: one statement per
-/// [`TRACE_CHUNK`] rows instead of one per message, which is most of what a
-/// row costs the writer.
-fn flush_trace(c: &Connection, ctx: &mut Ctx) -> Result<(), rusqlite::Error> {
-    use std::sync::LazyLock;
-    static FULL: LazyLock<String> = LazyLock::new(|| trace_sql(TRACE_CHUNK));
-    static ONE: LazyLock<String> = LazyLock::new(|| trace_sql(1));
-    let rows = std::mem::take(&mut ctx.trace);
-    for chunk in rows.chunks(TRACE_CHUNK) {
-        let sql: &str = if chunk.len() == TRACE_CHUNK {
-            &FULL
-        } else {
-            &ONE
-        };
-        let bind = |stmt: &mut rusqlite::CachedStatement<'_>, rows: &[TraceInsert]| {
-            let mut i = 1;
-            for r in rows {
-                stmt.raw_bind_parameter(i, r.at)?;
-                stmt.raw_bind_parameter(i + 1, &r.conversation_id)?;
-                stmt.raw_bind_parameter(i + 2, r.seq)?;
-                stmt.raw_bind_parameter(i + 3, &r.tenant_id)?;
-                stmt.raw_bind_parameter(i + 4, crate::traffic::channel_code(r.channel))?;
-                stmt.raw_bind_parameter(i + 5, crate::traffic::direction_code(r.direction))?;
-                stmt.raw_bind_parameter(i + 6, r.size)?;
-                // The purge relies on this: due exactly at `at` + the retention.
-                stmt.raw_bind_parameter(
-                    i + 7,
-                    r.at.saturating_add(crate::traffic::TRACE_RETENTION_MS),
-                )?;
-                i += 8;
-            }
-            stmt.raw_execute()
-        };
-        let mut stmt = c.prepare_cached(sql)?;
-        if chunk.len() == TRACE_CHUNK {
-            bind(&mut stmt, chunk)?;
-        } else {
-            for r in chunk {
-                bind(&mut stmt, std::slice::from_ref(r))?;
-            }
-        }
-    }
+    c.prepare_cached(
+        "INSERT INTO traffic_trace (at, count, entries, purge_after) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        now,
+        count,
+        entries,
+        now.saturating_add(crate::traffic::TRACE_RETENTION_MS)
+    ])?;
     Ok(())
+}
+
+fn clear_trace(ctx: &mut Ctx) {
+    ctx.trace.clear();
+    ctx.trace_count = 0;
 }
 
 /// Connection settings for the writer: no automatic checkpoint inside
@@ -259,6 +211,7 @@ fn run(
         truncate_wal: false,
         traffic_trace,
         trace: Vec::new(),
+        trace_count: 0,
     };
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -287,7 +240,7 @@ fn apply_batch(
     batch: &[Job],
     now: Millis,
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, rusqlite::Error> {
-    ctx.trace.clear();
+    clear_trace(ctx);
     {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
@@ -301,19 +254,19 @@ fn apply_batch(
             }
         }
         if !failed {
-            flush_trace(&tx, ctx)?;
+            flush_trace(&tx, ctx, now)?;
             tx.commit()?;
             return Ok(results);
         }
         // Dropping `tx` rolls it back; keys it noted are not durable, and
-        // its trace rows were never written.
-        ctx.trace.clear();
+        // its trace entries were never written.
+        clear_trace(ctx);
     }
     ctx.recent = RecentKeys::default();
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for (op, _) in batch {
-        let traced = ctx.trace.len();
+        let traced = (ctx.trace.len(), ctx.trace_count);
         let sp = tx.savepoint()?;
         let r = apply(&sp, ctx, op, now);
         if r.is_ok() {
@@ -323,11 +276,12 @@ fn apply_batch(
             // rows, and queued a trace row for a message not stored.
             drop(sp);
             ctx.recent = RecentKeys::default();
-            ctx.trace.truncate(traced);
+            ctx.trace.truncate(traced.0);
+            ctx.trace_count = traced.1;
         }
         results.push(r);
     }
-    flush_trace(&tx, ctx)?;
+    flush_trace(&tx, ctx, now)?;
     tx.commit()?;
     Ok(results)
 }
@@ -356,7 +310,7 @@ fn commit_batch(conn: &mut Connection, ctx: &mut Ctx, batch: &mut Vec<Job>, cloc
         }
         Err(e) => {
             ctx.recent = RecentKeys::default();
-            ctx.trace.clear();
+            clear_trace(ctx);
             tracing::error!(error = %e, ops = batch.len(), "group commit failed");
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(StoreError::Io(format!("commit failed: {e}"))));
@@ -732,16 +686,17 @@ fn purge_batch(
             }
         }
         PurgeTable::TrafficTrace => {
-            // No rowid and no purge_after index: due rows are the oldest by
-            // the clustered key (purge_after = at + retention, always).
-            rows = c
-                .prepare_cached(
-                    "DELETE FROM traffic_trace WHERE (at, conversation_id, seq) IN
-                       (SELECT at, conversation_id, seq FROM traffic_trace
-                        WHERE at <= ?1 - ?3 AND purge_after <= ?1 ORDER BY at LIMIT ?2)",
-                )?
-                .execute(params![now, batch, crate::traffic::TRACE_RETENTION_MS])?
-                as u64;
+            // A row holds a commit's messages: counted in messages, like
+            // the retention report counts them.
+            let mut stmt = c.prepare_cached(
+                "DELETE FROM traffic_trace WHERE rowid IN
+                   (SELECT rowid FROM traffic_trace WHERE purge_after <= ?1 LIMIT ?2)
+                 RETURNING count",
+            )?;
+            let mut q = stmt.query(params![now, batch])?;
+            while let Some(r) = q.next()? {
+                rows += u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0);
+            }
         }
         other => {
             let name = other.name();
@@ -979,13 +934,17 @@ fn insert_message(
     Ok(())
 }
 
-/// Queues the message's traffic-trace row: shape only (time, tenant,
+/// Adds the message to the batch's traffic-trace row: shape only (tenant,
 /// channel, conversation, direction, size). [`flush_trace`] writes it in the
-/// message's own transaction, so a trace row exists exactly when its message
+/// message's own transaction, so an entry exists exactly when its message
 /// committed.
-fn queue_trace(ctx: &mut Ctx, t: TraceInsert) {
+fn queue_trace(ctx: &mut Ctx, e: &crate::traffic::Entry) {
     if ctx.traffic_trace {
-        ctx.trace.push(t);
+        if ctx.trace.is_empty() {
+            ctx.trace = crate::traffic::entries_start();
+        }
+        crate::traffic::push_entry(&mut ctx.trace, e);
+        ctx.trace_count += 1;
     }
 }
 
@@ -1025,18 +984,18 @@ fn inbound(
         m.received_at,
         now,
     )?;
-    queue_trace(
-        ctx,
-        TraceInsert {
-            at: m.received_at,
-            conversation_id: crate::traffic::pack_id(&conversation_id),
-            seq,
-            tenant_id: crate::traffic::pack_id(&m.tenant_id),
-            channel: m.channel,
-            direction: crate::stats::Direction::Inbound,
-            size: m.size,
-        },
-    );
+    if ctx.traffic_trace {
+        queue_trace(
+            ctx,
+            &crate::traffic::Entry {
+                tenant_id: m.tenant_id.clone(),
+                conversation_id: conversation_id.clone(),
+                channel: m.channel,
+                direction: crate::stats::Direction::Inbound,
+                size: u64::try_from(m.size).unwrap_or(0),
+            },
+        );
+    }
     if let Some(key) = &m.thread_key {
         c.prepare_cached(
             "INSERT INTO email_threads (tenant_id, msgid_bi, conversation_id) VALUES (?1, ?2, ?3)
@@ -1099,17 +1058,15 @@ fn outbound(
         m.received_at,
         now,
     )?;
-    if let Some(channel) = channel {
+    if let Some(channel) = channel.filter(|_| ctx.traffic_trace) {
         queue_trace(
             ctx,
-            TraceInsert {
-                at: m.received_at,
-                conversation_id: crate::traffic::pack_id(&m.conversation_id),
-                seq,
-                tenant_id: crate::traffic::pack_id(&m.tenant_id),
+            &crate::traffic::Entry {
+                tenant_id: m.tenant_id.clone(),
+                conversation_id: m.conversation_id.clone(),
                 channel,
                 direction: crate::stats::Direction::Outbound,
-                size: m.size,
+                size: u64::try_from(m.size).unwrap_or(0),
             },
         );
     }
