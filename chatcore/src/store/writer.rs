@@ -161,7 +161,7 @@ struct Ctx {
     /// commit the WAL is checkpointed and truncated, so no old page image
     /// keeps the wrapped key or the erased rows.
     truncate_wal: bool,
-    /// Each stored message also writes its traffic-trace row.
+    /// Each stored message is also recorded in its commit's traffic-trace row.
     traffic_trace: bool,
     /// This batch's messages for the traffic trace, packed
     /// ([`crate::traffic::push_entry`]), and how many: one row at commit.

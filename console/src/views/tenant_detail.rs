@@ -202,6 +202,9 @@ impl Component for TenantDetailView {
                         chrono::DateTime::<chrono::Utc>::from_timestamp_millis(c.last_activity_at),
                         now,
                     ) {
+                        // The core's clock as last seen may lag the
+                        // newest activity by a second: not "in <1m".
+                        (Some(at), Some(now)) if at >= now => "just now".to_string(),
                         (Some(at), Some(now)) => format::relative(&at, &now),
                         _ => format::date_time_ms(c.last_activity_at),
                     };
