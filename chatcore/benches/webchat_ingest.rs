@@ -1,4 +1,6 @@
-//! Web-chat ingest throughput with at-rest encryption on and off, in one run.
+//! Web-chat ingest throughput with at-rest encryption on and off, in one run
+//! (or, with `C24_BENCH_COMPARE=trace`, with the traffic trace on and off,
+//! both encrypted: what recording the trace costs ingest).
 //!
 //! Starts two embedded chat cores side by side (`Config::embedded`, each in
 //! its own temp dir), one with `at_rest_encryption: true` and one with
@@ -39,6 +41,9 @@
 //! - `C24_BENCH_INFLIGHT` (64): unacknowledged messages allowed per visitor.
 //! - `C24_BENCH_SERVER_THREADS` (CPU count): worker threads of the cores' runtime.
 //! - `C24_BENCH_CLIENT_THREADS` (1): worker threads of the clients' runtime.
+//! - `C24_BENCH_COMPARE` (`encryption`): what the two cores differ in,
+//!   `encryption` (at rest on/off) or `trace` (traffic trace on/off; target:
+//!   costing < 3%).
 
 mod support;
 
@@ -51,6 +56,43 @@ use support::{
 
 const TARGET_MSGS_PER_SEC: f64 = 20_000.0;
 const TARGET_MAX_COST: f64 = 0.05;
+/// Recording the traffic trace should cost ingest next to nothing.
+const TARGET_MAX_TRACE_COST: f64 = 0.03;
+
+/// What the two cores of a run differ in.
+#[derive(Clone, Copy, PartialEq)]
+enum Compare {
+    Encryption,
+    Trace,
+}
+
+impl Compare {
+    fn from_env() -> Result<Self, BoxError> {
+        match std::env::var("C24_BENCH_COMPARE").as_deref() {
+            Err(_) | Ok("encryption") => Ok(Compare::Encryption),
+            Ok("trace") => Ok(Compare::Trace),
+            Ok(other) => Err(format!(
+                "C24_BENCH_COMPARE={other:?}: expected \"encryption\" or \"trace\""
+            )
+            .into()),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Compare::Encryption => "encryption",
+            Compare::Trace => "traffic trace",
+        }
+    }
+
+    /// (label, encryption at rest, traffic trace) of the "on" and "off" cores.
+    fn sides(self) -> [(&'static str, bool, bool); 2] {
+        match self {
+            Compare::Encryption => [("on", true, true), ("off", false, true)],
+            Compare::Trace => [("trace on", true, true), ("trace off", true, false)],
+        }
+    }
+}
 
 /// One chat core under test and its visitors.
 struct Side {
@@ -59,13 +101,16 @@ struct Side {
 }
 
 async fn start_side(
-    label: &'static str,
-    at_rest_encryption: bool,
+    (label, at_rest_encryption, traffic_trace): (&'static str, bool, bool),
     settings: &Settings,
     client_rt: &tokio::runtime::Handle,
     http: &reqwest::Client,
 ) -> Result<Side, BoxError> {
-    let mut core = Core::start(label, at_rest_encryption).await?;
+    let mut core = Core::start_with(label, |c| {
+        c.at_rest_encryption = at_rest_encryption;
+        c.traffic_trace = traffic_trace;
+    })
+    .await?;
     let tenant = create_tenant(
         http,
         &core.running.url(),
@@ -89,9 +134,11 @@ async fn measure(
 }
 
 async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<(), BoxError> {
+    let compare = Compare::from_env()?;
     println!(
-        "webchat_ingest: {} pairs of {:?} windows (warm-up {:?}), {} clients x {} in flight per core, \
+        "webchat_ingest ({} on/off): {} pairs of {:?} windows (warm-up {:?}), {} clients x {} in flight per core, \
          {} core runtime threads, {} client threads, {} CPUs",
+        compare.what(),
         settings.pairs,
         settings.window,
         settings.warmup,
@@ -102,12 +149,14 @@ async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<()
         cpu_count(),
     );
     let http = reqwest::Client::new();
+    let [a, b] = compare.sides();
     let sides = [
-        start_side("on", true, &settings, &client_rt, &http).await?,
-        start_side("off", false, &settings, &client_rt, &http).await?,
+        start_side(a, &settings, &client_rt, &http).await?,
+        start_side(b, &settings, &client_rt, &http).await?,
     ];
     println!(
-        "cores up: encryption on at {}, off at {}",
+        "cores up: {} on at {}, off at {}",
+        compare.what(),
         sides[0].core.running.addr(),
         sides[1].core.running.addr()
     );
@@ -137,13 +186,14 @@ async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<()
         "summary ({} pairs of {:?}):",
         settings.pairs, settings.window
     );
+    let what = compare.what();
     println!(
-        "  encryption on : median {:>8} acknowledged msg/s (range {})",
+        "  {what} on : median {:>8} acknowledged msg/s (range {})",
         thousands(med_on),
         minmax(&on)
     );
     println!(
-        "  encryption off: median {:>8} acknowledged msg/s (range {})",
+        "  {what} off: median {:>8} acknowledged msg/s (range {})",
         thousands(med_off),
         minmax(&off)
     );
@@ -151,7 +201,7 @@ async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<()
         "  ratio on/off  : {ratio:.3} (median of per-pair ratios {:.3})",
         median(&pair_ratios)
     );
-    println!("  encryption cost: {:.1}%", cost * 100.0);
+    println!("  {what} cost: {:.1}%", cost * 100.0);
     println!(
         "  messages stored by the end: on {}, off {} (per-message cost grows with the database)",
         thousands(sides[0].load.gauge.acked.load(Ordering::Relaxed) as f64),
@@ -163,10 +213,14 @@ async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<()
         verdict(med_on >= TARGET_MSGS_PER_SEC),
         thousands(med_on)
     );
+    let max_cost = match compare {
+        Compare::Encryption => TARGET_MAX_COST,
+        Compare::Trace => TARGET_MAX_TRACE_COST,
+    };
     println!(
-        "  target encryption cost < {:.0}%: {} ({:.1}%)",
-        TARGET_MAX_COST * 100.0,
-        verdict(cost < TARGET_MAX_COST),
+        "  target {what} cost < {:.0}%: {} ({:.1}%)",
+        max_cost * 100.0,
+        verdict(cost < max_cost),
         cost * 100.0
     );
     if errors > 0 {

@@ -54,6 +54,9 @@ pub struct Config {
     /// `--backup-dir`: where `c24-core backup` writes; the retention report
     /// counts the backups there and the purge worker deletes those past 7 days.
     pub backup_dir: Option<PathBuf>,
+    /// Record the traffic trace (`--no-traffic-trace` turns it off, e.g. to
+    /// measure what it costs; the export is then empty).
+    pub traffic_trace: bool,
 }
 
 impl Config {
@@ -80,6 +83,7 @@ impl Config {
             notice_days: 30,
             purge_interval: Duration::from_secs(60),
             backup_dir: None,
+            traffic_trace: true,
         }
     }
 }

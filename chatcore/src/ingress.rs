@@ -184,6 +184,11 @@ impl Accounting {
         self.tenant
             .usage
             .add(1, self.bytes, i64::from(m.new_conversation));
+        if self.app.traffic_trace {
+            self.app
+                .trace_rows
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.app.stats.record(
             &self.tenant.id,
             self.channel,

@@ -15,6 +15,8 @@
 //!   records and consent records; [`compliance`]: what they keep in memory.
 //! - [`http`]: routes and handlers. [`push`]: fan-out to web-chat sockets.
 //! - [`tls`]: rustls listener config. [`replay`]: used-signature cache.
+//! - [`traffic`]: the traffic trace (shape of traffic, no personal data) and
+//!   its pseudonymous export.
 
 pub mod access;
 pub mod backup;
@@ -36,6 +38,7 @@ pub mod stats;
 pub mod store;
 pub mod tenants;
 pub mod tls;
+pub mod traffic;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -203,7 +206,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let dir = config.data_dir.clone();
         let enc = config.at_rest_encryption;
         let clock = config.clock.clone();
-        tokio::task::spawn_blocking(move || SqliteStore::open(&dir, enc, clock))
+        let trace = config.traffic_trace;
+        tokio::task::spawn_blocking(move || SqliteStore::open_with(&dir, enc, clock, trace))
             .await
             .map_err(|e| StartError::Io(e.to_string()))??
     };
@@ -254,6 +258,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tenant_lists: Default::default(),
         tenant_counts: Default::default(),
         compliance: Default::default(),
+        trace_rows: std::sync::atomic::AtomicI64::new(store.traffic_trace_rows().await?),
+        traffic_trace: config.traffic_trace,
         tls: !matches!(config.tls, TlsConfig::Off),
         shutdown: shutdown_rx,
     }));

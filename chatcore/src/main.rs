@@ -104,6 +104,10 @@ struct ServeArgs {
     /// and backups older than 7 days there are deleted by the purge worker.
     #[arg(long)]
     backup_dir: Option<PathBuf>,
+    /// Do not record the traffic trace (time, tenant, channel, pseudonymous
+    /// conversation, direction and size per message) used by `c24-loadgen replay`.
+    #[arg(long)]
+    no_traffic_trace: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -230,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
         notice_days: cli.notice_days,
         purge_interval: cli.purge_interval,
         backup_dir: cli.backup_dir.clone(),
+        traffic_trace: !cli.no_traffic_trace,
     })
     .await
     .context("starting c24-core")?;

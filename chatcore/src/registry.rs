@@ -13,6 +13,11 @@
 //!   test or shown with `--dev-clock`.
 //! - [`flags`] marks an entry located outside the EEA whose safeguard names
 //!   neither SCC nor an adequacy decision (`transfer_without_safeguard`).
+//! - [`approve`] records an admin's approval: a proposed entry or an
+//!   announced change takes effect only once approved. On its effective date
+//!   an approved one applies; an unapproved one stays pending (and visible as
+//!   `approval: "pending"`); approved after its date, it applies at once,
+//!   dated when approved, so nothing ever takes effect unapproved.
 //! - [`record_objection`] keeps one objection per tenant per entry.
 //! - [`feed_json`] renders every change as a JSON Feed 1.1 customers subscribe to.
 //!
@@ -45,6 +50,7 @@ pub const EVENT_CHANGED_ANNOUNCED: &str = "changed_announced";
 pub const EVENT_EFFECTIVE: &str = "effective";
 pub const EVENT_RETIRED: &str = "retired";
 pub const EVENT_OBJECTION: &str = "objection";
+pub const EVENT_APPROVED: &str = "approved";
 
 const DAY_MS: Millis = 86_400_000;
 /// An effective date further out than this is almost certainly a typo (a
@@ -61,6 +67,7 @@ const TENANT_ID_MAX: usize = 128;
 const REASON_MAX: usize = 2_000;
 
 // The wire types (entries, requests, categories) live in the contract crate.
+pub use c24_api::admin::subprocessors::Approval;
 pub use c24_api::admin::subprocessors::{
     Announcement, Category, ChangeRequest, HistoryEntry, LocationClass, Objection,
     ObjectionRequest, PendingChange, Status, SubProcessor,
@@ -85,6 +92,8 @@ pub enum RegistryError {
     AlreadyRetired,
     #[error("{name:?} is already listed under {category}")]
     Duplicate { name: String, category: Category },
+    #[error("nothing waits for approval: no proposal or announced change is pending")]
+    NothingToApprove,
 }
 
 impl RegistryError {
@@ -95,6 +104,7 @@ impl RegistryError {
             RegistryError::Invalid { .. } => "invalid_field",
             RegistryError::NotFound => "not_found",
             RegistryError::AlreadyRetired | RegistryError::Duplicate { .. } => "conflict",
+            RegistryError::NothingToApprove => "nothing_to_approve",
         }
     }
 
@@ -102,7 +112,9 @@ impl RegistryError {
         match self {
             RegistryError::NoticePeriod { .. } | RegistryError::Invalid { .. } => 422,
             RegistryError::NotFound => 404,
-            RegistryError::AlreadyRetired | RegistryError::Duplicate { .. } => 409,
+            RegistryError::AlreadyRetired
+            | RegistryError::Duplicate { .. }
+            | RegistryError::NothingToApprove => 409,
         }
     }
 
@@ -614,6 +626,9 @@ pub fn seed(now_ms: Millis) -> Vec<SubProcessor> {
                 objections: Vec::new(),
                 objection_count: 0,
                 history: Vec::new(),
+                approval: None,
+                approved_at: None,
+                approved_by: None,
             };
             // Listed in the policy already, so no notice period applies: one
             // `effective` event marks the baseline.
@@ -666,6 +681,9 @@ pub fn announce(
         objections: Vec::new(),
         objection_count: 0,
         history: Vec::new(),
+        approval: Some(Approval::Pending),
+        approved_at: None,
+        approved_by: None,
     };
     sp.history.push(HistoryEntry {
         at: sp.announced_at.clone(),
@@ -716,7 +734,8 @@ pub fn find_mut<'a>(
 /// effective date, which obeys the same notice rule (and cannot precede the
 /// entry's own effective date). Only fields that differ are kept; a change
 /// that changes nothing is refused. A new change replaces a pending one: it
-/// restarts the notice period, and the history keeps both.
+/// restarts the notice period, needs its own approval, and the history keeps
+/// both.
 pub fn announce_change(
     sp: &mut SubProcessor,
     c: ChangeRequest,
@@ -775,6 +794,11 @@ pub fn announce_change(
         location,
         safeguard,
         data_categories: data,
+        // A new change needs its own approval, even one replacing an
+        // approved change: what was approved is not what now applies.
+        approval: Approval::Pending,
+        approved_at: None,
+        approved_by: None,
     };
     let mut detail = json!({
         "changes": change_diff(sp, &change),
@@ -891,21 +915,96 @@ pub fn retire(sp: &mut SubProcessor, now_ms: Millis) -> Result<(), RegistryError
     Ok(())
 }
 
-/// Applies what has come due by `now_ms`: a proposed entry becomes active at
-/// its effective date, then a pending change applies at its own. Flags,
+/// What [`approve`] approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Approved {
+    /// The proposed entry itself.
+    pub entry: bool,
+    /// Its announced change.
+    pub change: bool,
+}
+
+/// An admin approves what waits on this entry: the proposal of a new entry
+/// and/or its announced change (one approval covers both, since the admin
+/// sees the entry as it will be). Nothing pending (or a retired entry) is
+/// [`RegistryError::NothingToApprove`]. The approval does not move the
+/// effective date: notice still runs to the date tenants were told; if that
+/// date has passed, [`advance`] applies it at once.
+///
+/// `by` is the approver's staff name. It stays on the entry (and in the audit
+/// log); the public feed says only that the change was approved.
+pub fn approve(sp: &mut SubProcessor, by: &str, now_ms: Millis) -> Result<Approved, RegistryError> {
+    if sp.status == Status::Retired {
+        return Err(RegistryError::NothingToApprove);
+    }
+    let at = stamp(now_ms);
+    let entry = sp.status == Status::Proposed && sp.approval != Some(Approval::Approved);
+    let change = sp
+        .pending_change
+        .as_ref()
+        .is_some_and(|c| c.approval == Approval::Pending);
+    if !entry && !change {
+        return Err(RegistryError::NothingToApprove);
+    }
+    let mut what = Vec::new();
+    let mut effective_at = None;
+    if entry {
+        sp.approval = Some(Approval::Approved);
+        sp.approved_at = Some(at.clone());
+        sp.approved_by = Some(by.to_string());
+        what.push("entry");
+        effective_at = Some(sp.effective_at.clone());
+    }
+    if let Some(c) = sp.pending_change.as_mut().filter(|_| change) {
+        c.approval = Approval::Approved;
+        c.approved_at = Some(at.clone());
+        c.approved_by = Some(by.to_string());
+        what.push("change");
+        effective_at = Some(c.effective_at.clone());
+    }
+    sp.history.push(HistoryEntry {
+        at,
+        event: EVENT_APPROVED.to_string(),
+        detail: json!({ "approved": what, "approved_by": by }),
+        effective_at,
+    });
+    Ok(Approved { entry, change })
+}
+
+/// The instant something approved takes effect: its effective date, or the
+/// approval if that came later (never before either).
+fn takes_effect_ms(effective: Millis, approved_at: Option<&str>, id: &str) -> Millis {
+    approved_at
+        .and_then(|a| stored_ms(a, id, "approved_at"))
+        .map_or(effective, |a| a.max(effective))
+}
+
+/// Applies what has come due by `now_ms`: an approved proposed entry becomes
+/// active at its effective date, then an approved pending change applies at
+/// its own. Unapproved, either stays pending however late it is. Flags,
 /// location class and the objection count are recomputed either way (a rule
 /// may have changed since the entry was stored). Returns whether anything
 /// changed, so the caller persists and emits an event only then.
 ///
-/// History records the effective date as the time of the event, not
-/// `now_ms`: if the worker ran late, the change still took effect when
-/// tenants were told it would.
+/// History records when it took effect, not `now_ms`: if the worker ran
+/// late, the change still took effect when tenants were told it would (or,
+/// if approved after that date, when it was approved).
 pub fn advance(sp: &mut SubProcessor, now_ms: Millis) -> bool {
     let mut changed = false;
 
-    if sp.status == Status::Proposed
-        && stored_ms(&sp.effective_at, &sp.id, "effective_at").is_some_and(|t| t <= now_ms)
-    {
+    // An entry proposed before approvals existed waits for one.
+    if sp.status == Status::Proposed && sp.approval.is_none() {
+        sp.approval = Some(Approval::Pending);
+        changed = true;
+    }
+    let entry_due = (sp.status == Status::Proposed && sp.approval == Some(Approval::Approved))
+        .then(|| stored_ms(&sp.effective_at, &sp.id, "effective_at"))
+        .flatten()
+        .map(|t| takes_effect_ms(t, sp.approved_at.as_deref(), &sp.id))
+        .filter(|t| *t <= now_ms);
+    if let Some(t) = entry_due {
+        let announced = sp.effective_at.clone();
+        sp.effective_at = stamp_exact(t);
         sp.status = Status::Active;
         sp.history.push(HistoryEntry {
             at: sp.effective_at.clone(),
@@ -913,6 +1012,9 @@ pub fn advance(sp: &mut SubProcessor, now_ms: Millis) -> bool {
             detail: {
                 let mut d = terms_json(sp);
                 d["kind"] = json!("activated");
+                if announced != sp.effective_at {
+                    d["announced_effective_at"] = json!(announced);
+                }
                 d
             },
             effective_at: Some(sp.effective_at.clone()),
@@ -922,11 +1024,20 @@ pub fn advance(sp: &mut SubProcessor, now_ms: Millis) -> bool {
 
     let change_due = sp.status == Status::Active
         && sp.pending_change.as_ref().is_some_and(|c| {
-            stored_ms(&c.effective_at, &sp.id, "pending_change.effective_at")
-                .is_some_and(|t| t <= now_ms)
+            c.approval == Approval::Approved
+                && stored_ms(&c.effective_at, &sp.id, "pending_change.effective_at")
+                    .map(|t| takes_effect_ms(t, c.approved_at.as_deref(), &sp.id))
+                    .is_some_and(|t| t <= now_ms)
         });
     if let Some(c) = sp.pending_change.take_if(|_| change_due) {
         let diff = change_diff(sp, &c);
+        let effective = stored_ms(&c.effective_at, &sp.id, "pending_change.effective_at")
+            .map(|t| stamp_exact(takes_effect_ms(t, c.approved_at.as_deref(), &sp.id)))
+            .unwrap_or_else(|| c.effective_at.clone());
+        let mut detail = json!({ "kind": "change_applied", "changes": diff });
+        if effective != c.effective_at {
+            detail["announced_effective_at"] = json!(c.effective_at);
+        }
         if let Some(v) = c.purpose {
             sp.purpose = v;
         }
@@ -940,10 +1051,10 @@ pub fn advance(sp: &mut SubProcessor, now_ms: Millis) -> bool {
             sp.data_categories = v;
         }
         sp.history.push(HistoryEntry {
-            at: c.effective_at.clone(),
+            at: effective.clone(),
             event: EVENT_EFFECTIVE.to_string(),
-            detail: json!({ "kind": "change_applied", "changes": diff }),
-            effective_at: Some(c.effective_at),
+            detail,
+            effective_at: Some(effective),
         });
         changed = true;
     }
@@ -1075,6 +1186,26 @@ fn feed_item(sp: &SubProcessor, index: usize, h: &HistoryEntry) -> Option<Value>
             format!("Sub-processor now active: {}", sp.name),
             terms_line(sp, h),
         ),
+        (EVENT_APPROVED, _) => {
+            let only_change = h
+                .detail
+                .get("approved")
+                .and_then(Value::as_array)
+                .is_some_and(|w| !w.iter().any(|x| x == "entry"));
+            let what = if only_change {
+                format!("Change to sub-processor {}", sp.name)
+            } else {
+                format!("Sub-processor {}", sp.name)
+            };
+            // Who approved stays internal (entry and audit log).
+            (
+                format!("{what} approved, effective {effective}"),
+                format!(
+                    "{} ({}): approved; it takes effect on its effective date.",
+                    sp.name, sp.category
+                ),
+            )
+        }
         (EVENT_RETIRED, _) => (
             format!("Sub-processor retired: {}", sp.name),
             format!(
@@ -1122,8 +1253,8 @@ fn feed_item(sp: &SubProcessor, index: usize, h: &HistoryEntry) -> Option<Value>
 }
 
 /// A JSON Feed 1.1 (<https://www.jsonfeed.org/version/1.1/>) of registry
-/// changes: one item per announced, change-announced, effective and retired
-/// event of every entry, newest first. Item ids (`{entry id}:{history index}`)
+/// changes: one item per announced, change-announced, approved, effective and
+/// retired event of every entry, newest first. Item ids (`{entry id}:{history index}`)
 /// are stable because history is append-only, so readers do not repeat items.
 pub fn feed_json(entries: &[SubProcessor], feed_url: &str, home_url: &str) -> Value {
     let mut items: Vec<(Millis, &str, usize, Value)> = entries
@@ -1172,6 +1303,7 @@ mod tests {
 
     fn active(now: Millis) -> SubProcessor {
         let mut sp = announce(ann(now + 30 * DAY_MS), now, 30).unwrap();
+        approve(&mut sp, "ada", now).unwrap();
         assert!(advance(&mut sp, now + 30 * DAY_MS));
         sp
     }
@@ -1385,9 +1517,10 @@ mod tests {
     fn advance_activates_at_the_effective_date_not_before() {
         let eff = NOW + 30 * DAY_MS;
         let mut sp = announce(ann(eff), NOW, 30).unwrap();
+        approve(&mut sp, "ada", NOW + 1_000).unwrap();
         assert!(!advance(&mut sp, eff - 1));
         assert_eq!(sp.status, Status::Proposed);
-        assert_eq!(sp.history.len(), 1);
+        assert_eq!(sp.history.len(), 2);
 
         assert!(advance(&mut sp, eff));
         assert_eq!(sp.status, Status::Active);
@@ -1399,6 +1532,7 @@ mod tests {
 
         // A late worker (31 days on) still activates, dated when it was due.
         let mut sp = announce(ann(eff), NOW, 30).unwrap();
+        approve(&mut sp, "ada", NOW).unwrap();
         assert!(advance(&mut sp, NOW + 31 * DAY_MS));
         assert_eq!(sp.history.last().unwrap().at, sp.effective_at);
     }
@@ -1434,14 +1568,17 @@ mod tests {
             ..change
         };
         announce_change(&mut sp, req, t, 30).unwrap();
+        approve(&mut sp, "ada", t).unwrap();
         let pending = sp.pending_change.clone().unwrap();
+        assert_eq!(pending.approval, Approval::Approved);
         assert_eq!(pending.purpose, None);
         assert_eq!(pending.location.as_deref(), Some("India"));
         assert_eq!(pending.flags, vec![TRANSFER_WITHOUT_SAFEGUARD]);
         assert!(sp.flags.is_empty());
-        assert_eq!(sp.history.last().unwrap().event, EVENT_CHANGED_ANNOUNCED);
+        let announced = &sp.history[sp.history.len() - 2];
+        assert_eq!(announced.event, EVENT_CHANGED_ANNOUNCED);
         assert_eq!(
-            sp.history.last().unwrap().detail["changes"]["location"],
+            announced.detail["changes"]["location"],
             json!({"from": "Germany", "to": "India"})
         );
 
@@ -1481,6 +1618,14 @@ mod tests {
             ..ChangeRequest::default()
         };
         announce_change(&mut sp, req, NOW, 30).unwrap();
+        // One approval covers the proposal and its change.
+        assert_eq!(
+            approve(&mut sp, "ada", NOW).unwrap(),
+            Approved {
+                entry: true,
+                change: true
+            }
+        );
         assert!(advance(&mut sp, eff));
         assert_eq!(sp.status, Status::Active);
         assert_eq!(sp.purpose, "Uptime checks");
@@ -1490,6 +1635,7 @@ mod tests {
             [
                 EVENT_ANNOUNCED,
                 EVENT_CHANGED_ANNOUNCED,
+                EVENT_APPROVED,
                 EVENT_EFFECTIVE,
                 EVENT_EFFECTIVE
             ]
@@ -1618,6 +1764,7 @@ mod tests {
     fn advance_all_reports_changed_ids() {
         let mut entries = seed(NOW);
         entries.push(announce(ann(NOW + 30 * DAY_MS), NOW, 30).unwrap());
+        approve(&mut entries[5], "ada", NOW).unwrap();
         assert!(advance_all(&mut entries, NOW + DAY_MS).is_empty());
         let changed = advance_all(&mut entries, NOW + 31 * DAY_MS);
         assert_eq!(changed, vec![entries[5].id.clone()]);
@@ -1629,6 +1776,7 @@ mod tests {
         let t = NOW + DAY_MS;
         let mut sp = announce(ann(t + 30 * DAY_MS), t, 30).unwrap();
         record_objection(&mut sp, "t1", Some("private reason".into()), t + 1_000).unwrap();
+        approve(&mut sp, "ada-the-approver", t + 1_500).unwrap();
         advance(&mut sp, t + 30 * DAY_MS);
         let retired_id = entries[1].id.clone();
         retire(&mut entries[1], t + 2_000).unwrap();
@@ -1639,9 +1787,11 @@ mod tests {
         assert_eq!(feed["feed_url"], "https://x/feed.json");
         assert_eq!(feed["home_page_url"], "https://x/");
         let items = feed["items"].as_array().unwrap();
-        // 5 seeded + announced + effective + retired; the objection is not an item.
-        assert_eq!(items.len(), 8);
+        // 5 seeded + announced + approved + effective + retired; the
+        // objection is not an item, and the approver is not named.
+        assert_eq!(items.len(), 9);
         assert!(!feed.to_string().contains("private reason"));
+        assert!(!feed.to_string().contains("ada-the-approver"));
         assert!(!feed.to_string().contains("\"t1\""));
 
         let dates: Vec<Millis> = items
@@ -1660,9 +1810,18 @@ mod tests {
         assert_eq!(items[1]["id"], json!(format!("{retired_id}:1")));
         assert_eq!(
             items[2]["tags"],
+            json!(["Monitoring & Logging", "approved"])
+        );
+        let approved = items[2]["title"].as_str().unwrap();
+        assert!(
+            approved.starts_with("Sub-processor Example Analytics GmbH approved"),
+            "{approved}"
+        );
+        assert_eq!(
+            items[3]["tags"],
             json!(["Monitoring & Logging", "announced"])
         );
-        let announced = items[2]["content_text"].as_str().unwrap();
+        let announced = items[3]["content_text"].as_str().unwrap();
         assert!(announced.contains("Location: Germany"), "{announced}");
         assert!(announced.contains("Safeguard: DPA"), "{announced}");
         assert!(
@@ -1670,7 +1829,7 @@ mod tests {
             "{announced}"
         );
         assert!(announced.contains("Objections so far: 1"), "{announced}");
-        assert_eq!(items[2]["_c24"]["objection_count"], 1);
+        assert_eq!(items[3]["_c24"]["objection_count"], 1);
 
         let ids: HashSet<_> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
         assert_eq!(ids.len(), items.len());
@@ -1700,5 +1859,112 @@ mod tests {
         // The activation before it was not flagged.
         let older = feed["items"][1]["content_text"].as_str().unwrap();
         assert!(!older.contains("Flagged"), "{older}");
+    }
+
+    #[test]
+    fn an_unapproved_proposal_stays_pending_past_its_date() {
+        let eff = NOW + 30 * DAY_MS;
+        let mut sp = announce(ann(eff), NOW, 30).unwrap();
+        assert_eq!(sp.approval, Some(Approval::Pending));
+        assert!(sp.awaits_approval());
+        assert!(!advance(&mut sp, eff + 5 * DAY_MS));
+        assert_eq!(sp.status, Status::Proposed);
+
+        // Approved late: in effect at once, dated when approved (never
+        // before the approval), the announced date kept in the history.
+        let late = eff + 5 * DAY_MS + 1_000;
+        approve(&mut sp, "ada", late).unwrap();
+        assert_eq!(sp.approved_by.as_deref(), Some("ada"));
+        assert_eq!(sp.approved_at.as_deref(), Some("2025-02-05T00:00:01Z"));
+        assert!(!sp.awaits_approval());
+        assert!(advance(&mut sp, late));
+        assert_eq!(sp.status, Status::Active);
+        assert_eq!(sp.effective_at, "2025-02-05T00:00:01Z");
+        let last = sp.history.last().unwrap();
+        assert_eq!(last.event, EVENT_EFFECTIVE);
+        assert_eq!(last.at, "2025-02-05T00:00:01Z");
+        assert_eq!(
+            last.detail["announced_effective_at"],
+            "2025-01-31T00:00:00Z"
+        );
+        // Nothing is left to approve.
+        let e = approve(&mut sp, "ada", late).unwrap_err();
+        assert_eq!((e.code(), e.http_status()), ("nothing_to_approve", 409));
+    }
+
+    #[test]
+    fn a_change_needs_its_own_approval_and_a_new_change_resets_it() {
+        let mut sp = active(NOW);
+        assert_eq!(sp.approval, Some(Approval::Approved));
+        assert_eq!(
+            approve(&mut sp, "ada", NOW).unwrap_err(),
+            RegistryError::NothingToApprove
+        );
+        let t = NOW + 31 * DAY_MS;
+        let due = t + 30 * DAY_MS;
+        let change = |purpose: &str| ChangeRequest {
+            purpose: Some(purpose.into()),
+            effective_at: stamp_exact(due),
+            ..ChangeRequest::default()
+        };
+        announce_change(&mut sp, change("Uptime checks"), t, 30).unwrap();
+        assert!(sp.awaits_approval());
+        assert_eq!(
+            approve(&mut sp, "ada", t).unwrap(),
+            Approved {
+                entry: false,
+                change: true
+            }
+        );
+        // A new change replaces the approved one and waits again.
+        announce_change(&mut sp, change("Uptime and latency checks"), t, 30).unwrap();
+        let c = sp.pending_change.as_ref().unwrap();
+        assert_eq!(
+            (c.approval, c.approved_by.as_deref()),
+            (Approval::Pending, None)
+        );
+        assert!(!advance(&mut sp, due + DAY_MS));
+        assert_eq!(sp.purpose, "Error tracking");
+        assert!(sp.pending_change.is_some());
+
+        approve(&mut sp, "otto", due + DAY_MS).unwrap();
+        assert!(advance(&mut sp, due + DAY_MS));
+        assert_eq!(sp.purpose, "Uptime and latency checks");
+        assert!(sp.pending_change.is_none());
+        assert_eq!(sp.history.last().unwrap().at, stamp(due + DAY_MS));
+
+        // Retired: nothing to approve.
+        retire(&mut sp, due + 2 * DAY_MS).unwrap();
+        assert_eq!(
+            approve(&mut sp, "ada", due + 2 * DAY_MS).unwrap_err(),
+            RegistryError::NothingToApprove
+        );
+    }
+
+    #[test]
+    fn a_proposal_stored_before_approvals_existed_waits_for_one() {
+        let mut sp = announce(ann(NOW + 30 * DAY_MS), NOW, 30).unwrap();
+        let mut doc = serde_json::to_value(&sp).unwrap();
+        doc.as_object_mut().unwrap().remove("approval");
+        sp = serde_json::from_value(doc).unwrap();
+        assert_eq!(sp.approval, None);
+        assert!(sp.awaits_approval());
+        assert!(advance(&mut sp, NOW + 40 * DAY_MS));
+        assert_eq!(
+            (sp.status, sp.approval),
+            (Status::Proposed, Some(Approval::Pending))
+        );
+        // A pending change stored without the field reads as pending.
+        let c: PendingChange = serde_json::from_value(json!({
+            "announced_at": "2025-01-01T00:00:00Z", "effective_at": "2025-02-01T00:00:00Z",
+        }))
+        .unwrap();
+        assert_eq!(c.approval, Approval::Pending);
+        // Seeded entries needed no approval.
+        assert!(
+            seed(NOW)
+                .iter()
+                .all(|e| e.approval.is_none() && !e.awaits_approval())
+        );
     }
 }

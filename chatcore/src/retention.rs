@@ -57,7 +57,8 @@ pub const CATEGORIES: [Category; 6] = [
         label: "System and access logs",
         policy: "90 days",
         period_days: 90,
-        tables: &[PurgeTable::AuditLog],
+        // The audit log, and the traffic trace (operational usage data).
+        tables: &[PurgeTable::AuditLog, PurgeTable::TrafficTrace],
     },
     Category {
         id: "backups",
@@ -188,6 +189,12 @@ pub async fn run_purge(app: &AppState, trigger: &str) -> Result<PurgeRun, ApiErr
                 _ => break,
             };
             rows += batch.rows;
+            if table == PurgeTable::TrafficTrace {
+                app.trace_rows.fetch_sub(
+                    i64::try_from(batch.rows).unwrap_or(i64::MAX),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
             for (tenant, messages, bytes, conversations) in &batch.per_tenant {
                 if let Some(t) = app.tenants.get(tenant) {
                     t.usage.add(-messages, -bytes, -conversations);
@@ -354,11 +361,17 @@ pub async fn report(app: &AppState) -> Result<RetentionReport, StoreError> {
             backups_due(dir, now, &mut r);
         }
         for table in c.tables {
-            // Messages and conversations are the big tables: their totals
-            // come from the usage counters kept on commit, purge and erasure,
-            // so this report (refreshed every 15 s) never scans them.
-            let in_memory = matches!(table, PurgeTable::Messages | PurgeTable::Conversations);
-            if in_memory {
+            // Messages, conversations and the traffic trace are the big
+            // tables: their totals come from counters kept on commit, purge
+            // and erasure, so this report (refreshed every 15 s) never scans
+            // them.
+            let in_memory = matches!(
+                table,
+                PurgeTable::Messages | PurgeTable::Conversations | PurgeTable::TrafficTrace
+            );
+            if *table == PurgeTable::TrafficTrace {
+                r.records += app.trace_rows.load(std::sync::atomic::Ordering::Relaxed);
+            } else if in_memory {
                 let (messages, bytes, conversations) = usage_totals(app);
                 if *table == PurgeTable::Messages {
                     r.records += messages;

@@ -25,16 +25,35 @@ pub enum Action {
 /// A write to the core (only with `--write`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteAction {
-    Suspend { id: String, label: String },
-    Resume { id: String, label: String },
-    Terminate { id: String, label: String },
+    Suspend {
+        id: String,
+        label: String,
+    },
+    Resume {
+        id: String,
+        label: String,
+    },
+    Terminate {
+        id: String,
+        label: String,
+    },
     Purge,
+    /// Approve a sub-processor's pending proposal and/or change.
+    ApproveSubprocessor {
+        id: String,
+        label: String,
+    },
 }
 
 impl WriteAction {
     /// Whether the API wants a TOTP code for it.
     pub fn needs_totp(&self) -> bool {
-        matches!(self, WriteAction::Terminate { .. } | WriteAction::Purge)
+        matches!(
+            self,
+            WriteAction::Terminate { .. }
+                | WriteAction::Purge
+                | WriteAction::ApproveSubprocessor { .. }
+        )
     }
 
     pub fn verb(&self) -> &'static str {
@@ -43,6 +62,7 @@ impl WriteAction {
             WriteAction::Resume { .. } => "resume",
             WriteAction::Terminate { .. } => "terminate",
             WriteAction::Purge => "purge",
+            WriteAction::ApproveSubprocessor { .. } => "approve",
         }
     }
 
@@ -61,6 +81,9 @@ impl WriteAction {
             WriteAction::Purge => {
                 "Run a purge now? Every record past its retention date is deleted, and data keys of purged tenants destroyed.".into()
             }
+            WriteAction::ApproveSubprocessor { label, .. } => format!(
+                "Approve the pending sub-processor change for {label}? It takes effect on its effective date (at once if that has passed), objections notwithstanding."
+            ),
         }
     }
 }

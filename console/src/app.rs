@@ -458,7 +458,7 @@ impl App {
             all.push(format!("ctx {name}"));
         }
         if self.opts.write {
-            for c in ["suspend", "resume", "terminate", "purge"] {
+            for c in ["suspend", "resume", "terminate", "purge", "approve"] {
                 all.push(c.to_string());
             }
         }
@@ -567,6 +567,11 @@ impl App {
                 }
             }
             "purge" => self.apply(Action::Write(WriteAction::Purge)),
+            // The sub-processor selected in its view (tab 5).
+            "approve" => {
+                let a = self.subprocessors.approve_selected(&self.store);
+                self.apply(a);
+            }
             other => self.apply(Action::Status(format!(
                 "unknown command {other:?} (Tab completes, :help lists them)"
             ))),

@@ -6,8 +6,10 @@
 //! Seeded: active tenants, two suspended, one without a DPA, one terminated
 //! with its purge pending, one terminated 32 days ago (so its data is
 //! overdue: the dev clock is advanced past its deadline and the scheduled
-//! purge is hours away), and a proposed sub-processor outside the EEA
-//! without a safeguard, objected to by two tenants. For the compliance
+//! purge is hours away), a proposed sub-processor outside the EEA
+//! without a safeguard, objected to by two tenants and not approved (so
+//! `--write` can approve it with `A`), and an approved change to the seeded
+//! hosting entry, waiting only for its date. For the compliance
 //! view: an erasure request filed before the clock moves (so it is
 //! overdue), an access request not yet due, a breach affecting two tenants
 //! (one controller notified, the authority's 72 h clock open) and a
@@ -23,7 +25,7 @@ use std::time::Duration;
 use c24_api::admin::consents::{RecordConsent, WithdrawConsent};
 use c24_api::admin::dsr::{CreateDsr, DsrSubject, DsrType};
 use c24_api::admin::incidents::{CreateIncident, NotifyTarget, RecordNotification};
-use c24_api::admin::subprocessors::{Announcement, ObjectionRequest};
+use c24_api::admin::subprocessors::{Announcement, Category, ChangeRequest, ObjectionRequest};
 use c24_api::admin::tenants::{CreateTenant, TenantCreated};
 use c24_api::client::webchat::WebchatClient;
 use c24_api::client::{Client, ClientError};
@@ -39,7 +41,7 @@ pub const DEMO_TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
 pub const CLOCK_ADVANCE_S: i64 = 32 * 86_400;
 
 /// Seeding staff: one admin token per privileged seeding step.
-const SEED_STAFF: [(&str, &str, &str); 3] = [
+const SEED_STAFF: [(&str, &str, &str); 5] = [
     (
         "seed-terminate-1",
         "demo-seed-token-terminate-1",
@@ -54,6 +56,16 @@ const SEED_STAFF: [(&str, &str, &str); 3] = [
         "seed-announce",
         "demo-seed-token-announce",
         "ONSWG4TFOQ2XI5LVMZ3WK4TUOV4XE6LB",
+    ),
+    (
+        "seed-change",
+        "demo-seed-token-change",
+        "MZXW6YTBOI2XI5LVMZ3WK4TUOV4XE6LB",
+    ),
+    (
+        "seed-approve",
+        "demo-seed-token-approve",
+        "GEZDGNBVGY3TQOJQMFRGGZDFMZTWQ2LK",
     ),
 ];
 
@@ -307,6 +319,29 @@ async fn seed(
                 },
             )
             .await?;
+    }
+    // An approved change to the seeded hosting entry: it waits only for
+    // its date, next to Atlas Translate, which waits for an approval.
+    let registry = admin.subprocessors().await?;
+    if let Some(hosting) = registry
+        .items
+        .iter()
+        .find(|e| e.category == Category::CloudInfrastructure)
+    {
+        let (staff, code) = seed_staff(admin, 3)?;
+        staff
+            .announce_change(
+                &hosting.id,
+                &ChangeRequest {
+                    purpose: Some("Hosting, data storage and encrypted backups".into()),
+                    effective_at: rfc3339(now.now_ms + 35 * 86_400_000)?,
+                    ..ChangeRequest::default()
+                },
+                &code,
+            )
+            .await?;
+        let (staff, code) = seed_staff(admin, 4)?;
+        staff.approve_subprocessor(&hosting.id, &code).await?;
     }
     seed_compliance(admin, &active, now.now_ms).await?;
     Ok(active

@@ -12,11 +12,11 @@ use c24_api::admin::incidents::Incident;
 use c24_api::admin::overview::Overview;
 use c24_api::admin::retention::RetentionReport;
 use c24_api::admin::subprocessors::RegistryList;
-use c24_api::admin::tenants::Tenant;
+use c24_api::admin::tenants::{Tenant, TenantConversation};
 use c24_api::admin::throughput::Throughput;
 use serde_json::{Value, json};
 
-use crate::store::{Store, TenantRecord};
+use crate::store::{ConversationRow, Store, TenantRecord};
 
 /// The core's clock in the fixtures.
 pub const NOW: &str = "2026-03-01T12:00:00Z";
@@ -68,6 +68,19 @@ pub fn tenant(i: usize) -> Tenant {
     } else {
         0.0
     };
+    // A minute of per-second counts averaging about `rate`, with a burst
+    // now and then (empty when idle).
+    let tenths = (rate * 10.0).round() as usize;
+    let history: Vec<u32> = if rate > 0.0 {
+        (0..60)
+            .map(|s| {
+                u32::from((s * 7 + i * 3) % 10 < tenths)
+                    + u32::from((s + i * 4).is_multiple_of(17)) * 2
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     parse(json!({
         "id": id,
         "name": name,
@@ -84,6 +97,7 @@ pub fn tenant(i: usize) -> Tenant {
         "purge_after": purge_after,
         "key_destroyed_at": null,
         "msgs_per_s": rate,
+        "msgs_per_sec_history": history,
         "open_conversations": (i * 3) % 17,
         "conversations": (i * 5) % 40 + 2,
         "stored_messages": (i * 97) % 5000 + 10,
@@ -116,8 +130,10 @@ pub fn overview() -> Overview {
         "tenants_tracked": 9,
         "tenants": {"total": 12, "active": 8, "suspended": 2, "terminated": 2, "purged": 0, "without_dpa": 1},
         "retention_overdue": 37,
-        "registry_pending": 1,
+        "registry_pending": 2,
         "registry_flagged": 1,
+        "registry_awaiting_approval": 1,
+        "incidents_open": 2,
         "now": NOW
     }))
 }
@@ -211,15 +227,28 @@ pub fn registry() -> RegistryList {
             entry("sp-aws", "Amazon Web Services", "Cloud Infrastructure", "Germany", "eea", "EEA", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
             entry("sp-cf", "Cloudflare", "Security & Anti-malware", "Global", "global", "SCC", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
             entry("sp-slack", "Slack", "Collaboration Tools", "United States", "third_country", "SCC + DPF", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
-            entry("sp-dd", "Datadog", "Monitoring & Logging", "Netherlands", "eea", "EEA", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
+            ({
+                let mut dd = entry("sp-dd", "Datadog", "Monitoring & Logging", "Netherlands", "eea", "EEA", "active", "2025-01-01T00:00:00Z", vec![], vec![]);
+                dd["pending_change"] = json!({
+                    "announced_at": "2026-02-10T09:00:00Z", "effective_at": "2026-03-12T09:00:00Z",
+                    "purpose": "Monitoring, logging and uptime checks", "flags": [],
+                    "approval": "approved", "approved_at": "2026-02-11T10:00:00Z", "approved_by": "ada",
+                });
+                dd
+            }),
             entry("sp-meta", "Meta (WhatsApp)", "Communication Channels", "Ireland", "eea", "EEA", "active", "2025-01-01T00:00:00Z", vec![], vec![]),
-            entry("sp-atlas", "Atlas Translate", "Collaboration Tools", "Singapore", "third_country", "none", "proposed", "2026-04-10T12:00:00Z",
-                  vec!["transfer_without_safeguard"],
-                  vec![objection(0, "no transfers without SCCs"), objection(4, "patient data must stay in the EEA")]),
+            ({
+                let mut atlas = entry("sp-atlas", "Atlas Translate", "Collaboration Tools", "Singapore", "third_country", "none", "proposed", "2026-04-10T12:00:00Z",
+                      vec!["transfer_without_safeguard"],
+                      vec![objection(0, "no transfers without SCCs"), objection(4, "patient data must stay in the EEA")]);
+                atlas["approval"] = json!("pending");
+                atlas
+            }),
         ],
-        "pending": 1,
+        "pending": 2,
         "flagged": 1,
-        "notice_days": 30
+        "notice_days": 30,
+        "awaiting_approval": 1
     }))
 }
 
@@ -496,16 +525,6 @@ pub fn store_at(tenants: usize, redact: bool, now: Instant) -> Store {
     let records: Vec<TenantRecord> = (0..tenants)
         .map(|i| TenantRecord::from(tenant(i)))
         .collect();
-    // Three samples, so the sparklines have a shape.
-    for step in 0..3 {
-        let mut rs = records.clone();
-        for (i, r) in rs.iter_mut().enumerate() {
-            if r.msgs_per_s > 0.0 {
-                r.msgs_per_s += ((i + step) % 4) as f32 * 0.3;
-            }
-        }
-        s.set_tenants(rs, now);
-    }
     s.set_tenants(records, now);
     s.set_retention(retention(), now);
     s.set_registry(registry(), now);
@@ -525,11 +544,26 @@ pub fn store(redact: bool) -> Store {
     store_at(12, redact, Instant::now())
 }
 
+/// Tenant `i`'s newest conversations, one per channel and an idle one.
+pub fn conversations(i: usize) -> Vec<ConversationRow> {
+    let c = |n: usize, channel: &str, status: &str, count: i64, last: &str| {
+        json!({"id": format!("0196{:04x}{:024x}", i, n), "channel": channel, "status": status,
+               "message_count": count, "created_at": "2026-02-27T08:00:00Z", "last_activity_at": last})
+    };
+    let list: Vec<TenantConversation> = parse(json!([
+        c(4, "webchat", "open", 12, "2026-03-01T11:58:00Z"),
+        c(3, "whatsapp", "open", 5, "2026-03-01T11:41:00Z"),
+        c(2, "email", "open", 2, "2026-03-01T09:15:00Z"),
+        c(1, "webchat", "idle", 31, "2026-02-27T16:02:00Z"),
+    ]));
+    list.into_iter().map(ConversationRow::from).collect()
+}
+
 /// A detail view of tenant `i` on top of [`store`].
 pub fn focus_tenant(s: &mut Store, i: usize, now: Instant) {
     let id = tenant_id(i);
     s.focus(Some(&id));
     let mut tp = throughput();
     tp.tenant = Some(id.clone());
-    s.set_detail(TenantRecord::from(tenant(i)), &tp, now);
+    s.set_detail(TenantRecord::from(tenant(i)), &tp, conversations(i), now);
 }

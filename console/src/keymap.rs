@@ -38,6 +38,7 @@ pub enum KeyCommand {
     Resume,
     Terminate,
     Purge,
+    Approve,
 }
 
 /// A help-screen group.
@@ -251,6 +252,13 @@ pub const COMMANDS: &[(KeyCommand, &str, Group, &str, &[&str])] = &[
         Group::Write,
         "run a purge now (TOTP)",
         &["P"],
+    ),
+    (
+        KeyCommand::Approve,
+        "approve",
+        Group::Write,
+        "approve a sub-processor change (TOTP)",
+        &["A"],
     ),
 ];
 

@@ -67,7 +67,7 @@ pub fn apply(app: &mut App, msg: SourceMsg, sources: &Sources) {
             last,
         } => s.tenants_page(records, first, last, now),
         SourceMsg::TenantsIdle => s.tenants_idle(now),
-        SourceMsg::Detail(t, tp) => s.set_detail(*t, &tp, now),
+        SourceMsg::Detail(t, tp, convs) => s.set_detail(*t, &tp, convs, now),
         SourceMsg::Retention(r) => s.set_retention(*r, now),
         SourceMsg::Registry(r) => s.set_registry(*r, now),
         SourceMsg::Audit(a) => s.set_audit(a, now),

@@ -19,14 +19,17 @@ use c24_api::admin::incidents::Incident;
 use c24_api::admin::overview::Overview;
 use c24_api::admin::retention::RetentionReport;
 use c24_api::admin::subprocessors::RegistryList;
-use c24_api::admin::tenants::Tenant;
+use c24_api::admin::tenants::{Tenant, TenantConversation};
 use c24_api::admin::throughput::{Direction, Throughput};
 use chrono::{DateTime, Utc};
 
 use crate::format::{self, Redactor};
 
-/// Samples kept per tenant for the msgs/s sparkline of the tenants table.
-pub const TENANT_SPARK_LEN: usize = 16;
+/// Buckets of the msgs/s sparkline of the tenants table: the core's last
+/// 60 seconds (`msgs_per_sec_history`) in 5-second means.
+pub const TENANT_SPARK_LEN: usize = 12;
+/// Seconds per sparkline bucket.
+const SPARK_BUCKET_S: usize = 5;
 /// Events kept for the events view.
 pub const EVENTS_KEPT: usize = 200;
 /// The three channels, in display order.
@@ -230,11 +233,28 @@ pub struct TenantRecord {
     pub purge_after: Option<i64>,
     pub key_destroyed_at: Option<i64>,
     pub msgs_per_s: f32,
+    /// msgs/s of the last minute in 5-second buckets, oldest first, from
+    /// the core's per-second history (all zero when it sent none).
+    pub activity: [f32; TENANT_SPARK_LEN],
     pub open_conversations: i64,
     pub conversations: i64,
     pub stored_messages: i64,
     pub stored_bytes: i64,
     pub retention: RetentionState,
+}
+
+/// Per-second counts (oldest first) as [`TENANT_SPARK_LEN`] bucket means,
+/// aligned on the newest second.
+pub fn activity(history: &[u32]) -> [f32; TENANT_SPARK_LEN] {
+    let mut out = [0.0; TENANT_SPARK_LEN];
+    for (back, count) in history.iter().rev().enumerate() {
+        let bucket = back / SPARK_BUCKET_S;
+        if bucket >= TENANT_SPARK_LEN {
+            break;
+        }
+        out[TENANT_SPARK_LEN - 1 - bucket] += *count as f32 / SPARK_BUCKET_S as f32;
+    }
+    out
 }
 
 fn ms(s: &str) -> Option<i64> {
@@ -261,11 +281,20 @@ impl From<Tenant> for TenantRecord {
             purge_after: t.purge_after.as_deref().and_then(ms),
             key_destroyed_at: t.key_destroyed_at.as_deref().and_then(ms),
             msgs_per_s: t.msgs_per_s as f32,
+            activity: activity(&t.msgs_per_sec_history),
             open_conversations: t.open_conversations,
             conversations: t.conversations,
             stored_messages: t.stored_messages,
             stored_bytes: t.stored_bytes,
         }
+    }
+}
+
+impl TenantRecord {
+    /// Had a message in the last minute: its sparkline still moves, so the
+    /// tenant list is worth fetching again.
+    pub fn is_busy(&self) -> bool {
+        self.msgs_per_s > 0.0 || self.activity.iter().any(|v| *v > 0.0)
     }
 }
 
@@ -278,7 +307,7 @@ pub struct TenantRow {
     /// The id as shown: its last 8 characters, or a pseudonym.
     pub short_id: String,
     pub channels: &'static str,
-    /// msgs/s samples, oldest first, one per refresh.
+    /// msgs/s of the last minute, oldest first (the record's `activity`).
     pub spark: [f32; TENANT_SPARK_LEN],
     /// Lower-cased text the filter matches against.
     pub haystack: String,
@@ -308,6 +337,9 @@ pub struct OverviewView {
     pub retention_overdue: i64,
     pub registry_pending: usize,
     pub registry_flagged: usize,
+    pub registry_awaiting_approval: usize,
+    /// `None`: the core does not track incidents (drawn "—", not 0).
+    pub incidents_open: Option<usize>,
     /// Whole minutes: the uptime shown does not tick every second.
     pub uptime_min: i64,
 }
@@ -344,6 +376,8 @@ impl OverviewView {
             retention_overdue: o.retention_overdue,
             registry_pending: o.registry_pending,
             registry_flagged: o.registry_flagged,
+            registry_awaiting_approval: o.registry_awaiting_approval,
+            incidents_open: o.incidents_open,
             uptime_min: live.uptime_s / 60,
         }
     }
@@ -453,6 +487,31 @@ pub struct DetailView {
     pub id: String,
     pub tenant: Option<TenantRecord>,
     pub throughput: Option<ThroughputView>,
+    /// Its newest conversations (metadata only); `None` until fetched.
+    pub conversations: Option<Vec<ConversationRow>>,
+}
+
+/// One of the detail view's conversations, ready to draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRow {
+    pub id: String,
+    pub channel: String,
+    pub open: bool,
+    pub message_count: i64,
+    /// ms since the epoch.
+    pub last_activity_at: i64,
+}
+
+impl From<TenantConversation> for ConversationRow {
+    fn from(c: TenantConversation) -> Self {
+        Self {
+            open: c.status == "open",
+            last_activity_at: ms(&c.last_activity_at).unwrap_or(0),
+            id: c.id,
+            channel: c.channel,
+            message_count: c.message_count,
+        }
+    }
 }
 
 /// One line of the events view.
@@ -762,7 +821,8 @@ impl Store {
         self.confirm(Feed::Throughput, now);
     }
 
-    fn row(&self, record: TenantRecord, spark: [f32; TENANT_SPARK_LEN]) -> TenantRow {
+    fn row(&self, record: TenantRecord) -> TenantRow {
+        let spark = record.activity;
         let name = self.redact.tenant_name(&record.id, &record.name);
         let short_id = if self.redact.on {
             self.redact.tenant_id(&record.id)
@@ -805,21 +865,14 @@ impl Store {
         }
     }
 
-    fn push_sample(spark: &[f32; TENANT_SPARK_LEN], v: f32) -> [f32; TENANT_SPARK_LEN] {
-        let mut out = [0.0; TENANT_SPARK_LEN];
-        out[..TENANT_SPARK_LEN - 1].copy_from_slice(&spark[1..]);
-        out[TENANT_SPARK_LEN - 1] = v;
-        out
-    }
-
     /// A full tenant list at once (tests, fixtures): one page that is
     /// both the first and the last.
     pub fn set_tenants(&mut self, records: Vec<TenantRecord>, now: Instant) {
         self.tenants_page(records, true, true, now);
     }
 
-    /// One page of a tenant-list fetch. Rows are updated in place, each
-    /// tenant's sparkline gets this fetch's msgs/s as its newest sample;
+    /// One page of a tenant-list fetch. Rows are updated in place (the
+    /// sparkline comes with the record, from the core's per-second history);
     /// after the last page, tenants the fetch did not list are dropped.
     /// Pages arrive one at a time, so a 10,000-tenant platform is never
     /// held twice.
@@ -837,20 +890,17 @@ impl Store {
         }
         let generation = self.tenants_generation;
         for r in records {
-            self.page_busy |= r.msgs_per_s > 0.0;
+            self.page_busy |= r.is_busy();
             match self.by_id.get(&r.id).copied() {
                 Some(i) => {
-                    let old = &self.tenants[i];
-                    let spark = Self::push_sample(&old.spark, r.msgs_per_s);
-                    if old.record != r || old.spark != spark {
-                        self.tenants[i] = self.row(r, spark);
+                    if self.tenants[i].record != r {
+                        self.tenants[i] = self.row(r);
                         self.page_changed = true;
                     }
                     self.tenants[i].generation = generation;
                 }
                 None => {
-                    let spark = Self::push_sample(&[0.0; TENANT_SPARK_LEN], r.msgs_per_s);
-                    let row = self.row(r, spark);
+                    let row = self.row(r);
                     self.by_id.insert(row.record.id.clone(), self.tenants.len());
                     self.tenants.push(row);
                     self.page_changed = true;
@@ -885,13 +935,16 @@ impl Store {
         self.confirm(Feed::Tenants, now);
     }
 
-    /// The core confirmed that no tenant has traffic and nothing changed:
-    /// every sparkline gets a zero sample without a fetch.
+    /// The core confirmed that no tenant has traffic and nothing changed.
+    /// The poller fetches while any tenant had a message in the last minute,
+    /// so by now every history is empty; a sparkline left over (a fetch
+    /// missed) is cleared rather than frozen.
     pub fn tenants_idle(&mut self, now: Instant) {
         let mut changed = false;
         for row in &mut self.tenants {
             if row.spark.iter().any(|v| *v != 0.0) {
-                row.spark = Self::push_sample(&row.spark, 0.0);
+                row.spark = [0.0; TENANT_SPARK_LEN];
+                row.record.activity = row.spark;
                 changed = true;
             }
         }
@@ -912,6 +965,7 @@ impl Store {
             id: id.to_string(),
             tenant: self.tenant_row(id).map(|r| r.record.clone()),
             throughput: None,
+            conversations: None,
         });
         if next.as_ref().map(|d| &d.id) != self.detail.as_ref().map(|d| &d.id) {
             self.detail = next;
@@ -934,7 +988,13 @@ impl Store {
         }
     }
 
-    pub fn set_detail(&mut self, tenant: TenantRecord, throughput: &Throughput, now: Instant) {
+    pub fn set_detail(
+        &mut self,
+        tenant: TenantRecord,
+        throughput: &Throughput,
+        conversations: Vec<ConversationRow>,
+        now: Instant,
+    ) {
         let Some(d) = &mut self.detail else { return };
         if d.id != tenant.id {
             return;
@@ -943,6 +1003,10 @@ impl Store {
         let mut changed = false;
         if d.throughput.as_ref() != Some(&tv) {
             d.throughput = Some(tv);
+            changed = true;
+        }
+        if d.conversations.as_ref() != Some(&conversations) {
+            d.conversations = Some(conversations);
             changed = true;
         }
         if changed {
@@ -1257,5 +1321,28 @@ impl Store {
     /// Any feed's last error, for a snapshot that gave up waiting.
     pub fn first_error(&self) -> Option<String> {
         self.feeds.iter().find_map(|f| f.last_error.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_is_five_second_means_aligned_on_the_newest_second() {
+        assert_eq!(activity(&[]), [0.0; TENANT_SPARK_LEN]);
+        let mut history = vec![0u32; 60];
+        history[59] = 10; // the newest second
+        history[0] = 5; // the oldest
+        history[54] = 5; // the second-newest bucket
+        let a = activity(&history);
+        assert_eq!(a[TENANT_SPARK_LEN - 1], 2.0);
+        assert_eq!(a[TENANT_SPARK_LEN - 2], 1.0);
+        assert_eq!(a[0], 1.0);
+        assert_eq!(a.iter().sum::<f32>(), 4.0);
+        // A short history fills the newest buckets.
+        let a = activity(&[5, 5, 5, 5, 5]);
+        assert_eq!(a[TENANT_SPARK_LEN - 1], 5.0);
+        assert_eq!(a[..TENANT_SPARK_LEN - 1].iter().sum::<f32>(), 0.0);
     }
 }

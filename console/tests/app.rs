@@ -153,6 +153,55 @@ fn writes_ask_for_confirmation_and_a_totp_code() {
 }
 
 #[test]
+fn approving_a_subprocessor_change_asks_for_confirmation_and_a_totp_code() {
+    let mut a = app(true, Keymap::default());
+    typed(&mut a, "5");
+    let s = screen(&mut a);
+    assert!(s.contains("1 awaiting approval"), "{s}");
+    assert!(
+        s.contains("awaiting approval") && s.contains("approved by ada"),
+        "{s}"
+    );
+    assert!(s.contains("A approves the selected entry"), "{s}");
+    // The first entry (AWS) has nothing waiting: no write, a hint instead.
+    typed(&mut a, "A");
+    assert_eq!(a.mode, Mode::Normal);
+    assert!(screen(&mut a).contains("nothing waits for approval on Amazon Web Services"));
+    // Atlas Translate, the last row, waits for an approval.
+    typed(&mut a, "G");
+    typed(&mut a, "A");
+    assert!(
+        matches!(&a.mode, Mode::Confirm(WriteAction::ApproveSubprocessor { label, .. }) if label == "Atlas Translate"),
+        "{:?}",
+        a.mode
+    );
+    assert!(screen(&mut a).contains("Approve the pending sub-processor change for Atlas"));
+    typed(&mut a, "y");
+    assert!(matches!(&a.mode, Mode::Totp { .. }));
+    typed(&mut a, "654321");
+    key(&mut a, KeyCode::Enter);
+    match a.take_effects().as_slice() {
+        [Effect::Write(WriteAction::ApproveSubprocessor { id, .. }, Some(code))] => {
+            assert_eq!(id, "sp-atlas");
+            assert_eq!(code, "654321");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Also from the command line, for the selected entry.
+    typed(&mut a, ":approve");
+    key(&mut a, KeyCode::Enter);
+    assert!(matches!(
+        &a.mode,
+        Mode::Confirm(WriteAction::ApproveSubprocessor { .. })
+    ));
+    key(&mut a, KeyCode::Esc);
+    // The help lists the key.
+    typed(&mut a, "?");
+    let s = screen(&mut a);
+    assert!(s.contains("approve a sub-processor change (TOTP)"), "{s}");
+}
+
+#[test]
 fn read_only_refuses_writes() {
     let mut a = app(false, Keymap::default());
     typed(&mut a, "2S");

@@ -217,3 +217,28 @@ fn confirmation_popup_and_read_only_refusal() {
     assert!(text.contains("Run a purge now?"), "{text}");
     assert!(text.contains("a TOTP code is asked next"), "{text}");
 }
+
+#[test]
+fn open_incidents_show_a_dash_when_not_tracked_and_zero_when_none() {
+    let now = Instant::now();
+    let mut store = fixtures::store_at(12, false, now);
+    let mut o = fixtures::overview();
+    o.incidents_open = None;
+    store.set_overview(&o, now);
+    let mut a = app(Mode::Normal, store);
+    let text = to_text(&render(&mut a, W, H));
+    let panel: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("Open incidents"))
+        .take(3)
+        .collect();
+    let panel = panel.join("\n");
+    assert!(panel.contains("open             —"), "{panel}");
+    assert!(panel.contains("not tracked by this core"), "{panel}");
+
+    o.incidents_open = Some(0);
+    a.store.set_overview(&o, now);
+    let text = to_text(&render(&mut a, W, H));
+    assert!(text.contains("open             0"), "{text}");
+    assert!(!text.contains("not tracked by this core"), "{text}");
+}

@@ -15,6 +15,13 @@ const EXPECTED: &[(&str, &str, &str, bool, bool)] = &[
     ("POST", "/admin/v1/tenants", "operator", false, false),
     ("GET", "/admin/v1/tenants/{id}", "viewer", false, false),
     (
+        "GET",
+        "/admin/v1/tenants/{id}/conversations",
+        "viewer",
+        false,
+        false,
+    ),
+    (
         "POST",
         "/admin/v1/tenants/{id}/sign-dpa",
         "operator",
@@ -54,11 +61,19 @@ const EXPECTED: &[(&str, &str, &str, bool, bool)] = &[
     ("GET", "/admin/v1/events", "viewer", false, false),
     ("GET", "/admin/v1/retention", "viewer", false, false),
     ("POST", "/admin/v1/retention/purge", "operator", true, false),
+    ("GET", "/admin/v1/traffic/trace", "operator", false, false),
     ("GET", "/admin/v1/subprocessors", "viewer", false, false),
     ("POST", "/admin/v1/subprocessors", "admin", true, false),
     (
         "POST",
         "/admin/v1/subprocessors/{id}/changes",
+        "admin",
+        true,
+        false,
+    ),
+    (
+        "POST",
+        "/admin/v1/subprocessors/{id}/approve",
         "admin",
         true,
         false,
@@ -335,7 +350,10 @@ async fn every_admin_route_checks_token_role_and_second_factor() -> anyhow::Resu
         .collect();
     assert_eq!(
         audited_reads,
-        BTreeSet::from(["/admin/v1/tenants/{id}/dsr/{dsr_id}/export"])
+        BTreeSet::from([
+            "/admin/v1/tenants/{id}/dsr/{dsr_id}/export",
+            "/admin/v1/traffic/trace"
+        ])
     );
     assert!(items.iter().all(|i| i["action"].as_str().is_some_and(|a| {
         a.starts_with("POST ")

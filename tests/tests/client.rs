@@ -88,6 +88,13 @@ async fn the_client_covers_the_admin_api() -> anyhow::Result<()> {
         err.as_ref().and_then(ClientError::code),
         Some("mfa_invalid")
     );
+    // The approval route is there (a wrong code is refused by the guard,
+    // not answered 404); registry_live approves for real.
+    let err = api.approve_subprocessor(&sp.id, "000000").await.err();
+    assert_eq!(
+        err.as_ref().and_then(ClientError::code),
+        Some("mfa_invalid")
+    );
     let feed = api.subprocessor_feed().await?;
     assert_eq!(feed["version"], "https://jsonfeed.org/version/1.1");
     let retired = api.retire_subprocessor(&sp.id, &codes.code()?).await?;

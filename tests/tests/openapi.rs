@@ -41,7 +41,7 @@ const UNPROVOKABLE: &[&str] = &["500", "503"];
 
 /// Extra admin tokens with a second factor: each gives two TOTP codes a
 /// half minute, and the test makes about forty privileged writes.
-const POOL_ADMINS: usize = 24;
+const POOL_ADMINS: usize = 26;
 
 /// One request, named by its documented path template.
 struct Req {
@@ -1088,6 +1088,33 @@ async fn tenants(
         "tenant_not_found",
     )
     .await?;
+    let convs = "/admin/v1/tenants/{id}/conversations";
+    let page = t
+        .expect(
+            Req::get(convs)
+                .id(&a.id)
+                .query("limit=2")
+                .token(&staff.viewer.token),
+            200,
+            "",
+        )
+        .await?;
+    assert!(
+        page["items"].as_array().is_some_and(|i| !i.is_empty()),
+        "{page}"
+    );
+    t.expect(
+        Req::get(convs).id(&a.id).query("limit=0").token(admin),
+        400,
+        "invalid_query",
+    )
+    .await?;
+    t.expect(
+        Req::get(convs).id("nope").token(admin),
+        404,
+        "tenant_not_found",
+    )
+    .await?;
 
     // Charlie: sign the DPA, suspend (its reply is refused), resume.
     let life = |what: &'static str, id: &str| Req::post(what).id(id).token(op);
@@ -1207,6 +1234,20 @@ async fn live(t: &T, admin: &str) -> anyhow::Result<()> {
         .privileged(Req::post("/admin/v1/retention/purge"), 200, "")
         .await?;
     assert_eq!(run["trigger"], "manual");
+    let trace = "/admin/v1/traffic/trace";
+    let range = format!(
+        "from={}&to={}",
+        t.in_days(-1).replace('+', "%2B"),
+        t.in_days(1).replace('+', "%2B")
+    );
+    t.expect(Req::get(trace).query(&range).token(admin), 200, "")
+        .await?;
+    t.expect(
+        Req::get(trace).query("from=soon").token(admin),
+        400,
+        "invalid_query",
+    )
+    .await?;
     let audit = "/admin/v1/audit";
     let page = t
         .expect(Req::get(audit).query("limit=5").token(admin), 200, "")
@@ -1332,6 +1373,16 @@ async fn registry(
         "payload_too_large",
     )
     .await?;
+
+    let approve = "/admin/v1/subprocessors/{id}/approve";
+    let ap = t
+        .privileged(Req::post(approve).id(&new_id), 200, "")
+        .await?;
+    assert_eq!(ap["approval"], "approved", "{ap}");
+    t.privileged(Req::post(approve).id(&new_id), 409, "nothing_to_approve")
+        .await?;
+    t.privileged(Req::post(approve).id("nope"), 404, "not_found")
+        .await?;
 
     let retire = "/admin/v1/subprocessors/{id}/retire";
     let r = t.privileged(Req::post(retire).id(&new_id), 200, "").await?;

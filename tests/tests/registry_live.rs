@@ -1,11 +1,12 @@
 //! The sub-processor registry over HTTP (seeded from the policy, notice
-//! period, flags, objections, JSON Feed, effective dates by the dev clock),
-//! and the live figures (throughput, overview, SSE events, /metrics).
+//! period, flags, objections, approval, JSON Feed, effective dates by the
+//! dev clock), and the live figures (throughput, overview, SSE events,
+//! /metrics).
 
 use std::time::Duration;
 
 use c24_api::client::webchat::WebchatClient;
-use c24_e2e::{Core, TotpCodes, WAIT};
+use c24_e2e::{Core, TotpCodes, TotpPool, WAIT, write_tokens_file};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -17,6 +18,46 @@ async fn start() -> anyhow::Result<Core> {
         c.admin_totp_secret = Some(ADMIN_TOTP.into());
     })
     .await
+}
+
+/// A core with a pool of `n` admin tokens for privileged writes.
+async fn start_with_pool(n: usize) -> anyhow::Result<(Core, TotpPool, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let (tokens_file, _) = write_tokens_file(dir.path())?;
+    let pool = TotpPool::add_to(&tokens_file, "reg", "admin", n)?;
+    let core = Core::start_with(|c| {
+        *c = c.clone().with_dev_clock();
+        c.tokens_file = Some(tokens_file);
+    })
+    .await?;
+    Ok((core, pool, dir))
+}
+
+/// A privileged POST with a fresh code from the pool.
+async fn post_pooled(
+    core: &Core,
+    pool: &mut TotpPool,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<(u16, Value)> {
+    let (token, code) = pool.code()?;
+    let resp = core
+        .http
+        .post(format!("{}{path}", core.url()))
+        .bearer_auth(token)
+        .header("X-C24-TOTP", code)
+        .json(&body)
+        .send()
+        .await?;
+    Ok((resp.status().as_u16(), resp.json().await?))
+}
+
+fn entry(list: &Value, id: &str) -> Value {
+    list["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["id"] == id))
+        .cloned()
+        .unwrap_or_default()
 }
 
 async fn get(core: &Core, path: &str) -> anyhow::Result<Value> {
@@ -111,6 +152,7 @@ async fn registry_is_seeded_announces_with_notice_flags_and_takes_effect() -> an
     .await?;
     assert_eq!(status, 201, "{sp}");
     assert_eq!(sp["status"], "proposed");
+    assert_eq!(sp["approval"], "pending");
     assert_eq!(sp["flags"], json!(["transfer_without_safeguard"]));
     let id = sp["id"].as_str().unwrap_or_default().to_string();
 
@@ -173,7 +215,8 @@ async fn registry_is_seeded_announces_with_notice_flags_and_takes_effect() -> an
                 .is_some_and(|t| t.contains("Acme Translation"))))
     );
 
-    // 31 days later it is active.
+    // Not approved, 32 days later it is still proposed: nothing takes
+    // effect without an admin's approval.
     let (status, _) = post(
         &core,
         "/admin/v1/clock/advance",
@@ -188,8 +231,126 @@ async fn registry_is_seeded_announces_with_notice_flags_and_takes_effect() -> an
         .and_then(|a| a.iter().find(|i| i["id"] == id.as_str()))
         .cloned()
         .unwrap_or_default();
-    assert_eq!(entry["status"], "active");
+    assert_eq!(entry["status"], "proposed");
+    assert_eq!(entry["approval"], "pending");
+    assert_eq!(list["pending"], 1);
+    assert_eq!(list["awaiting_approval"], 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn approved_changes_take_effect_and_unapproved_ones_stay_pending() -> anyhow::Result<()> {
+    let (core, mut pool, _dir) = start_with_pool(6).await?;
+    let announce = |name: &str, days: i64| {
+        json!({
+            "name": name,
+            "category": "Monitoring & Logging",
+            "purpose": "Error tracking",
+            "location": "Germany",
+            "safeguard": "DPA",
+            "data_categories": ["IP addresses"],
+            "effective_at": rfc3339_in(days),
+        })
+    };
+    let coll = "/admin/v1/subprocessors";
+    let (status, a) = post_pooled(&core, &mut pool, coll, announce("Approved GmbH", 31)).await?;
+    assert_eq!(status, 201, "{a}");
+    let (status, b) = post_pooled(&core, &mut pool, coll, announce("Unapproved BV", 31)).await?;
+    assert_eq!(status, 201, "{b}");
+    let a_id = a["id"].as_str().unwrap_or_default().to_string();
+    let b_id = b["id"].as_str().unwrap_or_default().to_string();
+
+    // Approve A before its date: still proposed until then.
+    let (status, approved) = post_pooled(
+        &core,
+        &mut pool,
+        &format!("{coll}/{a_id}/approve"),
+        json!({}),
+    )
+    .await?;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["approval"], "approved");
+    assert_eq!(approved["status"], "proposed");
+    assert!(
+        approved["approved_by"]
+            .as_str()
+            .is_some_and(|by| by.starts_with("reg")),
+        "{approved}"
+    );
+    assert!(approved["approved_at"].is_string(), "{approved}");
+    let list = get(&core, coll).await?;
+    assert_eq!(list["awaiting_approval"], 1, "only B waits");
+
+    // Approving again: nothing to approve; an unknown id: 404.
+    let (status, v) = post_pooled(
+        &core,
+        &mut pool,
+        &format!("{coll}/{a_id}/approve"),
+        json!({}),
+    )
+    .await?;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("nothing_to_approve"))
+    );
+    let (status, v) =
+        post_pooled(&core, &mut pool, &format!("{coll}/nope/approve"), json!({})).await?;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    // Past the effective date: A is active, B still waits.
+    core.admin.advance_clock(32 * 86_400).await?;
+    let list = get(&core, coll).await?;
+    let (ea, eb) = (entry(&list, &a_id), entry(&list, &b_id));
+    assert_eq!(ea["status"], "active", "{ea}");
+    assert_eq!(eb["status"], "proposed", "{eb}");
+    assert_eq!(eb["approval"], "pending", "{eb}");
+    assert_eq!(list["awaiting_approval"], 1);
+    let o = get(&core, "/admin/v1/overview").await?;
+    assert_eq!(o["registry_awaiting_approval"], 1);
+
+    // B approved after its date: active at once.
+    let (status, vb) = post_pooled(
+        &core,
+        &mut pool,
+        &format!("{coll}/{b_id}/approve"),
+        json!({}),
+    )
+    .await?;
+    assert_eq!(status, 200, "{vb}");
+    assert_eq!(vb["status"], "active", "{vb}");
+    let list = get(&core, coll).await?;
+    assert_eq!(list["awaiting_approval"], 0);
     assert_eq!(list["pending"], 0);
+
+    // The approvals are in the audit log under the approvers' names.
+    let audit = get(&core, "/admin/v1/audit?limit=100").await?;
+    let approvals: Vec<&Value> = audit["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["action"] == "POST /admin/v1/subprocessors/{id}/approve")
+        .collect();
+    assert_eq!(approvals.len(), 4, "{audit}");
+    assert!(
+        approvals
+            .iter()
+            .any(|i| i["outcome"] == "nothing_to_approve" && i["status"] == 409)
+    );
+    // The feed says it was approved, without naming who.
+    let feed = get(&core, "/admin/v1/subprocessors/feed.json").await?;
+    let text = feed.to_string();
+    assert!(text.contains("Unapproved BV approved"), "{text}");
+    let approvers: Vec<String> = [&a_id, &b_id]
+        .iter()
+        .filter_map(|id| entry(&list, id)["approved_by"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(approvers.len(), 2, "{list}");
+    for who in &approvers {
+        assert!(!text.contains(who.as_str()), "the feed names {who}: {text}");
+    }
     Ok(())
 }
 
@@ -256,6 +417,42 @@ async fn live_figures_follow_ingest() -> anyhow::Result<()> {
     let list = get(&core, "/admin/v1/tenants").await?;
     assert_eq!(list["items"][0]["stored_messages"], 21);
     assert_eq!(list["items"][0]["conversations"], 1);
+    // The per-second history counts complete seconds: one second on (dev
+    // clock), all 21 messages are in it, 60 entries, oldest first.
+    core.admin.advance_clock(1).await?;
+    let list = get(&core, "/admin/v1/tenants").await?;
+    let history: Vec<u64> = list["items"][0]["msgs_per_sec_history"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    assert_eq!(history.len(), 60, "{list}");
+    assert_eq!(history.iter().sum::<u64>(), 21, "{history:?}");
+
+    // The tenant's conversations for staff: metadata only.
+    let convs = get(&core, &format!("/admin/v1/tenants/{}/conversations", t.id)).await?;
+    let items = convs["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{convs}");
+    assert_eq!(items[0]["id"], ack.conversation_id.as_str());
+    assert_eq!(items[0]["channel"], "webchat");
+    assert_eq!(items[0]["status"], "open");
+    assert_eq!(items[0]["message_count"], 21);
+    let keys: Vec<&str> = items[0]
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        keys,
+        [
+            "channel",
+            "created_at",
+            "id",
+            "last_activity_at",
+            "message_count",
+            "status"
+        ]
+    );
+    let text = convs.to_string();
+    assert!(!text.contains("first") && !text.contains("reply"), "{text}");
 
     // The SSE stream carried the tenant creation? (It was created before we
     // subscribed.) It carries a throughput tick within a couple of seconds.
@@ -316,6 +513,8 @@ async fn tenants_list_pages_sorts_and_filters_on_the_server() -> anyhow::Result<
 
     let desc = get(&core, "/admin/v1/tenants?sort=name&order=desc&limit=1").await?;
     assert_eq!(desc["items"][0]["name"], "Tenant 24");
+    // A tenant without traffic in the last minute sends no history.
+    assert_eq!(desc["items"][0]["msgs_per_sec_history"], json!([]));
     let no_dpa = get(&core, "/admin/v1/tenants?dpa=false").await?;
     assert_eq!(no_dpa["total"], 5);
     let q = get(&core, "/admin/v1/tenants?q=tenant%201").await?;

@@ -17,13 +17,18 @@ pub struct Overview {
     pub registry_pending: usize,
     /// Entries flagged (e.g. a transfer without safeguard).
     pub registry_flagged: usize,
+    /// Of those, entries whose proposal or change waits for an admin's
+    /// approval (it cannot take effect until approved).
+    #[serde(default)]
+    pub registry_awaiting_approval: usize,
     /// Data-subject requests past their deadline, not completed (tenants
     /// whose contract has ended are not counted).
     #[serde(default)]
     pub dsr_overdue: usize,
-    /// Breach records with a notification still to be recorded.
+    /// Breach records with a notification still to be recorded; `null`
+    /// when the core does not track incidents (a reader shows "—", not 0).
     #[serde(default)]
-    pub incidents_open: usize,
+    pub incidents_open: Option<usize>,
     /// RFC 3339, by the core's clock.
     pub now: String,
 }

@@ -88,6 +88,27 @@ impl Status {
     }
 }
 
+/// Whether an announced entry or change has been approved by an admin. An
+/// unapproved one never takes effect, whatever its effective date says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    /// Waiting for `POST /admin/v1/subprocessors/{id}/approve`.
+    Pending,
+    /// Approved: it takes effect at its effective date (or at once, if that
+    /// has passed).
+    Approved,
+}
+
+impl Approval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Pending => "pending",
+            Approval::Approved => "approved",
+        }
+    }
+}
+
 /// Where a location stands under GDPR Chapter V, ordered from inside the EEA
 /// outwards, so a list of locations takes its farthest member.
 #[derive(
@@ -194,6 +215,20 @@ pub struct PendingChange {
     /// change while they can still object.
     #[serde(default)]
     pub flags: Vec<String>,
+    /// A change applies only once approved (a change stored before approvals
+    /// existed reads as pending).
+    #[serde(default = "pending")]
+    pub approval: Approval,
+    /// RFC 3339, when approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
+    /// The staff member who approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+}
+
+fn pending() -> Approval {
+    Approval::Pending
 }
 
 /// A registry entry, persisted as JSON and returned by the API as is.
@@ -224,6 +259,29 @@ pub struct SubProcessor {
     pub objection_count: usize,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// The approval of the entry itself: `pending` while a proposed entry
+    /// waits for an admin, `approved` once one approved it; absent for
+    /// entries that needed none (seeded from the privacy policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// RFC 3339, when the entry was approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
+    /// The staff member who approved the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+}
+
+impl SubProcessor {
+    /// Whether something on this entry (the proposal or its pending change)
+    /// waits for an admin's approval.
+    pub fn awaits_approval(&self) -> bool {
+        (self.status == Status::Proposed && self.approval != Some(Approval::Approved))
+            || self
+                .pending_change
+                .as_ref()
+                .is_some_and(|c| c.approval == Approval::Pending)
+    }
 }
 
 /// `GET /admin/v1/subprocessors`.
@@ -235,4 +293,7 @@ pub struct RegistryList {
     /// Entries carrying any flag (e.g. `transfer_without_safeguard`).
     pub flagged: usize,
     pub notice_days: u32,
+    /// Entries with a proposal or change waiting for an admin's approval.
+    #[serde(default)]
+    pub awaiting_approval: usize,
 }

@@ -36,6 +36,12 @@ pub struct Tenant {
     /// Messages per second over the last 10 s.
     #[serde(default)]
     pub msgs_per_s: f64,
+    /// Messages in each of the last 60 complete seconds (all channels and
+    /// directions), oldest first: the msgs/s sparkline of a tenants table.
+    /// Empty when the tenant had no message in that minute, so an idle
+    /// tenant costs nothing on the wire.
+    #[serde(default)]
+    pub msgs_per_sec_history: Vec<u32>,
     /// Conversations active in the last 24 h.
     #[serde(default)]
     pub open_conversations: i64,
@@ -78,6 +84,32 @@ pub struct TenantList {
     /// Tenants matching the filter, over all pages.
     #[serde(default)]
     pub total: Option<usize>,
+}
+
+/// One of a tenant's conversations as staff see it
+/// (`GET /admin/v1/tenants/{id}/conversations`): metadata only, never
+/// content or the end user's identifiers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantConversation {
+    pub id: String,
+    /// `webchat`, `whatsapp` or `email`.
+    pub channel: String,
+    /// `open` (a message in the last 24 h, as `open_conversations` counts)
+    /// or `idle`.
+    pub status: String,
+    pub message_count: i64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub last_activity_at: String,
+}
+
+/// `GET /admin/v1/tenants/{id}/conversations`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantConversationList {
+    pub items: Vec<TenantConversation>,
+    /// Pass as `?after=` for the next page; `null` on the last.
+    pub next: Option<String>,
 }
 
 /// 201 answer to `POST /admin/v1/tenants`: the tenant with its credentials.

@@ -21,8 +21,11 @@ use crate::admin::retention::{PurgeRun, RetentionReport};
 use crate::admin::subprocessors::{
     Announcement, ChangeRequest, ObjectionRequest, RegistryList, SubProcessor,
 };
-use crate::admin::tenants::{CreateTenant, Tenant, TenantCreated, TenantList};
+use crate::admin::tenants::{
+    CreateTenant, Tenant, TenantConversationList, TenantCreated, TenantList,
+};
 use crate::admin::throughput::Throughput;
+use crate::admin::traffic::{TRACE_CONTENT_TYPE, TraceRecord};
 use crate::agent::{ConversationList, MessageList, MessageView, PostMessage};
 
 /// Header carrying the TOTP code of a privileged write.
@@ -271,6 +274,19 @@ impl Client {
         self.get(&format!("/admin/v1/tenants/{id}")).await
     }
 
+    /// `GET /admin/v1/tenants/{id}/conversations?limit=N`: the newest
+    /// conversations' metadata (no content, no contact; viewer role).
+    pub async fn tenant_conversations(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<TenantConversationList, ClientError> {
+        self.get(&format!(
+            "/admin/v1/tenants/{id}/conversations?limit={limit}"
+        ))
+        .await
+    }
+
     /// `POST /admin/v1/tenants/{id}/sign-dpa`.
     pub async fn sign_dpa(&self, id: &str) -> Result<Tenant, ClientError> {
         self.post_mfa(&format!("/admin/v1/tenants/{id}/sign-dpa"), &Empty {}, None)
@@ -363,6 +379,96 @@ impl Client {
         }))
     }
 
+    // --- traffic trace ------------------------------------------------------
+
+    /// `GET /admin/v1/traffic/trace?from=&to=` (operator): the records of
+    /// `[from, to)` (RFC 3339), ordered by time, read line by line as they
+    /// stream in, so a long range is never held as one body.
+    pub async fn traffic_trace_stream(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<
+        futures_util::stream::BoxStream<'static, Result<TraceRecord, ClientError>>,
+        ClientError,
+    > {
+        use futures_util::StreamExt;
+        let resp = self
+            .http
+            .get(self.url("/admin/v1/traffic/trace"))
+            .query(&[("from", from), ("to", to)])
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, TRACE_CONTENT_TYPE)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::decode::<serde_json::Value>(resp)
+                .await
+                .err()
+                .unwrap_or(ClientError::Timeout("an error body")));
+        }
+        struct Lines<S> {
+            body: S,
+            buf: Vec<u8>,
+            line: usize,
+            ended: bool,
+        }
+        let state = Lines {
+            body: resp.bytes_stream().boxed(),
+            buf: Vec::new(),
+            line: 0,
+            ended: false,
+        };
+        Ok(futures_util::stream::unfold(state, |mut s| async move {
+            loop {
+                if let Some(nl) = s.buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = s.buf.drain(..=nl).collect();
+                    s.line += 1;
+                    let text = &line[..line.len() - 1];
+                    if text.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let item = serde_json::from_slice::<TraceRecord>(text)
+                        .map_err(|e| ClientError::Stream(format!("trace line {}: {e}", s.line)));
+                    return Some((item, s));
+                }
+                if s.ended {
+                    if s.buf.iter().all(u8::is_ascii_whitespace) {
+                        return None;
+                    }
+                    let rest = std::mem::take(&mut s.buf);
+                    s.line += 1;
+                    let item = serde_json::from_slice::<TraceRecord>(&rest)
+                        .map_err(|e| ClientError::Stream(format!("trace line {}: {e}", s.line)));
+                    return Some((item, s));
+                }
+                match s.body.next().await {
+                    Some(Ok(chunk)) => s.buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => {
+                        s.ended = true;
+                        s.buf.clear();
+                        return Some((Err(ClientError::Stream(e.to_string())), s));
+                    }
+                    None => s.ended = true,
+                }
+            }
+        })
+        .boxed())
+    }
+
+    /// [`Self::traffic_trace_stream`], collected.
+    pub async fn traffic_trace(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<TraceRecord>, ClientError> {
+        use futures_util::TryStreamExt;
+        self.traffic_trace_stream(from, to)
+            .await?
+            .try_collect()
+            .await
+    }
+
     // --- retention ------------------------------------------------------------
 
     /// `GET /admin/v1/retention`.
@@ -403,6 +509,21 @@ impl Client {
         self.post_mfa(
             &format!("/admin/v1/subprocessors/{id}/changes"),
             c,
+            Some(totp),
+        )
+        .await
+    }
+
+    /// `POST /admin/v1/subprocessors/{id}/approve` (privileged: TOTP): approves
+    /// the entry's pending proposal and/or change.
+    pub async fn approve_subprocessor(
+        &self,
+        id: &str,
+        totp: &str,
+    ) -> Result<SubProcessor, ClientError> {
+        self.post_mfa(
+            &format!("/admin/v1/subprocessors/{id}/approve"),
+            &Empty {},
             Some(totp),
         )
         .await

@@ -238,10 +238,18 @@ pub struct Core {
 impl Core {
     /// `c24_chatcore::start(Config::embedded(..))` with `at_rest_encryption` set.
     pub async fn start(label: &'static str, at_rest_encryption: bool) -> Result<Self, BoxError> {
+        Self::start_with(label, |c| c.at_rest_encryption = at_rest_encryption).await
+    }
+
+    /// A core with `adjust` applied to the embedded defaults.
+    pub async fn start_with(
+        label: &'static str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Self, BoxError> {
         let dir = tempfile::tempdir()?;
         let writers_before = threads_named(WRITER_THREAD);
         let mut config = Config::embedded(dir.path().join("data"));
-        config.at_rest_encryption = at_rest_encryption;
+        adjust(&mut config);
         let running = c24_chatcore::start(config).await?;
         Ok(Self {
             label,

@@ -51,6 +51,13 @@ pub const ADMIN_ROUTES: &[RouteSpec] = &[
     r("GET", "/admin/v1/tenants", Role::Viewer, false),
     r("POST", "/admin/v1/tenants", Role::Operator, false),
     r("GET", "/admin/v1/tenants/{id}", Role::Viewer, false),
+    // Metadata only (no content, no contact): a viewer may see it.
+    r(
+        "GET",
+        "/admin/v1/tenants/{id}/conversations",
+        Role::Viewer,
+        false,
+    ),
     r(
         "POST",
         "/admin/v1/tenants/{id}/sign-dpa",
@@ -86,11 +93,24 @@ pub const ADMIN_ROUTES: &[RouteSpec] = &[
     r("GET", "/admin/v1/events", Role::Viewer, false),
     r("GET", "/admin/v1/retention", Role::Viewer, false),
     r("POST", "/admin/v1/retention/purge", Role::Operator, true),
+    // The traffic trace: no content or identifier, but every tenant's
+    // traffic shape, and timing patterns are still pseudonymous data:
+    // operator (not viewer), and each export is audited.
+    RouteSpec {
+        audit_read: true,
+        ..r("GET", "/admin/v1/traffic/trace", Role::Operator, false)
+    },
     r("GET", "/admin/v1/subprocessors", Role::Viewer, false),
     r("POST", "/admin/v1/subprocessors", Role::Admin, true),
     r(
         "POST",
         "/admin/v1/subprocessors/{id}/changes",
+        Role::Admin,
+        true,
+    ),
+    r(
+        "POST",
+        "/admin/v1/subprocessors/{id}/approve",
         Role::Admin,
         true,
     ),

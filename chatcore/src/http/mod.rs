@@ -60,6 +60,11 @@ pub struct AppInner {
     pub tenant_counts: std::sync::Mutex<Option<(u64, c24_api::admin::overview::TenantCounts)>>,
     /// Restricted identifiers, open data-subject requests and incidents.
     pub compliance: crate::compliance::ComplianceState,
+    /// Rows in the traffic trace: counted at start, then on commit and
+    /// purge, so the retention report never scans the table.
+    pub trace_rows: std::sync::atomic::AtomicI64,
+    /// The writer records the traffic trace.
+    pub traffic_trace: bool,
     /// The listener serves TLS (for absolute URLs).
     pub tls: bool,
     /// Flips to `true` when the server begins to stop; sockets close on it.

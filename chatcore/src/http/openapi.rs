@@ -107,7 +107,7 @@ pub struct JsonFeed {
     pub items: Vec<JsonFeedItem>,
 }
 
-/// One registry event (announced, change announced, effective, retired).
+/// One registry event (announced, change announced, approved, effective, retired).
 #[derive(ToSchema)]
 pub struct JsonFeedItem {
     /// `{entry id}:{history index}`, stable.
@@ -161,6 +161,7 @@ pub struct JsonFeedC24 {
         admin::tenants::create,
         admin::tenants::list,
         admin::tenants::show,
+        admin::tenants::conversations,
         admin::tenants::sign_dpa,
         admin::tenants::suspend,
         admin::tenants::resume,
@@ -171,10 +172,12 @@ pub struct JsonFeedC24 {
         admin::live::events,
         admin::retention::report,
         admin::retention::purge,
+        admin::traffic::trace,
         admin::subprocessors::list,
         admin::subprocessors::announce,
         admin::subprocessors::feed,
         admin::subprocessors::change,
+        admin::subprocessors::approve,
         admin::subprocessors::retire,
         admin::subprocessors::object,
         admin::audit::list,
@@ -207,7 +210,7 @@ pub struct JsonFeedC24 {
         (name = "agent", description = "A tenant's agents read conversations and reply."),
         (name = "admin", description = "Operators: tenants, live figures, retention, \
             sub-processor registry, audit log, data-subject requests, breach records, \
-            consent records."),
+            consent records, traffic trace."),
     )
 )]
 struct ApiDoc;

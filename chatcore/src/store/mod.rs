@@ -80,11 +80,12 @@ pub enum PurgeTable {
     Restrictions,
     SecurityIncidents,
     ConsentRecords,
+    TrafficTrace,
 }
 
 impl PurgeTable {
     /// In deletion order: children before parents.
-    pub const ALL: [PurgeTable; 10] = [
+    pub const ALL: [PurgeTable; 11] = [
         PurgeTable::Messages,
         PurgeTable::EmailThreads,
         PurgeTable::Conversations,
@@ -95,6 +96,7 @@ impl PurgeTable {
         PurgeTable::Restrictions,
         PurgeTable::SecurityIncidents,
         PurgeTable::ConsentRecords,
+        PurgeTable::TrafficTrace,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,6 +111,7 @@ impl PurgeTable {
             PurgeTable::Restrictions => "restrictions",
             PurgeTable::SecurityIncidents => "security_incidents",
             PurgeTable::ConsentRecords => "consent_records",
+            PurgeTable::TrafficTrace => "traffic_trace",
         }
     }
 }
@@ -433,6 +436,19 @@ pub struct MessageRecord {
     pub received_at: Millis,
 }
 
+/// One row of the traffic trace: the messages of one group commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceBatch {
+    pub id: i64,
+    /// When the batch was stored.
+    pub at: Millis,
+    /// Packed entries ([`crate::traffic::decode_entries`]).
+    pub entries: Vec<u8>,
+}
+
+/// Where a traffic-trace export stands: `(at, id)` of the last batch written.
+pub type TraceCursor = (Millis, i64);
+
 /// A queued write; await it for the commit.
 pub type PendingWrite = tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>;
 
@@ -480,6 +496,19 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
         totals: bool,
     ) -> Result<DueCounts, StoreError>;
+
+    /// Traffic-trace batches with `from <= at < to`, ordered by (at, id), at
+    /// most `limit` after `after`: a page of a streamed export.
+    async fn traffic_trace(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<TraceCursor>,
+        limit: u32,
+    ) -> Result<Vec<TraceBatch>, StoreError>;
+
+    /// Messages in the traffic trace (once at start; then counted in memory).
+    async fn traffic_trace_rows(&self) -> Result<i64, StoreError>;
 
     /// Per tenant: (messages, bytes, conversations) stored, to seed the usage counters at start.
     async fn usage(&self) -> Result<Vec<(String, i64, i64, i64)>, StoreError>;

@@ -168,3 +168,22 @@ CREATE TABLE IF NOT EXISTS consent_records (
 CREATE INDEX IF NOT EXISTS consent_records_tenant ON consent_records (tenant_id, id);
 CREATE INDEX IF NOT EXISTS consent_records_subject ON consent_records (tenant_id, subject_bi);
 CREATE INDEX IF NOT EXISTS consent_records_purge ON consent_records (purge_after) WHERE purge_after IS NOT NULL;
+
+-- Traffic trace (for `c24-loadgen replay`): per stored message its time,
+-- tenant, channel, conversation, direction and body size; never content or
+-- an identifier of the end user. One row per group commit (`at` is when it
+-- was stored, `count` its messages), written in that commit's transaction;
+-- `entries` packs the messages (crate::traffic::push_entry), so a message
+-- costs ingest no row insert of its own. The conversation is referenced by
+-- its stored id (a random UUID), which the export never shows: it shows an
+-- HMAC of it under a key drawn for that export. Operational usage data, kept
+-- as system logs are (privacy policy §6: 90 days): purge_after = at + 90 d.
+CREATE TABLE IF NOT EXISTS traffic_trace (
+    id           INTEGER PRIMARY KEY,
+    at           INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    entries      BLOB NOT NULL,
+    purge_after  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS traffic_trace_at ON traffic_trace (at);
+CREATE INDEX IF NOT EXISTS traffic_trace_purge ON traffic_trace (purge_after);

@@ -14,7 +14,7 @@ use super::writer::{self, Job};
 use super::{
     AuditRecord, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord, DsrRecord,
     DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store, StoreError,
-    TenantRecord, WriteOp,
+    TenantRecord, TraceBatch, TraceCursor, WriteOp,
 };
 use crate::clock::{Clock, Millis};
 
@@ -72,11 +72,23 @@ fn on_off(b: bool) -> &'static str {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database in `data_dir`.
+    /// Opens (creating if needed) the database in `data_dir`, recording
+    /// the traffic trace.
     pub fn open(
         data_dir: &Path,
         at_rest_encryption: bool,
         clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, at_rest_encryption, clock, true)
+    }
+
+    /// [`Self::open`], with the traffic trace on or off (`traffic_trace`:
+    /// each stored message also writes its trace row in the same commit).
+    pub fn open_with(
+        data_dir: &Path,
+        at_rest_encryption: bool,
+        clock: Arc<dyn Clock>,
+        traffic_trace: bool,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::Io(format!("creating {}: {e}", data_dir.display())))?;
@@ -113,7 +125,7 @@ impl SqliteStore {
         }
         conn.execute_batch(writer::WRITER_PRAGMAS)?;
         let checkpointer = spawn_checkpointer(&path, &keyring)?;
-        let handle = writer::spawn(conn, clock)
+        let handle = writer::spawn(conn, clock, traffic_trace)
             .map_err(|e| StoreError::Io(format!("starting writer: {e}")))?;
         Ok(Self {
             path,
@@ -147,6 +159,32 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Io(format!("read task: {e}")))?
     }
+}
+
+/// [`Store::due_counts`] of the traffic trace, in messages (a row holds a
+/// commit's worth); its total is kept in memory.
+fn trace_due_counts(c: &Connection, now: Millis) -> Result<DueCounts, StoreError> {
+    let (overdue, due_24h, due_7d, oldest_overdue) = c
+        .prepare_cached(
+            "SELECT coalesce(sum(count) FILTER (WHERE purge_after <= ?1), 0),
+                    coalesce(sum(count) FILTER (WHERE purge_after > ?1
+                        AND purge_after <= ?1 + 86400000), 0),
+                    coalesce(sum(count) FILTER (WHERE purge_after > ?1
+                        AND purge_after <= ?1 + 604800000), 0),
+                    min(purge_after) FILTER (WHERE purge_after <= ?1)
+             FROM traffic_trace WHERE purge_after <= ?1 + 604800000",
+        )?
+        .query_row(params![now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    Ok(DueCounts {
+        records: 0,
+        bytes: 0,
+        overdue,
+        due_24h,
+        due_7d,
+        oldest_overdue,
+    })
 }
 
 fn attach_keyring(conn: &Connection, path: &Path) -> Result<(), StoreError> {
@@ -390,6 +428,9 @@ impl Store for SqliteStore {
     ) -> Result<DueCounts, StoreError> {
         self.read(move |c| {
             let name = table.name();
+            if table == PurgeTable::TrafficTrace {
+                return trace_due_counts(c, now);
+            }
             let (records, bytes): (i64, i64) = if totals {
                 c.prepare_cached(&format!("SELECT count(*) FROM {name}"))?
                     .query_row([], |r| Ok((r.get(0)?, 0)))?
@@ -452,6 +493,46 @@ impl Store for SqliteStore {
                      OR EXISTS (SELECT 1 FROM email_threads WHERE tenant_id = ?1)",
             )?
             .query_row(params![tenant_id], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn traffic_trace(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<TraceCursor>,
+        limit: u32,
+    ) -> Result<Vec<TraceBatch>, StoreError> {
+        self.read(move |c| {
+            // Keyset paging over the `at` index: each page is a range scan
+            // from where the last one stopped.
+            let (after_at, after_id) = after.unwrap_or((Millis::MIN, i64::MIN));
+            let mut stmt = c.prepare_cached(
+                "SELECT id, at, entries FROM traffic_trace
+                 WHERE at >= ?1 AND at < ?2 AND (at, id) > (?3, ?4)
+                 ORDER BY at, id LIMIT ?5",
+            )?;
+            let rows = stmt
+                .query_map(params![from, to, after_at, after_id, limit], |r| {
+                    Ok(TraceBatch {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        entries: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn traffic_trace_rows(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT coalesce(sum(count), 0) FROM traffic_trace")?
+                    .query_row([], |r| r.get(0))?,
+            )
         })
         .await
     }

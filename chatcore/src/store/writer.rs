@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::Channel;
 use super::{
     AuditRecord, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord, Erased,
     InboundMessage, IncidentRecord, OutboundMessage, PurgeTable, PurgedBatch, StoreError,
@@ -30,14 +31,18 @@ pub(crate) struct WriterHandle {
     pub thread: std::thread::JoinHandle<()>,
 }
 
-pub(crate) fn spawn(conn: Connection, clock: Arc<dyn Clock>) -> std::io::Result<WriterHandle> {
+pub(crate) fn spawn(
+    conn: Connection,
+    clock: Arc<dyn Clock>,
+    traffic_trace: bool,
+) -> std::io::Result<WriterHandle> {
     let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 4);
     let running = Arc::new(AtomicBool::new(true));
     let flag = running.clone();
     let thread = std::thread::Builder::new()
         .name("c24-writer".into())
         .spawn(move || {
-            run(conn, rx, clock);
+            run(conn, rx, clock, traffic_trace);
             flag.store(false, Ordering::SeqCst);
         })?;
     Ok(WriterHandle {
@@ -156,6 +161,37 @@ struct Ctx {
     /// commit the WAL is checkpointed and truncated, so no old page image
     /// keeps the wrapped key or the erased rows.
     truncate_wal: bool,
+    /// Each stored message is also recorded in its commit's traffic-trace row.
+    traffic_trace: bool,
+    /// This batch's messages for the traffic trace, packed
+    /// ([`crate::traffic::push_entry`]), and how many: one row at commit.
+    trace: Vec<u8>,
+    trace_count: i64,
+}
+
+/// Writes the batch's traffic-trace row inside its transaction: one row for
+/// every message of the commit, dated `now` (when the batch was stored).
+fn flush_trace(c: &Connection, ctx: &mut Ctx, now: Millis) -> Result<(), rusqlite::Error> {
+    let count = std::mem::take(&mut ctx.trace_count);
+    let entries = std::mem::take(&mut ctx.trace);
+    if count == 0 {
+        return Ok(());
+    }
+    c.prepare_cached(
+        "INSERT INTO traffic_trace (at, count, entries, purge_after) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        now,
+        count,
+        entries,
+        now.saturating_add(crate::traffic::TRACE_RETENTION_MS)
+    ])?;
+    Ok(())
+}
+
+fn clear_trace(ctx: &mut Ctx) {
+    ctx.trace.clear();
+    ctx.trace_count = 0;
 }
 
 /// Connection settings for the writer: no automatic checkpoint inside
@@ -163,11 +199,19 @@ struct Ctx {
 pub(crate) const WRITER_PRAGMAS: &str = "PRAGMA wal_autocheckpoint = 0;
      PRAGMA temp_store = MEMORY;";
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    clock: Arc<dyn Clock>,
+    traffic_trace: bool,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut ctx = Ctx {
         recent: RecentKeys::default(),
         truncate_wal: false,
+        traffic_trace,
+        trace: Vec::new(),
+        trace_count: 0,
     };
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -196,6 +240,7 @@ fn apply_batch(
     batch: &[Job],
     now: Millis,
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, rusqlite::Error> {
+    clear_trace(ctx);
     {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(batch.len());
@@ -209,26 +254,34 @@ fn apply_batch(
             }
         }
         if !failed {
+            flush_trace(&tx, ctx, now)?;
             tx.commit()?;
             return Ok(results);
         }
-        // Dropping `tx` rolls it back; keys it noted are not durable.
+        // Dropping `tx` rolls it back; keys it noted are not durable, and
+        // its trace entries were never written.
+        clear_trace(ctx);
     }
     ctx.recent = RecentKeys::default();
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for (op, _) in batch {
+        let traced = (ctx.trace.len(), ctx.trace_count);
         let sp = tx.savepoint()?;
         let r = apply(&sp, ctx, op, now);
         if r.is_ok() {
             sp.commit()?;
         } else {
-            // A rolled-back op may have loaded or noted keys of its own rows.
+            // A rolled-back op may have loaded or noted keys of its own
+            // rows, and queued a trace row for a message not stored.
             drop(sp);
             ctx.recent = RecentKeys::default();
+            ctx.trace.truncate(traced.0);
+            ctx.trace_count = traced.1;
         }
         results.push(r);
     }
+    flush_trace(&tx, ctx, now)?;
     tx.commit()?;
     Ok(results)
 }
@@ -257,6 +310,7 @@ fn commit_batch(conn: &mut Connection, ctx: &mut Ctx, batch: &mut Vec<Job>, cloc
         }
         Err(e) => {
             ctx.recent = RecentKeys::default();
+            clear_trace(ctx);
             tracing::error!(error = %e, ops = batch.len(), "group commit failed");
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(StoreError::Io(format!("commit failed: {e}"))));
@@ -291,7 +345,7 @@ fn apply(
             destroy_key(c, tenant_id, *at).map(|_| WriteOutcome::Done)
         }
         WriteOp::Inbound(m) => inbound(c, ctx, m, now).map(WriteOutcome::Message),
-        WriteOp::Outbound(m) => outbound(c, m, now).map(WriteOutcome::Message),
+        WriteOp::Outbound(m) => outbound(c, ctx, m, now).map(WriteOutcome::Message),
         WriteOp::PutDsr(r) => put_dsr(c, r).map(|_| WriteOutcome::Done),
         WriteOp::CompleteDsr(d) => complete_dsr(c, ctx, d),
         WriteOp::TakeDsrExport(r) => take_dsr_export(c, r).map(WriteOutcome::Blob),
@@ -631,6 +685,19 @@ fn purge_batch(
                 rows += 1;
             }
         }
+        PurgeTable::TrafficTrace => {
+            // A row holds a commit's messages: counted in messages, like
+            // the retention report counts them.
+            let mut stmt = c.prepare_cached(
+                "DELETE FROM traffic_trace WHERE rowid IN
+                   (SELECT rowid FROM traffic_trace WHERE purge_after <= ?1 LIMIT ?2)
+                 RETURNING count",
+            )?;
+            let mut q = stmt.query(params![now, batch])?;
+            while let Some(r) = q.next()? {
+                rows += u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0);
+            }
+        }
         other => {
             let name = other.name();
             let sql = format!(
@@ -867,6 +934,20 @@ fn insert_message(
     Ok(())
 }
 
+/// Adds the message to the batch's traffic-trace row: shape only (tenant,
+/// channel, conversation, direction, size). [`flush_trace`] writes it in the
+/// message's own transaction, so an entry exists exactly when its message
+/// committed.
+fn queue_trace(ctx: &mut Ctx, e: &crate::traffic::Entry) {
+    if ctx.traffic_trace {
+        if ctx.trace.is_empty() {
+            ctx.trace = crate::traffic::entries_start();
+        }
+        crate::traffic::push_entry(&mut ctx.trace, e);
+        ctx.trace_count += 1;
+    }
+}
+
 fn inbound(
     c: &Connection,
     ctx: &mut Ctx,
@@ -903,6 +984,18 @@ fn inbound(
         m.received_at,
         now,
     )?;
+    if ctx.traffic_trace {
+        queue_trace(
+            ctx,
+            &crate::traffic::Entry {
+                tenant_id: m.tenant_id.clone(),
+                conversation_id: conversation_id.clone(),
+                channel: m.channel,
+                direction: crate::stats::Direction::Inbound,
+                size: u64::try_from(m.size).unwrap_or(0),
+            },
+        );
+    }
     if let Some(key) = &m.thread_key {
         c.prepare_cached(
             "INSERT INTO email_threads (tenant_id, msgid_bi, conversation_id) VALUES (?1, ?2, ?3)
@@ -934,14 +1027,21 @@ fn inbound(
     Ok(stored)
 }
 
-fn outbound(c: &Connection, m: &OutboundMessage, now: Millis) -> Result<StoredMessage, StoreError> {
-    let owner: Option<String> = c
-        .prepare_cached("SELECT tenant_id FROM conversations WHERE id = ?1")?
-        .query_row(params![m.conversation_id], |r| r.get(0))
+fn outbound(
+    c: &Connection,
+    ctx: &mut Ctx,
+    m: &OutboundMessage,
+    now: Millis,
+) -> Result<StoredMessage, StoreError> {
+    let owner: Option<(String, String)> = c
+        .prepare_cached("SELECT tenant_id, channel FROM conversations WHERE id = ?1")?
+        .query_row(params![m.conversation_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    if owner.as_deref() != Some(m.tenant_id.as_str()) {
+    let Some((_, channel)) = owner.filter(|(t, _)| *t == m.tenant_id) else {
         return Err(StoreError::NotFound("conversation"));
-    }
+    };
+    // A stored channel this build does not know is not traced.
+    let channel = Channel::parse(&channel);
     let seq = next_seq(c, &m.conversation_id, now)?;
     insert_message(
         c,
@@ -958,6 +1058,18 @@ fn outbound(c: &Connection, m: &OutboundMessage, now: Millis) -> Result<StoredMe
         m.received_at,
         now,
     )?;
+    if let Some(channel) = channel.filter(|_| ctx.traffic_trace) {
+        queue_trace(
+            ctx,
+            &crate::traffic::Entry {
+                tenant_id: m.tenant_id.clone(),
+                conversation_id: m.conversation_id.clone(),
+                channel,
+                direction: crate::stats::Direction::Outbound,
+                size: u64::try_from(m.size).unwrap_or(0),
+            },
+        );
+    }
     Ok(StoredMessage {
         message_id: m.message_id.clone(),
         conversation_id: m.conversation_id.clone(),

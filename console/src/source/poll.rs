@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{Command, Fingerprint, Hint, SourceMsg, backoff, describe, is_unreachable};
-use crate::store::{Feed, PollState, TenantRecord, TenantStatus};
+use crate::store::{ConversationRow, Feed, PollState, TenantRecord, TenantStatus};
 
 /// How often the retention report is fetched without a hint.
 pub const RETENTION_EVERY: Duration = Duration::from_secs(10);
@@ -40,6 +40,8 @@ pub const TENANTS_EVERY: Duration = Duration::from_secs(30);
 pub const TENANT_PAGE: usize = 1000;
 /// Audit entries shown.
 pub const AUDIT_LIMIT: u32 = 50;
+/// Conversations shown in a tenant's detail (the newest).
+pub const DETAIL_CONVERSATIONS: u32 = 8;
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
 
 /// The throughput window fetched (the sparklines' length).
@@ -203,12 +205,17 @@ impl Poller {
             let detail = async {
                 let t = self.client.tenant(&id).await?;
                 let tp = self.client.throughput(WINDOW, Some(&id)).await?;
-                Ok::<_, ClientError>((t, tp))
+                let convs = self
+                    .client
+                    .tenant_conversations(&id, DETAIL_CONVERSATIONS)
+                    .await?;
+                Ok::<_, ClientError>((t, tp, convs))
             };
             match detail.await {
-                Ok((t, tp)) => self.send(SourceMsg::Detail(
+                Ok((t, tp, convs)) => self.send(SourceMsg::Detail(
                     Box::new(TenantRecord::from(t)),
                     Box::new(tp),
+                    convs.items.into_iter().map(ConversationRow::from).collect(),
                 )),
                 Err(e) => self.failed(Feed::Detail, e)?,
             }
@@ -389,7 +396,9 @@ impl Poller {
             let page = self.client.query_tenants(&q).await?;
             let records: Vec<TenantRecord> =
                 page.items.into_iter().map(TenantRecord::from).collect();
-            busy |= records.iter().any(|r| r.msgs_per_s > 0.0);
+            // Busy while any tenant had a message in the last minute, so
+            // the sparklines (the core's 60-second history) keep moving.
+            busy |= records.iter().any(TenantRecord::is_busy);
             live.extend(
                 records
                     .iter()

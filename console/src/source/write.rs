@@ -1,6 +1,7 @@
 //! The `--write` actions: one request each, run as a task so the UI never
 //! waits; the outcome comes back as [`SourceMsg::Outcome`].
 
+use c24_api::admin::subprocessors::Status;
 use c24_api::client::{Client, ClientError};
 use tokio::sync::mpsc;
 
@@ -49,6 +50,25 @@ pub async fn perform(client: &Client, action: &WriteAction, totp: Option<&str>) 
                 r.duration_ms
             )
         }),
+        WriteAction::ApproveSubprocessor { id, label } => {
+            client.approve_subprocessor(id, totp).await.map(|sp| {
+                let when = sp
+                    .pending_change
+                    .as_ref()
+                    .map(|c| c.effective_at.as_str())
+                    .or((sp.status == Status::Proposed).then_some(sp.effective_at.as_str()));
+                match when {
+                    Some(at) => format!(
+                        "{label} approved; takes effect {}",
+                        crate::format::date_time_str(at)
+                    ),
+                    None => format!(
+                        "{label} approved and now in effect ({})",
+                        sp.status.as_str()
+                    ),
+                }
+            })
+        }
     };
     match result {
         Ok(text) => Outcome { ok: true, text },
@@ -66,6 +86,7 @@ fn explain(e: &ClientError) -> String {
         Some("mfa_required") => "this action needs a TOTP code".into(),
         Some("mfa_not_enrolled") => "this token has no TOTP secret enrolled".into(),
         Some("forbidden") => "this token's role may not do that".into(),
+        Some("nothing_to_approve") => "nothing waits for approval there any more".into(),
         _ => match e {
             ClientError::Api {
                 status,

@@ -25,7 +25,7 @@ pub const COMMANDS_HELP: &[(&str, &str)] = &[
     ),
     ("ctx NAME", "switch to a context of the config file"),
     (
-        "suspend, resume, terminate, purge",
+        "suspend, resume, terminate, purge, approve",
         "the write actions (with --write)",
     ),
     ("help", "this screen"),
@@ -54,9 +54,10 @@ impl Component for HelpView {
         let help = ctx.keymap.help();
         let mut columns: [Vec<Line>; 2] = [Vec::new(), Vec::new()];
         for (group, lines) in &help {
+            // Balanced so both columns fit the screen at 120×36.
             let col = match group {
-                Group::General | Group::Navigation => 0,
-                Group::Tables | Group::Write => 1,
+                Group::General | Group::Navigation | Group::Write => 0,
+                Group::Tables => 1,
             };
             let out = &mut columns[col];
             out.push(Line::styled(group.title(), t.header));

@@ -199,17 +199,51 @@ impl Component for OverviewView {
                     },
                 ),
             ]));
+            // Third, so 80×24 (two lines) still shows the flagged count.
+            lines.push(Line::from(vec![
+                Span::styled("need approval    ", t.dim),
+                Span::styled(
+                    o.registry_awaiting_approval.to_string(),
+                    if o.registry_awaiting_approval > 0 {
+                        t.danger
+                    } else {
+                        t.text
+                    },
+                ),
+            ]));
         }
         f.render_widget(
             Paragraph::new(lines).block(panel::block("Sub-processors", fresh, t)),
             registry,
         );
-        f.render_widget(
-            Paragraph::new(vec![
+        // Open breach records: a count, or "—" when the core does not
+        // track them (an older core), which is not the same as none open.
+        let lines = match s.overview.as_ref().map(|o| o.incidents_open) {
+            Some(Some(n)) => vec![
+                Line::from(vec![
+                    Span::styled("open             ", t.dim),
+                    Span::styled(n.to_string(), if n > 0 { t.danger } else { t.ok }),
+                ]),
+                Line::styled(
+                    if n > 0 {
+                        "a notification is due (tab 7)"
+                    } else {
+                        "every notification recorded"
+                    },
+                    t.dim,
+                ),
+            ],
+            Some(None) => vec![
+                Line::from(vec![
+                    Span::styled("open             ", t.dim),
+                    Span::styled("—", t.dim),
+                ]),
                 Line::styled("not tracked by this core", t.dim),
-                Line::styled("(no incident API yet)", t.dim),
-            ])
-            .block(panel::plain("Open incidents", t)),
+            ],
+            None => Vec::new(),
+        };
+        f.render_widget(
+            Paragraph::new(lines).block(panel::block("Open incidents", fresh, t)),
             incidents,
         );
     }

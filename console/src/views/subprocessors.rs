@@ -1,15 +1,17 @@
 //! Sub-processors: the registry (category, location, safeguard,
-//! compliance flags), pending changes with a countdown to their effective
-//! date and objection counts, and the selected entry's history.
+//! compliance flags, approval), pending changes with a countdown to their
+//! effective date, their approval and objection counts, and the selected
+//! entry's history. With `--write`, the selected entry's pending change can
+//! be approved (confirmation and TOTP, like every privileged write).
 
-use c24_api::admin::subprocessors::{Status, SubProcessor};
+use c24_api::admin::subprocessors::{Approval, Status, SubProcessor};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 use super::{Component, Ctx, move_selection, scroll_offset};
-use crate::action::Action;
+use crate::action::{Action, WriteAction};
 use crate::format;
 use crate::keymap::KeyCommand;
 use crate::store::Feed;
@@ -30,8 +32,45 @@ fn pending(e: &SubProcessor) -> Option<&str> {
     }
 }
 
+/// The approval of what is pending on an entry: the change's if one is
+/// announced, else the proposal's; `None` when nothing is pending.
+fn pending_approval(e: &SubProcessor) -> Option<(Approval, Option<&str>)> {
+    match (&e.pending_change, e.status) {
+        (Some(c), _) if e.status != Status::Proposed || c.approval == Approval::Pending => {
+            Some((c.approval, c.approved_by.as_deref()))
+        }
+        (_, Status::Proposed) => Some((
+            e.approval.unwrap_or(Approval::Pending),
+            e.approved_by.as_deref(),
+        )),
+        _ => None,
+    }
+}
+
+impl SubprocessorsView {
+    /// The entry under the cursor.
+    pub fn selected_entry<'a>(&self, store: &'a crate::store::Store) -> Option<&'a SubProcessor> {
+        store.registry.as_ref()?.items.get(self.selected)
+    }
+
+    /// The approve action for the selected entry, or why there is none.
+    pub fn approve_selected(&self, store: &crate::store::Store) -> Action {
+        match self.selected_entry(store) {
+            Some(e) if e.awaits_approval() => Action::Write(WriteAction::ApproveSubprocessor {
+                id: e.id.clone(),
+                label: e.name.clone(),
+            }),
+            Some(e) => Action::Status(format!("nothing waits for approval on {}", e.name)),
+            None => Action::Status("select a sub-processor first".into()),
+        }
+    }
+}
+
 impl Component for SubprocessorsView {
     fn handle_event(&mut self, cmd: KeyCommand, ctx: &Ctx) -> Option<Action> {
+        if cmd == KeyCommand::Approve {
+            return Some(self.approve_selected(ctx.store));
+        }
         let len = ctx
             .store
             .registry
@@ -70,6 +109,7 @@ impl Component for SubprocessorsView {
                 "LOCATION",
                 "SAFEGUARD",
                 "STATUS",
+                "APPROVAL",
                 "COMPLIANCE",
                 "OBJ.",
             ]
@@ -95,12 +135,18 @@ impl Component for SubprocessorsView {
                     Status::Active => Span::styled("active", t.text),
                     Status::Retired => Span::styled("retired", t.dim),
                 };
+                let approval = match pending_approval(e) {
+                    Some((Approval::Pending, _)) => Span::styled("pending", t.danger),
+                    Some((Approval::Approved, _)) => Span::styled("approved", t.ok),
+                    None => Span::styled("—", t.dim),
+                };
                 let row = Row::new(vec![
                     Cell::from(e.name.as_str()),
                     Cell::from(e.category.as_str()),
                     Cell::from(e.location.as_str()),
                     Cell::from(e.safeguard.as_str()),
                     Cell::from(status),
+                    Cell::from(approval),
                     flags,
                     Cell::from(Span::styled(
                         e.objection_count.to_string(),
@@ -123,14 +169,16 @@ impl Component for SubprocessorsView {
             Constraint::Fill(2),
             Constraint::Fill(2),
             Constraint::Length(14),
+            Constraint::Length(8),
             Constraint::Length(26),
             Constraint::Length(4),
         ];
         let title = match &s.registry {
             Some(r) => format!(
-                "Sub-processor registry · {} entries · {} pending · {} flagged · notice {} days",
+                "Sub-processor registry · {} entries · {} pending · {} awaiting approval · {} flagged · notice {} days",
                 r.items.len(),
                 r.pending,
+                r.awaiting_approval,
                 r.flagged,
                 r.notice_days
             ),
@@ -159,6 +207,16 @@ impl Component for SubprocessorsView {
             } else {
                 "change"
             };
+            let approval = match pending_approval(e) {
+                Some((Approval::Approved, by)) => Span::styled(
+                    match by {
+                        Some(by) => format!("  approved by {} ·", s.redactor().ident(by)),
+                        None => "  approved ·".into(),
+                    },
+                    t.ok,
+                ),
+                _ => Span::styled("  awaiting approval ·", t.danger),
+            };
             lines.push(Line::from(vec![
                 Span::styled(format!("{} ", e.name), t.header),
                 Span::styled(format!("({what}) "), t.dim),
@@ -174,8 +232,9 @@ impl Component for SubprocessorsView {
                 })
                 .collect();
             lines.push(Line::from(vec![
+                approval,
                 Span::styled(
-                    format!("  {} objection(s)", e.objection_count),
+                    format!(" {} objection(s)", e.objection_count),
                     if e.objection_count > 0 {
                         t.danger
                     } else {
@@ -194,6 +253,14 @@ impl Component for SubprocessorsView {
         }
         if lines.is_empty() {
             lines.push(Line::styled("no pending changes", t.dim));
+        } else if ctx.write {
+            lines.push(Line::styled(
+                format!(
+                    "{} approves the selected entry's pending change (TOTP)",
+                    ctx.keymap.keys_label(KeyCommand::Approve)
+                ),
+                t.dim,
+            ));
         }
         f.render_widget(
             Paragraph::new(lines).block(panel::block("Pending changes", fresh, t)),

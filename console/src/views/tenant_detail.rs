@@ -1,6 +1,8 @@
 //! One tenant, behind `Enter` in the tenants table: identity and DPA,
 //! usage, retention dates, per-channel throughput charts (both
-//! directions), and the sub-processor objections it has raised.
+//! directions), its newest conversations (metadata only: channel, open or
+//! idle, message count, last activity) and the sub-processor objections it
+//! has raised.
 
 use c24_api::admin::throughput::Direction;
 use ratatui::Frame;
@@ -48,12 +50,15 @@ impl Component for TenantDetailView {
             );
             return;
         };
-        let [info, charts, objections] = Layout::vertical([
+        let [info, charts, bottom] = Layout::vertical([
             Constraint::Length(9),
             Constraint::Min(9),
-            Constraint::Length(5),
+            Constraint::Length(6),
         ])
         .areas(area);
+        let [conversations, objections] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .areas(bottom);
         let [ident, usage, retention] = Layout::horizontal([
             Constraint::Percentage(40),
             Constraint::Percentage(25),
@@ -180,6 +185,46 @@ impl Component for TenantDetailView {
                 f.render_widget(Sparkline::default().data(&data).style(t.spark), spark);
             }
         }
+
+        let lines: Vec<Line> = match &d.conversations {
+            None => vec![Line::styled("loading…", t.dim)],
+            Some(list) if list.is_empty() => vec![Line::styled("no conversations", t.dim)],
+            Some(list) => list
+                .iter()
+                .map(|c| {
+                    let n = c.id.len();
+                    let short = if r.on {
+                        r.ident(&c.id)
+                    } else {
+                        format!("…{}", &c.id[n.saturating_sub(8)..])
+                    };
+                    let when = match (
+                        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(c.last_activity_at),
+                        now,
+                    ) {
+                        // The core's clock as last seen may lag the
+                        // newest activity by a second: not "in <1m".
+                        (Some(at), Some(now)) if at >= now => "just now".to_string(),
+                        (Some(at), Some(now)) => format::relative(&at, &now),
+                        _ => format::date_time_ms(c.last_activity_at),
+                    };
+                    Line::from(vec![
+                        Span::styled(format!("{short:<13}"), t.dim),
+                        Span::styled(format!("{:<9}", c.channel), t.text),
+                        Span::styled(
+                            format!("{:<5}", if c.open { "open" } else { "idle" }),
+                            if c.open { t.ok } else { t.dim },
+                        ),
+                        Span::styled(format!("{:>5} msgs  ", c.message_count), t.text),
+                        Span::styled(when, t.dim),
+                    ])
+                })
+                .collect(),
+        };
+        f.render_widget(
+            Paragraph::new(lines).block(panel::block("Conversations · newest", fresh, t)),
+            conversations,
+        );
 
         let mut lines = Vec::new();
         if let Some(reg) = &s.registry {

@@ -112,7 +112,7 @@ pub async fn build_overview(app: &AppState) -> Overview {
                 .map(|r| r.categories.iter().map(|c| c.overdue).sum())
         })
         .unwrap_or(0);
-    let (registry_pending, registry_flagged) = {
+    let (registry_pending, registry_flagged, registry_awaiting_approval) = {
         let e = app.registry.entries.lock().await;
         (
             e.iter()
@@ -121,6 +121,7 @@ pub async fn build_overview(app: &AppState) -> Overview {
                 })
                 .count(),
             e.iter().filter(|s| !s.flags.is_empty()).count(),
+            e.iter().filter(|s| s.awaits_approval()).count(),
         )
     };
     let dsr_overdue = app.compliance.dsr_overdue(now, |id| {
@@ -134,8 +135,9 @@ pub async fn build_overview(app: &AppState) -> Overview {
         retention_overdue,
         registry_pending,
         registry_flagged,
+        registry_awaiting_approval,
         dsr_overdue,
-        incidents_open: app.compliance.incidents_open(),
+        incidents_open: Some(app.compliance.incidents_open()),
         now: crate::clock::rfc3339(now),
     }
 }

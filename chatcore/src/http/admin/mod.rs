@@ -11,6 +11,7 @@ pub mod live;
 pub mod retention;
 pub mod subprocessors;
 pub mod tenants;
+pub mod traffic;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -26,6 +27,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(tenants::create).get(tenants::list),
         )
         .route("/admin/v1/tenants/{id}", get(tenants::show))
+        .route(
+            "/admin/v1/tenants/{id}/conversations",
+            get(tenants::conversations),
+        )
         .route("/admin/v1/tenants/{id}/sign-dpa", post(tenants::sign_dpa))
         .route("/admin/v1/tenants/{id}/suspend", post(tenants::suspend))
         .route("/admin/v1/tenants/{id}/resume", post(tenants::resume))
@@ -38,6 +43,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/admin/v1/overview", get(live::overview))
         .route("/admin/v1/events", get(live::events))
         .route("/admin/v1/retention", get(retention::report))
+        .route("/admin/v1/traffic/trace", get(traffic::trace))
         .route("/admin/v1/retention/purge", post(retention::purge))
         .route(
             "/admin/v1/subprocessors",
@@ -50,6 +56,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/admin/v1/subprocessors/{id}/changes",
             post(subprocessors::change),
+        )
+        .route(
+            "/admin/v1/subprocessors/{id}/approve",
+            post(subprocessors::approve),
         )
         .route(
             "/admin/v1/subprocessors/{id}/retire",

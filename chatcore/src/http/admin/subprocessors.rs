@@ -1,5 +1,5 @@
 //! `/admin/v1/subprocessors`: the registry (list, announce, announce a
-//! change, retire, objections) and its JSON Feed. The rules live in
+//! change, approve, retire, objections) and its JSON Feed. The rules live in
 //! [`crate::registry`]; this module persists, publishes and answers.
 
 use axum::Json;
@@ -103,11 +103,13 @@ pub async fn list(State(app): State<AppState>) -> Result<Json<RegistryList>, Api
         .filter(|e| e.status == Status::Proposed || e.pending_change.is_some())
         .count();
     let flagged = items.iter().filter(|e| !e.flags.is_empty()).count();
+    let awaiting_approval = items.iter().filter(|e| e.awaits_approval()).count();
     Ok(Json(RegistryList {
         items,
         pending,
         flagged,
         notice_days: app.notice_days,
+        awaiting_approval,
     }))
 }
 
@@ -198,6 +200,41 @@ pub async fn change(
         mutate(&app, "change_announced", |entries, now| {
             let sp = registry::find_mut(entries, &id)?;
             registry::announce_change(sp, c, now, notice)?;
+            Ok(sp.id.clone())
+        })
+        .await?,
+    ))
+}
+
+/// An admin approves what waits on an entry (a proposal, an announced
+/// change, or both); it then takes effect on its effective date, or at once
+/// if that has passed.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/subprocessors/{id}/approve",
+    tag = "admin",
+    operation_id = "approveSubprocessor",
+    params(("id" = String, Path, description = "The sub-processor's id.")),
+    responses(
+        (status = 200, description = "The entry, approved (and in effect if its date has passed).", body = SubProcessor),
+        (status = 404, description = "`not_found`: no such sub-processor.", body = c24_api::ErrorBody),
+        (status = 409, description = "`nothing_to_approve`: no proposal or announced change waits for approval (also for a retired entry).", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+    ),
+)]
+pub async fn approve(
+    State(app): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<SubProcessor>, ApiError> {
+    let (by, _) = who.actor();
+    Ok(Json(
+        mutate(&app, "approved", |entries, now| {
+            let sp = registry::find_mut(entries, &id)?;
+            registry::approve(sp, &by, now)?;
+            // Approved after its date: it takes effect now.
+            registry::advance(sp, now);
             Ok(sp.id.clone())
         })
         .await?,

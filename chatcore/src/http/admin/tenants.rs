@@ -1,5 +1,5 @@
 //! `/admin/v1/tenants`: create, list (paged, sorted and filtered on the
-//! server), read, and the lifecycle: sign DPA, suspend, resume, terminate,
+//! server), read, a tenant's conversations (metadata only), and the lifecycle: sign DPA, suspend, resume, terminate,
 //! destroy the key.
 
 use std::collections::HashMap;
@@ -10,7 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use c24_api::admin::tenants::{
     ChannelCredentials, ChannelsPublic, CreateTenant, EmailCredentials, EmailPublic, Tenant,
-    TenantCreated, TenantList, WebchatCredentials, WhatsAppCredentials, WhatsAppPublic,
+    TenantConversation, TenantConversationList, TenantCreated, TenantList, WebchatCredentials,
+    WhatsAppCredentials, WhatsAppPublic,
 };
 use serde::Deserialize;
 
@@ -36,8 +37,21 @@ fn retention_state(s: &TenantState, now: Millis) -> &'static str {
     }
 }
 
+/// Seconds of per-second history on a tenant list item.
+pub const HISTORY_SECONDS: usize = 60;
+
 pub fn view(app: &AppState, t: &TenantEntry, now: Millis) -> Tenant {
     let s = t.state();
+    // Rate and history in one lookup of the live figures (no database).
+    let live = app.stats.tenant_figures(&t.id, HISTORY_SECONDS, now);
+    let history = if live.sparkline.iter().all(|c| *c == 0) {
+        Vec::new()
+    } else {
+        live.sparkline
+            .iter()
+            .map(|c| u32::try_from(*c).unwrap_or(u32::MAX))
+            .collect()
+    };
     let (messages, bytes, conversations) = t.usage.get();
     let open = app
         .open_conversations
@@ -63,7 +77,8 @@ pub fn view(app: &AppState, t: &TenantEntry, now: Millis) -> Tenant {
         terminated_at: s.terminated_at.map(rfc3339),
         purge_after: s.purge_after.map(rfc3339),
         key_destroyed_at: s.key_destroyed_at.map(rfc3339),
-        msgs_per_s: app.stats.tenant_rate(&t.id, now),
+        msgs_per_s: live.msgs_per_s,
+        msgs_per_sec_history: history,
         open_conversations: open,
         conversations: conversations.max(0),
         stored_messages: messages.max(0),
@@ -259,6 +274,77 @@ pub async fn list(
         next,
         total: Some(total),
     }))
+}
+
+/// Query of `GET /admin/v1/tenants/{id}/conversations`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationParams {
+    /// Page size, 1 to 100 (default 20).
+    limit: Option<u32>,
+    /// Cursor from the previous page's `next`.
+    after: Option<String>,
+}
+
+const CONVERSATIONS_DEFAULT: u32 = 20;
+const CONVERSATIONS_MAX: u32 = 100;
+/// A conversation with a message this recent is `open` (as the list's
+/// `open_conversations` counts).
+const OPEN_WINDOW_MS: Millis = 86_400_000;
+
+/// A tenant's conversations, newest first, for staff: metadata only (id,
+/// channel, open or idle, message count, dates), never content or the end
+/// user's contact, so a viewer may read it. Read from the conversations
+/// table only (no decryption).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/tenants/{id}/conversations",
+    tag = "admin",
+    operation_id = "tenantConversations",
+    params(("id" = String, Path, description = "The tenant's id."), ConversationParams),
+    responses(
+        (status = 200, description = "A page of the tenant's conversations, newest first.", body = TenantConversationList),
+        (status = 400, description = "`invalid_query`: bad limit or query string.", body = c24_api::ErrorBody),
+        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+    ),
+)]
+pub async fn conversations(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<ConversationParams>,
+) -> Result<Json<TenantConversationList>, ApiError> {
+    let limit = q.limit.unwrap_or(CONVERSATIONS_DEFAULT);
+    if !(1..=CONVERSATIONS_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {CONVERSATIONS_MAX}"),
+        ));
+    }
+    let t = find(&app, &id)?;
+    let now = app.clock.now_ms();
+    let rows = app.store.conversations(&t.id, limit, q.after).await?;
+    let next = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|c| c.id.clone()))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .map(|c| TenantConversation {
+            status: if now - c.last_activity_at < OPEN_WINDOW_MS {
+                "open"
+            } else {
+                "idle"
+            }
+            .to_string(),
+            id: c.id,
+            channel: c.channel,
+            message_count: c.message_count,
+            created_at: rfc3339(c.created_at),
+            last_activity_at: rfc3339(c.last_activity_at),
+        })
+        .collect();
+    Ok(Json(TenantConversationList { items, next }))
 }
 
 /// The filtered tenants in the asked order, sorted on cheap keys.
