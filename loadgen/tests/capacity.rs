@@ -3,22 +3,12 @@
 //! whether any rate held. (The search logic itself is unit-tested in
 //! `capacity::search` with a fake measurement.)
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::{bin, text};
 
 const SCENARIO: &str = r#"name = "cap"
 duration = "1s"

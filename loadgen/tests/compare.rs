@@ -2,22 +2,12 @@
 //! structure, finite ratios whose intervals bracket them, the TLS handshake
 //! kept apart, and the exit codes of ratio thresholds.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::{bin, text};
 
 fn scenario(thresholds: &str) -> String {
     format!(
@@ -206,21 +196,10 @@ fn bad_command_lines_exit_2_and_unreachable_targets_exit_3() {
     assert_eq!(gone.status.code(), Some(3), "{}", text(&gone));
 }
 
-async fn core(tls: bool) -> (c24_chatcore::Running, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let mut cfg = c24_chatcore::Config::embedded(data.path());
-    cfg.kek =
-        c24_chatcore::KekSource::Base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
-    if tls {
-        cfg.tls = c24_chatcore::TlsConfig::SelfSigned;
-    }
-    (c24_chatcore::start(cfg).await.unwrap(), data)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_running_targets_each_with_its_own_token() {
-    let (a, _a_dir) = core(false).await;
-    let (b, _b_dir) = core(true).await;
+    let (a, _a_dir) = support::start_core(false).await;
+    let (b, _b_dir) = support::start_core(true).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cmp.toml");
     std::fs::write(&file, scenario(r#""overhead.whatsapp.http.p99" = "< 100""#)).unwrap();

@@ -3,23 +3,10 @@
 //! with `--target https://… --ca-file dev-cert.pem`; the TLS handshake is its
 //! own metric, and an untrusted certificate is refused (exit 3).
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use c24_loadgen::report::Report;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::{bin, count, read_report, text};
 
 /// Every channel, a few conversations, with a reconnect over wss.
 const SCENARIO: &str = r#"name = "tls"
@@ -53,18 +40,6 @@ steps = [{ send = "Beste", subject = "Vraag" }, { agent_reply = "Dank" }]
 "errors.count" = "== 0"
 "webchat.tls_handshake.count" = "> 0"
 "#;
-
-fn count(r: &Report, channel: &str, metric: &str) -> u64 {
-    r.latency
-        .iter()
-        .filter(|e| e.channel == channel && e.metric == metric)
-        .map(|e| e.count)
-        .sum()
-}
-
-fn read_report(p: &Path) -> Report {
-    serde_json::from_str(&std::fs::read_to_string(p).expect("report written")).expect("report")
-}
 
 fn check_tls_report(r: &Report) {
     assert!(r.target.starts_with("https://"), "{}", r.target);
@@ -110,12 +85,7 @@ fn run_over_wss_against_the_embedded_tls_core() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_against_a_tls_target_with_its_ca_file() {
-    let data = tempfile::tempdir().unwrap();
-    let mut cfg = c24_chatcore::Config::embedded(data.path());
-    cfg.tls = c24_chatcore::TlsConfig::SelfSigned;
-    cfg.kek =
-        c24_chatcore::KekSource::Base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
-    let core = c24_chatcore::start(cfg).await.unwrap();
+    let (core, _data) = support::start_core(true).await;
     let url = core.url();
     assert!(url.starts_with("https://"));
     let token = core.admin_token().to_string();
