@@ -155,15 +155,11 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
             MIN_WINDOW.as_millis()
         )));
     }
-    for (flag, p) in [
+    command::writable_all(&[
         ("--report-json", &req.report_json),
         ("--report-html", &req.report_html),
         ("--summary-md", &req.summary_md),
-    ] {
-        if let Some(p) = p {
-            command::writable(flag, p)?;
-        }
-    }
+    ])?;
     let (a, b) = match (&req.a, &req.b) {
         (Some(a), Some(b)) => {
             let ta = command::target(
@@ -251,19 +247,13 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
     if let Some(p) = &req.report_json {
         report::write(&report, p).map_err(Failure::Usage)?;
     }
-    if let Some(p) = &req.report_html {
-        crate::report::html::write(&crate::report::html::compare_page(&report), p)
-            .map_err(Failure::Usage)?;
-    }
-    if let Some(p) = &req.summary_md {
-        std::fs::write(p, crate::report::markdown::compare_summary(&report))
-            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
-    }
-    let exit = if report.passed {
-        Exit::Passed
-    } else {
-        Exit::ThresholdFailed
-    };
+    command::write_pages(
+        req.report_html.as_deref(),
+        || crate::report::html::compare_page(&report),
+        req.summary_md.as_deref(),
+        || crate::report::markdown::compare_summary(&report),
+    )?;
+    let exit = Exit::verdict(report.passed);
     Ok(CompareFinished {
         exit,
         report,
