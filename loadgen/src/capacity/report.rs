@@ -251,7 +251,8 @@ impl CapacityReport {
     }
 }
 
-fn mix_text(mix: &[MixShare]) -> String {
+/// A mix as people read it: `webchat 50%, email 50%`.
+pub(crate) fn mix_text(mix: &[MixShare]) -> String {
     let parts: Vec<String> = mix
         .iter()
         .map(|m| format!("{} {:.0}%", m.channel, 100.0 * m.share))
@@ -350,6 +351,5 @@ pub fn render(r: &CapacityReport) -> String {
 
 /// Writes the report, pretty-printed.
 pub fn write(r: &CapacityReport, path: &Path) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+    crate::report::json::write_pretty(r, path)
 }

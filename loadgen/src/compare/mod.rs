@@ -169,20 +169,16 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
                 Default::default(),
             )
             .await?;
-            let tb = match command::target(
-                Some(b),
-                req.admin_token_b.clone(),
-                &req.tls,
-                Default::default(),
+            let (ta, tb) = after(
+                ta,
+                command::target(
+                    Some(b),
+                    req.admin_token_b.clone(),
+                    &req.tls,
+                    Default::default(),
+                ),
             )
-            .await
-            {
-                Ok(t) => t,
-                Err(e) => {
-                    ta.shutdown().await;
-                    return Err(e);
-                }
-            };
+            .await?;
             ((format!("--a {a}"), ta), (format!("--b {b}"), tb))
         }
         (None, None) => {
@@ -193,13 +189,7 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
             }
             let [(la, oa), (lb, ob)] = req.variant.sides();
             let ta = Target::embedded_with(oa).await?;
-            let tb = match Target::embedded_with(ob).await {
-                Ok(t) => t,
-                Err(e) => {
-                    ta.shutdown().await;
-                    return Err(e.into());
-                }
-            };
+            let (ta, tb) = after(ta, Target::embedded_with(ob)).await?;
             ((la.to_string(), ta), (lb.to_string(), tb))
         }
         _ => {
@@ -259,6 +249,20 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
         report,
         summary,
     })
+}
+
+/// A's target and B's, started once A's is; when B's fails, A's is shut down.
+async fn after<E>(
+    a: Target,
+    b: impl Future<Output = Result<Target, E>>,
+) -> Result<(Target, Target), E> {
+    match b.await {
+        Ok(b) => Ok((a, b)),
+        Err(e) => {
+            a.shutdown().await;
+            Err(e)
+        }
+    }
 }
 
 /// Which target a side was.

@@ -506,12 +506,8 @@ pub fn capacity_page(r: &CapacityReport) -> String {
         r.search.step_s
     );
     for s in &r.searches {
-        let mix: Vec<String> = s
-            .mix
-            .iter()
-            .map(|m| format!("{} {:.0}%", m.channel, 100.0 * m.share))
-            .collect();
-        let _ = write!(b, "<h2>Mix: {}</h2>", esc(&mix.join(", ")));
+        let mix = crate::capacity::report::mix_text(&s.mix);
+        let _ = write!(b, "<h2>Mix: {}</h2>", esc(&mix));
         match s.max_rate {
             Some(m) => {
                 let per: Vec<String> = s
