@@ -224,9 +224,9 @@ async fn two_running_targets_each_with_its_own_token() {
         json.clone().into(),
         file.into(),
     ];
-    let out = tokio::task::spawn_blocking(move || bin().args(args).output().unwrap())
-        .await
-        .unwrap();
+    let mut cmd = bin();
+    cmd.args(args);
+    let out = support::output_blocking(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(r["a"]["embedded"], false);

@@ -15,13 +15,19 @@ use tokio_tungstenite::tungstenite::Message;
 mod support;
 use support::{count, run_scenario as run};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_steps_drive_the_sink() {
+/// The built-in sink on this runtime, answering 200 to everything.
+async fn start_sink() -> std::net::SocketAddr {
     let listener = c24_loadgen::sink::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(c24_loadgen::sink::serve(listener, None));
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_steps_drive_the_sink() {
+    let addr = start_sink().await;
     let src = r#"name = "gh"
 duration = "1s"
 grace = "3s"
@@ -63,11 +69,7 @@ steps = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_step_status_mismatch_counts_as_an_error() {
-    let listener = c24_loadgen::sink::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(c24_loadgen::sink::serve(listener, None));
+    let addr = start_sink().await;
     // The sink answers 200; this step wants 201.
     let src = r#"name = "gh"
 duration = "1s"
@@ -261,9 +263,7 @@ async fn run_binary(dir: &std::path::Path, name: &str, src: &str, addr: std::net
         .arg(format!("http://{addr}"))
         .arg(&file)
         .env(c24_loadgen::drivers::FROZEN_CLOCK_ENV, "1764579600");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = support::output_blocking(cmd).await;
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -105,20 +105,28 @@ fn check_page(page: &Path, at_least: usize) {
     assert!(dom.matches("class=\"series\"").count() >= charts);
 }
 
+/// `c24-loadgen ARGS… --report-html NAME.html --summary-md NAME.md FILE`,
+/// both pages in `dir`: the output and the two paths.
+fn with_pages(dir: &Path, name: &str, args: &[&str], file: &Path) -> (Output, PathBuf, PathBuf) {
+    let html = dir.join(format!("{name}.html"));
+    let md = dir.join(format!("{name}.md"));
+    let o = bin()
+        .args(args)
+        .arg("--report-html")
+        .arg(&html)
+        .arg("--summary-md")
+        .arg(&md)
+        .arg(file)
+        .output()
+        .unwrap();
+    (o, html, md)
+}
+
 #[test]
 fn run_page_and_summary() {
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(dir.path(), r#""email.http.p99" = "< 1us""#);
-    let html = dir.path().join("run.html");
-    let md = dir.path().join("run.md");
-    let o = bin()
-        .args(["run", "--live", "quiet", "--report-html"])
-        .arg(&html)
-        .arg("--summary-md")
-        .arg(&md)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let (o, html, md) = with_pages(dir.path(), "run", &["run", "--live", "quiet"], &file);
     // The impossible email threshold fails the run: the pages still come.
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let page = std::fs::read_to_string(&html).unwrap();
@@ -161,10 +169,10 @@ fn run_page_and_summary() {
 fn compare_and_capacity_pages_and_summaries() {
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(dir.path(), r#""overhead.webchat.ack.p99" = "< 100""#);
-    let html = dir.path().join("cmp.html");
-    let md = dir.path().join("cmp.md");
-    let o = bin()
-        .args([
+    let (o, html, md) = with_pages(
+        dir.path(),
+        "cmp",
+        &[
             "compare",
             "--variant",
             "tls",
@@ -172,14 +180,9 @@ fn compare_and_capacity_pages_and_summaries() {
             "2",
             "--window",
             "500ms",
-        ])
-        .arg("--report-html")
-        .arg(&html)
-        .arg("--summary-md")
-        .arg(&md)
-        .arg(&file)
-        .output()
-        .unwrap();
+        ],
+        &file,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let page = std::fs::read_to_string(&html).unwrap();
     for needle in [
@@ -207,29 +210,22 @@ fn compare_and_capacity_pages_and_summaries() {
         "{md}"
     );
 
-    let html = dir.path().join("cap.html");
-    let md = dir.path().join("cap.md");
-    let o = bin()
-        .args([
+    let (o, html, md) = with_pages(
+        dir.path(),
+        "cap",
+        &[
             "capacity",
             "--slo",
             "errors.rate < 50%",
             "--start-rate",
             "4",
-        ])
-        .args([
             "--max-rate",
             "8",
             "--step-duration",
             "400ms",
-            "--report-html",
-        ])
-        .arg(&html)
-        .arg("--summary-md")
-        .arg(&md)
-        .arg(&file)
-        .output()
-        .unwrap();
+        ],
+        &file,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Latency versus arrival rate"), "{page}");

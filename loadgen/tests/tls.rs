@@ -6,7 +6,7 @@
 use c24_loadgen::report::Report;
 
 mod support;
-use support::{bin, count, read_report, text};
+use support::{bin, count, output_blocking, read_report, text};
 
 /// Every channel, a few conversations, with a reconnect over wss.
 const SCENARIO: &str = r#"name = "tls"
@@ -83,6 +83,18 @@ fn run_over_wss_against_the_embedded_tls_core() {
     check_tls_report(&read_report(&json));
 }
 
+/// `run --live quiet FLAGS… --target URL --admin-token T`, for more arguments.
+fn run_on(flags: &[&str], url: &str, token: &str) -> std::process::Command {
+    let mut cmd = bin();
+    cmd.args(["run", "--live", "quiet"]).args(flags).args([
+        "--target",
+        url,
+        "--admin-token",
+        token,
+    ]);
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_against_a_tls_target_with_its_ca_file() {
     let (core, _data) = support::start_core(true).await;
@@ -95,75 +107,25 @@ async fn run_against_a_tls_target_with_its_ca_file() {
     std::fs::write(&file, SCENARIO).unwrap();
     let json = dir.path().join("r.json");
 
-    let trusted = {
-        let (url, token, ca, file, json) = (
-            url.clone(),
-            token.clone(),
-            ca.clone(),
-            file.clone(),
-            json.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            bin()
-                .args([
-                    "run",
-                    "--live",
-                    "quiet",
-                    "--target",
-                    &url,
-                    "--admin-token",
-                    &token,
-                ])
-                .arg("--ca-file")
-                .arg(&ca)
-                .arg("--report-json")
-                .arg(&json)
-                .arg(&file)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let mut cmd = run_on(&[], &url, &token);
+    cmd.arg("--ca-file")
+        .arg(&ca)
+        .arg("--report-json")
+        .arg(&json)
+        .arg(&file);
+    let trusted = output_blocking(cmd).await;
     assert_eq!(trusted.status.code(), Some(0), "{}", text(&trusted));
     check_tls_report(&read_report(&json));
 
     // Without the CA file the dev certificate is not trusted: unreachable.
-    let untrusted = {
-        let (url, token, file) = (url.clone(), token.clone(), file.clone());
-        tokio::task::spawn_blocking(move || {
-            bin()
-                .args([
-                    "run",
-                    "--live",
-                    "quiet",
-                    "--target",
-                    &url,
-                    "--admin-token",
-                    &token,
-                ])
-                .arg(&file)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let mut cmd = run_on(&[], &url, &token);
+    cmd.arg(&file);
+    let untrusted = output_blocking(cmd).await;
     assert_eq!(untrusted.status.code(), Some(3), "{}", text(&untrusted));
     // --insecure accepts the untrusted certificate, on every channel.
-    let insecure = {
-        let (url, token, file) = (url.clone(), token.clone(), file.clone());
-        tokio::task::spawn_blocking(move || {
-            bin()
-                .args(["run", "--live", "quiet", "--insecure", "--target", &url])
-                .args(["--admin-token", &token])
-                .arg(&file)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let mut cmd = run_on(&["--insecure"], &url, &token);
+    cmd.arg(&file);
+    let insecure = output_blocking(cmd).await;
     assert_eq!(insecure.status.code(), Some(0), "{}", text(&insecure));
     assert!(
         text(&untrusted).contains("--ca-file"),

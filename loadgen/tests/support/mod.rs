@@ -25,6 +25,14 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Runs a command to its end on a blocking thread, so that a core started
+/// in this test process keeps serving meanwhile.
+pub async fn output_blocking(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
 /// A file of the repository, e.g. `scenarios/smoke.toml`.
 pub fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
