@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::CapacityRequest;
 use super::search::{Ended, Search};
-use crate::metrics::{Metric, Percentiles};
+use crate::metrics::Percentiles;
 use crate::report::generator_health;
 use crate::run::RunResult;
 use crate::scenario::{Channel, Plan};
@@ -122,11 +122,8 @@ impl Probe {
                 }
             })
             .collect();
-        let mut keys: Vec<(Channel, Metric)> =
-            t.latencies.keys().map(|k| (k.channel, k.metric)).collect();
-        keys.sort();
-        keys.dedup();
-        let latency = keys
+        let latency = t
+            .channel_metrics()
             .into_iter()
             .filter_map(|(c, m)| {
                 let p = t.combined(None, c, m)?;

@@ -171,13 +171,7 @@ pub fn run_page(r: &Report, totals: &Recorder, timeline: &[IntervalPoint]) -> St
     b.push_str(
         "<h2>Percentile spectrum (corrected solid, uncorrected dashed)</h2><div class=\"grid-2\">",
     );
-    let mut keys: Vec<(Channel, Metric)> = totals
-        .latencies
-        .keys()
-        .map(|k| (k.channel, k.metric))
-        .collect();
-    keys.sort();
-    keys.dedup();
+    let keys = totals.channel_metrics();
     let mut table = String::from(PCT_HEAD);
     for (c, m) in &keys {
         if let Some(p) = totals.combined(None, *c, *m) {

@@ -1691,6 +1691,24 @@ fn step_size(ctx: &mut Ctx, st: &Tbl<'_, '_>) -> Option<SizeDist> {
     })
 }
 
+/// The step's required `url` template, speaking one of `schemes`.
+fn url_templ(
+    ctx: &mut Ctx,
+    st: &Tbl<'_, '_>,
+    feeders: &[Feeder],
+    extra: &[&str],
+    schemes: &[&str],
+    hint: &str,
+) -> Option<Template> {
+    if !st.has("url") {
+        st.missing(ctx, "url", hint);
+        return None;
+    }
+    let url = templ_in(ctx, st, "url", feeders, extra)?;
+    check_url(ctx, st, &url, schemes);
+    Some(url)
+}
+
 /// A URL template must say which scheme it speaks (after filling).
 fn check_url(ctx: &mut Ctx, st: &Tbl<'_, '_>, url: &Template, schemes: &[&str]) {
     let starts_ok = match url.parts.first() {
@@ -1746,20 +1764,14 @@ fn http_step(
             None
         }
     });
-    let url = match st.get("url") {
-        Some(_) => templ_in(ctx, st, "url", feeders, ctxf),
-        None => {
-            st.missing(
-                ctx,
-                "url",
-                "where the request goes, e.g. url = \"{target}/hook\"",
-            );
-            None
-        }
-    };
-    if let Some(u) = &url {
-        check_url(ctx, st, u, &["http://", "https://"]);
-    }
+    let url = url_templ(
+        ctx,
+        st,
+        feeders,
+        ctxf,
+        &["http://", "https://"],
+        "where the request goes, e.g. url = \"{target}/hook\"",
+    );
     let headers = header_table(ctx, st, "headers", feeders, ctxf);
     let text = templ_in(ctx, st, "text", feeders, &[]);
     let size = step_size(ctx, st);
@@ -1910,20 +1922,14 @@ fn ws_step(
             "timeout",
         ],
     );
-    let url = match st.get("url") {
-        Some(_) => templ_in(ctx, st, "url", feeders, &[]),
-        None => {
-            st.missing(
-                ctx,
-                "url",
-                "the socket to open, e.g. url = \"ws://127.0.0.1:9001/chat?u={visitor}\"",
-            );
-            None
-        }
-    };
-    if let Some(u) = &url {
-        check_url(ctx, st, u, &["ws://", "wss://"]);
-    }
+    let url = url_templ(
+        ctx,
+        st,
+        feeders,
+        &[],
+        &["ws://", "wss://"],
+        "the socket to open, e.g. url = \"ws://127.0.0.1:9001/chat?u={visitor}\"",
+    );
     let headers = header_table(ctx, st, "headers", feeders, &[]);
     let text = templ_in(ctx, st, "text", feeders, &[]);
     let size = step_size(ctx, st);
