@@ -8,7 +8,7 @@ use std::process::Output;
 use serde_json::Value;
 
 mod support;
-use support::{bin, text};
+use support::{bin, text, write_scenario};
 
 const SCENARIO: &str = r#"name = "cap"
 duration = "1s"
@@ -31,8 +31,7 @@ steps = [{ send = "Beste", subject = "Vraag" }]
 
 fn capacity(slos: &[&str]) -> (Output, Option<Value>) {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cap.toml");
-    std::fs::write(&file, SCENARIO).unwrap();
+    let file = write_scenario(dir.path(), "cap.toml", SCENARIO);
     let json = dir.path().join("cap.json");
     let mut cmd = bin();
     cmd.args([

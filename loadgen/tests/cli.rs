@@ -1,7 +1,7 @@
 //! The real binary: exit codes and what it prints.
 
 mod support;
-use support::{bin, repo_file, text};
+use support::{bin, repo_file, text, write_scenario};
 
 /// A one-second web-chat scenario with the given thresholds.
 fn tiny(thresholds: &str) -> String {
@@ -105,8 +105,7 @@ fn validate_accepts_every_shipped_scenario() {
 #[test]
 fn an_unreachable_target_exits_3() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("t.toml");
-    std::fs::write(&file, tiny("")).expect("write");
+    let file = write_scenario(dir.path(), "t.toml", tiny(""));
     // Port 1 on loopback: nothing listens there, the connect is refused at once.
     let o = bin()
         .args([

@@ -7,7 +7,7 @@ use std::process::Output;
 use serde_json::Value;
 
 mod support;
-use support::{bin, text};
+use support::{bin, text, write_scenario};
 
 fn scenario(thresholds: &str) -> String {
     format!(
@@ -41,8 +41,7 @@ struct Ran {
 
 fn compare(thresholds: &str, extra: &[&str]) -> Ran {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cmp.toml");
-    std::fs::write(&file, scenario(thresholds)).unwrap();
+    let file = write_scenario(dir.path(), "cmp.toml", scenario(thresholds));
     let json = dir.path().join("cmp.json");
     let out = bin()
         .args([
@@ -157,8 +156,7 @@ fn a_ratio_threshold_that_fails_exits_1_and_is_named() {
 #[test]
 fn bad_command_lines_exit_2_and_unreachable_targets_exit_3() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cmp.toml");
-    std::fs::write(&file, scenario("")).unwrap();
+    let file = write_scenario(dir.path(), "cmp.toml", scenario(""));
     let only_a = bin()
         .args(["compare", "--a", "http://127.0.0.1:9"])
         .arg(&file)
@@ -201,8 +199,11 @@ async fn two_running_targets_each_with_its_own_token() {
     let (a, _a_dir) = support::start_core(false).await;
     let (b, _b_dir) = support::start_core(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cmp.toml");
-    std::fs::write(&file, scenario(r#""overhead.whatsapp.http.p99" = "< 100""#)).unwrap();
+    let file = write_scenario(
+        dir.path(),
+        "cmp.toml",
+        scenario(r#""overhead.whatsapp.http.p99" = "< 100""#),
+    );
     let json = dir.path().join("cmp.json");
     let args: Vec<std::ffi::OsString> = vec![
         "compare".into(),

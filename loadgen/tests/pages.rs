@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{bin, text};
+use support::{bin, text, write_scenario};
 
 const SCENARIO: &str = r#"name = "pages"
 duration = "2s"
@@ -38,9 +38,7 @@ steps = [{ send = "Beste", subject = "Vraag" }]
 "#;
 
 fn scenario(dir: &Path, extra_thresholds: &str) -> PathBuf {
-    let f = dir.join("pages.toml");
-    std::fs::write(&f, format!("{SCENARIO}{extra_thresholds}\n")).unwrap();
-    f
+    write_scenario(dir, "pages.toml", format!("{SCENARIO}{extra_thresholds}\n"))
 }
 
 fn chromium() -> Option<PathBuf> {

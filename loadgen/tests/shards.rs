@@ -21,7 +21,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 
 mod support;
-use support::{bin, read_report, text};
+use support::{bin, read_report, text, write_scenario};
 
 const SHARDS: usize = 3;
 /// Arrivals per second, over `SECS` seconds, uniform: `RATE * SECS` in all.
@@ -320,8 +320,7 @@ async fn three_shard_processes_against_one_core_merge_into_the_whole() {
         serde_json::to_string(&tenants).unwrap(),
     )
     .unwrap();
-    let file = dir.path().join("shards.toml");
-    std::fs::write(&file, scenario("")).unwrap();
+    let file = write_scenario(dir.path(), "shards.toml", scenario(""));
 
     // All three at once, each its own process.
     let children: Vec<_> = (0..SHARDS)
@@ -512,8 +511,7 @@ async fn three_shard_processes_against_one_core_merge_into_the_whole() {
             .map(|c| format!("\"{}\" = \"{}\"\n", c.key, c.check))
             .collect();
         let name = if passes { "holds" } else { "breaks" };
-        let f = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&f, scenario(&lines)).unwrap();
+        let f = write_scenario(dir.path(), &format!("{name}.toml"), scenario(&lines));
         let (o, r) = merge(dir.path(), &f, &shard_files, name);
         let t = text(&o);
         assert_eq!(o.status.code(), Some(if passes { 0 } else { 1 }), "{t}");

@@ -6,7 +6,7 @@
 use c24_loadgen::report::Report;
 
 mod support;
-use support::{bin, count, output_blocking, read_report, text};
+use support::{bin, count, output_blocking, read_report, text, write_scenario};
 
 /// Every channel, a few conversations, with a reconnect over wss.
 const SCENARIO: &str = r#"name = "tls"
@@ -69,8 +69,7 @@ fn check_tls_report(r: &Report) {
 #[test]
 fn run_over_wss_against_the_embedded_tls_core() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tls.toml");
-    std::fs::write(&file, SCENARIO).unwrap();
+    let file = write_scenario(dir.path(), "tls.toml", SCENARIO);
     let json = dir.path().join("r.json");
     let o = bin()
         .args(["run", "--live", "quiet", "--embedded-tls", "--report-json"])
@@ -103,8 +102,7 @@ async fn run_against_a_tls_target_with_its_ca_file() {
     let token = core.admin_token().to_string();
     let ca = core.dev_cert_path();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tls.toml");
-    std::fs::write(&file, SCENARIO).unwrap();
+    let file = write_scenario(dir.path(), "tls.toml", SCENARIO);
     let json = dir.path().join("r.json");
 
     let mut cmd = run_on(&[], &url, &token);

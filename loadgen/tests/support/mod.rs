@@ -39,7 +39,7 @@ pub fn repo_file(rel: &str) -> PathBuf {
 }
 
 /// Writes scenario text to `dir/name`.
-pub fn write_scenario(dir: &Path, name: &str, src: &str) -> PathBuf {
+pub fn write_scenario(dir: &Path, name: &str, src: impl AsRef<[u8]>) -> PathBuf {
     let file = dir.join(name);
     std::fs::write(&file, src).expect("write scenario");
     file
