@@ -51,14 +51,22 @@ pub struct ScenarioErrors(pub Vec<ScenarioError>);
 
 impl std::fmt::Display for ScenarioErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        one_a_line(f, &self.0)
     }
+}
+
+/// Errors one a line, for a file's list of mistakes.
+pub(crate) fn one_a_line<E: std::fmt::Display>(
+    f: &mut std::fmt::Formatter<'_>,
+    errors: &[E],
+) -> std::fmt::Result {
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            writeln!(f)?;
+        }
+        write!(f, "{e}")?;
+    }
+    Ok(())
 }
 
 /// Reads and validates a scenario file.
