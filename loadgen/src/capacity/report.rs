@@ -257,14 +257,18 @@ pub(crate) fn mix_text(mix: &[MixShare]) -> String {
     parts.join(", ")
 }
 
-/// The summary on stdout.
-pub fn render(r: &CapacityReport) -> String {
-    let mut out = String::new();
-    let slos: Vec<String> = r
-        .slos
+/// SLOs as people read them: `errors.rate < 1%, webchat.ack.p99 < 50ms`.
+pub(crate) fn slo_text(slos: &[SloSpec]) -> String {
+    let parts: Vec<String> = slos
         .iter()
         .map(|s| format!("{} {}", s.key, s.check))
         .collect();
+    parts.join(", ")
+}
+
+/// The summary on stdout.
+pub fn render(r: &CapacityReport) -> String {
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "c24-loadgen capacity: {} against {}{} — SLOs: {}",
@@ -275,7 +279,7 @@ pub fn render(r: &CapacityReport) -> String {
         } else {
             ""
         },
-        slos.join(", ")
+        slo_text(&r.slos)
     );
     for s in &r.searches {
         let _ = writeln!(out, "\nmix: {}", mix_text(&s.mix));

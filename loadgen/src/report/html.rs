@@ -477,11 +477,6 @@ pub fn compare_page(r: &CompareReport) -> String {
 /// The page of a `capacity` search: per mix the latency-versus-rate curve.
 pub fn capacity_page(r: &CapacityReport) -> String {
     let mut b = String::new();
-    let slos: Vec<String> = r
-        .slos
-        .iter()
-        .map(|s| format!("{} {}", s.key, s.check))
-        .collect();
     let _ = write!(
         b,
         "<h1>c24-loadgen capacity: {}</h1><table class=\"meta\"><tr><td>target</td><td>{}{}</td></tr><tr><td>SLOs</td><td>{}</td></tr><tr><td>search</td><td>from {}/s ×{} up to {}/s, {} bisections, {:.1}s per probe</td></tr></table>",
@@ -492,7 +487,7 @@ pub fn capacity_page(r: &CapacityReport) -> String {
         } else {
             ""
         },
-        esc(&slos.join(", ")),
+        esc(&crate::capacity::report::slo_text(&r.slos)),
         r.search.start_rate,
         r.search.factor,
         r.search.max_rate,
