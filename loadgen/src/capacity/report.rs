@@ -257,6 +257,15 @@ pub(crate) fn mix_text(mix: &[MixShare]) -> String {
     parts.join(", ")
 }
 
+/// A capacity split by channel: `webchat 4.0/s, email 4.0/s`.
+pub(crate) fn rates_text(per_channel: &[MixShare]) -> String {
+    let parts: Vec<String> = per_channel
+        .iter()
+        .map(|c| format!("{} {:.1}/s", c.channel, c.share))
+        .collect();
+    parts.join(", ")
+}
+
 /// SLOs as people read them: `errors.rate < 1%, webchat.ack.p99 < 50ms`.
 pub(crate) fn slo_text(slos: &[SloSpec]) -> String {
     let parts: Vec<String> = slos
@@ -327,15 +336,10 @@ pub fn render(r: &CapacityReport) -> String {
         };
         match s.max_rate {
             Some(m) => {
-                let per: Vec<String> = s
-                    .per_channel
-                    .iter()
-                    .map(|c| format!("{} {:.1}/s", c.channel, c.share))
-                    .collect();
                 let _ = writeln!(
                     out,
                     "CAPACITY: {m:.1} conversations/s ({}) — {why}",
-                    per.join(", ")
+                    rates_text(&s.per_channel)
                 );
             }
             None => {

@@ -499,11 +499,6 @@ pub fn capacity_page(r: &CapacityReport) -> String {
         let _ = write!(b, "<h2>Mix: {}</h2>", esc(&mix));
         match s.max_rate {
             Some(m) => {
-                let per: Vec<String> = s
-                    .per_channel
-                    .iter()
-                    .map(|c| format!("{} {:.1}/s", c.channel, c.share))
-                    .collect();
                 let why = match s.ended {
                     Ended::Slo => "an SLO broke above it",
                     Ended::MaxRate => "every rate up to the ceiling held",
@@ -512,7 +507,7 @@ pub fn capacity_page(r: &CapacityReport) -> String {
                 let _ = write!(
                     b,
                     "<p><span class=\"badge pass\">{m:.1} conversations/s</span> held every SLO ({}); {why}.</p>",
-                    esc(&per.join(", ")),
+                    esc(&crate::capacity::report::rates_text(&s.per_channel)),
                 );
             }
             None => b.push_str("<p><span class=\"badge fail\">none</span> — the SLOs broke at every rate tried.</p>"),
