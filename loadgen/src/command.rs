@@ -126,6 +126,60 @@ pub(crate) fn writable(flag: &str, path: &Path) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("{flag} {}: {e}", path.display())))
 }
 
+/// [`writable`] for each output file given.
+pub(crate) fn writable_all(outputs: &[(&str, &Option<PathBuf>)]) -> Result<(), Failure> {
+    for (flag, p) in outputs {
+        if let Some(p) = p {
+            writable(flag, p)?;
+        }
+    }
+    Ok(())
+}
+
+/// The run's report with its thresholds judged on its totals.
+pub(crate) fn judged(ctx: Context<'_>, result: &run::RunResult, names: &[String]) -> Report {
+    let outcomes: Vec<_> = ctx
+        .plan
+        .thresholds
+        .iter()
+        .map(|t| t.evaluate(&result.totals, names, result.traffic))
+        .collect();
+    Report::build(ctx, result, &outcomes)
+}
+
+/// Writes `--report-json` and `--junit` where asked for.
+pub(crate) fn write_machine(
+    report: &Report,
+    report_json: Option<&Path>,
+    junit: Option<&Path>,
+) -> Result<(), Failure> {
+    if let Some(p) = report_json {
+        report::json::write(report, p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = junit {
+        report::junit::write(report, p).map_err(Failure::Usage)?;
+    }
+    Ok(())
+}
+
+/// Writes `--report-html` and `--summary-md` where asked for, each built
+/// only then.
+pub(crate) fn write_pages(
+    report_html: Option<&Path>,
+    page: impl FnOnce() -> String,
+    summary_md: Option<&Path>,
+    summary: impl FnOnce() -> String,
+) -> Result<(), Failure> {
+    if let Some(p) = report_html {
+        report::html::write(&page(), p).map_err(Failure::Usage)?;
+    }
+    if let Some(p) = summary_md {
+        std::fs::write(p, summary())
+            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
+    }
+    Ok(())
+}
+
 /// What a finished run hands back: the verdict and the report.
 pub struct Finished {
     pub exit: Exit,
@@ -142,17 +196,13 @@ pub async fn run(req: &RunRequest) -> Result<Finished, Failure> {
 /// [`run`] with the options of [`RunExtras`].
 pub async fn run_with(req: &RunRequest, extras: &RunExtras) -> Result<Finished, Failure> {
     let plan = Arc::new(scenario::load(&req.scenario)?);
-    for (flag, p) in [
+    writable_all(&[
         ("--report-json", &req.report_json),
         ("--junit", &req.junit),
         ("--hdr-log", &req.hdr_log),
         ("--report-html", &extras.report_html),
         ("--summary-md", &extras.summary_md),
-    ] {
-        if let Some(p) = p {
-            writable(flag, p)?;
-        }
-    }
+    ])?;
     let target = match &req.target {
         // Generic steps may target any server: no /healthz probe then.
         Some(url) if !plan.needs_tenants() => {
@@ -202,15 +252,12 @@ pub async fn run_with(req: &RunRequest, extras: &RunExtras) -> Result<Finished, 
     }
     target.shutdown().await;
     let done = result?;
-    if let Some(p) = &extras.report_html {
-        let page = report::html::run_page(&done.finished.report, &done.totals, &timeline.points());
-        report::html::write(&page, p).map_err(Failure::Usage)?;
-    }
-    if let Some(p) = &extras.summary_md {
-        let md = report::markdown::run_summary(&done.finished.report);
-        std::fs::write(p, md)
-            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
-    }
+    write_pages(
+        extras.report_html.as_deref(),
+        || report::html::run_page(&done.finished.report, &done.totals, &timeline.points()),
+        extras.summary_md.as_deref(),
+        || report::markdown::run_summary(&done.finished.report),
+    )?;
     Ok(done.finished)
 }
 
@@ -258,12 +305,7 @@ async fn run_against(
     })?;
     let server = server_figures(target, result.elapsed).await;
     let names: Vec<String> = plan.scenarios.iter().map(|s| s.name.clone()).collect();
-    let outcomes: Vec<_> = plan
-        .thresholds
-        .iter()
-        .map(|t| t.evaluate(&result.totals, &names, result.traffic))
-        .collect();
-    let report = Report::build(
+    let report = judged(
         Context {
             plan,
             target: target.http_base.clone(),
@@ -271,20 +313,11 @@ async fn run_against(
             server,
         },
         &result,
-        &outcomes,
+        &names,
     );
     let summary = report::summary::render(&report, &result.totals);
-    if let Some(p) = &req.report_json {
-        report::json::write(&report, p).map_err(Failure::Usage)?;
-    }
-    if let Some(p) = &req.junit {
-        report::junit::write(&report, p).map_err(Failure::Usage)?;
-    }
-    let exit = if report.passed {
-        Exit::Passed
-    } else {
-        Exit::ThresholdFailed
-    };
+    write_machine(&report, req.report_json.as_deref(), req.junit.as_deref())?;
+    let exit = Exit::verdict(report.passed);
     Ok(Done {
         finished: Finished {
             exit,
@@ -351,12 +384,7 @@ pub fn merge_with(
     }
     let run = report::merge::merge(&parsed, &plan).map_err(Failure::Usage)?;
     let names: Vec<String> = plan.scenarios.iter().map(|s| s.name.clone()).collect();
-    let outcomes: Vec<_> = plan
-        .thresholds
-        .iter()
-        .map(|t| t.evaluate(&run.totals, &names, run.traffic))
-        .collect();
-    let report = Report::build(
+    let report = judged(
         Context {
             plan: &plan,
             target: format!("{} merged report(s)", parsed.len()),
@@ -364,29 +392,18 @@ pub fn merge_with(
             server: None,
         },
         &run,
-        &outcomes,
+        &names,
     );
     let summary = report::summary::render(&report, &run.totals);
-    if let Some(p) = report_json {
-        report::json::write(&report, p).map_err(Failure::Usage)?;
-    }
-    if let Some(p) = junit {
-        report::junit::write(&report, p).map_err(Failure::Usage)?;
-    }
-    if let Some(p) = report_html {
+    write_machine(&report, report_json, junit)?;
+    write_pages(
+        report_html,
         // Shards keep no timeline: the page has the merged distributions.
-        let page = report::html::run_page(&report, &run.totals, &[]);
-        report::html::write(&page, p).map_err(Failure::Usage)?;
-    }
-    if let Some(p) = summary_md {
-        std::fs::write(p, report::markdown::run_summary(&report))
-            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
-    }
-    let exit = if report.passed {
-        Exit::Passed
-    } else {
-        Exit::ThresholdFailed
-    };
+        || report::html::run_page(&report, &run.totals, &[]),
+        summary_md,
+        || report::markdown::run_summary(&report),
+    )?;
+    let exit = Exit::verdict(report.passed);
     Ok(Finished {
         exit,
         report,

@@ -56,4 +56,13 @@ impl Exit {
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// Passed, or a threshold failed.
+    pub fn verdict(passed: bool) -> Exit {
+        if passed {
+            Exit::Passed
+        } else {
+            Exit::ThresholdFailed
+        }
+    }
 }

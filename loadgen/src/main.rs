@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use c24_loadgen::Exit;
-use c24_loadgen::command::{self, RunRequest};
+use c24_loadgen::command::{self, Failure, RunRequest};
 use c24_loadgen::live::LiveMode;
 use clap::{Parser, Subcommand};
 
@@ -350,6 +350,41 @@ fn exit(e: Exit) -> ExitCode {
     ExitCode::from(e.code() as u8)
 }
 
+/// A runtime, or the exit for having none.
+fn started(
+    rt: std::io::Result<tokio::runtime::Runtime>,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    rt.map_err(|e| {
+        eprintln!("cannot start the runtime: {e}");
+        exit(Exit::Unreachable)
+    })
+}
+
+/// Runs a command's future on a fresh runtime, then [`finish`]es it.
+fn on_runtime(work: impl Future<Output = Result<(String, Exit), Failure>>) -> ExitCode {
+    match started(tokio::runtime::Runtime::new()) {
+        Ok(rt) => finish(rt.block_on(work)),
+        Err(code) => code,
+    }
+}
+
+/// A command's end: its summary on stdout and its verdict's exit code, or
+/// its error on stderr and the exit code for it.
+fn finish(result: Result<(String, Exit), Failure>) -> ExitCode {
+    match result {
+        Ok((summary, verdict)) => {
+            print!("{summary}");
+            exit(verdict)
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+fn failed(e: &Failure) -> ExitCode {
+    eprintln!("{e}");
+    exit(e.exit())
+}
+
 fn sink(
     listen: std::net::SocketAddr,
     stall_ms: Option<u64>,
@@ -367,12 +402,9 @@ fn sink(
     if let Some(n) = threads {
         builder.worker_threads(n.max(1));
     }
-    let rt = match builder.enable_all().build() {
+    let rt = match started(builder.enable_all().build()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return exit(Exit::Unreachable);
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
         let listener = match c24_loadgen::sink::bind(listen).await {
@@ -478,23 +510,17 @@ fn main() -> ExitCode {
             report_json,
             junit,
             pages,
-        } => match command::merge_with(
-            &scenario,
-            &reports,
-            report_json.as_deref(),
-            junit.as_deref(),
-            pages.report_html.as_deref(),
-            pages.summary_md.as_deref(),
-        ) {
-            Ok(done) => {
-                print!("{}", done.summary);
-                exit(done.exit)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                exit(e.exit())
-            }
-        },
+        } => finish(
+            command::merge_with(
+                &scenario,
+                &reports,
+                report_json.as_deref(),
+                junit.as_deref(),
+                pages.report_html.as_deref(),
+                pages.summary_md.as_deref(),
+            )
+            .map(|done| (done.summary, done.exit)),
+        ),
         Command::Compare {
             scenario,
             a,
@@ -533,23 +559,11 @@ fn main() -> ExitCode {
                 summary_md: pages.summary_md,
                 progress: true,
             };
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return exit(Exit::Unreachable);
-                }
-            };
-            match rt.block_on(c24_loadgen::compare::run(&req)) {
-                Ok(done) => {
-                    print!("{}", done.summary);
-                    exit(done.exit)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    exit(e.exit())
-                }
-            }
+            on_runtime(async {
+                c24_loadgen::compare::run(&req)
+                    .await
+                    .map(|done| (done.summary, done.exit))
+            })
         }
         Command::Capacity {
             scenario,
@@ -595,23 +609,11 @@ fn main() -> ExitCode {
                 summary_md: pages.summary_md,
                 progress: true,
             };
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return exit(Exit::Unreachable);
-                }
-            };
-            match rt.block_on(c24_loadgen::capacity::run(&req)) {
-                Ok(done) => {
-                    print!("{}", done.summary);
-                    exit(done.exit)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    exit(e.exit())
-                }
-            }
+            on_runtime(async {
+                c24_loadgen::capacity::run(&req)
+                    .await
+                    .map(|done| (done.summary, done.exit))
+            })
         }
         Command::Replay {
             trace,
@@ -642,23 +644,11 @@ fn main() -> ExitCode {
                 report_json,
                 junit,
             };
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return exit(Exit::Unreachable);
-                }
-            };
-            match rt.block_on(c24_loadgen::replay::run(&req)) {
-                Ok(done) => {
-                    print!("{}", done.finished.summary);
-                    exit(done.finished.exit)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    exit(e.exit())
-                }
-            }
+            on_runtime(async {
+                c24_loadgen::replay::run(&req)
+                    .await
+                    .map(|done| (done.finished.summary, done.finished.exit))
+            })
         }
         Command::Validate { file } => match command::validate(&file) {
             Ok(plan) => {
@@ -671,10 +661,7 @@ fn main() -> ExitCode {
                 );
                 exit(Exit::Passed)
             }
-            Err(e) => {
-                eprintln!("{e}");
-                exit(e.exit())
-            }
+            Err(e) => failed(&e),
         },
         Command::Run {
             scenario,
@@ -711,41 +698,22 @@ fn main() -> ExitCode {
                     return exit(Exit::Invalid);
                 }
             };
-            let threads = threads
-                .unwrap_or_else(|| {
-                    std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1)
-                })
-                .clamp(1, 256);
             let req = RunRequest {
                 scenario,
                 target,
                 admin_token,
-                threads,
+                threads: default_threads(threads),
                 report_json,
                 junit,
                 hdr_log,
                 live,
                 shard,
             };
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return exit(Exit::Unreachable);
-                }
-            };
-            match rt.block_on(command::run_with(&req, &extras)) {
-                Ok(done) => {
-                    print!("{}", done.summary);
-                    exit(done.exit)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    exit(e.exit())
-                }
-            }
+            on_runtime(async {
+                command::run_with(&req, &extras)
+                    .await
+                    .map(|done| (done.summary, done.exit))
+            })
         }
     }
 }

@@ -200,6 +200,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// The channel × metric pairs measured (over every scenario and step), sorted.
+    pub fn channel_metrics(&self) -> Vec<(Channel, Metric)> {
+        let mut keys: Vec<(Channel, Metric)> = self
+            .latencies
+            .keys()
+            .map(|k| (k.channel, k.metric))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     pub fn new(scenarios: usize) -> Self {
         let now = SystemTime::now();
         Recorder {

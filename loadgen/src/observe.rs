@@ -66,14 +66,8 @@ impl Timeline {
 
 /// Summarises one interval's recorder.
 pub fn summarise(t: Duration, rec: &Recorder, in_flight: usize) -> IntervalPoint {
-    let mut keys: Vec<(Channel, Metric)> = rec
-        .latencies
-        .keys()
-        .map(|k| (k.channel, k.metric))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    let latency = keys
+    let latency = rec
+        .channel_metrics()
         .into_iter()
         .filter_map(|(c, m)| {
             let p = rec.combined(None, c, m)?;

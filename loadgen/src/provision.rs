@@ -110,14 +110,14 @@ impl Target {
         admin_token: Option<String>,
         tls: Option<Arc<ClientTls>>,
     ) -> Result<Self, ProvisionError> {
-        let base = url.trim_end_matches('/').to_string();
-        let ws_base = ws_url(&base).ok_or_else(|| {
-            ProvisionError::Usage(format!(
-                "--target {url}: expected a URL like http://127.0.0.1:8080"
-            ))
-        })?;
-        let client = api_client(&base, admin_token.as_deref().unwrap_or(""), tls.as_deref())
-            .map_err(|e| ProvisionError::Usage(format!("--target {url}: {e}")))?;
+        let target = Self::unprobed(url, admin_token, tls)?;
+        let base = &target.http_base;
+        let client = api_client(
+            base,
+            target.admin_token.as_deref().unwrap_or(""),
+            target.tls.as_deref(),
+        )
+        .map_err(|e| ProvisionError::Usage(format!("--target {url}: {e}")))?;
         let probe = tokio::time::timeout(std::time::Duration::from_secs(5), client.healthz()).await;
         match probe {
             Ok(Ok(_)) => {}
@@ -146,13 +146,7 @@ impl Target {
                 )));
             }
         }
-        Ok(Target {
-            http_base: base,
-            ws_base,
-            admin_token,
-            embedded: None,
-            tls,
-        })
+        Ok(target)
     }
 
     /// No chat core at all: a scenario of generic steps whose templates

@@ -148,9 +148,7 @@ pub async fn execute(
     let scenarios = plan.scenarios.len();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
-    // A short lead so every thread is up before the first arrival is due.
-    let start = Instant::now() + Duration::from_millis(50);
-    let started_at = SystemTime::now() + Duration::from_millis(50);
+    let (start, started_at) = start_times();
     let mut handles = Vec::new();
     for worker in 0..threads {
         let cfg = WorkerConfig {
@@ -167,14 +165,7 @@ pub async fn execute(
             tx: tx.clone(),
             tls: opts.tls.clone(),
         };
-        let h = std::thread::Builder::new()
-            .name(format!("loadgen-{worker}"))
-            .spawn(move || worker_thread(cfg))
-            .map_err(|e| RunError::Worker {
-                worker,
-                message: format!("cannot start its thread: {e}"),
-            })?;
-        handles.push(h);
+        handles.push(spawn_worker("loadgen", worker, move || worker_thread(cfg))?);
     }
     drop(tx);
 
@@ -304,6 +295,42 @@ pub async fn execute(
     })
 }
 
+/// When the first arrival is due, as an instant and as wall-clock time: a
+/// short lead so every worker thread is up by then.
+pub(crate) fn start_times() -> (Instant, SystemTime) {
+    let lead = Duration::from_millis(50);
+    (Instant::now() + lead, SystemTime::now() + lead)
+}
+
+/// Starts worker thread `worker`, named `{prefix}-{worker}`.
+pub(crate) fn spawn_worker<T: Send + 'static>(
+    prefix: &str,
+    worker: usize,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, RunError> {
+    std::thread::Builder::new()
+        .name(format!("{prefix}-{worker}"))
+        .spawn(body)
+        .map_err(|e| RunError::Worker {
+            worker,
+            message: format!("cannot start its thread: {e}"),
+        })
+}
+
+/// A worker's HTTP client: pooled connections, the run's TLS trust.
+pub(crate) fn worker_http_client(
+    tls: Option<&crate::tls::ClientTls>,
+) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
+    let builder = match tls {
+        Some(t) => t.apply(builder).map_err(|e| e.to_string()),
+        None => Ok(builder),
+    };
+    builder
+        .and_then(|b| b.build().map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot build its HTTP client: {e}"))
+}
+
 fn worker_thread(cfg: WorkerConfig) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -323,17 +350,12 @@ fn worker_thread(cfg: WorkerConfig) {
 }
 
 async fn worker(cfg: WorkerConfig) {
-    let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
-    let builder = match &cfg.tls {
-        Some(t) => t.apply(builder).map_err(|e| e.to_string()),
-        None => Ok(builder),
-    };
-    let http = match builder.and_then(|b| b.build().map_err(|e| e.to_string())) {
+    let http = match worker_http_client(cfg.tls.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
+        Err(message) => {
             let _ = cfg.tx.send(WorkerMsg::Failed {
                 worker: cfg.worker,
-                message: format!("cannot build its HTTP client: {e}"),
+                message,
             });
             return;
         }

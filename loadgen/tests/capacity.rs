@@ -3,22 +3,12 @@
 //! whether any rate held. (The search logic itself is unit-tested in
 //! `capacity::search` with a fake measurement.)
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::{bin, text, write_scenario};
 
 const SCENARIO: &str = r#"name = "cap"
 duration = "1s"
@@ -41,8 +31,7 @@ steps = [{ send = "Beste", subject = "Vraag" }]
 
 fn capacity(slos: &[&str]) -> (Output, Option<Value>) {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cap.toml");
-    std::fs::write(&file, SCENARIO).unwrap();
+    let file = write_scenario(dir.path(), "cap.toml", SCENARIO);
     let json = dir.path().join("cap.json");
     let mut cmd = bin();
     cmd.args([

@@ -1,24 +1,7 @@
 //! The real binary: exit codes and what it prints.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-}
-
-fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::{bin, repo_file, text, write_scenario};
 
 /// A one-second web-chat scenario with the given thresholds.
 fn tiny(thresholds: &str) -> String {
@@ -122,8 +105,7 @@ fn validate_accepts_every_shipped_scenario() {
 #[test]
 fn an_unreachable_target_exits_3() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("t.toml");
-    std::fs::write(&file, tiny("")).expect("write");
+    let file = write_scenario(dir.path(), "t.toml", tiny(""));
     // Port 1 on loopback: nothing listens there, the connect is refused at once.
     let o = bin()
         .args([

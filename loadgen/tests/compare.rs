@@ -2,22 +2,12 @@
 //! structure, finite ratios whose intervals bracket them, the TLS handshake
 //! kept apart, and the exit codes of ratio thresholds.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::{bin, text, write_scenario};
 
 fn scenario(thresholds: &str) -> String {
     format!(
@@ -51,8 +41,7 @@ struct Ran {
 
 fn compare(thresholds: &str, extra: &[&str]) -> Ran {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cmp.toml");
-    std::fs::write(&file, scenario(thresholds)).unwrap();
+    let file = write_scenario(dir.path(), "cmp.toml", scenario(thresholds));
     let json = dir.path().join("cmp.json");
     let out = bin()
         .args([
@@ -167,8 +156,7 @@ fn a_ratio_threshold_that_fails_exits_1_and_is_named() {
 #[test]
 fn bad_command_lines_exit_2_and_unreachable_targets_exit_3() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cmp.toml");
-    std::fs::write(&file, scenario("")).unwrap();
+    let file = write_scenario(dir.path(), "cmp.toml", scenario(""));
     let only_a = bin()
         .args(["compare", "--a", "http://127.0.0.1:9"])
         .arg(&file)
@@ -206,24 +194,16 @@ fn bad_command_lines_exit_2_and_unreachable_targets_exit_3() {
     assert_eq!(gone.status.code(), Some(3), "{}", text(&gone));
 }
 
-async fn core(tls: bool) -> (c24_chatcore::Running, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let mut cfg = c24_chatcore::Config::embedded(data.path());
-    cfg.kek =
-        c24_chatcore::KekSource::Base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
-    if tls {
-        cfg.tls = c24_chatcore::TlsConfig::SelfSigned;
-    }
-    (c24_chatcore::start(cfg).await.unwrap(), data)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_running_targets_each_with_its_own_token() {
-    let (a, _a_dir) = core(false).await;
-    let (b, _b_dir) = core(true).await;
+    let (a, _a_dir) = support::start_core(false).await;
+    let (b, _b_dir) = support::start_core(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cmp.toml");
-    std::fs::write(&file, scenario(r#""overhead.whatsapp.http.p99" = "< 100""#)).unwrap();
+    let file = write_scenario(
+        dir.path(),
+        "cmp.toml",
+        scenario(r#""overhead.whatsapp.http.p99" = "< 100""#),
+    );
     let json = dir.path().join("cmp.json");
     let args: Vec<std::ffi::OsString> = vec![
         "compare".into(),
@@ -245,9 +225,9 @@ async fn two_running_targets_each_with_its_own_token() {
         json.clone().into(),
         file.into(),
     ];
-    let out = tokio::task::spawn_blocking(move || bin().args(args).output().unwrap())
-        .await
-        .unwrap();
+    let mut cmd = bin();
+    cmd.args(args);
+    let out = support::output_blocking(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(r["a"]["embedded"], false);

@@ -3,13 +3,12 @@
 //! use, one shared volume) read from the YAML, and its shard and merge
 //! scripts run here as real processes against embedded cores.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
+mod support;
+use support::repo_file;
 
 fn docs() -> Vec<Yaml> {
     let text = std::fs::read_to_string(repo_file("deploy/k8s/loadgen-job.yaml")).unwrap();

@@ -2,36 +2,14 @@
 //! `c24_chatcore::start`), checked from both sides: the load generator's
 //! counts and the core's own message counts for the same window.
 
-use c24_loadgen::command::{self, RunRequest};
-use c24_loadgen::live::LiveMode;
 use c24_loadgen::report::Report;
+
+mod support;
+use support::count;
 
 /// Runs a scenario text against an embedded core and returns its report.
 async fn run(src: &str) -> (c24_loadgen::Exit, Report) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("s.toml");
-    std::fs::write(&file, src).expect("write scenario");
-    let req = RunRequest {
-        scenario: file,
-        target: None,
-        admin_token: None,
-        threads: 2,
-        report_json: None,
-        junit: None,
-        hdr_log: None,
-        live: LiveMode::Quiet,
-        shard: Default::default(),
-    };
-    let done = command::run(&req).await.expect("the run completes");
-    (done.exit, done.report)
-}
-
-fn count(r: &Report, channel: &str, metric: &str) -> u64 {
-    r.latency
-        .iter()
-        .filter(|e| e.channel == channel && e.metric == metric)
-        .map(|e| e.count)
-        .sum()
+    support::run_scenario(src, None).await
 }
 
 fn server_messages(r: &Report, channel: &str) -> u64 {

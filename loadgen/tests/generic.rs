@@ -6,48 +6,28 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use c24_loadgen::command::{self, RunRequest};
-use c24_loadgen::live::LiveMode;
-use c24_loadgen::report::Report;
+use c24_loadgen::command;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-async fn run(src: &str, target: Option<String>) -> (c24_loadgen::Exit, Report) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("s.toml");
-    std::fs::write(&file, src).expect("write scenario");
-    let req = RunRequest {
-        scenario: file,
-        target,
-        admin_token: None,
-        threads: 2,
-        report_json: None,
-        junit: None,
-        hdr_log: None,
-        live: LiveMode::Quiet,
-        shard: Default::default(),
-    };
-    let done = command::run(&req).await.expect("the run completes");
-    (done.exit, done.report)
-}
+mod support;
+use support::{count, run_scenario as run};
 
-fn count(r: &Report, channel: &str, metric: &str) -> u64 {
-    r.latency
-        .iter()
-        .filter(|e| e.channel == channel && e.metric == metric)
-        .map(|e| e.count)
-        .sum()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_steps_drive_the_sink() {
+/// The built-in sink on this runtime, answering 200 to everything.
+async fn start_sink() -> std::net::SocketAddr {
     let listener = c24_loadgen::sink::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(c24_loadgen::sink::serve(listener, None));
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_steps_drive_the_sink() {
+    let addr = start_sink().await;
     let src = r#"name = "gh"
 duration = "1s"
 grace = "3s"
@@ -89,11 +69,7 @@ steps = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_step_status_mismatch_counts_as_an_error() {
-    let listener = c24_loadgen::sink::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(c24_loadgen::sink::serve(listener, None));
+    let addr = start_sink().await;
     // The sink answers 200; this step wants 201.
     let src = r#"name = "gh"
 duration = "1s"
@@ -282,14 +258,12 @@ const TENANT: &str = r#"[{"id":"t_capture","name":"capture","dpa_signed":true,"a
 async fn run_binary(dir: &std::path::Path, name: &str, src: &str, addr: std::net::SocketAddr) {
     let file = dir.join(name);
     std::fs::write(&file, src).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_c24-loadgen"));
+    let mut cmd = support::bin();
     cmd.args(["run", "--live", "quiet", "--threads", "1", "--target"])
         .arg(format!("http://{addr}"))
         .arg(&file)
         .env(c24_loadgen::drivers::FROZEN_CLOCK_ENV, "1764579600");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = support::output_blocking(cmd).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -366,19 +340,7 @@ steps = [{}, {}]
 async fn the_shipped_generic_scenario_is_accepted_by_a_real_core() {
     // Meta's and the c24 email signing schemes written as generic steps:
     // the embedded core verifies both signatures and stores every message.
-    let file =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/generic-http.toml");
-    let req = RunRequest {
-        scenario: file,
-        target: None,
-        admin_token: None,
-        threads: 2,
-        report_json: None,
-        junit: None,
-        hdr_log: None,
-        live: LiveMode::Quiet,
-        shard: Default::default(),
-    };
+    let req = support::quiet_request(support::repo_file("scenarios/generic-http.toml"), None, 2);
     let done = command::run(&req).await.expect("the run completes");
     let r = &done.report;
     assert_eq!(done.exit, c24_loadgen::Exit::Passed, "{}", done.summary);

@@ -8,18 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::{bin, text, write_scenario};
 
 const SCENARIO: &str = r#"name = "pages"
 duration = "2s"
@@ -48,9 +38,7 @@ steps = [{ send = "Beste", subject = "Vraag" }]
 "#;
 
 fn scenario(dir: &Path, extra_thresholds: &str) -> PathBuf {
-    let f = dir.join("pages.toml");
-    std::fs::write(&f, format!("{SCENARIO}{extra_thresholds}\n")).unwrap();
-    f
+    write_scenario(dir, "pages.toml", format!("{SCENARIO}{extra_thresholds}\n"))
 }
 
 fn chromium() -> Option<PathBuf> {
@@ -115,20 +103,28 @@ fn check_page(page: &Path, at_least: usize) {
     assert!(dom.matches("class=\"series\"").count() >= charts);
 }
 
+/// `c24-loadgen ARGS… --report-html NAME.html --summary-md NAME.md FILE`,
+/// both pages in `dir`: the output and the two paths.
+fn with_pages(dir: &Path, name: &str, args: &[&str], file: &Path) -> (Output, PathBuf, PathBuf) {
+    let html = dir.join(format!("{name}.html"));
+    let md = dir.join(format!("{name}.md"));
+    let o = bin()
+        .args(args)
+        .arg("--report-html")
+        .arg(&html)
+        .arg("--summary-md")
+        .arg(&md)
+        .arg(file)
+        .output()
+        .unwrap();
+    (o, html, md)
+}
+
 #[test]
 fn run_page_and_summary() {
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(dir.path(), r#""email.http.p99" = "< 1us""#);
-    let html = dir.path().join("run.html");
-    let md = dir.path().join("run.md");
-    let o = bin()
-        .args(["run", "--live", "quiet", "--report-html"])
-        .arg(&html)
-        .arg("--summary-md")
-        .arg(&md)
-        .arg(&file)
-        .output()
-        .unwrap();
+    let (o, html, md) = with_pages(dir.path(), "run", &["run", "--live", "quiet"], &file);
     // The impossible email threshold fails the run: the pages still come.
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let page = std::fs::read_to_string(&html).unwrap();
@@ -171,10 +167,10 @@ fn run_page_and_summary() {
 fn compare_and_capacity_pages_and_summaries() {
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(dir.path(), r#""overhead.webchat.ack.p99" = "< 100""#);
-    let html = dir.path().join("cmp.html");
-    let md = dir.path().join("cmp.md");
-    let o = bin()
-        .args([
+    let (o, html, md) = with_pages(
+        dir.path(),
+        "cmp",
+        &[
             "compare",
             "--variant",
             "tls",
@@ -182,14 +178,9 @@ fn compare_and_capacity_pages_and_summaries() {
             "2",
             "--window",
             "500ms",
-        ])
-        .arg("--report-html")
-        .arg(&html)
-        .arg("--summary-md")
-        .arg(&md)
-        .arg(&file)
-        .output()
-        .unwrap();
+        ],
+        &file,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let page = std::fs::read_to_string(&html).unwrap();
     for needle in [
@@ -217,29 +208,22 @@ fn compare_and_capacity_pages_and_summaries() {
         "{md}"
     );
 
-    let html = dir.path().join("cap.html");
-    let md = dir.path().join("cap.md");
-    let o = bin()
-        .args([
+    let (o, html, md) = with_pages(
+        dir.path(),
+        "cap",
+        &[
             "capacity",
             "--slo",
             "errors.rate < 50%",
             "--start-rate",
             "4",
-        ])
-        .args([
             "--max-rate",
             "8",
             "--step-duration",
             "400ms",
-            "--report-html",
-        ])
-        .arg(&html)
-        .arg("--summary-md")
-        .arg(&md)
-        .arg(&file)
-        .output()
-        .unwrap();
+        ],
+        &file,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Latency versus arrival rate"), "{page}");

@@ -10,6 +10,8 @@ use c24_api::client::Client;
 use c24_loadgen::provision::Target;
 use c24_loadgen::replay::{self, ReplayRequest};
 
+mod support;
+
 /// Two tenants, three channels; conversation `c4` starts before the window
 /// (its first record is outbound) and must be skipped, not fail.
 const TRACE: &str = r#"{"at":"2026-12-01T09:00:00.000000Z","tenant_id":"tA","channel":"webchat","conversation":"c1","direction":"inbound","size_bytes":120}
@@ -245,11 +247,7 @@ async fn bad_lines_and_bad_flags_change_nothing() {
         TRACE.replace("\"size_bytes\":33", "\"size_bytes\":\"33\""),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-        .args(["replay"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = support::bin().args(["replay"]).arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -259,7 +257,7 @@ async fn bad_lines_and_bad_flags_change_nothing() {
 
     let good = dir.path().join("good.jsonl");
     std::fs::write(&good, TRACE).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
+    let out = support::bin()
         .args(["replay", "--tenants-map", "tA=nope"])
         .arg(&good)
         .output()

@@ -5,10 +5,11 @@
 //! counts per channel × metric.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+mod support;
 
 #[test]
 fn json_junit_and_hdr_log_read_back() {
@@ -41,7 +42,7 @@ steps = [{ send = "c" }]
     let json = dir.path().join("report.json");
     let junit = dir.path().join("junit.xml");
     let hdr = dir.path().join("run.hlog");
-    let out = Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
+    let out = support::bin()
         .args(["run", "--live", "quiet"])
         .arg(&file)
         .arg("--report-json")

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use base64::Engine;
 use c24_api::admin::tenants::{CreateTenant, TenantCreated};
@@ -19,6 +19,9 @@ use c24_api::client::Client;
 use c24_loadgen::report::{LatencyEntry, Report, ScenarioReport, ThresholdEntry};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
+
+mod support;
+use support::{bin, read_report, text, write_scenario};
 
 const SHARDS: usize = 3;
 /// Arrivals per second, over `SECS` seconds, uniform: `RATE * SECS` in all.
@@ -30,19 +33,6 @@ const PER_CHANNEL: u64 = RATE * SECS / 3;
 const WEBCHAT_SENDS: u64 = 2;
 const WHATSAPP_SENDS: u64 = 2;
 const EMAIL_SENDS: u64 = 1;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The scenario, on the tenants in `tenants.json` next to it, with the
 /// whole run's count thresholds and `extra` thresholds.
@@ -88,11 +78,6 @@ steps = [{{ send = "Beste", subject = "Vraag" }}, {{ agent_reply = "Dank" }}]
         whatsapp_posts = PER_CHANNEL * WHATSAPP_SENDS,
         email_posts = PER_CHANNEL * EMAIL_SENDS,
     )
-}
-
-fn read_report(p: &Path) -> Report {
-    let t = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&t).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn decode(s: &str) -> Histogram<u64> {
@@ -335,8 +320,7 @@ async fn three_shard_processes_against_one_core_merge_into_the_whole() {
         serde_json::to_string(&tenants).unwrap(),
     )
     .unwrap();
-    let file = dir.path().join("shards.toml");
-    std::fs::write(&file, scenario("")).unwrap();
+    let file = write_scenario(dir.path(), "shards.toml", scenario(""));
 
     // All three at once, each its own process.
     let children: Vec<_> = (0..SHARDS)
@@ -527,8 +511,7 @@ async fn three_shard_processes_against_one_core_merge_into_the_whole() {
             .map(|c| format!("\"{}\" = \"{}\"\n", c.key, c.check))
             .collect();
         let name = if passes { "holds" } else { "breaks" };
-        let f = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&f, scenario(&lines)).unwrap();
+        let f = write_scenario(dir.path(), &format!("{name}.toml"), scenario(&lines));
         let (o, r) = merge(dir.path(), &f, &shard_files, name);
         let t = text(&o);
         assert_eq!(o.status.code(), Some(if passes { 0 } else { 1 }), "{t}");

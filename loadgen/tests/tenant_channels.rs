@@ -6,10 +6,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use c24_loadgen::command::{self, RunRequest};
-use c24_loadgen::live::LiveMode;
+use c24_loadgen::command;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+mod support;
 
 /// Answers 200 to anything and keeps each request's first line.
 async fn request_lines() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
@@ -43,21 +44,7 @@ async fn request_lines() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
 }
 
 async fn run(src: &str) -> Result<command::Finished, command::Failure> {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("s.toml");
-    std::fs::write(&file, src).unwrap();
-    command::run(&RunRequest {
-        scenario: file,
-        target: None,
-        admin_token: None,
-        threads: 1,
-        report_json: None,
-        junit: None,
-        hdr_log: None,
-        live: LiveMode::Quiet,
-        shard: Default::default(),
-    })
-    .await
+    support::run_text(src, None, 1).await
 }
 
 fn scenario(channels: &str, addr: std::net::SocketAddr) -> String {

@@ -3,23 +3,10 @@
 //! with `--target https://… --ca-file dev-cert.pem`; the TLS handshake is its
 //! own metric, and an untrusted certificate is refused (exit 3).
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use c24_loadgen::report::Report;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_c24-loadgen"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::{bin, count, output_blocking, read_report, text, write_scenario};
 
 /// Every channel, a few conversations, with a reconnect over wss.
 const SCENARIO: &str = r#"name = "tls"
@@ -54,18 +41,6 @@ steps = [{ send = "Beste", subject = "Vraag" }, { agent_reply = "Dank" }]
 "webchat.tls_handshake.count" = "> 0"
 "#;
 
-fn count(r: &Report, channel: &str, metric: &str) -> u64 {
-    r.latency
-        .iter()
-        .filter(|e| e.channel == channel && e.metric == metric)
-        .map(|e| e.count)
-        .sum()
-}
-
-fn read_report(p: &Path) -> Report {
-    serde_json::from_str(&std::fs::read_to_string(p).expect("report written")).expect("report")
-}
-
 fn check_tls_report(r: &Report) {
     assert!(r.target.starts_with("https://"), "{}", r.target);
     assert!(r.passed, "{r:#?}");
@@ -94,8 +69,7 @@ fn check_tls_report(r: &Report) {
 #[test]
 fn run_over_wss_against_the_embedded_tls_core() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tls.toml");
-    std::fs::write(&file, SCENARIO).unwrap();
+    let file = write_scenario(dir.path(), "tls.toml", SCENARIO);
     let json = dir.path().join("r.json");
     let o = bin()
         .args(["run", "--live", "quiet", "--embedded-tls", "--report-json"])
@@ -108,92 +82,48 @@ fn run_over_wss_against_the_embedded_tls_core() {
     check_tls_report(&read_report(&json));
 }
 
+/// `run --live quiet FLAGS… --target URL --admin-token T`, for more arguments.
+fn run_on(flags: &[&str], url: &str, token: &str) -> std::process::Command {
+    let mut cmd = bin();
+    cmd.args(["run", "--live", "quiet"]).args(flags).args([
+        "--target",
+        url,
+        "--admin-token",
+        token,
+    ]);
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_against_a_tls_target_with_its_ca_file() {
-    let data = tempfile::tempdir().unwrap();
-    let mut cfg = c24_chatcore::Config::embedded(data.path());
-    cfg.tls = c24_chatcore::TlsConfig::SelfSigned;
-    cfg.kek =
-        c24_chatcore::KekSource::Base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
-    let core = c24_chatcore::start(cfg).await.unwrap();
+    let (core, _data) = support::start_core(true).await;
     let url = core.url();
     assert!(url.starts_with("https://"));
     let token = core.admin_token().to_string();
     let ca = core.dev_cert_path();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tls.toml");
-    std::fs::write(&file, SCENARIO).unwrap();
+    let file = write_scenario(dir.path(), "tls.toml", SCENARIO);
     let json = dir.path().join("r.json");
 
-    let trusted = {
-        let (url, token, ca, file, json) = (
-            url.clone(),
-            token.clone(),
-            ca.clone(),
-            file.clone(),
-            json.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            bin()
-                .args([
-                    "run",
-                    "--live",
-                    "quiet",
-                    "--target",
-                    &url,
-                    "--admin-token",
-                    &token,
-                ])
-                .arg("--ca-file")
-                .arg(&ca)
-                .arg("--report-json")
-                .arg(&json)
-                .arg(&file)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let mut cmd = run_on(&[], &url, &token);
+    cmd.arg("--ca-file")
+        .arg(&ca)
+        .arg("--report-json")
+        .arg(&json)
+        .arg(&file);
+    let trusted = output_blocking(cmd).await;
     assert_eq!(trusted.status.code(), Some(0), "{}", text(&trusted));
     check_tls_report(&read_report(&json));
 
     // Without the CA file the dev certificate is not trusted: unreachable.
-    let untrusted = {
-        let (url, token, file) = (url.clone(), token.clone(), file.clone());
-        tokio::task::spawn_blocking(move || {
-            bin()
-                .args([
-                    "run",
-                    "--live",
-                    "quiet",
-                    "--target",
-                    &url,
-                    "--admin-token",
-                    &token,
-                ])
-                .arg(&file)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let mut cmd = run_on(&[], &url, &token);
+    cmd.arg(&file);
+    let untrusted = output_blocking(cmd).await;
     assert_eq!(untrusted.status.code(), Some(3), "{}", text(&untrusted));
     // --insecure accepts the untrusted certificate, on every channel.
-    let insecure = {
-        let (url, token, file) = (url.clone(), token.clone(), file.clone());
-        tokio::task::spawn_blocking(move || {
-            bin()
-                .args(["run", "--live", "quiet", "--insecure", "--target", &url])
-                .args(["--admin-token", &token])
-                .arg(&file)
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let mut cmd = run_on(&["--insecure"], &url, &token);
+    cmd.arg(&file);
+    let insecure = output_blocking(cmd).await;
     assert_eq!(insecure.status.code(), Some(0), "{}", text(&insecure));
     assert!(
         text(&untrusted).contains("--ca-file"),

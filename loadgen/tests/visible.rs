@@ -3,27 +3,12 @@
 //! records it as its own metric (`whatsapp.visible`, `email.visible`);
 //! against a real chat core.
 
-use c24_loadgen::command::{self, RunRequest};
-use c24_loadgen::live::LiveMode;
 use c24_loadgen::report::Report;
 
+mod support;
+
 async fn run(src: &str) -> (c24_loadgen::Exit, Report) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("s.toml");
-    std::fs::write(&file, src).expect("write scenario");
-    let req = RunRequest {
-        scenario: file,
-        target: None,
-        admin_token: None,
-        threads: 2,
-        report_json: None,
-        junit: None,
-        hdr_log: None,
-        live: LiveMode::Quiet,
-        shard: Default::default(),
-    };
-    let done = command::run(&req).await.expect("the run completes");
-    (done.exit, done.report)
+    support::run_scenario(src, None).await
 }
 
 fn entries<'a>(

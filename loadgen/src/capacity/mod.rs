@@ -204,15 +204,11 @@ pub async fn run(req: &CapacityRequest) -> Result<CapacityFinished, Failure> {
     if mixes.is_empty() {
         mixes.push(None);
     }
-    for (flag, p) in [
+    command::writable_all(&[
         ("--report-json", &req.report_json),
         ("--report-html", &req.report_html),
         ("--summary-md", &req.summary_md),
-    ] {
-        if let Some(p) = p {
-            command::writable(flag, p)?;
-        }
-    }
+    ])?;
     let target = command::target(
         req.target.as_deref(),
         req.admin_token.clone(),
@@ -230,19 +226,13 @@ pub async fn run(req: &CapacityRequest) -> Result<CapacityFinished, Failure> {
     if let Some(p) = &req.report_json {
         report::write(&report, p).map_err(Failure::Usage)?;
     }
-    if let Some(p) = &req.report_html {
-        crate::report::html::write(&crate::report::html::capacity_page(&report), p)
-            .map_err(Failure::Usage)?;
-    }
-    if let Some(p) = &req.summary_md {
-        std::fs::write(p, crate::report::markdown::capacity_summary(&report))
-            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
-    }
-    let exit = if report.searches.iter().all(|s| s.max_rate.is_some()) {
-        Exit::Passed
-    } else {
-        Exit::ThresholdFailed
-    };
+    command::write_pages(
+        req.report_html.as_deref(),
+        || crate::report::html::capacity_page(&report),
+        req.summary_md.as_deref(),
+        || crate::report::markdown::capacity_summary(&report),
+    )?;
+    let exit = Exit::verdict(report.searches.iter().all(|s| s.max_rate.is_some()));
     Ok(CapacityFinished {
         exit,
         report,

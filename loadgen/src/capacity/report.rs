@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::CapacityRequest;
 use super::search::{Ended, Search};
-use crate::metrics::{Metric, Percentiles};
+use crate::metrics::Percentiles;
 use crate::report::generator_health;
 use crate::run::RunResult;
 use crate::scenario::{Channel, Plan};
@@ -122,11 +122,8 @@ impl Probe {
                 }
             })
             .collect();
-        let mut keys: Vec<(Channel, Metric)> =
-            t.latencies.keys().map(|k| (k.channel, k.metric)).collect();
-        keys.sort();
-        keys.dedup();
-        let latency = keys
+        let latency = t
+            .channel_metrics()
             .into_iter()
             .filter_map(|(c, m)| {
                 let p = t.combined(None, c, m)?;
@@ -251,7 +248,8 @@ impl CapacityReport {
     }
 }
 
-fn mix_text(mix: &[MixShare]) -> String {
+/// A mix as people read it: `webchat 50%, email 50%`.
+pub(crate) fn mix_text(mix: &[MixShare]) -> String {
     let parts: Vec<String> = mix
         .iter()
         .map(|m| format!("{} {:.0}%", m.channel, 100.0 * m.share))
@@ -259,14 +257,27 @@ fn mix_text(mix: &[MixShare]) -> String {
     parts.join(", ")
 }
 
-/// The summary on stdout.
-pub fn render(r: &CapacityReport) -> String {
-    let mut out = String::new();
-    let slos: Vec<String> = r
-        .slos
+/// A capacity split by channel: `webchat 4.0/s, email 4.0/s`.
+pub(crate) fn rates_text(per_channel: &[MixShare]) -> String {
+    let parts: Vec<String> = per_channel
+        .iter()
+        .map(|c| format!("{} {:.1}/s", c.channel, c.share))
+        .collect();
+    parts.join(", ")
+}
+
+/// SLOs as people read them: `errors.rate < 1%, webchat.ack.p99 < 50ms`.
+pub(crate) fn slo_text(slos: &[SloSpec]) -> String {
+    let parts: Vec<String> = slos
         .iter()
         .map(|s| format!("{} {}", s.key, s.check))
         .collect();
+    parts.join(", ")
+}
+
+/// The summary on stdout.
+pub fn render(r: &CapacityReport) -> String {
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "c24-loadgen capacity: {} against {}{} — SLOs: {}",
@@ -277,7 +288,7 @@ pub fn render(r: &CapacityReport) -> String {
         } else {
             ""
         },
-        slos.join(", ")
+        slo_text(&r.slos)
     );
     for s in &r.searches {
         let _ = writeln!(out, "\nmix: {}", mix_text(&s.mix));
@@ -325,15 +336,10 @@ pub fn render(r: &CapacityReport) -> String {
         };
         match s.max_rate {
             Some(m) => {
-                let per: Vec<String> = s
-                    .per_channel
-                    .iter()
-                    .map(|c| format!("{} {:.1}/s", c.channel, c.share))
-                    .collect();
                 let _ = writeln!(
                     out,
                     "CAPACITY: {m:.1} conversations/s ({}) — {why}",
-                    per.join(", ")
+                    rates_text(&s.per_channel)
                 );
             }
             None => {
@@ -350,6 +356,5 @@ pub fn render(r: &CapacityReport) -> String {
 
 /// Writes the report, pretty-printed.
 pub fn write(r: &CapacityReport, path: &Path) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+    crate::report::json::write_pretty(r, path)
 }

@@ -155,15 +155,11 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
             MIN_WINDOW.as_millis()
         )));
     }
-    for (flag, p) in [
+    command::writable_all(&[
         ("--report-json", &req.report_json),
         ("--report-html", &req.report_html),
         ("--summary-md", &req.summary_md),
-    ] {
-        if let Some(p) = p {
-            command::writable(flag, p)?;
-        }
-    }
+    ])?;
     let (a, b) = match (&req.a, &req.b) {
         (Some(a), Some(b)) => {
             let ta = command::target(
@@ -173,20 +169,16 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
                 Default::default(),
             )
             .await?;
-            let tb = match command::target(
-                Some(b),
-                req.admin_token_b.clone(),
-                &req.tls,
-                Default::default(),
+            let (ta, tb) = after(
+                ta,
+                command::target(
+                    Some(b),
+                    req.admin_token_b.clone(),
+                    &req.tls,
+                    Default::default(),
+                ),
             )
-            .await
-            {
-                Ok(t) => t,
-                Err(e) => {
-                    ta.shutdown().await;
-                    return Err(e);
-                }
-            };
+            .await?;
             ((format!("--a {a}"), ta), (format!("--b {b}"), tb))
         }
         (None, None) => {
@@ -197,13 +189,7 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
             }
             let [(la, oa), (lb, ob)] = req.variant.sides();
             let ta = Target::embedded_with(oa).await?;
-            let tb = match Target::embedded_with(ob).await {
-                Ok(t) => t,
-                Err(e) => {
-                    ta.shutdown().await;
-                    return Err(e.into());
-                }
-            };
+            let (ta, tb) = after(ta, Target::embedded_with(ob)).await?;
             ((la.to_string(), ta), (lb.to_string(), tb))
         }
         _ => {
@@ -251,24 +237,32 @@ pub async fn run(req: &CompareRequest) -> Result<CompareFinished, Failure> {
     if let Some(p) = &req.report_json {
         report::write(&report, p).map_err(Failure::Usage)?;
     }
-    if let Some(p) = &req.report_html {
-        crate::report::html::write(&crate::report::html::compare_page(&report), p)
-            .map_err(Failure::Usage)?;
-    }
-    if let Some(p) = &req.summary_md {
-        std::fs::write(p, crate::report::markdown::compare_summary(&report))
-            .map_err(|e| Failure::Usage(format!("--summary-md {}: {e}", p.display())))?;
-    }
-    let exit = if report.passed {
-        Exit::Passed
-    } else {
-        Exit::ThresholdFailed
-    };
+    command::write_pages(
+        req.report_html.as_deref(),
+        || crate::report::html::compare_page(&report),
+        req.summary_md.as_deref(),
+        || crate::report::markdown::compare_summary(&report),
+    )?;
+    let exit = Exit::verdict(report.passed);
     Ok(CompareFinished {
         exit,
         report,
         summary,
     })
+}
+
+/// A's target and B's, started once A's is; when B's fails, A's is shut down.
+async fn after<E>(
+    a: Target,
+    b: impl Future<Output = Result<Target, E>>,
+) -> Result<(Target, Target), E> {
+    match b.await {
+        Ok(b) => Ok((a, b)),
+        Err(e) => {
+            a.shutdown().await;
+            Err(e)
+        }
+    }
 }
 
 /// Which target a side was.

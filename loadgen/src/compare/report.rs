@@ -438,6 +438,5 @@ pub fn render(r: &CompareReport) -> String {
 
 /// Writes the report, pretty-printed.
 pub fn write(r: &CompareReport, path: &Path) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+    crate::report::json::write_pretty(r, path)
 }

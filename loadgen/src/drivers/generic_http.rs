@@ -88,11 +88,7 @@ fn one_line(s: &str) -> String {
 pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFailed> {
     for (i, step) in script.steps.iter().enumerate() {
         match step {
-            Step::Think(d) => {
-                let d = d.sample(&mut conv.env.rng.borrow_mut());
-                conv.think(d);
-            }
-            Step::At(d) => conv.at(*d),
+            Step::Think(_) | Step::At(_) => conv.pace(step),
             Step::Http(h) => request(conv, h, i).await?,
             // Refused by validation.
             _ => return Err(StepFailed::new("unsupported_step")),

@@ -43,11 +43,7 @@ async fn steps(
 ) -> Result<(), StepFailed> {
     for (i, step) in script.steps.iter().enumerate() {
         match step {
-            Step::Think(d) => {
-                let d = d.sample(&mut conv.env.rng.borrow_mut());
-                conv.think(d);
-            }
-            Step::At(d) => conv.at(*d),
+            Step::Think(_) | Step::At(_) => conv.pace(step),
             Step::Ws(w) => exchange(conv, w, i, open).await?,
             // Refused by validation.
             _ => return Err(StepFailed::new("unsupported_step")),

@@ -27,7 +27,7 @@ use c24_api::admin::tenants::TenantCreated;
 
 use crate::metrics::{Metric, MetricKey, Recorder};
 use crate::scenario::{
-    Channel, Feeder, FeederOrder, FeederSource, Field, Part, Plan, SizeDist, Template,
+    Channel, Feeder, FeederOrder, FeederSource, Field, Part, Plan, SizeDist, Step, Template,
 };
 
 /// What every conversation on one worker thread shares. Single-threaded
@@ -255,6 +255,19 @@ impl Conversation {
             .rec
             .borrow_mut()
             .error(self.scenario, self.channel, kind);
+    }
+
+    /// A `think` or `at` step, paced alike on every channel (any other
+    /// step: nothing).
+    pub fn pace(&mut self, step: &Step) {
+        match step {
+            Step::Think(d) => {
+                let d = d.sample(&mut self.env.rng.borrow_mut());
+                self.think(d);
+            }
+            Step::At(d) => self.at(*d),
+            _ => {}
+        }
     }
 
     /// A think step: the next step is due this much after the last one ended.

@@ -207,11 +207,7 @@ async fn steps(
     let mut reply: Option<(Instant, Instant)> = None;
     for (i, step) in script.steps.iter().enumerate() {
         match step {
-            Step::Think(d) => {
-                let d = d.sample(&mut conv.env.rng.borrow_mut());
-                conv.think(d);
-            }
-            Step::At(d) => conv.at(*d),
+            Step::Think(_) | Step::At(_) => conv.pace(step),
             Step::Send {
                 text,
                 size,

@@ -21,11 +21,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
     let mut conversation_id: Option<String> = None;
     for (i, step) in script.steps.iter().enumerate() {
         match step {
-            Step::Think(d) => {
-                let d = d.sample(&mut conv.env.rng.borrow_mut());
-                conv.think(d);
-            }
-            Step::At(d) => conv.at(*d),
+            Step::Think(_) | Step::At(_) => conv.pace(step),
             Step::Send {
                 text,
                 size,

@@ -19,7 +19,7 @@ use super::schedule::{ReplayConversation, ReplaySchedule};
 use crate::drivers::{self, Conversation, InFlight, WorkerEnv};
 use crate::metrics::{LATE_AFTER, Metric, MetricKey, Recorder};
 use crate::provision::Target;
-use crate::run::{RunError, RunResult};
+use crate::run::{RunError, RunResult, spawn_worker, start_times, worker_http_client};
 use crate::scenario::{Plan, Script, Step, Template};
 use crate::tls::ClientTls;
 
@@ -108,8 +108,7 @@ pub async fn execute(
         }
         false
     });
-    let start = Instant::now() + Duration::from_millis(50);
-    let started_at = SystemTime::now() + Duration::from_millis(50);
+    let (start, started_at) = start_times();
     let mut handles = Vec::new();
     for worker in 0..threads {
         let cfg = Worker {
@@ -126,14 +125,7 @@ pub async fn execute(
             start,
             stop: stop_rx.clone(),
         };
-        let h = std::thread::Builder::new()
-            .name(format!("replay-{worker}"))
-            .spawn(move || worker_thread(cfg))
-            .map_err(|e| RunError::Worker {
-                worker,
-                message: format!("cannot start its thread: {e}"),
-            })?;
-        handles.push(h);
+        handles.push(spawn_worker("replay", worker, move || worker_thread(cfg))?);
     }
     let mut totals = Recorder::new(1);
     for (worker, h) in handles.into_iter().enumerate() {
@@ -203,14 +195,7 @@ fn worker_thread(cfg: Worker) -> Result<Recorder, String> {
 }
 
 async fn worker(cfg: Worker) -> Result<Recorder, String> {
-    let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30));
-    let builder = match &cfg.tls {
-        Some(t) => t.apply(builder).map_err(|e| e.to_string()),
-        None => Ok(builder),
-    };
-    let http = builder
-        .and_then(|b| b.build().map_err(|e| e.to_string()))
-        .map_err(|e| format!("cannot build its HTTP client: {e}"))?;
+    let http = worker_http_client(cfg.tls.as_deref())?;
     let env = Rc::new(WorkerEnv {
         plan: cfg.plan.clone(),
         tenants: cfg.tenants.clone(),

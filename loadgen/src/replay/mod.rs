@@ -27,7 +27,7 @@ use c24_api::admin::tenants::TenantCreated;
 use crate::Exit;
 use crate::command::{Failure, Finished};
 use crate::provision::Target;
-use crate::report::{self, Context, Report};
+use crate::report::{self, Context};
 use crate::scenario::{Channel, Model, Plan, Scenario, Script, Stage, Step, Template, TenantSpec};
 use crate::schedule::OpenSchedule;
 use crate::thresholds::{self, Threshold};
@@ -225,12 +225,7 @@ async fn run_against(
     .map_err(|e| Failure::Target(e.to_string()))?;
     let server = crate::command::server_figures(target, result.elapsed).await;
     let names = vec!["replay".to_string()];
-    let outcomes: Vec<_> = plan
-        .thresholds
-        .iter()
-        .map(|t| t.evaluate(&result.totals, &names, result.traffic))
-        .collect();
-    let report = Report::build(
+    let report = crate::command::judged(
         Context {
             plan: &plan,
             target: target.http_base.clone(),
@@ -238,7 +233,7 @@ async fn run_against(
             server,
         },
         &result,
-        &outcomes,
+        &names,
     );
     let mut summary = report::summary::render(&report, &result.totals);
     summary.insert_str(
@@ -253,17 +248,8 @@ async fn run_against(
             sched.skipped_outbound
         ),
     );
-    if let Some(p) = &req.report_json {
-        report::json::write(&report, p).map_err(Failure::Usage)?;
-    }
-    if let Some(p) = &req.junit {
-        report::junit::write(&report, p).map_err(Failure::Usage)?;
-    }
-    let exit = if report.passed {
-        Exit::Passed
-    } else {
-        Exit::ThresholdFailed
-    };
+    crate::command::write_machine(&report, req.report_json.as_deref(), req.junit.as_deref())?;
+    let exit = Exit::verdict(report.passed);
     let sched = Arc::try_unwrap(sched).unwrap_or_else(|a| (*a).clone());
     Ok(Replayed {
         finished: Finished {

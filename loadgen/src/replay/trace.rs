@@ -39,13 +39,7 @@ pub struct TraceErrors(pub Vec<TraceError>);
 
 impl std::fmt::Display for TraceErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        crate::scenario::parse::one_a_line(f, &self.0)
     }
 }
 

@@ -171,13 +171,7 @@ pub fn run_page(r: &Report, totals: &Recorder, timeline: &[IntervalPoint]) -> St
     b.push_str(
         "<h2>Percentile spectrum (corrected solid, uncorrected dashed)</h2><div class=\"grid-2\">",
     );
-    let mut keys: Vec<(Channel, Metric)> = totals
-        .latencies
-        .keys()
-        .map(|k| (k.channel, k.metric))
-        .collect();
-    keys.sort();
-    keys.dedup();
+    let keys = totals.channel_metrics();
     let mut table = String::from(PCT_HEAD);
     for (c, m) in &keys {
         if let Some(p) = totals.combined(None, *c, *m) {
@@ -483,11 +477,6 @@ pub fn compare_page(r: &CompareReport) -> String {
 /// The page of a `capacity` search: per mix the latency-versus-rate curve.
 pub fn capacity_page(r: &CapacityReport) -> String {
     let mut b = String::new();
-    let slos: Vec<String> = r
-        .slos
-        .iter()
-        .map(|s| format!("{} {}", s.key, s.check))
-        .collect();
     let _ = write!(
         b,
         "<h1>c24-loadgen capacity: {}</h1><table class=\"meta\"><tr><td>target</td><td>{}{}</td></tr><tr><td>SLOs</td><td>{}</td></tr><tr><td>search</td><td>from {}/s ×{} up to {}/s, {} bisections, {:.1}s per probe</td></tr></table>",
@@ -498,7 +487,7 @@ pub fn capacity_page(r: &CapacityReport) -> String {
         } else {
             ""
         },
-        esc(&slos.join(", ")),
+        esc(&crate::capacity::report::slo_text(&r.slos)),
         r.search.start_rate,
         r.search.factor,
         r.search.max_rate,
@@ -506,19 +495,10 @@ pub fn capacity_page(r: &CapacityReport) -> String {
         r.search.step_s
     );
     for s in &r.searches {
-        let mix: Vec<String> = s
-            .mix
-            .iter()
-            .map(|m| format!("{} {:.0}%", m.channel, 100.0 * m.share))
-            .collect();
-        let _ = write!(b, "<h2>Mix: {}</h2>", esc(&mix.join(", ")));
+        let mix = crate::capacity::report::mix_text(&s.mix);
+        let _ = write!(b, "<h2>Mix: {}</h2>", esc(&mix));
         match s.max_rate {
             Some(m) => {
-                let per: Vec<String> = s
-                    .per_channel
-                    .iter()
-                    .map(|c| format!("{} {:.1}/s", c.channel, c.share))
-                    .collect();
                 let why = match s.ended {
                     Ended::Slo => "an SLO broke above it",
                     Ended::MaxRate => "every rate up to the ceiling held",
@@ -527,7 +507,7 @@ pub fn capacity_page(r: &CapacityReport) -> String {
                 let _ = write!(
                     b,
                     "<p><span class=\"badge pass\">{m:.1} conversations/s</span> held every SLO ({}); {why}.</p>",
-                    esc(&per.join(", ")),
+                    esc(&crate::capacity::report::rates_text(&s.per_channel)),
                 );
             }
             None => b.push_str("<p><span class=\"badge fail\">none</span> — the SLOs broke at every rate tried.</p>"),

@@ -37,6 +37,11 @@ pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, String> {
 
 /// Writes the report, pretty-printed.
 pub fn write(report: &Report, path: &Path) -> Result<(), String> {
+    write_pretty(report, path)
+}
+
+/// Writes any JSON report (run, compare, capacity), pretty-printed.
+pub fn write_pretty<T: serde::Serialize>(report: &T, path: &Path) -> Result<(), String> {
     let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
     std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -202,17 +202,13 @@ pub fn capacity_summary(r: &CapacityReport) -> String {
     let _ = writeln!(o, "## c24-loadgen capacity: {}\n", cell(&r.name));
     let _ = writeln!(o, "SLOs: {} against `{}`.\n", slos.join(", "), r.target);
     for s in &r.searches {
-        let mix: Vec<String> = s
-            .mix
-            .iter()
-            .map(|m| format!("{} {:.0}%", m.channel, 100.0 * m.share))
-            .collect();
+        let mix = crate::capacity::report::mix_text(&s.mix);
         match s.max_rate {
             Some(m) => {
                 let _ = writeln!(
                     o,
                     "**{}: {m:.1} conversations/s** held every SLO ({}).\n",
-                    mix.join(", "),
+                    mix,
                     match s.ended {
                         Ended::Slo => "an SLO broke above it",
                         Ended::MaxRate => "every rate up to the ceiling held",
@@ -222,7 +218,7 @@ pub fn capacity_summary(r: &CapacityReport) -> String {
                 );
             }
             None => {
-                let _ = writeln!(o, "**{}: no rate held** the SLOs.\n", mix.join(", "));
+                let _ = writeln!(o, "**{}: no rate held** the SLOs.\n", mix);
             }
         }
         o.push_str("| rate/s | achieved/s | held | errors | SLOs |\n|---:|---:|---|---:|---|\n");

@@ -51,14 +51,22 @@ pub struct ScenarioErrors(pub Vec<ScenarioError>);
 
 impl std::fmt::Display for ScenarioErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        one_a_line(f, &self.0)
     }
+}
+
+/// Errors one a line, for a file's list of mistakes.
+pub(crate) fn one_a_line<E: std::fmt::Display>(
+    f: &mut std::fmt::Formatter<'_>,
+    errors: &[E],
+) -> std::fmt::Result {
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            writeln!(f)?;
+        }
+        write!(f, "{e}")?;
+    }
+    Ok(())
 }
 
 /// Reads and validates a scenario file.
@@ -226,6 +234,26 @@ impl<'a, 'i> Tbl<'a, 'i> {
             .and_then(|v| string(ctx, v, &self.path_of(key)))
     }
 
+    /// A string naming one of `options` (absent: the first one's value);
+    /// another name is an error ending with `hint`, and the first value.
+    fn choice<T: Copy>(&self, ctx: &mut Ctx, key: &str, options: &[(&str, T)], hint: &str) -> T {
+        let first = options[0].1;
+        let Some(name) = self.string(ctx, key) else {
+            return first;
+        };
+        match options.iter().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v,
+            None => {
+                ctx.error(
+                    &self.key_span(key),
+                    &self.path_of(key),
+                    format!("unknown {key} {name:?}; {hint}"),
+                );
+                first
+            }
+        }
+    }
+
     fn duration(&self, ctx: &mut Ctx, key: &str) -> Option<Duration> {
         self.get(key)
             .and_then(|v| duration(ctx, v, &self.path_of(key)))
@@ -365,53 +393,59 @@ fn call(s: &str) -> Option<(&str, Vec<&str>)> {
     Some((s[..open].trim(), inner.split(',').map(str::trim).collect()))
 }
 
-fn think_dist(s: &str) -> Result<ThinkDist, String> {
-    let bad = |e: String| format!("{e}; write a duration (3s), uniform(1s, 5s) or exp(3s)");
+/// A distribution as written, before it is one of durations or sizes.
+enum Dist<T> {
+    Fixed(T),
+    Uniform(T, T),
+    Exp(T),
+}
+
+/// `VALUE`, `uniform(LOW, HIGH)` or `exp(MEAN)`, each value read by
+/// `parse`; an error ends with `hint`.
+fn dist<T: PartialOrd>(
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+    hint: &str,
+) -> Result<Dist<T>, String> {
+    let bad = |e: String| format!("{e}; {hint}");
     match call(s) {
-        None => parse_duration(s).map(ThinkDist::Fixed).map_err(bad),
+        None => parse(s).map(Dist::Fixed).map_err(bad),
         Some(("uniform", args)) if args.len() == 2 => {
-            let a = parse_duration(args[0]).map_err(bad)?;
-            let b = parse_duration(args[1]).map_err(bad)?;
+            let a = parse(args[0]).map_err(bad)?;
+            let b = parse(args[1]).map_err(bad)?;
             if b < a {
                 return Err(bad(format!(
                     "uniform({}, {}): the bounds are reversed",
                     args[0], args[1]
                 )));
             }
-            Ok(ThinkDist::Uniform(a, b))
+            Ok(Dist::Uniform(a, b))
         }
-        Some(("exp", args)) if args.len() == 1 => {
-            parse_duration(args[0]).map(ThinkDist::Exp).map_err(bad)
-        }
+        Some(("exp", args)) if args.len() == 1 => parse(args[0]).map(Dist::Exp).map_err(bad),
         Some((name, _)) => Err(bad(format!("unknown distribution {name:?}"))),
     }
 }
 
+fn think_dist(s: &str) -> Result<ThinkDist, String> {
+    let hint = "write a duration (3s), uniform(1s, 5s) or exp(3s)";
+    Ok(match dist(s, parse_duration, hint)? {
+        Dist::Fixed(d) => ThinkDist::Fixed(d),
+        Dist::Uniform(a, b) => ThinkDist::Uniform(a, b),
+        Dist::Exp(mean) => ThinkDist::Exp(mean),
+    })
+}
+
 fn size_dist(s: &str) -> Result<SizeDist, String> {
-    let bad = |e: String| format!("{e}; write a size (1KiB), uniform(64B, 4KiB) or exp(512B)");
-    match call(s) {
-        None => parse_size(s).map(SizeDist::Fixed).map_err(bad),
-        Some(("uniform", args)) if args.len() == 2 => {
-            let a = parse_size(args[0]).map_err(bad)?;
-            let b = parse_size(args[1]).map_err(bad)?;
-            if b < a {
-                return Err(bad(format!(
-                    "uniform({}, {}): the bounds are reversed",
-                    args[0], args[1]
-                )));
-            }
-            Ok(SizeDist::Uniform(a, b))
-        }
-        Some(("exp", args)) if args.len() == 1 => {
-            let mean = parse_size(args[0]).map_err(bad)?;
-            // Capped at ten means so one draw cannot dwarf the rest.
-            Ok(SizeDist::Exp {
-                mean,
-                cap: mean.saturating_mul(10),
-            })
-        }
-        Some((name, _)) => Err(bad(format!("unknown distribution {name:?}"))),
-    }
+    let hint = "write a size (1KiB), uniform(64B, 4KiB) or exp(512B)";
+    Ok(match dist(s, parse_size, hint)? {
+        Dist::Fixed(n) => SizeDist::Fixed(n),
+        Dist::Uniform(a, b) => SizeDist::Uniform(a, b),
+        // Capped at ten means so one draw cannot dwarf the rest.
+        Dist::Exp(mean) => SizeDist::Exp {
+            mean,
+            cap: mean.saturating_mul(10),
+        },
+    })
 }
 
 /// Names scenario, feeders and fields may use.
@@ -917,18 +951,15 @@ fn feeders(ctx: &mut Ctx, root: &Tbl<'_, '_>) -> Vec<Feeder> {
             ctx,
             &["csv", "jsonl", "values", "int", "words", "uuid", "order"],
         );
-        let order = match f.string(ctx, "order").as_deref() {
-            None | Some("sequential") => FeederOrder::Sequential,
-            Some("random") => FeederOrder::Random,
-            Some(other) => {
-                ctx.error(
-                    &f.key_span("order"),
-                    &f.path_of("order"),
-                    format!("unknown order {other:?}; use sequential or random"),
-                );
-                FeederOrder::Sequential
-            }
-        };
+        let order = f.choice(
+            ctx,
+            "order",
+            &[
+                ("sequential", FeederOrder::Sequential),
+                ("random", FeederOrder::Random),
+            ],
+            "use sequential or random",
+        );
         let kinds: Vec<&str> = ["csv", "jsonl", "values", "int", "words", "uuid"]
             .into_iter()
             .filter(|k| f.has(k))
@@ -1114,18 +1145,16 @@ fn scenario(
         }
         (Some(v), None) => {
             let stages = stages(ctx, v, &t.path_of("stages"));
-            let arrivals = match t.string(ctx, "arrivals").as_deref() {
-                None | Some("uniform") | Some("constant") => Arrivals::Uniform,
-                Some("poisson") => Arrivals::Poisson,
-                Some(other) => {
-                    ctx.error(
-                        &t.key_span("arrivals"),
-                        &t.path_of("arrivals"),
-                        format!("unknown arrivals {other:?}; use uniform or poisson"),
-                    );
-                    Arrivals::Uniform
-                }
-            };
+            let arrivals = t.choice(
+                ctx,
+                "arrivals",
+                &[
+                    ("uniform", Arrivals::Uniform),
+                    ("constant", Arrivals::Uniform),
+                    ("poisson", Arrivals::Poisson),
+                ],
+                "use uniform or poisson",
+            );
             stages.and_then(|stages| {
                 let sum: Duration = stages.iter().map(|s| s.duration).sum();
                 if let Some(d) = duration
@@ -1670,6 +1699,24 @@ fn step_size(ctx: &mut Ctx, st: &Tbl<'_, '_>) -> Option<SizeDist> {
     })
 }
 
+/// The step's required `url` template, speaking one of `schemes`.
+fn url_templ(
+    ctx: &mut Ctx,
+    st: &Tbl<'_, '_>,
+    feeders: &[Feeder],
+    extra: &[&str],
+    schemes: &[&str],
+    hint: &str,
+) -> Option<Template> {
+    if !st.has("url") {
+        st.missing(ctx, "url", hint);
+        return None;
+    }
+    let url = templ_in(ctx, st, "url", feeders, extra)?;
+    check_url(ctx, st, &url, schemes);
+    Some(url)
+}
+
 /// A URL template must say which scheme it speaks (after filling).
 fn check_url(ctx: &mut Ctx, st: &Tbl<'_, '_>, url: &Template, schemes: &[&str]) {
     let starts_ok = match url.parts.first() {
@@ -1725,20 +1772,14 @@ fn http_step(
             None
         }
     });
-    let url = match st.get("url") {
-        Some(_) => templ_in(ctx, st, "url", feeders, ctxf),
-        None => {
-            st.missing(
-                ctx,
-                "url",
-                "where the request goes, e.g. url = \"{target}/hook\"",
-            );
-            None
-        }
-    };
-    if let Some(u) = &url {
-        check_url(ctx, st, u, &["http://", "https://"]);
-    }
+    let url = url_templ(
+        ctx,
+        st,
+        feeders,
+        ctxf,
+        &["http://", "https://"],
+        "where the request goes, e.g. url = \"{target}/hook\"",
+    );
     let headers = header_table(ctx, st, "headers", feeders, ctxf);
     let text = templ_in(ctx, st, "text", feeders, &[]);
     let size = step_size(ctx, st);
@@ -1791,18 +1832,12 @@ fn http_step(
                     None
                 }
             };
-            let encoding = match sg.string(ctx, "encoding").as_deref() {
-                None | Some("hex") => SignEncoding::Hex,
-                Some("base64") => SignEncoding::Base64,
-                Some(other) => {
-                    ctx.error(
-                        &sg.key_span("encoding"),
-                        &sg.path_of("encoding"),
-                        format!("unknown encoding {other:?}; use hex or base64"),
-                    );
-                    SignEncoding::Hex
-                }
-            };
+            let encoding = sg.choice(
+                ctx,
+                "encoding",
+                &[("hex", SignEncoding::Hex), ("base64", SignEncoding::Base64)],
+                "use hex or base64",
+            );
             let prefix = sg.string(ctx, "prefix").unwrap_or_default();
             match (secret, over, header) {
                 (Some(secret), Some(over), Some(header)) => Some(SignRule {
@@ -1895,20 +1930,14 @@ fn ws_step(
             "timeout",
         ],
     );
-    let url = match st.get("url") {
-        Some(_) => templ_in(ctx, st, "url", feeders, &[]),
-        None => {
-            st.missing(
-                ctx,
-                "url",
-                "the socket to open, e.g. url = \"ws://127.0.0.1:9001/chat?u={visitor}\"",
-            );
-            None
-        }
-    };
-    if let Some(u) = &url {
-        check_url(ctx, st, u, &["ws://", "wss://"]);
-    }
+    let url = url_templ(
+        ctx,
+        st,
+        feeders,
+        &[],
+        &["ws://", "wss://"],
+        "the socket to open, e.g. url = \"ws://127.0.0.1:9001/chat?u={visitor}\"",
+    );
     let headers = header_table(ctx, st, "headers", feeders, &[]);
     let text = templ_in(ctx, st, "text", feeders, &[]);
     let size = step_size(ctx, st);
