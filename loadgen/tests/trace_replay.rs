@@ -39,11 +39,13 @@ fn request(trace: std::path::PathBuf, target: &Target) -> ReplayRequest {
     }
 }
 
-/// Per tenant: its conversations as (channel, [(direction, size)...]), sorted.
-type Shape = BTreeMap<String, Vec<(String, Vec<(String, u64)>)>>;
+/// One conversation: its channel and its messages' (direction, size).
+type Conv = (String, Vec<(String, u64)>);
+/// Per tenant: its conversations, sorted.
+type Shape = BTreeMap<String, Vec<Conv>>;
 
 fn shape(records: &[TraceRecord]) -> Shape {
-    let mut convs: BTreeMap<(String, String), (String, Vec<(String, u64)>)> = BTreeMap::new();
+    let mut convs: BTreeMap<(String, String), Conv> = BTreeMap::new();
     for r in records {
         convs
             .entry((r.tenant_id.clone(), r.conversation.clone()))
