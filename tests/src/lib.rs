@@ -173,6 +173,67 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<PathBuf
     Ok(hits)
 }
 
+/// Where `needle` occurs in the files under `dir`: each file with the byte
+/// offsets of its occurrences, described for SQLite files (database page or
+/// WAL frame), so a failing "no trace" check says exactly what is left.
+pub fn occurrences(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<String>> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path)?;
+            let offsets: Vec<usize> = bytes
+                .windows(needle.len())
+                .enumerate()
+                .filter(|(_, w)| *w == needle)
+                .map(|(i, _)| i)
+                .collect();
+            if offsets.is_empty() {
+                continue;
+            }
+            let name = path.display().to_string();
+            let wal = name.ends_with("-wal");
+            // The WAL header says the page size; frames are a 24-byte header and a page.
+            let page = if wal && bytes.len() >= 12 {
+                u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
+            } else if bytes.len() >= 18 && bytes.starts_with(b"SQLite format 3") {
+                match u16::from_be_bytes([bytes[16], bytes[17]]) {
+                    1 => 65536,
+                    n => n as usize,
+                }
+            } else {
+                0
+            };
+            let at: Vec<String> = offsets
+                .iter()
+                .map(|&o| match (wal, page) {
+                    (_, 0) => format!("@{o}"),
+                    (true, p) if o >= 32 => {
+                        let frame = (o - 32) / (p + 24);
+                        let fo = 32 + frame * (p + 24);
+                        let pgno = u32::from_be_bytes([
+                            bytes[fo],
+                            bytes[fo + 1],
+                            bytes[fo + 2],
+                            bytes[fo + 3],
+                        ]);
+                        format!("@{o} (frame {frame}, page {pgno})")
+                    }
+                    (true, _) => format!("@{o} (WAL header)"),
+                    (false, p) => format!("@{o} (page {}, byte {})", o / p + 1, o % p),
+                })
+                .collect();
+            found.push(format!("{name} ({} bytes) {}", bytes.len(), at.join(", ")));
+        }
+    }
+    Ok(found)
+}
+
 /// A one-text WhatsApp notification as Meta sends it.
 pub fn whatsapp_text(
     t: &TenantCreated,

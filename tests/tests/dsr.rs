@@ -10,7 +10,8 @@
 use c24_api::admin::tenants::TenantCreated;
 use c24_api::client::webchat::WebchatClient;
 use c24_e2e::{
-    Core, StaffTokens, TotpPool, WAIT, files_containing, marker, whatsapp_text, write_tokens_file,
+    Core, StaffTokens, TotpPool, WAIT, files_containing, marker, occurrences, whatsapp_text,
+    write_tokens_file,
 };
 use chrono::{DateTime, Months, Utc};
 use serde_json::{Value, json};
@@ -342,7 +343,11 @@ async fn a_request_left_alone_becomes_overdue_after_one_month_or_after_its_exten
 }
 
 /// Every blob of the person's rows, read from the database before the erasure.
-fn person_blobs(dir: &std::path::Path, conversations: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
+/// Each is labelled with the column it came from, for the failure message.
+fn person_blobs(
+    dir: &std::path::Path,
+    conversations: &[&str],
+) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
     let db = rusqlite::Connection::open_with_flags(
         dir.join("c24.sqlite"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -355,8 +360,8 @@ fn person_blobs(dir: &std::path::Path, conversations: &[&str]) -> anyhow::Result
             [conv],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        blobs.extend([bi, ident]);
-        blobs.extend(name);
+        blobs.extend([("contacts.ident_bi", bi), ("contacts.ident_ct", ident)]);
+        blobs.extend(name.map(|n| ("contacts.name_ct", n)));
         let mut stmt = db.prepare(
             "SELECT body_ct, subject_ct, dedupe_key, client_key FROM messages
              WHERE conversation_id = ?1",
@@ -371,18 +376,20 @@ fn person_blobs(dir: &std::path::Path, conversations: &[&str]) -> anyhow::Result
         })?;
         for row in rows {
             let (body, subject, dedupe, client) = row?;
-            blobs.push(body);
-            blobs.extend(subject.into_iter().chain(dedupe).chain(client));
+            blobs.push(("messages.body_ct", body));
+            blobs.extend(subject.map(|v| ("messages.subject_ct", v)));
+            blobs.extend(dedupe.map(|v| ("messages.dedupe_key", v)));
+            blobs.extend(client.map(|v| ("messages.client_key", v)));
         }
         let mut stmt =
             db.prepare("SELECT msgid_bi FROM email_threads WHERE conversation_id = ?1")?;
         for bi in stmt.query_map([conv], |r| r.get::<_, Vec<u8>>(0))? {
-            blobs.push(bi?);
+            blobs.push(("email_threads.msgid_bi", bi?));
         }
     }
     let mut stmt = db.prepare("SELECT sealed FROM dsr_exports")?;
     for s in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-        blobs.push(s?);
+        blobs.push(("dsr_exports.sealed", s?));
     }
     Ok(blobs)
 }
@@ -522,7 +529,11 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
         assert!(!files_containing(&dir, p_texts[0].as_bytes())?.is_empty());
         assert!(!files_containing(&dir, p_email.as_bytes())?.is_empty());
     }
-    let bis: Vec<Vec<u8>> = blobs.iter().filter(|b| b.len() == 32).cloned().collect();
+    let bis: Vec<Vec<u8>> = blobs
+        .iter()
+        .filter(|(_, b)| b.len() == 32)
+        .map(|(_, b)| b.clone())
+        .collect();
     assert!(person_rows(&dir, &bis, &[&p_conv, &p_ack.conversation_id])? > 0);
     let stored_before = t.core.admin.tenant(&a.id).await?.stored_messages;
 
@@ -566,12 +577,13 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
             String::from_utf8_lossy(p)
         );
     }
-    for b in &blobs {
-        let hits = files_containing(&dir, b)?;
+    for (column, b) in &blobs {
+        let hits = occurrences(&dir, b)?;
         assert!(
             hits.is_empty(),
-            "a {}-byte value of the person is still in {hits:?}",
-            b.len()
+            "a {}-byte value of the person ({column} {}) is still in {hits:#?}",
+            b.len(),
+            hex(b)
         );
     }
     assert_eq!(
@@ -1016,4 +1028,8 @@ async fn a_rectification_reseals_the_field() -> anyhow::Result<()> {
         (201, Some(conv.as_str()))
     );
     Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

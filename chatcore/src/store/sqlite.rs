@@ -46,7 +46,11 @@ struct Checkpointer {
 
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
-fn spawn_checkpointer(path: &Path, keyring: &Path) -> Result<Checkpointer, StoreError> {
+fn spawn_checkpointer(
+    path: &Path,
+    keyring: &Path,
+    wal: Arc<writer::WalGate>,
+) -> Result<Checkpointer, StoreError> {
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
     attach_keyring(&conn, keyring)?;
@@ -57,10 +61,8 @@ fn spawn_checkpointer(path: &Path, keyring: &Path) -> Result<Checkpointer, Store
         .spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 std::thread::park_timeout(CHECKPOINT_EVERY);
-                // PASSIVE: copies what it can without blocking the writer or readers.
-                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-                    tracing::debug!(error = %e, "passive checkpoint skipped");
-                }
+                // Never at the same time as the writer's truncation (see WalGate).
+                wal.checkpoint(&conn);
             }
         })
         .map_err(|e| StoreError::Io(format!("starting checkpointer: {e}")))?;
@@ -124,8 +126,9 @@ impl SqliteStore {
             readers.push(Arc::new(Mutex::new(r)));
         }
         conn.execute_batch(writer::WRITER_PRAGMAS)?;
-        let checkpointer = spawn_checkpointer(&path, &keyring)?;
-        let handle = writer::spawn(conn, clock, traffic_trace)
+        let wal = Arc::new(writer::WalGate::default());
+        let checkpointer = spawn_checkpointer(&path, &keyring, wal.clone())?;
+        let handle = writer::spawn(conn, clock, traffic_trace, wal)
             .map_err(|e| StoreError::Io(format!("starting writer: {e}")))?;
         Ok(Self {
             path,

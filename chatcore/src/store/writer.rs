@@ -5,8 +5,8 @@
 //! replayed with a savepoint per op so that op alone fails.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -31,10 +31,87 @@ pub(crate) struct WriterHandle {
     pub thread: std::thread::JoinHandle<()>,
 }
 
+/// Serialises the WAL checkpoints of the writer and the checkpointer thread.
+///
+/// SQLite runs one checkpoint at a time: a `wal_checkpoint(TRUNCATE)` that
+/// meets another connection's checkpoint does not wait, it answers busy and
+/// truncates nothing. After an erasure or a key destruction that left the
+/// erased rows' old page images in the WAL, and the database file's pages
+/// not yet overwritten by the zeroed ones. So both take `lock` around every
+/// checkpoint, and a truncation that still could not finish (a reader in
+/// another process past the busy timeout) stays `pending`: the checkpointer
+/// retries it on its next round instead of a passive checkpoint.
+#[derive(Default)]
+pub(crate) struct WalGate {
+    lock: Mutex<()>,
+    pending: AtomicBool,
+}
+
+/// Tries per truncation before it is left to the checkpointer; each try
+/// waits up to the connection's busy timeout for readers of older snapshots.
+const TRUNCATE_TRIES: usize = 3;
+
+impl WalGate {
+    /// Checkpoints everything and truncates the WAL of both databases,
+    /// checking SQLite's answer (`busy` = 1: it could not).
+    pub(crate) fn truncate(&self, conn: &Connection) -> Result<(), String> {
+        self.pending.store(true, Ordering::SeqCst);
+        let _turn = self.lock.lock().map_err(|_| "checkpoint lock poisoned")?;
+        let mut last = String::new();
+        for _ in 0..TRUNCATE_TRIES {
+            match truncate_both(conn) {
+                Ok(()) => {
+                    self.pending.store(false, Ordering::SeqCst);
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// The checkpointer's round: a pending truncation, else a passive
+    /// checkpoint (copies what it can without blocking anyone).
+    pub(crate) fn checkpoint(&self, conn: &Connection) {
+        if self.pending.load(Ordering::SeqCst) {
+            match self.truncate(conn) {
+                Ok(()) => tracing::info!("pending WAL truncation done"),
+                Err(e) => tracing::warn!(error = %e, "pending WAL truncation still not possible"),
+            }
+            return;
+        }
+        let Ok(_turn) = self.lock.lock() else {
+            return;
+        };
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::debug!(error = %e, "passive checkpoint skipped");
+        }
+    }
+}
+
+fn truncate_both(conn: &Connection) -> Result<(), String> {
+    for schema in ["main", "keyring"] {
+        let (busy, log, done): (i64, i64, i64) = conn
+            .query_row(
+                &format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(|e| format!("{schema}: {e}"))?;
+        if busy != 0 {
+            return Err(format!(
+                "{schema}: checkpoint busy ({done} of {log} frames copied), WAL not truncated"
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn spawn(
     conn: Connection,
     clock: Arc<dyn Clock>,
     traffic_trace: bool,
+    wal: Arc<WalGate>,
 ) -> std::io::Result<WriterHandle> {
     let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 4);
     let running = Arc::new(AtomicBool::new(true));
@@ -42,7 +119,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name("c24-writer".into())
         .spawn(move || {
-            run(conn, rx, clock, traffic_trace);
+            run(conn, rx, clock, traffic_trace, &wal);
             flag.store(false, Ordering::SeqCst);
         })?;
     Ok(WriterHandle {
@@ -204,6 +281,7 @@ fn run(
     mut rx: mpsc::Receiver<Job>,
     clock: Arc<dyn Clock>,
     traffic_trace: bool,
+    wal: &WalGate,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut ctx = Ctx {
@@ -221,11 +299,9 @@ fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut ctx, &mut batch, clock.as_ref());
+        commit_batch(&mut conn, &mut ctx, &mut batch, clock.as_ref(), wal);
     }
-    if let Err(e) = conn.execute_batch(
-        "PRAGMA main.wal_checkpoint(TRUNCATE); PRAGMA keyring.wal_checkpoint(TRUNCATE);",
-    ) {
+    if let Err(e) = wal.truncate(&conn) {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
     }
     tracing::debug!("writer stopped");
@@ -286,15 +362,24 @@ fn apply_batch(
     Ok(results)
 }
 
-fn commit_batch(conn: &mut Connection, ctx: &mut Ctx, batch: &mut Vec<Job>, clock: &dyn Clock) {
+fn commit_batch(
+    conn: &mut Connection,
+    ctx: &mut Ctx,
+    batch: &mut Vec<Job>,
+    clock: &dyn Clock,
+    wal: &WalGate,
+) {
     let started = clock.now_ms();
     let outcome = apply_batch(conn, ctx, batch, started);
+    // Before the replies: an erasure is answered once its old page images
+    // are out of the WAL and overwritten in the database file.
     if std::mem::take(&mut ctx.truncate_wal)
-        && let Err(e) = conn.execute_batch(
-            "PRAGMA main.wal_checkpoint(TRUNCATE); PRAGMA keyring.wal_checkpoint(TRUNCATE);",
-        )
+        && let Err(e) = wal.truncate(conn)
     {
-        tracing::warn!(error = %e, "WAL truncation after a key destruction or erasure failed");
+        tracing::warn!(
+            error = %e,
+            "WAL truncation after a key destruction or erasure failed; the checkpointer retries it"
+        );
     }
     let committed = clock.now_ms();
     match outcome {
@@ -1079,4 +1164,64 @@ fn outbound(
         duplicate: false,
         new_conversation: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> Connection {
+        let c = Connection::open(dir.join("main.sqlite")).unwrap();
+        c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 50;")
+            .unwrap();
+        let k = dir.join("keyring.sqlite");
+        c.execute("ATTACH DATABASE ?1 AS keyring", [k.to_str().unwrap()])
+            .unwrap();
+        c.execute_batch("PRAGMA keyring.journal_mode = WAL;")
+            .unwrap();
+        c
+    }
+
+    fn wal_len(dir: &std::path::Path) -> u64 {
+        std::fs::metadata(dir.join("main.sqlite-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// A truncation SQLite answers with busy is not taken for done: it stays
+    /// pending, and the checkpointer's next round finishes it.
+    #[test]
+    fn a_truncation_that_sqlite_refuses_stays_pending_until_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = open(dir.path());
+        writer
+            .execute_batch(
+                "CREATE TABLE t (v BLOB); INSERT INTO t VALUES (randomblob(5000));
+                 CREATE TABLE keyring.k (v BLOB);",
+            )
+            .unwrap();
+        // A reader on the old snapshot: TRUNCATE cannot reset the WAL under it.
+        let reader = open(dir.path());
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM t;")
+            .unwrap();
+        writer
+            .execute_batch("DELETE FROM t; INSERT INTO t VALUES (randomblob(5000));")
+            .unwrap();
+        let gate = WalGate::default();
+        let err = gate.truncate(&writer).unwrap_err();
+        assert!(err.contains("busy"), "{err}");
+        assert!(gate.pending.load(Ordering::SeqCst));
+        assert!(wal_len(dir.path()) > 0);
+
+        // Still held: the checkpointer's round does not clear it either.
+        let checkpointer = open(dir.path());
+        gate.checkpoint(&checkpointer);
+        assert!(gate.pending.load(Ordering::SeqCst));
+
+        reader.execute_batch("COMMIT;").unwrap();
+        gate.checkpoint(&checkpointer);
+        assert!(!gate.pending.load(Ordering::SeqCst));
+        assert_eq!(wal_len(dir.path()), 0);
+    }
 }
