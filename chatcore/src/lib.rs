@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use config::{Config, KekSource, TlsConfig};
+pub use config::{Config, Database, KekSource, TlsConfig};
 
 use crate::access::AccessList;
 use crate::crypto::Kek;
@@ -52,6 +52,7 @@ use crate::crypto::envelope::random_bytes;
 use crate::events::EventBus;
 use crate::http::{AppInner, AppState};
 use crate::store::Store;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::tenants::TenantDirectory;
 
@@ -199,15 +200,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
              database can never be reopened with encryption on."
         );
     }
-    let store = {
-        let dir = config.data_dir.clone();
-        let enc = config.at_rest_encryption;
-        let clock = config.clock.clone();
-        tokio::task::spawn_blocking(move || SqliteStore::open(&dir, enc, clock))
-            .await
-            .map_err(|e| StartError::Io(e.to_string()))??
+    let store: Arc<dyn Store> = match &config.database {
+        Database::Sqlite => {
+            let dir = config.data_dir.clone();
+            let enc = config.at_rest_encryption;
+            let clock = config.clock.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || SqliteStore::open(&dir, enc, clock))
+                    .await
+                    .map_err(|e| StartError::Io(e.to_string()))??,
+            )
+        }
+        Database::Postgres { url } => Arc::new(
+            PgStore::open(url, config.at_rest_encryption, config.clock.clone()).await?,
+        ),
     };
-    let store: Arc<dyn Store> = Arc::new(store);
 
     let directory = TenantDirectory::default();
     for r in store.load_tenants().await? {

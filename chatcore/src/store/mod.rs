@@ -3,10 +3,13 @@
 //! - [`Store`]: what the rest of the chat core may ask of storage.
 //! - [`sqlite`]: the embedded default (WAL, read pool).
 //! - [`writer`]: the group-commit writer that owns the one write connection.
+//! - [`postgres`]: PostgreSQL for several nodes on one database
+//!   (`--database postgres://...`), with versioned migrations.
 //!
 //! Callers hand in rows that are already sealed: encryption runs in the
 //! producers, in parallel, never in the single writer.
 
+pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 
@@ -22,6 +25,13 @@ pub enum StoreError {
     Conflict(String),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(
+        "the database schema is at version {found}, newer than this c24-core knows ({known}); \
+         refusing to start: run a c24-core at least as new as the one that migrated it"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
     #[error("storage is shutting down")]
     Closed,
     #[error("{0}")]
