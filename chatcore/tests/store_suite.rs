@@ -100,6 +100,28 @@ impl Backend {
         client
     }
 
+    /// Holds the database's write lock from outside, so the writer stalls
+    /// on its next batch and what is queued meanwhile commits as one batch.
+    /// Submit one `UpdateTenant` of `tenant_id` right after: it is the op
+    /// the writer stalls on.
+    async fn hold_writes(&self, tenant_id: &str) -> Hold {
+        match &self.kind {
+            Kind::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(dir.path().join("c24.sqlite")).unwrap();
+                c.execute_batch("BEGIN IMMEDIATE").unwrap();
+                Hold::Sqlite(c)
+            }
+            Kind::Postgres { .. } => {
+                let c = self.sql().await;
+                c.batch_execute("BEGIN").await.unwrap();
+                c.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", &[&tenant_id])
+                    .await
+                    .unwrap();
+                Hold::Postgres(c)
+            }
+        }
+    }
+
     /// Drops the test database (a failed test leaves it for inspection).
     async fn finish(self) {
         if let Kind::Postgres { admin_url, db, .. } = &self.kind {
@@ -113,6 +135,34 @@ impl Backend {
                 .unwrap();
         }
     }
+}
+
+enum Hold {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Hold {
+    async fn release(self) {
+        match self {
+            Hold::Sqlite(c) => c.execute_batch("COMMIT").unwrap(),
+            Hold::Postgres(c) => c.batch_execute("COMMIT").await.unwrap(),
+        }
+    }
+}
+
+/// Queues a write that stalls on the held lock (see `Backend::hold_writes`).
+async fn stalled_write(store: &Arc<dyn Store>, t: &TenantRecord) -> c24_chatcore::store::PendingWrite {
+    store
+        .submit(WriteOp::UpdateTenant(Box::new(c24_chatcore::store::TenantUpdate {
+            id: t.id.clone(),
+            status: t.status.clone(),
+            dpa_signed_at: t.dpa_signed_at,
+            terminated_at: None,
+            purge_after: None,
+        })))
+        .await
+        .unwrap()
 }
 
 /// The URL with its database name replaced.
@@ -359,6 +409,8 @@ async fn idempotent_resend(b: &Backend) {
     assert_eq!((&again2.message_id, again2.seq), (&second.message_id, 2));
 
     // A message and its resend queued together (one batch): stored once.
+    let hold = b.hold_writes(&t.id).await;
+    let stalled = stalled_write(&store, &t).await;
     let a = store
         .submit(WriteOp::Inbound(Box::new(webchat(
             &t.id,
@@ -381,6 +433,8 @@ async fn idempotent_resend(b: &Backend) {
         ))))
         .await
         .unwrap();
+    hold.release().await;
+    stalled.await.unwrap().unwrap();
     let a = a.await.unwrap().unwrap().message().unwrap();
     let a2 = a2.await.unwrap().unwrap().message().unwrap();
     assert!(!a.duplicate && a2.duplicate);
@@ -400,8 +454,10 @@ async fn failing_op_fails_alone(b: &Backend) {
     let v = visitor();
     let first = send(&store, webchat(&t.id, &v, None, b"k1", b"one", now)).await;
     let conv = first.conversation_id.clone();
-    // Queued back to back, so they commit in one batch: the middle op
-    // fails; the others commit, and nothing of the failed one remains.
+    // Queued while the writer stalls, so they commit in one batch: the
+    // middle ops fail; the others commit, and nothing of the failed ones remains.
+    let hold = b.hold_writes(&t.id).await;
+    let stalled = stalled_write(&store, &t).await;
     let ok1 = store
         .submit(WriteOp::Inbound(Box::new(webchat(&t.id, &v, Some(&conv), b"k2", b"two", now))))
         .await
@@ -426,6 +482,8 @@ async fn failing_op_fails_alone(b: &Backend) {
         .submit(WriteOp::Inbound(Box::new(webchat(&t.id, &v, Some(&conv), b"k3", b"three", now))))
         .await
         .unwrap();
+    hold.release().await;
+    stalled.await.unwrap().unwrap();
     let ok1 = ok1.await.unwrap().unwrap().message().unwrap();
     assert!(matches!(bad.await.unwrap(), Err(StoreError::NotFound("conversation"))));
     assert!(dup_tenant.await.unwrap().is_err(), "a second tenant with the same id");
