@@ -15,10 +15,12 @@
 //!   records and consent records; [`compliance`]: what they keep in memory.
 //! - [`http`]: routes and handlers. [`push`]: fan-out to web-chat sockets.
 //! - [`tls`]: rustls listener config. [`replay`]: used-signature cache.
+//! - [`cluster`]: other nodes' changes on a shared PostgreSQL (pushes, tenants).
 
 pub mod access;
 pub mod backup;
 pub mod clock;
+pub mod cluster;
 pub mod compliance;
 pub mod config;
 pub mod consent;
@@ -276,6 +278,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(|e| {
             StartError::Io(format!("loading the sub-processor registry: {}", e.message))
         })?;
+    cluster::spawn(state.clone());
     tokio::spawn(retention::worker(state.clone(), config.purge_interval));
     tokio::spawn(http::admin::live::ticker(state.clone()));
     tokio::spawn(retention::refresher(state.clone(), Duration::from_secs(15)));

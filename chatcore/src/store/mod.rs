@@ -443,6 +443,23 @@ pub struct MessageRecord {
     pub received_at: Millis,
 }
 
+/// A change another node committed to the shared database (PostgreSQL's
+/// `LISTEN/NOTIFY`), for this node's sockets and caches. One SQLite node
+/// has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// An agent reply was stored (only ids: the body stays in the database, sealed).
+    Outbound {
+        tenant_id: String,
+        conversation_id: String,
+        seq: i64,
+    },
+    /// A tenant was created or changed (state, key): reload it.
+    Tenant { tenant_id: String },
+    /// Events may have been missed (the listener reconnected): reload all.
+    Resync,
+}
+
 /// A queued write; await it for the commit.
 pub type PendingWrite = tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>;
 
@@ -562,6 +579,11 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &str,
         subject_bi: Option<Vec<u8>>,
     ) -> Result<ConsentCounts, StoreError>;
+
+    /// Changes other nodes commit; `None` when this node is the only one.
+    fn cluster_events(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>> {
+        None
+    }
 
     /// Storage open and the writer running.
     fn ready(&self) -> bool;

@@ -9,6 +9,8 @@
 //! - [`writer`]: group commit, one writer task per lane. Ingest and admin
 //!   writes share the main lane; retention purges have their own lane and
 //!   connection, so ingest never waits behind a purge batch.
+//! - [`notify`]: cross-node events (`LISTEN/NOTIFY`): agent replies for
+//!   visitors connected to another node, tenant changes for its directory.
 //! - This file: the [`PgStore`] and its reads (a small connection pool).
 //!
 //! The keyring (each tenant's wrapped data key) is the table
@@ -23,6 +25,7 @@
 //! gone, the same 7-day horizon as `c24-core backup` files on SQLite.
 
 pub mod migrate;
+pub(crate) mod notify;
 pub(crate) mod writer;
 
 use std::sync::Arc;
@@ -31,13 +34,13 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use self::writer::{Job, Lane};
 use super::{
-    AuditRecord, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord, DsrRecord,
+    AuditRecord, ClusterEvent, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord, DsrRecord,
     DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store, StoreError,
     TenantRecord, WriteOp,
 };
@@ -45,6 +48,10 @@ use crate::clock::{Clock, Millis};
 
 /// Read connections per node.
 const READERS: usize = 8;
+/// Cluster events held for a slow consumer before it must resync.
+const EVENT_BUFFER: usize = 4096;
+/// How long a start waits for the event listener.
+const LISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct PgStore {
     /// Ingest and every other write.
@@ -55,6 +62,8 @@ pub struct PgStore {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     read_pool: Pool,
     write_pool: Pool,
+    events: broadcast::Sender<ClusterEvent>,
+    stop_listener: watch::Sender<bool>,
 }
 
 fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
@@ -110,8 +119,24 @@ impl PgStore {
             })?;
             migrate::run(&mut conn, at_rest_encryption).await?;
         }
-        let main = writer::spawn_lane(write_pool.clone(), clock.clone(), "main");
-        let purge = writer::spawn_lane(write_pool.clone(), clock, "purge");
+        let node: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (stop_listener, stop) = watch::channel(false);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let listener = tokio::spawn(notify::listen(
+            config.clone(),
+            node.clone(),
+            events.clone(),
+            stop,
+            ready_tx,
+        ));
+        // Listening before this node serves, so no event committed after
+        // its start is missed.
+        if tokio::time::timeout(LISTEN_WAIT, ready_rx).await.is_err() {
+            tracing::warn!("the cluster event listener is not ready yet; continuing");
+        }
+        let main = writer::spawn_lane(write_pool.clone(), clock.clone(), "main", node.clone());
+        let purge = writer::spawn_lane(write_pool.clone(), clock, "purge", node);
         let Lane {
             tx: main_tx,
             running: main_running,
@@ -126,9 +151,11 @@ impl PgStore {
             main: Mutex::new(Some(main_tx)),
             purge: Mutex::new(Some(purge_tx)),
             running: vec![main_running, purge_running],
-            tasks: Mutex::new(vec![main_task, purge_task]),
+            tasks: Mutex::new(vec![main_task, purge_task, listener]),
             read_pool,
             write_pool,
+            events,
+            stop_listener,
         })
     }
 
@@ -626,6 +653,10 @@ impl Store for PgStore {
         })
     }
 
+    fn cluster_events(&self) -> Option<broadcast::Receiver<ClusterEvent>> {
+        Some(self.events.subscribe())
+    }
+
     fn ready(&self) -> bool {
         self.running.iter().all(|r| r.load(Ordering::SeqCst))
             && self.main.lock().map(|s| s.is_some()).unwrap_or(false)
@@ -638,6 +669,7 @@ impl Store for PgStore {
                 s.take();
             }
         }
+        let _ = self.stop_listener.send(true);
         let tasks = self
             .tasks
             .lock()

@@ -25,8 +25,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::clock::{Clock, Millis};
+use super::notify;
 use crate::store::{
-    AuditRecord, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord, Erased,
+    AuditRecord, ClusterEvent, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord, Erased,
     InboundMessage, IncidentRecord, OutboundMessage, PurgeTable, PurgedBatch, StoreError,
     StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
 };
@@ -51,27 +52,33 @@ pub(crate) struct Lane {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-pub(crate) fn spawn_lane(pool: Pool, clock: Arc<dyn Clock>, name: &'static str) -> Lane {
+pub(crate) fn spawn_lane(
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+    name: &'static str,
+    node: Arc<str>,
+) -> Lane {
     let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 4);
     let running = Arc::new(AtomicBool::new(true));
     let flag = running.clone();
     let task = tokio::spawn(async move {
-        run(pool, rx, clock).await;
+        run(pool, rx, clock, node).await;
         flag.store(false, Ordering::SeqCst);
         tracing::debug!(lane = name, "PostgreSQL writer stopped");
     });
     Lane { tx, running, task }
 }
 
-/// What ops leave to do after the commit.
-#[derive(Default)]
+/// What ops need besides the connection, and leave to do after the commit.
 struct Ctx {
+    /// This node, named in the events it notifies.
+    node: Arc<str>,
     /// A key was destroyed: rewrite the keyring table so the old row
     /// version (with the wrapped key) leaves the table's files.
     vacuum_keyring: bool,
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>) {
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>, node: Arc<str>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -81,11 +88,11 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>) {
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &mut batch, clock.as_ref()).await;
+        commit_batch(&pool, &node, &mut batch, clock.as_ref()).await;
     }
 }
 
-async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: &dyn Clock) {
+async fn commit_batch(pool: &Pool, node: &Arc<str>, batch: &mut Vec<Job>, clock: &dyn Clock) {
     let conn = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
@@ -96,7 +103,10 @@ async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, clock: &dyn Clock) {
             return;
         }
     };
-    let mut ctx = Ctx::default();
+    let mut ctx = Ctx {
+        node: node.clone(),
+        vacuum_keyring: false,
+    };
     let outcome = apply_batch(&conn, &mut ctx, batch, clock.now_ms()).await;
     let committed = clock.now_ms();
     match outcome {
@@ -217,9 +227,17 @@ async fn apply(
     now: Millis,
 ) -> Result<WriteOutcome, StoreError> {
     match op {
-        WriteOp::CreateTenant(t) => create_tenant(c, t).await.map(|_| WriteOutcome::Done),
+        WriteOp::CreateTenant(t) => {
+            create_tenant(c, t).await?;
+            notify_tenant(c, ctx, &t.id).await?;
+            Ok(WriteOutcome::Done)
+        }
         WriteOp::Audit(a) => audit(c, a).await.map(|_| WriteOutcome::Done),
-        WriteOp::UpdateTenant(u) => update_tenant(c, u).await.map(|_| WriteOutcome::Done),
+        WriteOp::UpdateTenant(u) => {
+            update_tenant(c, u).await?;
+            notify_tenant(c, ctx, &u.id).await?;
+            Ok(WriteOutcome::Done)
+        }
         WriteOp::StampTenantPurge {
             tenant_id,
             purge_after,
@@ -235,12 +253,21 @@ async fn apply(
             .map(|_| WriteOutcome::Done),
         WriteOp::DestroyKey { tenant_id, at } => {
             ctx.vacuum_keyring = true;
-            destroy_key(c, tenant_id, *at)
-                .await
-                .map(|_| WriteOutcome::Done)
+            destroy_key(c, tenant_id, *at).await?;
+            notify_tenant(c, ctx, tenant_id).await?;
+            Ok(WriteOutcome::Done)
         }
         WriteOp::Inbound(m) => inbound(c, m, now).await.map(WriteOutcome::Message),
-        WriteOp::Outbound(m) => outbound(c, m, now).await.map(WriteOutcome::Message),
+        WriteOp::Outbound(m) => {
+            let stored = outbound(c, m, now).await?;
+            let event = ClusterEvent::Outbound {
+                tenant_id: m.tenant_id.clone(),
+                conversation_id: stored.conversation_id.clone(),
+                seq: stored.seq,
+            };
+            notify(c, ctx, &event).await?;
+            Ok(WriteOutcome::Message(stored))
+        }
         WriteOp::PutDsr(r) => put_dsr(c, r).await.map(|_| WriteOutcome::Done),
         WriteOp::CompleteDsr(d) => complete_dsr(c, d).await,
         WriteOp::TakeDsrExport(r) => take_dsr_export(c, r).await.map(WriteOutcome::Blob),
@@ -253,6 +280,21 @@ async fn apply(
             .await
             .map(WriteOutcome::Count),
     }
+}
+
+/// Tells the other nodes, at this transaction's commit (nothing if it rolls back).
+async fn notify(c: &Conn, ctx: &Ctx, event: &ClusterEvent) -> Result<(), StoreError> {
+    if let Some(p) = notify::payload(&ctx.node, event) {
+        exec(c, "SELECT pg_notify($1, $2)", &[&notify::CHANNEL, &p]).await?;
+    }
+    Ok(())
+}
+
+async fn notify_tenant(c: &Conn, ctx: &Ctx, tenant_id: &str) -> Result<(), StoreError> {
+    let event = ClusterEvent::Tenant {
+        tenant_id: tenant_id.to_string(),
+    };
+    notify(c, ctx, &event).await
 }
 
 async fn create_tenant(c: &Conn, t: &TenantRecord) -> Result<(), StoreError> {
