@@ -1,16 +1,18 @@
 //! The storage suite: the same tests against every backend behind `Store`.
 //!
 //! Each `both!` test runs twice, as `NAME::sqlite` (a fresh data dir) and
-//! `NAME::postgres` (a fresh database on the server `C24_TEST_POSTGRES_URL`
-//! names; `.ci/postgres` starts one). Without that variable, or without a
-//! reachable server, the PostgreSQL half prints why and passes, unless
-//! `C24_TEST_POSTGRES_REQUIRED=1` (CI) makes that a failure.
+//! `NAME::postgres` (a fresh database: see `support/pg.rs`, which also says
+//! when the PostgreSQL half is skipped).
+
+#[path = "support/pg.rs"]
+mod pg;
 
 use std::sync::Arc;
 
 use c24_chatcore::clock::{Clock, Millis, OffsetClock};
 use c24_chatcore::store::postgres::{PgStore, migrate};
 use c24_chatcore::store::sqlite::SqliteStore;
+use pg::TestDb;
 use c24_chatcore::store::{
     AuditRecord, Channel, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord,
     InboundMessage, NewContact, OutboundMessage, PurgeTable, Store, StoreError, StoredMessage,
@@ -21,7 +23,7 @@ use c24_chatcore::store::{
 
 enum Kind {
     Sqlite(tempfile::TempDir),
-    Postgres { admin_url: String, db: String, url: String },
+    Postgres(TestDb),
 }
 
 /// One backend's fresh storage, reopenable (a restart) and shareable (nodes).
@@ -29,8 +31,6 @@ struct Backend {
     kind: Kind,
     clock: Arc<OffsetClock>,
 }
-
-const PG_ENV: &str = "C24_TEST_POSTGRES_URL";
 
 impl Backend {
     fn sqlite() -> Self {
@@ -42,32 +42,8 @@ impl Backend {
 
     /// A fresh database on the test server, or `None` (printed) when there is none.
     async fn postgres(test: &str) -> Option<Self> {
-        let required = std::env::var("C24_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
-        let Ok(admin_url) = std::env::var(PG_ENV) else {
-            assert!(!required, "{PG_ENV} is not set but C24_TEST_POSTGRES_REQUIRED=1");
-            eprintln!("SKIPPED {test}::postgres: {PG_ENV} is not set (.ci/postgres starts a server)");
-            return None;
-        };
-        let admin = match tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(conn);
-                client
-            }
-            Err(e) => {
-                assert!(!required, "PostgreSQL at {PG_ENV} unreachable: {e}");
-                eprintln!("SKIPPED {test}::postgres: no PostgreSQL reachable at {PG_ENV}: {e}");
-                return None;
-            }
-        };
-        let short: String = test.chars().take(30).collect();
-        let db = format!("c24t_{short}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{db}\""))
-            .await
-            .unwrap();
-        let url = with_database(&admin_url, &db);
         Some(Backend {
-            kind: Kind::Postgres { admin_url, db, url },
+            kind: Kind::Postgres(TestDb::create(test).await?),
             clock: Arc::default(),
         })
     }
@@ -80,7 +56,7 @@ impl Backend {
         let clock: Arc<dyn Clock> = self.clock.clone();
         Ok(match &self.kind {
             Kind::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path(), true, clock)?),
-            Kind::Postgres { url, .. } => Arc::new(PgStore::open(url, true, clock).await?),
+            Kind::Postgres(db) => Arc::new(PgStore::open(&db.url, true, clock).await?),
         })
     }
 
@@ -90,14 +66,10 @@ impl Backend {
 
     /// A direct connection to the test database (PostgreSQL only).
     async fn sql(&self) -> tokio_postgres::Client {
-        let Kind::Postgres { url, .. } = &self.kind else {
+        let Kind::Postgres(db) = &self.kind else {
             panic!("not PostgreSQL");
         };
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
+        db.sql().await
     }
 
     /// Holds the database's write lock from outside, so the writer stalls
@@ -124,15 +96,8 @@ impl Backend {
 
     /// Drops the test database (a failed test leaves it for inspection).
     async fn finish(self) {
-        if let Kind::Postgres { admin_url, db, .. } = &self.kind {
-            let (admin, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            admin
-                .batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
-                .await
-                .unwrap();
+        if let Kind::Postgres(db) = &self.kind {
+            db.drop_db().await;
         }
     }
 }
@@ -163,23 +128,6 @@ async fn stalled_write(store: &Arc<dyn Store>, t: &TenantRecord) -> c24_chatcore
         })))
         .await
         .unwrap()
-}
-
-/// The URL with its database name replaced.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
 }
 
 /// Runs `$name(backend)` on SQLite and on PostgreSQL.
@@ -922,10 +870,10 @@ postgres_only!(encryption_mode_remembered);
 async fn encryption_mode_remembered(b: &Backend) {
     let store = b.open().await;
     store.close().await;
-    let Kind::Postgres { url, .. } = &b.kind else {
+    let Kind::Postgres(db) = &b.kind else {
         unreachable!()
     };
-    let err = match PgStore::open(url, false, b.clock.clone()).await {
+    let err = match PgStore::open(&db.url, false, b.clock.clone()).await {
         Ok(_) => panic!("opened an encrypted database with encryption off"),
         Err(e) => e,
     };
