@@ -3,8 +3,8 @@
 //!
 //! Starts embedded chat cores side by side: one on SQLite (its own temp
 //! dir), one on a fresh PostgreSQL database, and two on a second fresh
-//! database (same KEK; the tenant is created on the first before the second
-//! starts). Each side gets the same visitor load (`C24_BENCH_CLIENTS`
+//! database (same KEK; the tenants are created on the first before the second
+//! starts; a tenant per node, so each node's visitors are its own). Each side gets the same visitor load (`C24_BENCH_CLIENTS`
 //! WebSocket visitors, at most `C24_BENCH_INFLIGHT` unacknowledged each);
 //! on the two-node side the visitors are split between the nodes. Sides are
 //! measured in alternating short windows (sqlite, pg-1, pg-2, sqlite, …), one
@@ -97,8 +97,12 @@ async fn window(side: &Side, length: Duration) -> Result<Window, BoxError> {
 
 /// A fresh database on the server; returns its URL.
 async fn create_database(admin: &tokio_postgres::Client, admin_url: &str, name: &str) -> Result<String, BoxError> {
+    // One statement each: a multi-statement batch is one transaction.
     admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE); CREATE DATABASE \"{name}\""))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await?;
     let (base, query) = match admin_url.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
@@ -122,7 +126,7 @@ async fn start_side(
     // The nodes of one database share a KEK, as a deployment's Secret does.
     let (_, kek) = c24_chatcore::crypto::Kek::generate()?;
     let mut nodes: Vec<Core> = Vec::new();
-    let mut widget_key = None;
+    let mut widget_keys = Vec::new();
     let n = databases.len();
     for db in databases {
         let kek = kek.clone();
@@ -131,28 +135,30 @@ async fn start_side(
             c.kek = KekSource::Base64(kek);
         })
         .await?;
-        if widget_key.is_none() {
-            // On the first node, before the others start (they load it).
-            let t = create_tenant(
-                http,
-                &core.running.url(),
-                core.running.admin_token(),
-                format!("bench {label}"),
-            )
-            .await?;
-            widget_key = Some(t.channels.webchat.widget_key);
+        if widget_keys.is_empty() {
+            // A tenant per node (its visitors are its own), all created on
+            // the first node before the others start (they load them).
+            for i in 0..n {
+                let t = create_tenant(
+                    http,
+                    &core.running.url(),
+                    core.running.admin_token(),
+                    format!("bench {label} {i}"),
+                )
+                .await?;
+                widget_keys.push(t.channels.webchat.widget_key);
+            }
         }
         core.find_writer();
         nodes.push(core);
     }
-    let key = widget_key.ok_or("no node")?;
     let per_node = Settings {
         clients: (settings.clients / n).max(1),
         ..settings.clone()
     };
     let mut out = Vec::with_capacity(n);
-    for core in nodes {
-        let load = Load::start(&core.running, std::slice::from_ref(&key), &per_node, client_rt).await?;
+    for (core, key) in nodes.into_iter().zip(&widget_keys) {
+        let load = Load::start(&core.running, std::slice::from_ref(key), &per_node, client_rt).await?;
         out.push((core, load));
     }
     Ok(Side { label, nodes: out })
@@ -234,11 +240,11 @@ async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<()
             core.running.shutdown().await;
         }
     }
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE \"{db1}\" WITH (FORCE); DROP DATABASE \"{db2}\" WITH (FORCE)"
-        ))
-        .await?;
+    for db in [db1, db2] {
+        admin
+            .batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
+            .await?;
+    }
     Ok(())
 }
 

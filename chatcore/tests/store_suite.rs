@@ -294,8 +294,24 @@ async fn webchat_message_acked_and_read_back(b: &Backend) {
     assert_eq!(second.seq, 2);
     assert!(!second.new_conversation && !second.duplicate);
 
+    // Another visitor cannot write into this conversation (nothing is stored).
+    let other = visitor();
+    send(&store, webchat(&t.id, &other, None, b"o1", b"theirs", now)).await;
+    let intruder = store
+        .write(WriteOp::Inbound(Box::new(webchat(
+            &t.id,
+            &other,
+            Some(&first.conversation_id),
+            b"o2",
+            b"intrusion",
+            now,
+        ))))
+        .await;
+    assert!(matches!(intruder, Err(StoreError::NotFound("conversation"))), "{intruder:?}");
+
     let convs = store.conversations(&t.id, 10, None).await.unwrap();
-    assert_eq!(convs.len(), 1);
+    assert_eq!(convs.len(), 2);
+    let convs: Vec<_> = convs.into_iter().filter(|c| c.id == first.conversation_id).collect();
     assert_eq!(convs[0].id, first.conversation_id);
     assert_eq!(convs[0].channel, "webchat");
     assert_eq!(convs[0].message_count, 2);
@@ -328,9 +344,9 @@ async fn webchat_message_acked_and_read_back(b: &Backend) {
     let usage = store.usage().await.unwrap();
     assert_eq!(usage.len(), 1);
     assert_eq!(usage[0].0, t.id);
-    assert_eq!(usage[0].1, 3, "messages");
-    assert_eq!(usage[0].2, (12 + 12 + 5) as i64, "bytes");
-    assert_eq!(usage[0].3, 1, "conversations");
+    assert_eq!(usage[0].1, 4, "messages");
+    assert_eq!(usage[0].2, (12 + 12 + 5 + 6) as i64, "bytes");
+    assert_eq!(usage[0].3, 2, "conversations");
     assert!(store.tenant_has_data(&t.id).await.unwrap());
     store.close().await;
 }

@@ -7,9 +7,13 @@
 //!
 //! The same SQL as `store/writer.rs`, with two differences that several
 //! nodes on one database need:
-//! - no in-memory resend cache: a web-chat resend is recognised by a query
-//!   over the conversation's newest 256 client keys, so a resend reaching
-//!   another node is still answered with its first ack;
+//! - no in-memory resend cache: a web-chat resend is recognised through an
+//!   index on (conversation, client key), so a resend reaching another node
+//!   is still answered with its first ack (any resend in the conversation,
+//!   where SQLite recognises one among the newest 256);
+//! - a batch first locks the existing conversations it writes to, in id
+//!   order, so two nodes' batches over the same conversations queue behind
+//!   each other instead of deadlocking;
 //! - retention purges take their rows with `FOR UPDATE SKIP LOCKED`, so two
 //!   nodes purging at once never delete (or count) the same row, and a purge
 //!   never waits on rows that ingest holds.
@@ -36,9 +40,6 @@ use crate::store::{
 const MAX_BATCH: usize = 4096;
 /// Fast-path attempts of a batch that hit a deadlock or serialization failure.
 const TRANSIENT_TRIES: usize = 3;
-/// A resend among a conversation's last this-many web-chat messages is
-/// recognised (as `writer::RECENT_KEYS_PER_CONVERSATION` on SQLite).
-const RECENT_CLIENT_KEYS: i64 = 256;
 
 pub(crate) type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
 pub(crate) type Job = (WriteOp, Reply);
@@ -154,8 +155,10 @@ async fn apply_batch(
     batch: &[Job],
     now: Millis,
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
+    let conversations = existing_conversations(batch);
     for _ in 0..TRANSIENT_TRIES {
         c.batch_execute("BEGIN").await?;
+        lock_conversations(c, &conversations).await?;
         let mut results = Vec::with_capacity(batch.len());
         let mut failed = None;
         for (op, _) in batch {
@@ -178,6 +181,7 @@ async fn apply_batch(
         tracing::debug!(error = %e, "batch hit a transient conflict; retrying");
     }
     c.batch_execute("BEGIN").await?;
+    lock_conversations(c, &conversations).await?;
     let mut results = Vec::with_capacity(batch.len());
     for (op, _) in batch {
         let mut r = Err(StoreError::Closed);
@@ -198,6 +202,39 @@ async fn apply_batch(
     }
     c.batch_execute("COMMIT").await?;
     Ok(results)
+}
+
+/// The existing conversations the batch's messages go to, sorted.
+fn existing_conversations(batch: &[Job]) -> Vec<&str> {
+    let mut ids: Vec<&str> = batch
+        .iter()
+        .filter_map(|(op, _)| match op {
+            WriteOp::Inbound(m) => match &m.target {
+                ConversationTarget::Existing { id } => Some(id.as_str()),
+                _ => None,
+            },
+            WriteOp::Outbound(m) => Some(m.conversation_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Takes the conversations' row locks in id order, before any op runs: the
+/// batch's `next_seq` updates then never wait on another node's batch in an
+/// order that could deadlock.
+async fn lock_conversations(c: &Conn, ids: &[&str]) -> Result<(), StoreError> {
+    if !ids.is_empty() {
+        query(
+            c,
+            "SELECT 1 FROM conversations WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&ids],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn exec(c: &Conn, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
@@ -522,21 +559,17 @@ async fn find_duplicate(
     .transpose()
 }
 
-/// A web-chat resend: the key among the conversation's newest client keys
-/// (walks the `(conversation_id, seq)` index backwards; no key index).
-async fn find_recent_client_key(
+/// A web-chat resend: the key among the conversation's (`messages_client_key`).
+async fn find_client_key(
     c: &Conn,
     conversation_id: &str,
     key: &[u8],
 ) -> Result<Option<StoredMessage>, StoreError> {
     query_opt(
         c,
-        "SELECT id, seq, received_at, committed_at FROM
-           (SELECT id, seq, received_at, committed_at, client_key FROM messages
-            WHERE conversation_id = $1 AND client_key IS NOT NULL
-            ORDER BY seq DESC LIMIT $3) recent
-         WHERE client_key = $2 LIMIT 1",
-        &[&conversation_id, &key, &RECENT_CLIENT_KEYS],
+        "SELECT id, seq, received_at, committed_at FROM messages
+         WHERE conversation_id = $1 AND client_key = $2 LIMIT 1",
+        &[&conversation_id, &key],
     )
     .await?
     .map(|r| duplicate_of(&r, Some(conversation_id)))
@@ -719,14 +752,75 @@ async fn insert_message(c: &Conn, m: NewMessage<'_>, now: Millis) -> Result<(), 
     Ok(())
 }
 
+/// Web chat's hot path in one round trip: a message into an existing
+/// conversation of the sender's (the seq taken and the row inserted in one
+/// statement). `None` when nothing was written: a resend, or not the
+/// sender's conversation; the general path then tells which.
+async fn inbound_existing(
+    c: &Conn,
+    m: &InboundMessage,
+    conversation_id: &str,
+    now: Millis,
+) -> Result<Option<i64>, StoreError> {
+    let row = query_opt(
+        c,
+        "WITH conv AS (
+             UPDATE conversations SET message_count = message_count + 1, last_activity_at = $1
+             WHERE id = $2 AND tenant_id = $3 AND channel = $4
+               AND contact_id = (SELECT id FROM contacts
+                                 WHERE tenant_id = $3 AND kind = $5 AND ident_bi = $6)
+               AND ($7::bytea IS NULL OR NOT EXISTS
+                     (SELECT 1 FROM messages WHERE conversation_id = $2 AND client_key = $7))
+             RETURNING message_count
+         )
+         INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
+             client_key, body_ct, subject_ct, size, received_at, committed_at)
+         SELECT $8, $3, $2, conv.message_count, 'inbound', NULL, $7, $9, $10, $11, $12, $1
+         FROM conv
+         RETURNING seq",
+        &[
+            &now,
+            &conversation_id,
+            &m.tenant_id,
+            &m.channel.as_str(),
+            &m.contact.kind,
+            &m.contact.ident_bi,
+            &m.client_key,
+            &m.message_id,
+            &m.body_ct,
+            &m.subject_ct,
+            &m.size,
+            &m.received_at,
+        ],
+    )
+    .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
 async fn inbound(c: &Conn, m: &InboundMessage, now: Millis) -> Result<StoredMessage, StoreError> {
+    if let ConversationTarget::Existing { id } = &m.target
+        && m.dedupe_key.is_none()
+        && m.thread_key.is_none()
+        && m.contact.ident_ct.is_empty()
+        && let Some(seq) = inbound_existing(c, m, id, now).await?
+    {
+        return Ok(StoredMessage {
+            message_id: m.message_id.clone(),
+            conversation_id: id.clone(),
+            seq,
+            received_at: m.received_at,
+            committed_at: now,
+            duplicate: false,
+            new_conversation: false,
+        });
+    }
     if let Some(key) = &m.dedupe_key
         && let Some(existing) = find_duplicate(c, &m.tenant_id, key).await?
     {
         return Ok(existing);
     }
     if let (ConversationTarget::Existing { id }, Some(key)) = (&m.target, &m.client_key)
-        && let Some(existing) = find_recent_client_key(c, id, key).await?
+        && let Some(existing) = find_client_key(c, id, key).await?
     {
         return Ok(existing);
     }
@@ -777,36 +871,32 @@ async fn outbound(
     m: &OutboundMessage,
     now: Millis,
 ) -> Result<StoredMessage, StoreError> {
-    let owner: Option<String> = query_opt(
+    // The owner check, the seq and the insert in one statement.
+    let seq: i64 = query_opt(
         c,
-        "SELECT tenant_id FROM conversations WHERE id = $1",
-        &[&m.conversation_id],
+        "WITH conv AS (
+             UPDATE conversations SET message_count = message_count + 1, last_activity_at = $1
+             WHERE id = $2 AND tenant_id = $3
+             RETURNING message_count
+         )
+         INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
+             client_key, body_ct, subject_ct, size, received_at, committed_at)
+         SELECT $4, $3, $2, conv.message_count, 'outbound', NULL, NULL, $5, NULL, $6, $7, $1
+         FROM conv
+         RETURNING seq",
+        &[
+            &now,
+            &m.conversation_id,
+            &m.tenant_id,
+            &m.message_id,
+            &m.body_ct,
+            &m.size,
+            &m.received_at,
+        ],
     )
     .await?
-    .map(|r| r.try_get(0))
-    .transpose()?;
-    if owner.as_deref() != Some(m.tenant_id.as_str()) {
-        return Err(StoreError::NotFound("conversation"));
-    }
-    let seq = next_seq(c, &m.conversation_id, now).await?;
-    insert_message(
-        c,
-        NewMessage {
-            id: &m.message_id,
-            tenant_id: &m.tenant_id,
-            conversation_id: &m.conversation_id,
-            seq,
-            direction: "outbound",
-            dedupe_key: None,
-            client_key: None,
-            body_ct: &m.body_ct,
-            subject_ct: None,
-            size: m.size,
-            received_at: m.received_at,
-        },
-        now,
-    )
-    .await?;
+    .ok_or(StoreError::NotFound("conversation"))?
+    .try_get(0)?;
     Ok(StoredMessage {
         message_id: m.message_id.clone(),
         conversation_id: m.conversation_id.clone(),

@@ -78,6 +78,9 @@ CREATE TABLE messages (
     UNIQUE (conversation_id, seq)
 );
 CREATE UNIQUE INDEX messages_dedupe ON messages (tenant_id, dedupe_key) WHERE dedupe_key IS NOT NULL;
+-- Web-chat resends are recognised per conversation through this index (any
+-- node may get the resend, so there is no per-node cache as on SQLite).
+CREATE INDEX messages_client_key ON messages (conversation_id, client_key) WHERE client_key IS NOT NULL;
 
 CREATE TABLE email_threads (
     tenant_id        text COLLATE "C" NOT NULL,
