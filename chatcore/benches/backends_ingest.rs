@@ -84,7 +84,11 @@ async fn window(side: &Side, length: Duration) -> Result<Window, BoxError> {
         .any(|(_, l)| l.gauge.in_flight.load(Ordering::Relaxed) > 0)
     {
         if drain.elapsed() > DRAIN_TIMEOUT {
-            return Err(format!("{}: messages unacknowledged after {DRAIN_TIMEOUT:?}", side.label).into());
+            return Err(format!(
+                "{}: messages unacknowledged after {DRAIN_TIMEOUT:?}",
+                side.label
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -96,7 +100,11 @@ async fn window(side: &Side, length: Duration) -> Result<Window, BoxError> {
 }
 
 /// A fresh database on the server; returns its URL.
-async fn create_database(admin: &tokio_postgres::Client, admin_url: &str, name: &str) -> Result<String, BoxError> {
+async fn create_database(
+    admin: &tokio_postgres::Client,
+    admin_url: &str,
+    name: &str,
+) -> Result<String, BoxError> {
     // One statement each: a multi-statement batch is one transaction.
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
@@ -158,7 +166,13 @@ async fn start_side(
     };
     let mut out = Vec::with_capacity(n);
     for (core, key) in nodes.into_iter().zip(&widget_keys) {
-        let load = Load::start(&core.running, std::slice::from_ref(key), &per_node, client_rt).await?;
+        let load = Load::start(
+            &core.running,
+            std::slice::from_ref(key),
+            &per_node,
+            client_rt,
+        )
+        .await?;
         out.push((core, load));
     }
     Ok(Side { label, nodes: out })
@@ -187,11 +201,27 @@ async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<()
         cpu_count(),
     );
     let http = reqwest::Client::new();
-    let pg = |url: &str| Database::Postgres { url: url.to_string() };
+    let pg = |url: &str| Database::Postgres {
+        url: url.to_string(),
+    };
     let sides = [
-        start_side("sqlite", vec![Database::Sqlite], &settings, &client_rt, &http).await?,
+        start_side(
+            "sqlite",
+            vec![Database::Sqlite],
+            &settings,
+            &client_rt,
+            &http,
+        )
+        .await?,
         start_side("pg-1", vec![pg(&url1)], &settings, &client_rt, &http).await?,
-        start_side("pg-2", vec![pg(&url2), pg(&url2)], &settings, &client_rt, &http).await?,
+        start_side(
+            "pg-2",
+            vec![pg(&url2), pg(&url2)],
+            &settings,
+            &client_rt,
+            &http,
+        )
+        .await?,
     ];
     for side in &sides {
         let w = window(side, settings.warmup).await?;
@@ -207,7 +237,11 @@ async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<()
                 side.label,
                 thousands(w.rate),
                 w.acked,
-                if w.errors > 0 { format!("  ERRORS: {}", w.errors) } else { String::new() }
+                if w.errors > 0 {
+                    format!("  ERRORS: {}", w.errors)
+                } else {
+                    String::new()
+                }
             );
             errors += w.errors;
             rates[i].push(w.rate);
@@ -215,7 +249,10 @@ async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<()
     }
     let med: Vec<f64> = rates.iter().map(|r| median(r)).collect();
     println!();
-    println!("summary ({} rounds of {:?}, acknowledged web-chat msg/s):", settings.pairs, settings.window);
+    println!(
+        "summary ({} rounds of {:?}, acknowledged web-chat msg/s):",
+        settings.pairs, settings.window
+    );
     for (i, side) in sides.iter().enumerate() {
         println!(
             "  {:<6}: median {:>8} (range {}), {} node(s)",

@@ -46,7 +46,10 @@ impl Database {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             Ok(Database::Postgres { url: s.to_string() })
         } else {
-            Err("expected a postgres:// URL (without --database, SQLite in --data-dir is used)".into())
+            Err(
+                "expected a postgres:// URL (without --database, SQLite in --data-dir is used)"
+                    .into(),
+            )
         }
     }
 }

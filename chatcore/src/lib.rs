@@ -213,9 +213,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     .map_err(|e| StartError::Io(e.to_string()))??,
             )
         }
-        Database::Postgres { url } => Arc::new(
-            PgStore::open(url, config.at_rest_encryption, config.clock.clone()).await?,
-        ),
+        Database::Postgres { url } => {
+            Arc::new(PgStore::open(url, config.at_rest_encryption, config.clock.clone()).await?)
+        }
     };
 
     let directory = TenantDirectory::default();

@@ -50,12 +50,18 @@ fn kek_file(dir: &Path) -> PathBuf {
 
 fn command(db: &TestDb, kek: &Path, data_dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_c24-core"));
-    c.args(["--listen", "127.0.0.1:0", "--admin-token", TOKEN, "--database"])
-        .arg(&db.url)
-        .arg("--kek-file")
-        .arg(kek)
-        .arg("--data-dir")
-        .arg(data_dir);
+    c.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        TOKEN,
+        "--database",
+    ])
+    .arg(&db.url)
+    .arg("--kek-file")
+    .arg(kek)
+    .arg("--data-dir")
+    .arg(data_dir);
     c
 }
 
@@ -169,14 +175,22 @@ async fn visitor_on_b_receives_agent_reply_from_a() {
     let deadline = Instant::now() + WAIT;
     for n in 0.. {
         let r = visitor
-            .send_message(&format!("after-suspend-{n}"), Some(&ack.conversation_id), "refused?", WAIT)
+            .send_message(
+                &format!("after-suspend-{n}"),
+                Some(&ack.conversation_id),
+                "refused?",
+                WAIT,
+            )
             .await;
         match r {
             Err(ClientError::WebSocket {
                 code: Some(code), ..
             }) if code == "tenant_suspended" => break,
             Err(e) => panic!("unexpected {e}"),
-            Ok(_) => assert!(Instant::now() < deadline, "B still admits a tenant suspended on A"),
+            Ok(_) => assert!(
+                Instant::now() < deadline,
+                "B still admits a tenant suspended on A"
+            ),
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -270,7 +284,11 @@ async fn sigkill_loses_no_acknowledged_message() {
         }
     }
     for (id, content) in &acked {
-        assert_eq!(stored.get(id), Some(content), "acknowledged message {id} lost");
+        assert_eq!(
+            stored.get(id),
+            Some(content),
+            "acknowledged message {id} lost"
+        );
     }
     drop(p2);
     db.drop_db().await;
@@ -388,6 +406,9 @@ async fn newer_schema_refused_at_start() {
         stderr.contains(&format!("schema is at version {newer}")) && stderr.contains("newer"),
         "{stderr}"
     );
-    assert!(!stderr.contains("c24:c24@"), "the password leaked: {stderr}");
+    assert!(
+        !stderr.contains("c24:c24@"),
+        "the password leaked: {stderr}"
+    );
     db.drop_db().await;
 }

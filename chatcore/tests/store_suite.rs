@@ -12,12 +12,12 @@ use std::sync::Arc;
 use c24_chatcore::clock::{Clock, Millis, OffsetClock};
 use c24_chatcore::store::postgres::{PgStore, migrate};
 use c24_chatcore::store::sqlite::SqliteStore;
-use pg::TestDb;
 use c24_chatcore::store::{
     AuditRecord, Channel, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord,
     InboundMessage, NewContact, OutboundMessage, PurgeTable, Store, StoreError, StoredMessage,
     TenantRecord, WriteOp, WriteOutcome,
 };
+use pg::TestDb;
 
 // ---------------------------------------------------------------- backends
 
@@ -86,9 +86,12 @@ impl Backend {
             Kind::Postgres { .. } => {
                 let c = self.sql().await;
                 c.batch_execute("BEGIN").await.unwrap();
-                c.execute("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", &[&tenant_id])
-                    .await
-                    .unwrap();
+                c.execute(
+                    "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE",
+                    &[&tenant_id],
+                )
+                .await
+                .unwrap();
                 Hold::Postgres(c)
             }
         }
@@ -117,15 +120,20 @@ impl Hold {
 }
 
 /// Queues a write that stalls on the held lock (see `Backend::hold_writes`).
-async fn stalled_write(store: &Arc<dyn Store>, t: &TenantRecord) -> c24_chatcore::store::PendingWrite {
+async fn stalled_write(
+    store: &Arc<dyn Store>,
+    t: &TenantRecord,
+) -> c24_chatcore::store::PendingWrite {
     store
-        .submit(WriteOp::UpdateTenant(Box::new(c24_chatcore::store::TenantUpdate {
-            id: t.id.clone(),
-            status: t.status.clone(),
-            dpa_signed_at: t.dpa_signed_at,
-            terminated_at: None,
-            purge_after: None,
-        })))
+        .submit(WriteOp::UpdateTenant(Box::new(
+            c24_chatcore::store::TenantUpdate {
+                id: t.id.clone(),
+                status: t.status.clone(),
+                dpa_signed_at: t.dpa_signed_at,
+                terminated_at: None,
+                purge_after: None,
+            },
+        )))
         .await
         .unwrap()
 }
@@ -205,7 +213,9 @@ struct Visitor {
 }
 
 fn visitor() -> Visitor {
-    Visitor { bi: bytes("visitor-bi") }
+    Visitor {
+        bi: bytes("visitor-bi"),
+    }
 }
 
 /// A web-chat message: the first of a conversation (`conversation: None`)
@@ -281,13 +291,24 @@ async fn webchat_message_acked_and_read_back(b: &Backend) {
     let now = b.clock.now_ms();
     let t = create_tenant(&store, now).await;
     let v = visitor();
-    let first = send(&store, webchat(&t.id, &v, None, b"k1", b"sealed-hello", now)).await;
+    let first = send(
+        &store,
+        webchat(&t.id, &v, None, b"k1", b"sealed-hello", now),
+    )
+    .await;
     assert_eq!(first.seq, 1);
     assert!(first.new_conversation && !first.duplicate);
     assert!(first.committed_at >= now);
     let second = send(
         &store,
-        webchat(&t.id, &v, Some(&first.conversation_id), b"k2", b"sealed-again", now),
+        webchat(
+            &t.id,
+            &v,
+            Some(&first.conversation_id),
+            b"k2",
+            b"sealed-again",
+            now,
+        ),
     )
     .await;
     assert_eq!(second.conversation_id, first.conversation_id);
@@ -307,18 +328,27 @@ async fn webchat_message_acked_and_read_back(b: &Backend) {
             now,
         ))))
         .await;
-    assert!(matches!(intruder, Err(StoreError::NotFound("conversation"))), "{intruder:?}");
+    assert!(
+        matches!(intruder, Err(StoreError::NotFound("conversation"))),
+        "{intruder:?}"
+    );
 
     let convs = store.conversations(&t.id, 10, None).await.unwrap();
     assert_eq!(convs.len(), 2);
-    let convs: Vec<_> = convs.into_iter().filter(|c| c.id == first.conversation_id).collect();
+    let convs: Vec<_> = convs
+        .into_iter()
+        .filter(|c| c.id == first.conversation_id)
+        .collect();
     assert_eq!(convs[0].id, first.conversation_id);
     assert_eq!(convs[0].channel, "webchat");
     assert_eq!(convs[0].message_count, 2);
     assert_eq!(convs[0].contact_bi, v.bi);
     let msgs = store.messages(&first.conversation_id, 0, 10).await.unwrap();
     let bodies: Vec<&[u8]> = msgs.iter().map(|m| m.body_ct.as_slice()).collect();
-    assert_eq!(bodies, [b"sealed-hello".as_slice(), b"sealed-again".as_slice()]);
+    assert_eq!(
+        bodies,
+        [b"sealed-hello".as_slice(), b"sealed-again".as_slice()]
+    );
     assert_eq!(msgs[0].id, first.message_id);
     assert_eq!(msgs[1].direction, "inbound");
     // Paging after a seq.
@@ -406,7 +436,15 @@ async fn idempotent_resend(b: &Backend) {
 
     let msgs = store.messages(&conv, 0, 100).await.unwrap();
     assert_eq!(msgs.len(), 3);
-    assert_eq!(store.conversation(&conv).await.unwrap().unwrap().message_count, 3);
+    assert_eq!(
+        store
+            .conversation(&conv)
+            .await
+            .unwrap()
+            .unwrap()
+            .message_count,
+        3
+    );
     store.close().await;
 }
 
@@ -423,7 +461,14 @@ async fn failing_op_fails_alone(b: &Backend) {
     let hold = b.hold_writes(&t.id).await;
     let stalled = stalled_write(&store, &t).await;
     let ok1 = store
-        .submit(WriteOp::Inbound(Box::new(webchat(&t.id, &v, Some(&conv), b"k2", b"two", now))))
+        .submit(WriteOp::Inbound(Box::new(webchat(
+            &t.id,
+            &v,
+            Some(&conv),
+            b"k2",
+            b"two",
+            now,
+        ))))
         .await
         .unwrap();
     let bad = store
@@ -443,14 +488,27 @@ async fn failing_op_fails_alone(b: &Backend) {
         .await
         .unwrap();
     let ok2 = store
-        .submit(WriteOp::Inbound(Box::new(webchat(&t.id, &v, Some(&conv), b"k3", b"three", now))))
+        .submit(WriteOp::Inbound(Box::new(webchat(
+            &t.id,
+            &v,
+            Some(&conv),
+            b"k3",
+            b"three",
+            now,
+        ))))
         .await
         .unwrap();
     hold.release().await;
     stalled.await.unwrap().unwrap();
     let ok1 = ok1.await.unwrap().unwrap().message().unwrap();
-    assert!(matches!(bad.await.unwrap(), Err(StoreError::NotFound("conversation"))));
-    assert!(dup_tenant.await.unwrap().is_err(), "a second tenant with the same id");
+    assert!(matches!(
+        bad.await.unwrap(),
+        Err(StoreError::NotFound("conversation"))
+    ));
+    assert!(
+        dup_tenant.await.unwrap().is_err(),
+        "a second tenant with the same id"
+    );
     let ok2 = ok2.await.unwrap().unwrap().message().unwrap();
     assert_eq!((ok1.seq, ok2.seq), (2, 3));
     assert_eq!(store.messages(&conv, 0, 100).await.unwrap().len(), 3);
@@ -532,8 +590,15 @@ async fn email_threading_and_whatsapp_session(b: &Backend) {
     let m1 = send(&store, email(b"<a@x>", vec![])).await;
     assert!(m1.new_conversation);
     // A reply naming the first message joins its conversation.
-    let m2 = send(&store, email(b"<b@x>", vec![b"<zzz@x>".to_vec(), b"<a@x>".to_vec()])).await;
-    assert_eq!((m2.conversation_id.as_str(), m2.seq), (m1.conversation_id.as_str(), 2));
+    let m2 = send(
+        &store,
+        email(b"<b@x>", vec![b"<zzz@x>".to_vec(), b"<a@x>".to_vec()]),
+    )
+    .await;
+    assert_eq!(
+        (m2.conversation_id.as_str(), m2.seq),
+        (m1.conversation_id.as_str(), 2)
+    );
     assert!(!m2.new_conversation);
     // An unrelated message starts its own.
     let m3 = send(&store, email(b"<c@x>", vec![b"<nope@x>".to_vec()])).await;
@@ -576,10 +641,17 @@ async fn email_threading_and_whatsapp_session(b: &Backend) {
     assert_ne!(w3.conversation_id, w1.conversation_id);
     assert!(w3.new_conversation);
     // The contact was stored once; both of its conversations are listed.
-    let contact = store.contact(&t.id, "phone", &phone_bi).await.unwrap().unwrap();
+    let contact = store
+        .contact(&t.id, "phone", &phone_bi)
+        .await
+        .unwrap()
+        .unwrap();
     let convs = store.contact_conversations(&contact.id).await.unwrap();
     let ids: Vec<&str> = convs.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, [w1.conversation_id.as_str(), w3.conversation_id.as_str()]);
+    assert_eq!(
+        ids,
+        [w1.conversation_id.as_str(), w3.conversation_id.as_str()]
+    );
     store.close().await;
 }
 
@@ -590,7 +662,11 @@ async fn erasure_and_key_destruction(b: &Backend) {
     let t = create_tenant(&store, now).await;
     let v = visitor();
     let first = send(&store, webchat(&t.id, &v, None, b"k1", b"abcd", now)).await;
-    send(&store, webchat(&t.id, &v, Some(&first.conversation_id), b"k2", b"ef", now)).await;
+    send(
+        &store,
+        webchat(&t.id, &v, Some(&first.conversation_id), b"k2", b"ef", now),
+    )
+    .await;
     let other = visitor();
     send(&store, webchat(&t.id, &other, None, b"k9", b"kept", now)).await;
     let dsr = DsrRecord {
@@ -619,9 +695,24 @@ async fn erasure_and_key_destruction(b: &Backend) {
     let WriteOutcome::Erased(e) = out else {
         panic!("expected Erased, got {out:?}");
     };
-    assert_eq!((e.contacts, e.conversations, e.messages, e.bytes), (1, 1, 2, 6));
-    assert!(store.contact(&t.id, "visitor", &v.bi).await.unwrap().is_none());
-    assert!(store.conversation(&first.conversation_id).await.unwrap().is_none());
+    assert_eq!(
+        (e.contacts, e.conversations, e.messages, e.bytes),
+        (1, 1, 2, 6)
+    );
+    assert!(
+        store
+            .contact(&t.id, "visitor", &v.bi)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .conversation(&first.conversation_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(store.conversations(&t.id, 10, None).await.unwrap().len(), 1);
     let stored = store.dsr_request(&dsr.id).await.unwrap().unwrap();
     assert_eq!(stored.status, "completed");
@@ -657,7 +748,11 @@ async fn consents_and_audit_paging(b: &Backend) {
             id: format!("cons-{i}"),
             tenant_id: t.id.clone(),
             subject_kind: "email".into(),
-            subject_bi: if i == 0 { person.clone() } else { bytes("someone") },
+            subject_bi: if i == 0 {
+                person.clone()
+            } else {
+                bytes("someone")
+            },
             doc: doc.to_string(),
             purge_after: None,
         };
@@ -665,12 +760,21 @@ async fn consents_and_audit_paging(b: &Backend) {
         store.write(WriteOp::PutConsent(Box::new(r))).await.unwrap();
     }
     let counts = store.consent_counts(&t.id, None).await.unwrap();
-    assert_eq!((counts.total, counts.withdrawn, counts.withdrawals), (2, 1, 2));
+    assert_eq!(
+        (counts.total, counts.withdrawn, counts.withdrawals),
+        (2, 1, 2)
+    );
     assert_eq!(
         counts.by_purpose,
-        vec![("analytics".to_string(), 1, 1), ("marketing".to_string(), 2, 1)]
+        vec![
+            ("analytics".to_string(), 1, 1),
+            ("marketing".to_string(), 2, 1)
+        ]
     );
-    let mine = store.consent_counts(&t.id, Some(person.clone())).await.unwrap();
+    let mine = store
+        .consent_counts(&t.id, Some(person.clone()))
+        .await
+        .unwrap();
     assert_eq!((mine.total, mine.withdrawn), (1, 0));
     let page = store.consents(&t.id, None, 1, None).await.unwrap();
     assert_eq!(page[0].id, "cons-1");
@@ -719,7 +823,11 @@ async fn purge_from_two_stores_deletes_each_row_once(b: &Backend) {
     let mut pending = Vec::new();
     for c in 0..CONVERSATIONS {
         let v = visitor();
-        let first = send(&a, webchat(&t.id, &v, None, format!("c{c}").as_bytes(), b"1234", now)).await;
+        let first = send(
+            &a,
+            webchat(&t.id, &v, None, format!("c{c}").as_bytes(), b"1234", now),
+        )
+        .await;
         for m in 1..PER_CONVERSATION {
             let key = format!("c{c}m{m}");
             pending.push(
@@ -790,7 +898,10 @@ async fn purge_from_two_stores_deletes_each_row_once(b: &Backend) {
     let rows = ra.0 + rb.0 + rc.0 + rd.0;
     let messages = ra.1 + rb.1 + rc.1 + rd.1;
     let bytes = ra.2 + rb.2 + rc.2 + rd.2;
-    assert_eq!(rows, total, "each due message deleted exactly once (a: {ra:?}, b: {rb:?})");
+    assert_eq!(
+        rows, total,
+        "each due message deleted exactly once (a: {ra:?}, b: {rb:?})"
+    );
     assert_eq!(messages as u64, total, "each deletion counted once");
     assert_eq!(bytes, 4 * total as i64);
     let due = a.due_counts(PurgeTable::Messages, now, true).await.unwrap();
@@ -854,7 +965,10 @@ async fn newer_schema_refused(b: &Backend) {
         "{err}"
     );
     let text = err.to_string();
-    assert!(text.contains("newer") && text.contains(&newer.to_string()), "{text}");
+    assert!(
+        text.contains("newer") && text.contains(&newer.to_string()),
+        "{text}"
+    );
     // Nothing was changed by the refused start.
     let n: i64 = sql
         .query_one("SELECT count(*) FROM schema_migrations", &[])
@@ -872,7 +986,10 @@ async fn two_nodes_migrate_at_once(b: &Backend) {
     let (x, y) = (x.unwrap(), y.unwrap());
     let sql = b.sql().await;
     let rows = sql
-        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .unwrap();
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
@@ -893,5 +1010,14 @@ async fn encryption_mode_remembered(b: &Backend) {
         Ok(_) => panic!("opened an encrypted database with encryption off"),
         Err(e) => e,
     };
-    assert!(matches!(err, StoreError::EncryptionMismatch { stored: "on", asked: "off" }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::EncryptionMismatch {
+                stored: "on",
+                asked: "off"
+            }
+        ),
+        "{err}"
+    );
 }

@@ -17,8 +17,13 @@ impl TestDb {
     pub async fn create(test: &str) -> Option<Self> {
         let required = std::env::var("C24_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
         let Ok(admin_url) = std::env::var(PG_ENV) else {
-            assert!(!required, "{PG_ENV} is not set but C24_TEST_POSTGRES_REQUIRED=1");
-            eprintln!("SKIPPED {test} on PostgreSQL: {PG_ENV} is not set (.ci/postgres starts a server)");
+            assert!(
+                !required,
+                "{PG_ENV} is not set but C24_TEST_POSTGRES_REQUIRED=1"
+            );
+            eprintln!(
+                "SKIPPED {test} on PostgreSQL: {PG_ENV} is not set (.ci/postgres starts a server)"
+            );
             return None;
         };
         let admin = match tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await {
@@ -33,7 +38,10 @@ impl TestDb {
             }
         };
         let short: String = test.chars().take(30).collect();
-        let db = format!("c24t_{short}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let db = format!(
+            "c24t_{short}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         admin
             .batch_execute(&format!("CREATE DATABASE \"{db}\""))
             .await

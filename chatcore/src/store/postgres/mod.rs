@@ -29,8 +29,8 @@ pub(crate) mod notify;
 pub(crate) mod writer;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -40,9 +40,9 @@ use tokio_postgres::{NoTls, Row};
 
 use self::writer::{Job, Lane};
 use super::{
-    AuditRecord, ClusterEvent, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord, DsrRecord,
-    DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store, StoreError,
-    TenantRecord, WriteOp,
+    AuditRecord, ClusterEvent, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord,
+    DsrRecord, DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store,
+    StoreError, TenantRecord, WriteOp,
 };
 use crate::clock::{Clock, Millis};
 
@@ -86,7 +86,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -111,12 +116,10 @@ impl PgStore {
         let write_pool = pool(&config, 3)?;
         let read_pool = pool(&config, READERS)?;
         {
-            let mut conn = write_pool.get().await.map_err(|e| {
-                StoreError::Io(format!(
-                    "connecting to {}: {e}",
-                    redact_url(url)
-                ))
-            })?;
+            let mut conn = write_pool
+                .get()
+                .await
+                .map_err(|e| StoreError::Io(format!("connecting to {}: {e}", redact_url(url))))?;
             migrate::run(&mut conn, at_rest_encryption).await?;
         }
         let node: Arc<str> = uuid::Uuid::new_v4().to_string().into();
@@ -159,7 +162,11 @@ impl PgStore {
         })
     }
 
-    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+    async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
         let c = self
             .read_pool
             .get()
@@ -169,7 +176,11 @@ impl PgStore {
         Ok(c.query(&st, params).await?)
     }
 
-    async fn row(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, StoreError> {
+    async fn row(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
         Ok(self.rows(sql, params).await?.into_iter().next())
     }
 
@@ -435,7 +446,10 @@ impl Store for PgStore {
         {
             out.entry(r.try_get(0)?).or_default().2 = r.try_get(1)?;
         }
-        Ok(out.into_iter().map(|(t, (m, b, cv))| (t, m, b, cv)).collect())
+        Ok(out
+            .into_iter()
+            .map(|(t, (m, b, cv))| (t, m, b, cv))
+            .collect())
     }
 
     async fn tenant_has_data(&self, tenant_id: &str) -> Result<bool, StoreError> {
@@ -524,7 +538,11 @@ impl Store for PgStore {
 
     async fn dsr_request(&self, id: &str) -> Result<Option<DsrRecord>, StoreError> {
         let sql = format!("SELECT {DSR_COLUMNS} WHERE id = $1");
-        Ok(self.row(&sql, &[&id]).await?.map(|r| dsr_row(&r)).transpose()?)
+        Ok(self
+            .row(&sql, &[&id])
+            .await?
+            .map(|r| dsr_row(&r))
+            .transpose()?)
     }
 
     async fn dsr_counts(&self, tenant_id: &str, now: Millis) -> Result<(u64, u64), StoreError> {

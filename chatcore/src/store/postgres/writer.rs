@@ -28,12 +28,12 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use crate::clock::{Clock, Millis};
 use super::notify;
+use crate::clock::{Clock, Millis};
 use crate::store::{
-    AuditRecord, ClusterEvent, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord, Erased,
-    InboundMessage, IncidentRecord, OutboundMessage, PurgeTable, PurgedBatch, StoreError,
-    StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
+    AuditRecord, ClusterEvent, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion,
+    DsrRecord, Erased, InboundMessage, IncidentRecord, OutboundMessage, PurgeTable, PurgedBatch,
+    StoreError, StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
 };
 
 /// Most ops in one transaction; bounds commit latency under a flood.
@@ -285,9 +285,9 @@ async fn apply(
         WriteOp::PurgeBatch { table, now, batch } => purge_batch(c, *table, *now, *batch)
             .await
             .map(WriteOutcome::Purged),
-        WriteOp::PutSubprocessors(docs) => put_subprocessors(c, docs)
-            .await
-            .map(|_| WriteOutcome::Done),
+        WriteOp::PutSubprocessors(docs) => {
+            put_subprocessors(c, docs).await.map(|_| WriteOutcome::Done)
+        }
         WriteOp::DestroyKey { tenant_id, at } => {
             ctx.vacuum_keyring = true;
             destroy_key(c, tenant_id, *at).await?;
@@ -656,7 +656,9 @@ async fn resolve_conversation(
             )
             .await?;
             let owner: Option<(String, String, String)> = owner
-                .map(|r| Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .map(|r| {
+                    Ok::<_, tokio_postgres::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
+                })
                 .transpose()?;
             match owner {
                 Some((t, ct, ch))
@@ -825,8 +827,7 @@ async fn inbound(c: &Conn, m: &InboundMessage, now: Millis) -> Result<StoredMess
         return Ok(existing);
     }
     let contact_id = upsert_contact(c, m, now).await?;
-    let (conversation_id, new_conversation) =
-        resolve_conversation(c, m, &contact_id, now).await?;
+    let (conversation_id, new_conversation) = resolve_conversation(c, m, &contact_id, now).await?;
     let seq = next_seq(c, &conversation_id, now).await?;
     insert_message(
         c,
@@ -866,11 +867,7 @@ async fn inbound(c: &Conn, m: &InboundMessage, now: Millis) -> Result<StoredMess
     })
 }
 
-async fn outbound(
-    c: &Conn,
-    m: &OutboundMessage,
-    now: Millis,
-) -> Result<StoredMessage, StoreError> {
+async fn outbound(c: &Conn, m: &OutboundMessage, now: Millis) -> Result<StoredMessage, StoreError> {
     // The owner check, the seq and the insert in one statement.
     let seq: i64 = query_opt(
         c,
