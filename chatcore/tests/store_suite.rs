@@ -13,9 +13,9 @@ use c24_chatcore::clock::{Clock, Millis, OffsetClock};
 use c24_chatcore::store::postgres::{PgStore, migrate};
 use c24_chatcore::store::sqlite::SqliteStore;
 use c24_chatcore::store::{
-    AuditRecord, Channel, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord,
-    InboundMessage, NewContact, OutboundMessage, PurgeTable, Store, StoreError, StoredMessage,
-    TenantRecord, WriteOp, WriteOutcome,
+    AuditRecord, Channel, ClusterEvent, ConsentRecord, ConversationTarget, DsrAction,
+    DsrCompletion, DsrRecord, InboundMessage, NewContact, OutboundMessage, PurgeTable, Store,
+    StoreError, StoredMessage, TenantRecord, WriteOp, WriteOutcome,
 };
 use pg::TestDb;
 
@@ -1020,4 +1020,159 @@ async fn encryption_mode_remembered(b: &Backend) {
         ),
         "{err}"
     );
+}
+
+/// Ends every server connection of the test database but the caller's.
+async fn terminate_backends(sql: &tokio_postgres::Client) -> i64 {
+    sql.query_one(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+postgres_only!(survives_lost_connections);
+async fn survives_lost_connections(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let v = visitor();
+    let first = send(&store, webchat(&t.id, &v, None, b"k1", b"before", now)).await;
+    assert_eq!(
+        store
+            .messages(&first.conversation_id, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A database restart, as the nodes see it: every connection dropped.
+    let sql = b.sql().await;
+    assert!(terminate_backends(&sql).await >= 2);
+    // The next write and read go through on fresh connections.
+    let second = send(
+        &store,
+        webchat(
+            &t.id,
+            &v,
+            Some(&first.conversation_id),
+            b"k2",
+            b"after",
+            now,
+        ),
+    )
+    .await;
+    assert_eq!(second.seq, 2);
+    let msgs = store.messages(&first.conversation_id, 0, 10).await.unwrap();
+    assert_eq!(msgs.len(), 2);
+
+    // Lost in the middle of a batch (the writer waits on a lock): the batch
+    // is applied again on a fresh connection and commits.
+    let hold = b.hold_writes(&t.id).await;
+    let stalled = stalled_write(&store, &t).await;
+    let Hold::Postgres(holder) = &hold else {
+        unreachable!()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = holder
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(terminate_backends(holder).await >= 1);
+    hold.release().await;
+    stalled.await.unwrap().unwrap();
+    assert!(store.ready());
+    store.close().await;
+}
+
+/// The next cluster event, within a deadline.
+async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<ClusterEvent>) -> ClusterEvent {
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no cluster event within 10s")
+        .unwrap()
+}
+
+postgres_only!(cluster_events_reach_the_other_node);
+async fn cluster_events_reach_the_other_node(b: &Backend) {
+    let a = b.open().await;
+    let other = b.open().await;
+    let mut own = a.cluster_events().unwrap();
+    let mut rx = other.cluster_events().unwrap();
+    let now = b.clock.now_ms();
+    let t = create_tenant(&a, now).await;
+    assert_eq!(
+        next_event(&mut rx).await,
+        ClusterEvent::Tenant {
+            tenant_id: t.id.clone()
+        }
+    );
+    let v = visitor();
+    let first = send(&a, webchat(&t.id, &v, None, b"k1", b"hi", now)).await;
+    let reply = a
+        .write(WriteOp::Outbound(Box::new(OutboundMessage {
+            tenant_id: t.id.clone(),
+            conversation_id: first.conversation_id.clone(),
+            message_id: id(),
+            body_ct: b"sealed".to_vec(),
+            size: 6,
+            received_at: now,
+            encrypt_ns: 0,
+        })))
+        .await
+        .unwrap()
+        .message()
+        .unwrap();
+    // Inbound messages notify nothing; the reply does, with ids only.
+    assert_eq!(
+        next_event(&mut rx).await,
+        ClusterEvent::Outbound {
+            tenant_id: t.id.clone(),
+            conversation_id: first.conversation_id.clone(),
+            seq: reply.seq,
+        }
+    );
+    // A node does not hear its own events.
+    assert!(matches!(
+        own.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+    ));
+
+    // After the connections drop, the listener comes back and says events
+    // may have been missed; later ones arrive again.
+    let sql = b.sql().await;
+    terminate_backends(&sql).await;
+    assert_eq!(next_event(&mut rx).await, ClusterEvent::Resync);
+    a.write(WriteOp::DestroyKey {
+        tenant_id: t.id.clone(),
+        at: now,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        next_event(&mut rx).await,
+        ClusterEvent::Tenant {
+            tenant_id: t.id.clone()
+        }
+    );
+    other.close().await;
+    a.close().await;
 }

@@ -25,7 +25,7 @@ pub enum StoreError {
     Conflict(String),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database: {0}")]
+    #[error("database: {}", postgres::migrate::describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error(
         "the database schema is at version {found}, newer than this c24-core knows ({known}); \

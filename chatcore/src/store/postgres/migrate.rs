@@ -110,13 +110,17 @@ async fn check_meta(
     }
 }
 
-/// The server's message (and detail) of a database error, for logs.
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+/// The server's message, code (and detail) of a database error; else the
+/// client's own text ("db error" alone says nothing).
+pub fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
-            Some(d) => format!("{} ({})", db.message(), d),
-            None => db.message().to_string(),
+            Some(d) => format!("{} [{}] ({d})", db.message(), db.code().code()),
+            None => format!("{} [{}]", db.message(), db.code().code()),
         },
-        None => e.to_string(),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }

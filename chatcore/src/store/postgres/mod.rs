@@ -167,13 +167,30 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let c = self
-            .read_pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Io(format!("database unavailable: {e}")))?;
-        let st = c.prepare_cached(sql).await?;
-        Ok(c.query(&st, params).await?)
+        // A pooled connection the server has dropped since (a restart, a
+        // terminated backend) fails once; the read is tried again on a new one.
+        let mut last = StoreError::Closed;
+        for _ in 0..2 {
+            let c = self
+                .read_pool
+                .get()
+                .await
+                .map_err(|e| StoreError::Io(format!("database unavailable: {e}")))?;
+            let result = async {
+                let st = c.prepare_cached(sql).await?;
+                Ok::<_, StoreError>(c.query(&st, params).await?)
+            }
+            .await;
+            match result {
+                Ok(rows) => return Ok(rows),
+                Err(e) if writer::connection_lost(&c, &e) => {
+                    drop(deadpool_postgres::Object::take(c));
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     async fn row(

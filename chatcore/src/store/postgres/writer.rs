@@ -94,21 +94,46 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>, nod
 }
 
 async fn commit_batch(pool: &Pool, node: &Arc<str>, batch: &mut Vec<Job>, clock: &dyn Clock) {
-    let conn = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, ops = batch.len(), "no database connection for a commit");
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(StoreError::Io(format!("database unavailable: {e}"))));
-            }
-            return;
-        }
-    };
     let mut ctx = Ctx {
         node: node.clone(),
         vacuum_keyring: false,
     };
-    let outcome = apply_batch(&conn, &mut ctx, batch, clock.now_ms()).await;
+    // A connection lost before COMMIT was sent (a database restart, a
+    // terminated backend) leaves nothing behind: the batch is applied again
+    // on a fresh connection. Lost during COMMIT, the outcome is unknown and
+    // the batch fails (the clients' resends are idempotent).
+    let mut outcome = Err(StoreError::Closed);
+    for attempt in 0..2 {
+        let conn = match pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                outcome = Err(StoreError::Io(format!("database unavailable: {e}")));
+                continue;
+            }
+        };
+        match apply_batch(&conn, &mut ctx, batch, clock.now_ms()).await {
+            Ok(results) => {
+                if ctx.vacuum_keyring
+                    && let Err(e) = conn.batch_execute("VACUUM FULL keyring.tenant_keys").await
+                {
+                    tracing::warn!(error = %e, "rewriting the keyring after a key destruction failed");
+                }
+                outcome = Ok(results);
+                break;
+            }
+            Err(BatchError::BeforeCommit(e)) if attempt == 0 && connection_lost(&conn, &e) => {
+                tracing::warn!(error = %e, ops = batch.len(), "database connection lost; applying the batch again");
+                drop(deadpool_postgres::Object::take(conn));
+                outcome = Err(e);
+            }
+            Err(BatchError::BeforeCommit(e) | BatchError::AtCommit(e)) => {
+                // Leave no open transaction on a connection that goes back to the pool.
+                let _ = conn.batch_execute("ROLLBACK").await;
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
     let committed = clock.now_ms();
     match outcome {
         Ok(results) => {
@@ -120,20 +145,57 @@ async fn commit_batch(pool: &Pool, node: &Arc<str>, batch: &mut Vec<Job>, clock:
                 }
                 let _ = reply.send(result);
             }
-            if ctx.vacuum_keyring
-                && let Err(e) = conn.batch_execute("VACUUM FULL keyring.tenant_keys").await
-            {
-                tracing::warn!(error = %e, "rewriting the keyring after a key destruction failed");
-            }
         }
         Err(e) => {
-            // Leave no open transaction on a connection that goes back to the pool.
-            let _ = conn.batch_execute("ROLLBACK").await;
             tracing::error!(error = %e, ops = batch.len(), "group commit failed");
             for (_, reply) in batch.drain(..) {
                 let _ = reply.send(Err(StoreError::Io(format!("commit failed: {e}"))));
             }
         }
+    }
+}
+
+/// Why a batch did not commit.
+enum BatchError {
+    /// Nothing was committed.
+    BeforeCommit(StoreError),
+    /// COMMIT itself failed: it may or may not have taken effect.
+    AtCommit(StoreError),
+}
+
+impl From<StoreError> for BatchError {
+    fn from(e: StoreError) -> Self {
+        BatchError::BeforeCommit(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for BatchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        BatchError::BeforeCommit(e.into())
+    }
+}
+
+async fn commit(c: &Conn) -> Result<(), BatchError> {
+    c.batch_execute("COMMIT")
+        .await
+        .map_err(|e| BatchError::AtCommit(e.into()))
+}
+
+/// The connection died (not an error of the batch's own).
+pub(crate) fn connection_lost(conn: &Conn, e: &StoreError) -> bool {
+    if conn.is_closed() {
+        return true;
+    }
+    match e {
+        StoreError::Postgres(pe) => {
+            pe.is_closed()
+                || pe.code().is_some_and(|c| {
+                    *c == SqlState::ADMIN_SHUTDOWN
+                        || *c == SqlState::CRASH_SHUTDOWN
+                        || *c == SqlState::CANNOT_CONNECT_NOW
+                })
+        }
+        _ => false,
     }
 }
 
@@ -154,7 +216,7 @@ async fn apply_batch(
     ctx: &mut Ctx,
     batch: &[Job],
     now: Millis,
-) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
+) -> Result<Vec<Result<WriteOutcome, StoreError>>, BatchError> {
     let conversations = existing_conversations(batch);
     for _ in 0..TRANSIENT_TRIES {
         c.batch_execute("BEGIN").await?;
@@ -171,9 +233,12 @@ async fn apply_batch(
             }
         }
         let Some(e) = failed else {
-            c.batch_execute("COMMIT").await?;
+            commit(c).await?;
             return Ok(results);
         };
+        if connection_lost(c, &e) {
+            return Err(BatchError::BeforeCommit(e));
+        }
         c.batch_execute("ROLLBACK").await?;
         if !is_transient(&e) {
             break;
@@ -198,9 +263,12 @@ async fn apply_batch(
                 break;
             }
         }
-        results.push(r);
+        match r {
+            Err(e) if connection_lost(c, &e) => return Err(BatchError::BeforeCommit(e)),
+            r => results.push(r),
+        }
     }
-    c.batch_execute("COMMIT").await?;
+    commit(c).await?;
     Ok(results)
 }
 
