@@ -7,6 +7,9 @@
 //! - A tenant created or changed elsewhere (state, DPA, key destruction) is
 //!   reloaded into this node's directory, so ingress here admits and refuses
 //!   as there.
+//! - What other nodes store, purge or erase moves this node's per-tenant
+//!   usage counters too (the tenant listing's stored messages and bytes).
+//!   After missed events (a listener reconnect) they are recounted.
 
 use c24_api::webchat::{MsgNew, ServerFrame};
 use tokio::sync::broadcast::error::RecvError;
@@ -36,13 +39,42 @@ pub fn spawn(state: AppState) {
                 Ok(ClusterEvent::Tenant { tenant_id }) => {
                     reload_tenants(&state, Some(&tenant_id)).await;
                 }
+                Ok(ClusterEvent::Usage { deltas }) => {
+                    for (tenant, messages, bytes, conversations) in deltas {
+                        if let Some(t) = state.tenants.get(&tenant) {
+                            t.usage.add(messages, bytes, conversations);
+                        }
+                    }
+                }
                 Ok(ClusterEvent::Resync) | Err(RecvError::Lagged(_)) => {
                     reload_tenants(&state, None).await;
+                    recount_usage(&state).await;
                 }
                 Err(RecvError::Closed) => return,
             }
         }
     });
+}
+
+/// Sets every tenant's usage counters to what the database holds (a scan:
+/// only after events were missed).
+async fn recount_usage(state: &AppState) {
+    let counts = match state.store.usage().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "recounting tenants' usage failed");
+            return;
+        }
+    };
+    let mut stored: std::collections::HashMap<String, (i64, i64, i64)> = counts
+        .into_iter()
+        .map(|(t, m, b, c)| (t, (m, b, c)))
+        .collect();
+    for t in state.tenants.all_unordered() {
+        let (m, b, c) = stored.remove(&t.id).unwrap_or_default();
+        let (m0, b0, c0) = t.usage.get();
+        t.usage.add(m - m0, b - b0, c - c0);
+    }
 }
 
 async fn push_reply(

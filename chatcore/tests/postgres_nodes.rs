@@ -166,6 +166,31 @@ async fn visitor_on_b_receives_agent_reply_from_a() {
         }
     }
 
+    // Both nodes count what either stored (B stored the visitor's message,
+    // A the reply).
+    for node in [&a, &b] {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = admin.tenant(&t.id).await.unwrap();
+            if (v.stored_messages, v.conversations) == (2, 1) {
+                assert_eq!(
+                    v.stored_bytes,
+                    ("hello from B".len() + "reply posted on A".len()) as i64
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: usage {} messages, {} conversations",
+                node.url,
+                v.stored_messages,
+                v.conversations
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     // Suspended on A: B refuses the tenant's visitors too.
     Client::new(&a.url, TOKEN)
         .unwrap()

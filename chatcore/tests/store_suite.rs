@@ -1141,13 +1141,26 @@ async fn cluster_events_reach_the_other_node(b: &Backend) {
         .unwrap()
         .message()
         .unwrap();
-    // Inbound messages notify nothing; the reply does, with ids only.
+    // The visitor's message changes usage; the reply is announced (ids
+    // only) and changes usage too.
+    assert_eq!(
+        next_event(&mut rx).await,
+        ClusterEvent::Usage {
+            deltas: vec![(t.id.clone(), 1, 2, 1)]
+        }
+    );
     assert_eq!(
         next_event(&mut rx).await,
         ClusterEvent::Outbound {
             tenant_id: t.id.clone(),
             conversation_id: first.conversation_id.clone(),
             seq: reply.seq,
+        }
+    );
+    assert_eq!(
+        next_event(&mut rx).await,
+        ClusterEvent::Usage {
+            deltas: vec![(t.id.clone(), 1, 6, 0)]
         }
     );
     // A node does not hear its own events.

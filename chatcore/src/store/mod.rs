@@ -456,6 +456,11 @@ pub enum ClusterEvent {
     },
     /// A tenant was created or changed (state, key): reload it.
     Tenant { tenant_id: String },
+    /// What another node's committed batch added to (or purged or erased
+    /// from) tenants' stored data: (tenant, messages, bytes, conversations).
+    Usage {
+        deltas: Vec<(String, i64, i64, i64)>,
+    },
     /// Events may have been missed (the listener reconnected): reload all.
     Resync,
 }

@@ -10,7 +10,8 @@
 //!   writes share the main lane; retention purges have their own lane and
 //!   connection, so ingest never waits behind a purge batch.
 //! - [`notify`]: cross-node events (`LISTEN/NOTIFY`): agent replies for
-//!   visitors connected to another node, tenant changes for its directory.
+//!   visitors connected to another node, tenant changes for its directory,
+//!   usage deltas for its counters.
 //! - This file: the [`PgStore`] and its reads (a small connection pool).
 //!
 //! The keyring (each tenant's wrapped data key) is the table

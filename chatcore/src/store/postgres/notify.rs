@@ -39,7 +39,15 @@ enum Event {
     Tenant {
         tenant: String,
     },
+    Usage {
+        /// (tenant, messages, bytes, conversations).
+        deltas: Vec<(String, i64, i64, i64)>,
+    },
 }
+
+/// Tenants per usage notification: keeps a payload far below PostgreSQL's
+/// 8000-byte limit.
+pub(crate) const USAGE_CHUNK: usize = 40;
 
 /// The `pg_notify` payload for an event of `node`.
 pub(crate) fn payload(node: &str, event: &ClusterEvent) -> Option<String> {
@@ -55,6 +63,9 @@ pub(crate) fn payload(node: &str, event: &ClusterEvent) -> Option<String> {
         },
         ClusterEvent::Tenant { tenant_id } => Event::Tenant {
             tenant: tenant_id.clone(),
+        },
+        ClusterEvent::Usage { deltas } => Event::Usage {
+            deltas: deltas.clone(),
         },
         ClusterEvent::Resync => return None,
     };
@@ -88,6 +99,7 @@ fn parse(own_node: &str, text: &str) -> Option<ClusterEvent> {
             seq,
         },
         Event::Tenant { tenant } => ClusterEvent::Tenant { tenant_id: tenant },
+        Event::Usage { deltas } => ClusterEvent::Usage { deltas },
     })
 }
 
@@ -175,6 +187,10 @@ mod tests {
             tenant_id: "t2".into(),
         };
         assert_eq!(parse("node-b", &payload("node-a", &t).unwrap()), Some(t));
+        let u = ClusterEvent::Usage {
+            deltas: vec![("t3".into(), 2, 40, 1), ("t4".into(), -5, -100, -1)],
+        };
+        assert_eq!(parse("node-b", &payload("node-a", &u).unwrap()), Some(u));
         assert_eq!(payload("node-a", &ClusterEvent::Resync), None);
         assert_eq!(parse("node-b", "not json"), None);
     }

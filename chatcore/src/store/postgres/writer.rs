@@ -233,6 +233,7 @@ async fn apply_batch(
             }
         }
         let Some(e) = failed else {
+            notify_usage(c, ctx, batch, &results).await?;
             commit(c).await?;
             return Ok(results);
         };
@@ -268,6 +269,7 @@ async fn apply_batch(
             r => results.push(r),
         }
     }
+    notify_usage(c, ctx, batch, &results).await?;
     commit(c).await?;
     Ok(results)
 }
@@ -391,6 +393,66 @@ async fn apply(
 async fn notify(c: &Conn, ctx: &Ctx, event: &ClusterEvent) -> Result<(), StoreError> {
     if let Some(p) = notify::payload(&ctx.node, event) {
         exec(c, "SELECT pg_notify($1, $2)", &[&notify::CHANNEL, &p]).await?;
+    }
+    Ok(())
+}
+
+/// What the batch's committed ops change in each tenant's stored data.
+fn usage_deltas(
+    batch: &[Job],
+    results: &[Result<WriteOutcome, StoreError>],
+) -> Vec<(String, i64, i64, i64)> {
+    let mut per: HashMap<&str, (i64, i64, i64)> = HashMap::new();
+    for ((op, _), r) in batch.iter().zip(results) {
+        match (op, r) {
+            (WriteOp::Inbound(m), Ok(WriteOutcome::Message(s))) if !s.duplicate => {
+                let e = per.entry(&m.tenant_id).or_default();
+                e.0 += 1;
+                e.1 += m.size;
+                e.2 += i64::from(s.new_conversation);
+            }
+            (WriteOp::Outbound(m), Ok(WriteOutcome::Message(_))) => {
+                let e = per.entry(&m.tenant_id).or_default();
+                e.0 += 1;
+                e.1 += m.size;
+            }
+            (WriteOp::PurgeBatch { .. }, Ok(WriteOutcome::Purged(p))) => {
+                for (t, m, b, cv) in &p.per_tenant {
+                    let e = per.entry(t).or_default();
+                    e.0 -= m;
+                    e.1 -= b;
+                    e.2 -= cv;
+                }
+            }
+            (WriteOp::CompleteDsr(d), Ok(WriteOutcome::Erased(x))) => {
+                let e = per.entry(&d.record.tenant_id).or_default();
+                e.0 -= x.messages as i64;
+                e.1 -= x.bytes;
+                e.2 -= x.conversations as i64;
+            }
+            _ => {}
+        }
+    }
+    per.into_iter()
+        .filter(|(_, d)| *d != (0, 0, 0))
+        .map(|(t, (m, b, cv))| (t.to_string(), m, b, cv))
+        .collect()
+}
+
+/// Tells the other nodes what this batch changes in their usage counters,
+/// at its commit (the origin node counts its own when it acknowledges).
+async fn notify_usage(
+    c: &Conn,
+    ctx: &Ctx,
+    batch: &[Job],
+    results: &[Result<WriteOutcome, StoreError>],
+) -> Result<(), StoreError> {
+    let deltas = usage_deltas(batch, results);
+    for chunk in deltas.chunks(notify::USAGE_CHUNK) {
+        let event = ClusterEvent::Usage {
+            deltas: chunk.to_vec(),
+        };
+        notify(c, ctx, &event).await?;
     }
     Ok(())
 }
