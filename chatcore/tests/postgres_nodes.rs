@@ -1,7 +1,8 @@
 //! Real `c24-core` processes on one PostgreSQL database (`--database`):
 //! a visitor on node B receives an agent reply posted on node A; a tenant
-//! created or suspended on one node is known to the other; SIGKILL loses no
-//! acknowledged message; the database holds no plaintext; a schema newer
+//! created or suspended on one node, and the usage either stores, are known
+//! to the other; SIGKILL of a node (alone, or one of two under load) loses
+//! no acknowledged message; the database holds no plaintext; a schema newer
 //! than the binary is refused. Skipped with a message without a server
 //! (see `support/pg.rs`).
 
@@ -435,5 +436,117 @@ async fn newer_schema_refused_at_start() {
         !stderr.contains("c24:c24@"),
         "the password leaked: {stderr}"
     );
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_one_node_loses_nothing_and_the_other_serves_on() {
+    let Some(db) = TestDb::create("sigkill_of_one_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let mut a = start(&db, &kek, &dir.path().join("a"));
+    let t = tenant(&a, "Two nodes, one killed").await;
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let key = t.channels.webchat.widget_key.clone();
+
+    // Visitors 0 and 1 on A, 2 and 3 on B, all pipelining at once.
+    let mut acked: Vec<(String, String)> = Vec::new();
+    let mut sockets = Vec::new();
+    for i in 0..4 {
+        let node = if i < 2 { &a } else { &b };
+        let mut v = WebchatClient::connect(&node.ws(), &key, &format!("v{i}"))
+            .await
+            .unwrap();
+        let (ack, _) = v
+            .send_message(&format!("v{i}-0"), None, &format!("v{i} m0"), WAIT)
+            .await
+            .unwrap();
+        acked.push((ack.message_id, format!("v{i} m0")));
+        sockets.push((v, ack.conversation_id));
+    }
+    const PER_SOCKET: usize = 300;
+    for (i, (v, conv)) in sockets.iter_mut().enumerate() {
+        for n in 1..=PER_SOCKET {
+            v.send(&ClientFrame::MsgSend {
+                client_msg_id: format!("v{i}-{n}"),
+                conversation_id: Some(conv.clone()),
+                content: format!("v{i} m{n}"),
+                client_ts: None,
+            })
+            .await
+            .unwrap();
+        }
+    }
+    // Some of A's acks, then A dies mid-stream.
+    let mut from_a = 0;
+    'outer: for (i, (v, _)) in sockets.iter_mut().enumerate().take(2) {
+        for _ in 0..PER_SOCKET / 2 {
+            match v.next(WAIT).await.unwrap() {
+                ServerFrame::Ack(ack) => {
+                    acked.push((
+                        ack.message_id,
+                        format!("v{i} m{}", seq_of(&ack.client_msg_id)),
+                    ));
+                    from_a += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            if from_a >= 200 {
+                break 'outer;
+            }
+        }
+    }
+    kill(&mut a);
+    for (i, (v, _)) in sockets.iter_mut().enumerate().take(2) {
+        while let Ok(ServerFrame::Ack(ack)) = v.next(Duration::from_millis(200)).await {
+            acked.push((
+                ack.message_id,
+                format!("v{i} m{}", seq_of(&ack.client_msg_id)),
+            ));
+        }
+    }
+    // B acknowledges every message of its visitors regardless.
+    for (i, (v, _)) in sockets.iter_mut().enumerate().skip(2) {
+        for _ in 0..PER_SOCKET {
+            match v.next(WAIT).await.unwrap() {
+                ServerFrame::Ack(ack) => {
+                    acked.push((
+                        ack.message_id,
+                        format!("v{i} m{}", seq_of(&ack.client_msg_id)),
+                    ));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    drop(sockets);
+    assert!(acked.len() >= 200 + 2 * PER_SOCKET);
+
+    // Read back through B, still running.
+    let api = Client::new(&b.url, &t.api_key).unwrap();
+    let mut stored = std::collections::HashMap::new();
+    for c in api.conversations().await.unwrap().items {
+        let mut after = None;
+        loop {
+            let page = api.messages(&c.id, 1000, after.as_deref()).await.unwrap();
+            for m in page.items {
+                stored.insert(m.id, m.content);
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
+    for (id, content) in &acked {
+        assert_eq!(
+            stored.get(id),
+            Some(content),
+            "acknowledged message {id} lost"
+        );
+    }
+    drop(b);
     db.drop_db().await;
 }
