@@ -10,5 +10,5 @@ pub mod overview;
 pub mod retention;
 pub mod subprocessors;
 pub mod tenants;
-pub mod traffic;
 pub mod throughput;
+pub mod traffic;
