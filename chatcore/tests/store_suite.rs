@@ -1189,3 +1189,65 @@ async fn cluster_events_reach_the_other_node(b: &Backend) {
     other.close().await;
     a.close().await;
 }
+
+both!(one_batch_keeps_queue_order);
+async fn one_batch_keeps_queue_order(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let (v1, v2) = (visitor(), visitor());
+    let c1 = send(&store, webchat(&t.id, &v1, None, b"a0", b"a0", now)).await;
+    let c2 = send(&store, webchat(&t.id, &v2, None, b"b0", b"b0", now)).await;
+    // Visitor messages and agent replies into two conversations, queued as
+    // one batch (PostgreSQL pipelines them).
+    let hold = b.hold_writes(&t.id).await;
+    let stalled = stalled_write(&store, &t).await;
+    let mut pending = Vec::new();
+    for n in 1..=40 {
+        let (who, conv) = if n % 2 == 0 { (&v1, &c1) } else { (&v2, &c2) };
+        let body = format!("{}-{n}", &conv.conversation_id[..8]);
+        let op = if n % 5 == 0 {
+            WriteOp::Outbound(Box::new(OutboundMessage {
+                tenant_id: t.id.clone(),
+                conversation_id: conv.conversation_id.clone(),
+                message_id: id(),
+                body_ct: body.clone().into_bytes(),
+                size: body.len() as i64,
+                received_at: now,
+                encrypt_ns: 0,
+            }))
+        } else {
+            WriteOp::Inbound(Box::new(webchat(
+                &t.id,
+                who,
+                Some(&conv.conversation_id),
+                body.as_bytes(),
+                body.as_bytes(),
+                now,
+            )))
+        };
+        pending.push((
+            conv.conversation_id.clone(),
+            body,
+            store.submit(op).await.unwrap(),
+        ));
+    }
+    hold.release().await;
+    stalled.await.unwrap().unwrap();
+    let mut expected: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (conv, body, p) in pending {
+        let m = p.await.unwrap().unwrap().message().unwrap();
+        let list = expected.entry(conv).or_default();
+        list.push(body);
+        assert_eq!(m.seq, list.len() as i64 + 1, "seq follows the queue");
+    }
+    for (conv, bodies) in expected {
+        let stored = store.messages(&conv, 1, 100).await.unwrap();
+        let got: Vec<String> = stored
+            .iter()
+            .map(|m| String::from_utf8(m.body_ct.clone()).unwrap())
+            .collect();
+        assert_eq!(got, bodies);
+    }
+    store.close().await;
+}

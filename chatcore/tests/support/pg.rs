@@ -59,16 +59,24 @@ impl TestDb {
         client
     }
 
-    /// Drops the database (a failed test leaves it for inspection).
+    /// Drops the database (a failed test leaves it for inspection). Best
+    /// effort: a server process still in it (autovacuum) is waited for
+    /// briefly, then the database is left and named.
     pub async fn drop_db(&self) {
         let (admin, conn) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
             .await
             .unwrap();
         tokio::spawn(conn);
-        admin
-            .batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", self.db))
-            .await
-            .unwrap();
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.db);
+        let mut last = None;
+        for _ in 0..20 {
+            match admin.batch_execute(&sql).await {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        eprintln!("left test database {} behind: {last:?}", self.db);
     }
 }
 

@@ -223,14 +223,41 @@ async fn apply_batch(
         lock_conversations(c, &conversations).await?;
         let mut results = Vec::with_capacity(batch.len());
         let mut failed = None;
-        for (op, _) in batch {
-            match apply(c, ctx, op, now).await {
-                Ok(o) => results.push(Ok(o)),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
+        let mut i = 0;
+        while i < batch.len() && failed.is_none() {
+            // A run of messages into distinct conversations is pipelined:
+            // their statements go out together, one round trip for all.
+            let run = pipelined_run(&batch[i..]);
+            if run > 1 {
+                // Prepared first, so the run's statements go out at once
+                // instead of each waiting for its own Parse.
+                for sql in [INBOUND_EXISTING, OUTBOUND, NOTIFY] {
+                    c.prepare_cached(sql).await?;
                 }
+                let shared: &Ctx = ctx;
+                let outs = futures_util::future::join_all(
+                    batch[i..i + run]
+                        .iter()
+                        .map(|(op, _)| apply_message(c, shared, op, now)),
+                )
+                .await;
+                for o in outs {
+                    match o {
+                        Ok(o) if failed.is_none() => results.push(Ok(o)),
+                        Ok(_) => {}
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
+                i += run;
+                continue;
             }
+            match apply(c, ctx, &batch[i].0, now).await {
+                Ok(o) => results.push(Ok(o)),
+                Err(e) => failed = Some(e),
+            }
+            i += 1;
         }
         let Some(e) = failed else {
             notify_usage(c, ctx, batch, &results).await?;
@@ -327,6 +354,94 @@ async fn query_one(c: &Conn, sql: &str, params: Params<'_>) -> Result<Row, Store
     Ok(c.query_one(&st, params).await?)
 }
 
+/// Web chat's hot path: see [`inbound_existing`].
+const INBOUND_EXISTING: &str = "WITH conv AS (
+             UPDATE conversations SET message_count = message_count + 1, last_activity_at = $1
+             WHERE id = $2 AND tenant_id = $3 AND channel = $4
+               AND contact_id = (SELECT id FROM contacts
+                                 WHERE tenant_id = $3 AND kind = $5 AND ident_bi = $6)
+               AND ($7::bytea IS NULL OR NOT EXISTS
+                     (SELECT 1 FROM messages WHERE conversation_id = $2 AND client_key = $7))
+             RETURNING message_count
+         )
+         INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
+             client_key, body_ct, subject_ct, size, received_at, committed_at)
+         SELECT $8, $3, $2, conv.message_count, 'inbound', NULL, $7, $9, $10, $11, $12, $1
+         FROM conv
+         RETURNING seq";
+/// An agent reply: the owner check, the seq and the insert.
+const OUTBOUND: &str = "WITH conv AS (
+             UPDATE conversations SET message_count = message_count + 1, last_activity_at = $1
+             WHERE id = $2 AND tenant_id = $3
+             RETURNING message_count
+         )
+         INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
+             client_key, body_ct, subject_ct, size, received_at, committed_at)
+         SELECT $4, $3, $2, conv.message_count, 'outbound', NULL, NULL, $5, NULL, $6, $7, $1
+         FROM conv
+         RETURNING seq";
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
+/// Ops that may share a pipelined round trip on the fast path: a message
+/// into an existing conversation (web chat) or an agent reply. Each is one
+/// statement that writes, or writes nothing and falls back to reads.
+fn pipelines(op: &WriteOp) -> bool {
+    match op {
+        WriteOp::Inbound(m) => {
+            matches!(m.target, ConversationTarget::Existing { .. })
+                && m.dedupe_key.is_none()
+                && m.thread_key.is_none()
+                && m.contact.ident_ct.is_empty()
+        }
+        WriteOp::Outbound(_) => true,
+        _ => false,
+    }
+}
+
+/// How many ops from the start of `ops` form a pipelined run: messages
+/// that [`pipelines`] allows, each into a conversation no earlier op of the
+/// run writes to. Ops of one conversation therefore never overtake each
+/// other, whatever order the pipelined statements reach the server in.
+fn pipelined_run(ops: &[Job]) -> usize {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    ops.iter()
+        .take_while(|(op, _)| {
+            pipelines(op)
+                && match op {
+                    WriteOp::Inbound(m) => match &m.target {
+                        ConversationTarget::Existing { id } => seen.insert(id.as_str()),
+                        _ => false,
+                    },
+                    WriteOp::Outbound(m) => seen.insert(m.conversation_id.as_str()),
+                    _ => false,
+                }
+        })
+        .count()
+}
+
+/// A message write; needs nothing of the context but the node's name.
+async fn apply_message(
+    c: &Conn,
+    ctx: &Ctx,
+    op: &WriteOp,
+    now: Millis,
+) -> Result<WriteOutcome, StoreError> {
+    match op {
+        WriteOp::Inbound(m) => inbound(c, m, now).await.map(WriteOutcome::Message),
+        WriteOp::Outbound(m) => {
+            let stored = outbound(c, m, now).await?;
+            let event = ClusterEvent::Outbound {
+                tenant_id: m.tenant_id.clone(),
+                conversation_id: stored.conversation_id.clone(),
+                seq: stored.seq,
+            };
+            notify(c, ctx, &event).await?;
+            Ok(WriteOutcome::Message(stored))
+        }
+        _ => Err(StoreError::Io("not a message write".into())),
+    }
+}
+
 async fn apply(
     c: &Conn,
     ctx: &mut Ctx,
@@ -364,17 +479,7 @@ async fn apply(
             notify_tenant(c, ctx, tenant_id).await?;
             Ok(WriteOutcome::Done)
         }
-        WriteOp::Inbound(m) => inbound(c, m, now).await.map(WriteOutcome::Message),
-        WriteOp::Outbound(m) => {
-            let stored = outbound(c, m, now).await?;
-            let event = ClusterEvent::Outbound {
-                tenant_id: m.tenant_id.clone(),
-                conversation_id: stored.conversation_id.clone(),
-                seq: stored.seq,
-            };
-            notify(c, ctx, &event).await?;
-            Ok(WriteOutcome::Message(stored))
-        }
+        WriteOp::Inbound(_) | WriteOp::Outbound(_) => apply_message(c, ctx, op, now).await,
         WriteOp::PutDsr(r) => put_dsr(c, r).await.map(|_| WriteOutcome::Done),
         WriteOp::CompleteDsr(d) => complete_dsr(c, d).await,
         WriteOp::TakeDsrExport(r) => take_dsr_export(c, r).await.map(WriteOutcome::Blob),
@@ -392,7 +497,7 @@ async fn apply(
 /// Tells the other nodes, at this transaction's commit (nothing if it rolls back).
 async fn notify(c: &Conn, ctx: &Ctx, event: &ClusterEvent) -> Result<(), StoreError> {
     if let Some(p) = notify::payload(&ctx.node, event) {
-        exec(c, "SELECT pg_notify($1, $2)", &[&notify::CHANNEL, &p]).await?;
+        exec(c, NOTIFY, &[&notify::CHANNEL, &p]).await?;
     }
     Ok(())
 }
@@ -896,20 +1001,7 @@ async fn inbound_existing(
 ) -> Result<Option<i64>, StoreError> {
     let row = query_opt(
         c,
-        "WITH conv AS (
-             UPDATE conversations SET message_count = message_count + 1, last_activity_at = $1
-             WHERE id = $2 AND tenant_id = $3 AND channel = $4
-               AND contact_id = (SELECT id FROM contacts
-                                 WHERE tenant_id = $3 AND kind = $5 AND ident_bi = $6)
-               AND ($7::bytea IS NULL OR NOT EXISTS
-                     (SELECT 1 FROM messages WHERE conversation_id = $2 AND client_key = $7))
-             RETURNING message_count
-         )
-         INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
-             client_key, body_ct, subject_ct, size, received_at, committed_at)
-         SELECT $8, $3, $2, conv.message_count, 'inbound', NULL, $7, $9, $10, $11, $12, $1
-         FROM conv
-         RETURNING seq",
+        INBOUND_EXISTING,
         &[
             &now,
             &conversation_id,
@@ -1001,16 +1093,7 @@ async fn outbound(c: &Conn, m: &OutboundMessage, now: Millis) -> Result<StoredMe
     // The owner check, the seq and the insert in one statement.
     let seq: i64 = query_opt(
         c,
-        "WITH conv AS (
-             UPDATE conversations SET message_count = message_count + 1, last_activity_at = $1
-             WHERE id = $2 AND tenant_id = $3
-             RETURNING message_count
-         )
-         INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
-             client_key, body_ct, subject_ct, size, received_at, committed_at)
-         SELECT $4, $3, $2, conv.message_count, 'outbound', NULL, NULL, $5, NULL, $6, $7, $1
-         FROM conv
-         RETURNING seq",
+        OUTBOUND,
         &[
             &now,
             &m.conversation_id,
