@@ -14,6 +14,9 @@
 //! - a batch first locks the existing conversations it writes to, in id
 //!   order, so two nodes' batches over the same conversations queue behind
 //!   each other instead of deadlocking;
+//! - a web-chat message into an existing conversation, and an agent reply,
+//!   is one statement, and runs of them into distinct conversations are
+//!   pipelined (one round trip for the run);
 //! - retention purges take their rows with `FOR UPDATE SKIP LOCKED`, so two
 //!   nodes purging at once never delete (or count) the same row, and a purge
 //!   never waits on rows that ingest holds.
