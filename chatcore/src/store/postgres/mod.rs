@@ -81,6 +81,14 @@ fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, StoreError
         .map_err(|e| StoreError::Io(format!("database pool: {e}")))
 }
 
+/// A pool error with the server's own message ("db error" alone says nothing).
+pub(crate) fn pool_error(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(pe) => migrate::describe(pe),
+        other => other.to_string(),
+    }
+}
+
 /// Hides the password when a URL is logged or shown in an error.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -114,13 +122,20 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("c24-core");
         }
+        // An unreachable server fails the start (and a commit) in bounded time.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
         let write_pool = pool(&config, 3)?;
         let read_pool = pool(&config, READERS)?;
         {
-            let mut conn = write_pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Io(format!("connecting to {}: {e}", redact_url(url))))?;
+            let mut conn = write_pool.get().await.map_err(|e| {
+                StoreError::Io(format!(
+                    "connecting to {}: {}",
+                    redact_url(url),
+                    pool_error(&e)
+                ))
+            })?;
             migrate::run(&mut conn, at_rest_encryption).await?;
         }
         let node: Arc<str> = uuid::Uuid::new_v4().to_string().into();
@@ -172,11 +187,10 @@ impl PgStore {
         // terminated backend) fails once; the read is tried again on a new one.
         let mut last = StoreError::Closed;
         for _ in 0..2 {
-            let c = self
-                .read_pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Io(format!("database unavailable: {e}")))?;
+            let c =
+                self.read_pool.get().await.map_err(|e| {
+                    StoreError::Io(format!("database unavailable: {}", pool_error(&e)))
+                })?;
             let result = async {
                 let st = c.prepare_cached(sql).await?;
                 Ok::<_, StoreError>(c.query(&st, params).await?)
@@ -716,5 +730,37 @@ impl Store for PgStore {
         }
         self.read_pool.close();
         self.write_pool.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+    use crate::config::Database;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://c24:s3cret@db:5432/c24?sslmode=disable"),
+            "postgres://c24:***@db:5432/c24?sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://c24@db/c24"), "postgres://c24@db/c24");
+        assert_eq!(redact_url("postgres://db/c24"), "postgres://db/c24");
+        let db = Database::parse("postgresql://u:hunter2@h/d").unwrap();
+        let shown = format!("{db:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("u:***@h/d"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn database_flag_takes_only_postgres_urls() {
+        assert!(matches!(
+            Database::parse("postgres://h/d"),
+            Ok(Database::Postgres { .. })
+        ));
+        let err = Database::parse("sqlite:///tmp/x").unwrap_err();
+        assert!(err.contains("postgres://"), "{err}");
     }
 }

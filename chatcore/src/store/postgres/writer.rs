@@ -110,7 +110,10 @@ async fn commit_batch(pool: &Pool, node: &Arc<str>, batch: &mut Vec<Job>, clock:
         let conn = match pool.get().await {
             Ok(c) => c,
             Err(e) => {
-                outcome = Err(StoreError::Io(format!("database unavailable: {e}")));
+                outcome = Err(StoreError::Io(format!(
+                    "database unavailable: {}",
+                    super::pool_error(&e)
+                )));
                 continue;
             }
         };
