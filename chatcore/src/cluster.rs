@@ -10,6 +10,9 @@
 //! - What other nodes store, purge or erase moves this node's per-tenant
 //!   usage counters too (the tenant listing's stored messages and bytes).
 //!   After missed events (a listener reconnect) they are recounted.
+//! - Live figures stay each node's own; each node publishes its per-second
+//!   counts ([`publish_seconds`]) and `GET /admin/v1/throughput` adds the
+//!   other nodes' ([`add_other_nodes`]), so either node shows the sum.
 
 use c24_api::webchat::{MsgNew, ServerFrame};
 use tokio::sync::broadcast::error::RecvError;
@@ -19,11 +22,13 @@ use crate::ingress;
 use crate::store::ClusterEvent;
 use crate::tenants;
 
-/// Follows the store's cluster events, if it has any (one SQLite node has none).
+/// Follows the store's cluster events, if it has any (one SQLite node has
+/// none), and publishes this node's live figures for the others.
 pub fn spawn(state: AppState) {
     let Some(mut rx) = state.store.cluster_events() else {
         return;
     };
+    tokio::spawn(publish_seconds(state.clone()));
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
@@ -157,5 +162,102 @@ async fn reload_tenants(state: &AppState, only: Option<&str>) {
                 ),
             },
         }
+    }
+}
+
+/// Seconds of this node's figures re-published each tick: a message is
+/// counted in the second it committed, which may be a moment ago.
+const REPUBLISH_S: i64 = 5;
+/// Published seconds are kept this long (the longest throughput window, and then some).
+const KEEP_S: i64 = 25 * 3600;
+
+/// Every second, upserts this node's counts of the last complete seconds.
+async fn publish_seconds(state: AppState) {
+    let mut shutdown = state.shutdown.clone();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = state.clock.now_ms();
+        let t = state.stats.throughput(REPUBLISH_S * 1000, None, now);
+        let mut rows = Vec::new();
+        for (k, series) in t.series.iter().enumerate() {
+            // The last bucket is the current second, still filling.
+            let complete = series.counts.len().saturating_sub(1);
+            for b in 0..complete {
+                if series.counts[b] == 0 {
+                    continue;
+                }
+                let second = (t.from_ms + b as i64 * t.bucket_ms).div_euclid(1000);
+                rows.push((
+                    second,
+                    k as i16,
+                    series.counts[b] as i64,
+                    series.bytes.get(b).copied().unwrap_or(0) as i64,
+                ));
+            }
+        }
+        let prune_before = now.div_euclid(1000) - KEEP_S;
+        if let Err(e) = state.store.publish_seconds(rows, prune_before).await {
+            tracing::debug!(error = %e, "publishing this node's figures failed");
+        }
+    }
+}
+
+/// Adds the other nodes' published counts to this node's platform-wide
+/// throughput (series, per-channel totals and rates; latency and errors stay
+/// this node's). Their latest second may lag by about a second.
+pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput) {
+    let n = t.series.first().map_or(0, |s| s.counts.len());
+    if n == 0 || t.bucket_ms <= 0 {
+        return;
+    }
+    // The window's buckets, and the one before it (the rates' complete buckets).
+    let from_s = (t.from_ms - t.bucket_ms).div_euclid(1000);
+    let current_ms = t.from_ms + (n as i64 - 1) * t.bucket_ms;
+    let to_s = (current_ms + t.bucket_ms).div_euclid(1000);
+    let rows = match state.store.other_nodes_seconds(from_s, to_s).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the other nodes' figures failed");
+            return;
+        }
+    };
+    if rows.is_empty() {
+        return;
+    }
+    let mut complete = vec![0u64; t.series.len()];
+    for (second, k, messages, bytes) in rows {
+        let (k, messages, bytes) = (k as usize, messages.max(0) as u64, bytes.max(0) as u64);
+        let Some(series) = t.series.get_mut(k) else {
+            continue;
+        };
+        let bucket = (second * 1000 - t.from_ms).div_euclid(t.bucket_ms);
+        if bucket < n as i64 - 1 {
+            complete[k] += messages;
+        }
+        if (0..n as i64).contains(&bucket) {
+            series.counts[bucket as usize] += messages;
+            if let Some(b) = series.bytes.get_mut(bucket as usize) {
+                *b += bytes;
+            }
+        }
+    }
+    let span_s = n as f64 * t.bucket_ms as f64 / 1000.0;
+    for (series, extra) in t.series.iter_mut().zip(&complete) {
+        series.rate_per_s += *extra as f64 / span_s;
+    }
+    for ch in &mut t.per_channel {
+        let mine = t.series.iter().filter(|s| s.channel == ch.channel);
+        let (mut messages, mut bytes, mut rate) = (0, 0, 0.0);
+        for s in mine {
+            messages += s.counts.iter().sum::<u64>();
+            bytes += s.bytes.iter().sum::<u64>();
+            rate += s.rate_per_s;
+        }
+        (ch.messages, ch.bytes, ch.msgs_per_s) = (messages, bytes, rate);
     }
 }

@@ -192,6 +192,42 @@ async fn visitor_on_b_receives_agent_reply_from_a() {
         }
     }
 
+    // Live figures: B counted the visitor's message, A the reply; the
+    // admin API of either node shows both.
+    for node in [&a, &b] {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let t = admin.throughput("60s", None).await.unwrap();
+            let webchat = t
+                .per_channel
+                .iter()
+                .find(|c| c.channel == "webchat")
+                .unwrap();
+            let by_direction: Vec<u64> = t
+                .series
+                .iter()
+                .filter(|s| s.channel == "webchat")
+                .map(|s| s.counts.iter().sum())
+                .collect();
+            if webchat.messages == 2 {
+                assert_eq!(by_direction, [1, 1], "{}", node.url);
+                assert_eq!(
+                    webchat.bytes,
+                    ("hello from B".len() + "reply posted on A".len()) as u64
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: webchat shows {} messages",
+                node.url,
+                webchat.messages
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     // Suspended on A: B refuses the tenant's visitors too.
     Client::new(&a.url, TOKEN)
         .unwrap()

@@ -585,6 +585,27 @@ pub trait Store: Send + Sync + 'static {
         subject_bi: Option<Vec<u8>>,
     ) -> Result<ConsentCounts, StoreError>;
 
+    /// Publishes this node's per-second message counts for the other nodes'
+    /// live figures: (second, series 0..5, messages, bytes); drops every
+    /// node's rows before `prune_before_s`. A no-op with one node.
+    async fn publish_seconds(
+        &self,
+        _rows: Vec<(i64, i16, i64, i64)>,
+        _prune_before_s: i64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The other nodes' counts for seconds in `from_s..to_s`, summed per
+    /// (second, series). Empty with one node.
+    async fn other_nodes_seconds(
+        &self,
+        _from_s: i64,
+        _to_s: i64,
+    ) -> Result<Vec<(i64, i16, i64, i64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Changes other nodes commit; `None` when this node is the only one.
     fn cluster_events(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>> {
         None

@@ -12,8 +12,14 @@ use tokio_postgres::Client;
 use crate::store::StoreError;
 
 /// (version, name, SQL), ascending.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("migrations/0001_initial.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/0001_initial.sql")),
+    (
+        2,
+        "node_seconds",
+        include_str!("migrations/0002_node_seconds.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest() -> i64 {

@@ -63,6 +63,8 @@ pub struct PgStore {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     read_pool: Pool,
     write_pool: Pool,
+    /// This node's name in cluster events and `node_seconds`.
+    node: Arc<str>,
     events: broadcast::Sender<ClusterEvent>,
     stop_listener: watch::Sender<bool>,
 }
@@ -155,7 +157,7 @@ impl PgStore {
             tracing::warn!("the cluster event listener is not ready yet; continuing");
         }
         let main = writer::spawn_lane(write_pool.clone(), clock.clone(), "main", node.clone());
-        let purge = writer::spawn_lane(write_pool.clone(), clock, "purge", node);
+        let purge = writer::spawn_lane(write_pool.clone(), clock, "purge", node.clone());
         let Lane {
             tx: main_tx,
             running: main_running,
@@ -173,6 +175,7 @@ impl PgStore {
             tasks: Mutex::new(vec![main_task, purge_task, listener]),
             read_pool,
             write_pool,
+            node,
             events,
             stop_listener,
         })
@@ -700,6 +703,53 @@ impl Store for PgStore {
             withdrawn,
             withdrawals,
             by_purpose,
+        })
+    }
+
+    async fn publish_seconds(
+        &self,
+        rows: Vec<(i64, i16, i64, i64)>,
+        prune_before_s: i64,
+    ) -> Result<(), StoreError> {
+        let node: &str = &self.node;
+        let seconds: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let series: Vec<i16> = rows.iter().map(|r| r.1).collect();
+        let messages: Vec<i64> = rows.iter().map(|r| r.2).collect();
+        let bytes: Vec<i64> = rows.iter().map(|r| r.3).collect();
+        if !rows.is_empty() {
+            self.rows(
+                "INSERT INTO node_seconds (node, second, series, messages, bytes)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::smallint[], $4::bigint[], $5::bigint[])
+                 ON CONFLICT (second, node, series)
+                 DO UPDATE SET messages = excluded.messages, bytes = excluded.bytes",
+                &[&node, &seconds, &series, &messages, &bytes],
+            )
+            .await?;
+        }
+        self.rows(
+            "DELETE FROM node_seconds WHERE second < $1",
+            &[&prune_before_s],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn other_nodes_seconds(
+        &self,
+        from_s: i64,
+        to_s: i64,
+    ) -> Result<Vec<(i64, i16, i64, i64)>, StoreError> {
+        let node: &str = &self.node;
+        let rows = self
+            .rows(
+                "SELECT second, series, sum(messages)::bigint, sum(bytes)::bigint
+                 FROM node_seconds WHERE second >= $2 AND second < $3 AND node <> $1
+                 GROUP BY 1, 2",
+                &[&node, &from_s, &to_s],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
         })
     }
 
