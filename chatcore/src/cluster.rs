@@ -11,8 +11,9 @@
 //!   usage counters too (the tenant listing's stored messages and bytes).
 //!   After missed events (a listener reconnect) they are recounted.
 //! - Live figures stay each node's own; each node publishes its per-second
-//!   counts ([`publish_seconds`]) and `GET /admin/v1/throughput` adds the
-//!   other nodes' ([`add_other_nodes`]), so either node shows the sum.
+//!   counts ([`publish_seconds`]) and `GET /admin/v1/throughput` and the
+//!   overview add the other nodes' ([`add_other_nodes`],
+//!   [`add_other_nodes_to_overview`]), so either node shows the sum.
 
 use c24_api::webchat::{MsgNew, ServerFrame};
 use tokio::sync::broadcast::error::RecvError;
@@ -260,4 +261,51 @@ pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput)
         }
         (ch.messages, ch.bytes, ch.msgs_per_s) = (messages, bytes, rate);
     }
+}
+
+/// Adds the other nodes' counts to the overview's last-60-seconds figures
+/// (messages, per-channel totals and rates, `msgs_per_s`); the totals since
+/// start, errors and latency stay this node's.
+pub async fn add_other_nodes_to_overview(
+    state: &AppState,
+    live: &mut c24_api::admin::throughput::OverviewFigures,
+    now_ms: i64,
+) {
+    let now_s = now_ms.div_euclid(1000);
+    // The 60-second window, and the second before it (complete-bucket rates).
+    let rows = match state.store.other_nodes_seconds(now_s - 60, now_s + 1).await {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the other nodes' figures failed");
+            return;
+        }
+    };
+    let rate_from = now_s - crate::stats::RATE_WINDOW_S as i64;
+    let mut recent = 0u64;
+    for (second, k, messages, bytes) in rows {
+        let (messages, bytes) = (messages.max(0) as u64, bytes.max(0) as u64);
+        let Some(channel) = crate::store::Channel::ALL.get(k as usize / 2) else {
+            continue;
+        };
+        if (rate_from..now_s).contains(&second) {
+            recent += messages;
+        }
+        let Some(ch) = live
+            .per_channel
+            .iter_mut()
+            .find(|c| c.channel == channel.as_str())
+        else {
+            continue;
+        };
+        if second > now_s - 60 {
+            ch.messages += messages;
+            ch.bytes += bytes;
+            live.messages_last_60s += messages;
+        }
+        if second < now_s {
+            ch.msgs_per_s += messages as f64 / 60.0;
+        }
+    }
+    live.msgs_per_s += recent as f64 / crate::stats::RATE_WINDOW_S as f64;
 }

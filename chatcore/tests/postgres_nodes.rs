@@ -210,8 +210,15 @@ async fn visitor_on_b_receives_agent_reply_from_a() {
                 .filter(|s| s.channel == "webchat")
                 .map(|s| s.counts.iter().sum())
                 .collect();
-            if webchat.messages == 2 {
+            let overview = admin.overview().await.unwrap().live;
+            if webchat.messages == 2 && overview.messages_last_60s == 2 {
                 assert_eq!(by_direction, [1, 1], "{}", node.url);
+                let ow = overview
+                    .per_channel
+                    .iter()
+                    .find(|c| c.channel == "webchat")
+                    .unwrap();
+                assert_eq!(ow.messages, 2);
                 assert_eq!(
                     webchat.bytes,
                     ("hello from B".len() + "reply posted on A".len()) as u64
@@ -220,9 +227,10 @@ async fn visitor_on_b_receives_agent_reply_from_a() {
             }
             assert!(
                 Instant::now() < deadline,
-                "{}: webchat shows {} messages",
+                "{}: webchat shows {} messages, the overview {}",
                 node.url,
-                webchat.messages
+                webchat.messages,
+                overview.messages_last_60s
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -133,8 +133,11 @@ pub async fn build_overview(app: &AppState) -> Overview {
             .get(id)
             .is_none_or(|t| t.with_state(|s| s.status == "terminated" || s.status == "purged"))
     });
+    let mut live = app.stats.overview(now);
+    // Several nodes on one database: the platform is all of them.
+    crate::cluster::add_other_nodes_to_overview(app, &mut live, now).await;
     Overview {
-        live: app.stats.overview(now),
+        live,
         tenants,
         retention_overdue,
         registry_pending,
