@@ -212,14 +212,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let clock = config.clock.clone();
             let trace = config.traffic_trace;
             Arc::new(
-                tokio::task::spawn_blocking(move || SqliteStore::open_with(&dir, enc, clock, trace))
-                    .await
-                    .map_err(|e| StartError::Io(e.to_string()))??,
+                tokio::task::spawn_blocking(move || {
+                    SqliteStore::open_with(&dir, enc, clock, trace)
+                })
+                .await
+                .map_err(|e| StartError::Io(e.to_string()))??,
             )
         }
-        Database::Postgres { url } => {
-            Arc::new(PgStore::open(url, config.at_rest_encryption, config.clock.clone()).await?)
-        }
+        Database::Postgres { url } => Arc::new(
+            PgStore::open_with(
+                url,
+                config.at_rest_encryption,
+                config.clock.clone(),
+                config.traffic_trace,
+            )
+            .await?,
+        ),
     };
 
     let directory = TenantDirectory::default();

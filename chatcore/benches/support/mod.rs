@@ -260,26 +260,6 @@ impl Core {
         })
     }
 
-    /// `c24_chatcore::start` with the embedded defaults in a temp dir,
-    /// changed by `adjust` (e.g. another database).
-    pub async fn start_with(
-        label: &'static str,
-        adjust: impl FnOnce(&mut Config),
-    ) -> Result<Self, BoxError> {
-        let dir = tempfile::tempdir()?;
-        let writers_before = threads_named(WRITER_THREAD);
-        let mut config = Config::embedded(dir.path().join("data"));
-        adjust(&mut config);
-        let running = c24_chatcore::start(config).await?;
-        Ok(Self {
-            label,
-            running,
-            _dir: dir,
-            writers_before,
-            writer_tid: None,
-        })
-    }
-
     /// Call once the core has committed a write (a tenant): the writer thread
     /// names itself when it starts running.
     pub fn find_writer(&mut self) {

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "node_seconds",
         include_str!("migrations/0002_node_seconds.sql"),
     ),
+    (
+        3,
+        "traffic_trace",
+        include_str!("migrations/0003_traffic_trace.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

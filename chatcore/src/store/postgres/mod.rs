@@ -43,7 +43,7 @@ use self::writer::{Job, Lane};
 use super::{
     AuditRecord, ClusterEvent, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord,
     DsrRecord, DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store,
-    StoreError, TenantRecord, WriteOp,
+    StoreError, TenantRecord, TraceBatch, TraceCursor, WriteOp,
 };
 use crate::clock::{Clock, Millis};
 
@@ -112,11 +112,23 @@ pub fn redact_url(url: &str) -> String {
 
 impl PgStore {
     /// Connects, migrates the schema (or refuses a newer one), checks the
-    /// encryption mode, starts the writers.
+    /// encryption mode, starts the writers; records the traffic trace.
     pub async fn open(
         url: &str,
         at_rest_encryption: bool,
         clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(url, at_rest_encryption, clock, true).await
+    }
+
+    /// [`Self::open`], with the traffic trace on or off (`traffic_trace`:
+    /// each stored message is also recorded in its batch's trace row, in
+    /// the same commit), as [`super::sqlite::SqliteStore::open_with`].
+    pub async fn open_with(
+        url: &str,
+        at_rest_encryption: bool,
+        clock: Arc<dyn Clock>,
+        traffic_trace: bool,
     ) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -156,8 +168,15 @@ impl PgStore {
         if tokio::time::timeout(LISTEN_WAIT, ready_rx).await.is_err() {
             tracing::warn!("the cluster event listener is not ready yet; continuing");
         }
-        let main = writer::spawn_lane(write_pool.clone(), clock.clone(), "main", node.clone());
-        let purge = writer::spawn_lane(write_pool.clone(), clock, "purge", node.clone());
+        let main = writer::spawn_lane(
+            write_pool.clone(),
+            clock.clone(),
+            "main",
+            node.clone(),
+            traffic_trace,
+        );
+        // Purges store no message: nothing to trace.
+        let purge = writer::spawn_lane(write_pool.clone(), clock, "purge", node.clone(), false);
         let Lane {
             tx: main_tx,
             running: main_running,
@@ -223,6 +242,34 @@ impl PgStore {
         self.row(sql, params)
             .await?
             .ok_or_else(|| StoreError::Io("query returned no row".into()))
+    }
+}
+
+impl PgStore {
+    /// [`Store::due_counts`] of the traffic trace, in messages (a row holds
+    /// a commit's worth); its total is kept in memory (records: 0), as on
+    /// SQLite. Served by `traffic_trace_purge`.
+    async fn trace_due_counts(&self, now: Millis) -> Result<DueCounts, StoreError> {
+        let r = self
+            .one(
+                "SELECT coalesce(sum(count) FILTER (WHERE purge_after <= $1), 0)::bigint,
+                        coalesce(sum(count) FILTER (WHERE purge_after > $1
+                            AND purge_after <= $1 + 86400000), 0)::bigint,
+                        coalesce(sum(count) FILTER (WHERE purge_after > $1
+                            AND purge_after <= $1 + 604800000), 0)::bigint,
+                        min(purge_after) FILTER (WHERE purge_after <= $1)
+                 FROM traffic_trace WHERE purge_after <= $1 + 604800000",
+                &[&now],
+            )
+            .await?;
+        Ok(DueCounts {
+            records: 0,
+            bytes: 0,
+            overdue: r.try_get(0)?,
+            due_24h: r.try_get(1)?,
+            due_7d: r.try_get(2)?,
+            oldest_overdue: r.try_get(3)?,
+        })
     }
 }
 
@@ -431,6 +478,9 @@ impl Store for PgStore {
         now: Millis,
         totals: bool,
     ) -> Result<DueCounts, StoreError> {
+        if table == PurgeTable::TrafficTrace {
+            return self.trace_due_counts(now).await;
+        }
         let name = table.name();
         let records = if totals {
             self.one(&format!("SELECT count(*) FROM {name}"), &[])
@@ -456,6 +506,43 @@ impl Store for PgStore {
             due_7d: r.try_get(2)?,
             oldest_overdue: r.try_get(3)?,
         })
+    }
+
+    async fn traffic_trace(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<TraceCursor>,
+        limit: u32,
+    ) -> Result<Vec<TraceBatch>, StoreError> {
+        // Keyset paging over `traffic_trace_at` (at, id): each page is a
+        // range scan from where the last one stopped.
+        let (after_at, after_id) = after.unwrap_or((Millis::MIN, i64::MIN));
+        let rows = self
+            .rows(
+                "SELECT id, at, entries FROM traffic_trace
+                 WHERE at >= $1 AND at < $2 AND (at, id) > ($3, $4)
+                 ORDER BY at, id LIMIT $5",
+                &[&from, &to, &after_at, &after_id, &i64::from(limit)],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok(TraceBatch {
+                id: r.try_get(0)?,
+                at: r.try_get(1)?,
+                entries: r.try_get(2)?,
+            })
+        })
+    }
+
+    async fn traffic_trace_rows(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .one(
+                "SELECT coalesce(sum(count), 0)::bigint FROM traffic_trace",
+                &[],
+            )
+            .await?
+            .try_get(0)?)
     }
 
     async fn usage(&self) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {

@@ -20,6 +20,12 @@
 //! - retention purges take their rows with `FOR UPDATE SKIP LOCKED`, so two
 //!   nodes purging at once never delete (or count) the same row, and a purge
 //!   never waits on rows that ingest holds.
+//!
+//! The traffic trace ([`crate::traffic`]) is written as on SQLite: one
+//! `traffic_trace` row per committed batch, in its transaction, packing the
+//! entries of exactly the messages that batch stored (an op rolled back to
+//! its savepoint, or an attempt of the batch rolled back and retried, leaves
+//! none).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,10 +39,11 @@ use tokio_postgres::types::ToSql;
 
 use super::notify;
 use crate::clock::{Clock, Millis};
+use crate::stats::Direction;
 use crate::store::{
-    AuditRecord, ClusterEvent, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion,
-    DsrRecord, Erased, InboundMessage, IncidentRecord, OutboundMessage, PurgeTable, PurgedBatch,
-    StoreError, StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
+    AuditRecord, Channel, ClusterEvent, ConsentRecord, ConversationTarget, DsrAction,
+    DsrCompletion, DsrRecord, Erased, InboundMessage, IncidentRecord, OutboundMessage, PurgeTable,
+    PurgedBatch, StoreError, StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
 };
 
 /// Most ops in one transaction; bounds commit latency under a flood.
@@ -56,17 +63,20 @@ pub(crate) struct Lane {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// `traffic_trace`: each stored message is also recorded in its batch's
+/// traffic-trace row (`--no-traffic-trace` turns it off).
 pub(crate) fn spawn_lane(
     pool: Pool,
     clock: Arc<dyn Clock>,
     name: &'static str,
     node: Arc<str>,
+    traffic_trace: bool,
 ) -> Lane {
     let (tx, rx) = mpsc::channel::<Job>(MAX_BATCH * 4);
     let running = Arc::new(AtomicBool::new(true));
     let flag = running.clone();
     let task = tokio::spawn(async move {
-        run(pool, rx, clock, node).await;
+        run(pool, rx, clock, node, traffic_trace).await;
         flag.store(false, Ordering::SeqCst);
         tracing::debug!(lane = name, "PostgreSQL writer stopped");
     });
@@ -80,9 +90,58 @@ struct Ctx {
     /// A key was destroyed: rewrite the keyring table so the old row
     /// version (with the wrapped key) leaves the table's files.
     vacuum_keyring: bool,
+    /// Each stored message is also recorded in the batch's traffic-trace row.
+    traffic_trace: bool,
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>, node: Arc<str>) {
+/// A batch's traffic-trace row in the making: the packed entries
+/// ([`crate::traffic::push_entry`]) of the messages stored so far.
+#[derive(Default)]
+struct Trace {
+    entries: Vec<u8>,
+    count: i64,
+}
+
+impl Trace {
+    fn push(&mut self, e: &crate::traffic::Entry) {
+        if self.entries.is_empty() {
+            self.entries = crate::traffic::entries_start();
+        }
+        crate::traffic::push_entry(&mut self.entries, e);
+        self.count += 1;
+    }
+
+    /// Writes the row inside the batch's transaction, dated `now` (when the
+    /// batch was stored); nothing when the batch stored no message.
+    async fn write(self, c: &Conn, now: Millis) -> Result<(), StoreError> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        exec(
+            c,
+            "INSERT INTO traffic_trace (at, count, entries, purge_after) VALUES ($1, $2, $3, $4)",
+            &[
+                &now,
+                &self.count,
+                &self.entries,
+                &now.saturating_add(crate::traffic::TRACE_RETENTION_MS),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// What an op wrote, and the trace entry of the message it stored (if any).
+type Applied = (WriteOutcome, Option<crate::traffic::Entry>);
+
+async fn run(
+    pool: Pool,
+    mut rx: mpsc::Receiver<Job>,
+    clock: Arc<dyn Clock>,
+    node: Arc<str>,
+    traffic_trace: bool,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -92,14 +151,21 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, clock: Arc<dyn Clock>, nod
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &node, &mut batch, clock.as_ref()).await;
+        commit_batch(&pool, &node, traffic_trace, &mut batch, clock.as_ref()).await;
     }
 }
 
-async fn commit_batch(pool: &Pool, node: &Arc<str>, batch: &mut Vec<Job>, clock: &dyn Clock) {
+async fn commit_batch(
+    pool: &Pool,
+    node: &Arc<str>,
+    traffic_trace: bool,
+    batch: &mut Vec<Job>,
+    clock: &dyn Clock,
+) {
     let mut ctx = Ctx {
         node: node.clone(),
         vacuum_keyring: false,
+        traffic_trace,
     };
     // A connection lost before COMMIT was sent (a database restart, a
     // terminated backend) leaves nothing behind: the batch is applied again
@@ -227,6 +293,8 @@ async fn apply_batch(
     for _ in 0..TRANSIENT_TRIES {
         c.batch_execute("BEGIN").await?;
         lock_conversations(c, &conversations).await?;
+        // Rebuilt on every attempt: a rolled-back attempt's entries are gone.
+        let mut trace = Trace::default();
         let mut results = Vec::with_capacity(batch.len());
         let mut failed = None;
         let mut i = 0;
@@ -249,7 +317,12 @@ async fn apply_batch(
                 .await;
                 for o in outs {
                     match o {
-                        Ok(o) if failed.is_none() => results.push(Ok(o)),
+                        Ok((o, entry)) if failed.is_none() => {
+                            if let Some(e) = &entry {
+                                trace.push(e);
+                            }
+                            results.push(Ok(o));
+                        }
                         Ok(_) => {}
                         Err(e) => {
                             failed.get_or_insert(e);
@@ -260,12 +333,18 @@ async fn apply_batch(
                 continue;
             }
             match apply(c, ctx, &batch[i].0, now).await {
-                Ok(o) => results.push(Ok(o)),
+                Ok((o, entry)) => {
+                    if let Some(e) = &entry {
+                        trace.push(e);
+                    }
+                    results.push(Ok(o));
+                }
                 Err(e) => failed = Some(e),
             }
             i += 1;
         }
         let Some(e) = failed else {
+            trace.write(c, now).await?;
             notify_usage(c, ctx, batch, &results).await?;
             commit(c).await?;
             return Ok(results);
@@ -281,6 +360,8 @@ async fn apply_batch(
     }
     c.batch_execute("BEGIN").await?;
     lock_conversations(c, &conversations).await?;
+    // Only ops that keep their savepoint add their entry.
+    let mut trace = Trace::default();
     let mut results = Vec::with_capacity(batch.len());
     for (op, _) in batch {
         let mut r = Err(StoreError::Closed);
@@ -299,9 +380,16 @@ async fn apply_batch(
         }
         match r {
             Err(e) if connection_lost(c, &e) => return Err(BatchError::BeforeCommit(e)),
-            r => results.push(r),
+            Ok((o, entry)) => {
+                if let Some(e) = &entry {
+                    trace.push(e);
+                }
+                results.push(Ok(o));
+            }
+            Err(e) => results.push(Err(e)),
         }
     }
+    trace.write(c, now).await?;
     notify_usage(c, ctx, batch, &results).await?;
     commit(c).await?;
     Ok(results)
@@ -375,17 +463,20 @@ const INBOUND_EXISTING: &str = "WITH conv AS (
          SELECT $8, $3, $2, conv.message_count, 'inbound', NULL, $7, $9, $10, $11, $12, $1
          FROM conv
          RETURNING seq";
-/// An agent reply: the owner check, the seq and the insert.
+/// An agent reply: the owner check, the seq and the insert; returns the
+/// seq and the conversation's channel (for the traffic trace).
 const OUTBOUND: &str = "WITH conv AS (
              UPDATE conversations SET message_count = message_count + 1, last_activity_at = $1
              WHERE id = $2 AND tenant_id = $3
-             RETURNING message_count
+             RETURNING message_count, channel
+         ), ins AS (
+             INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
+                 client_key, body_ct, subject_ct, size, received_at, committed_at)
+             SELECT $4, $3, $2, conv.message_count, 'outbound', NULL, NULL, $5, NULL, $6, $7, $1
+             FROM conv
+             RETURNING seq
          )
-         INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
-             client_key, body_ct, subject_ct, size, received_at, committed_at)
-         SELECT $4, $3, $2, conv.message_count, 'outbound', NULL, NULL, $5, NULL, $6, $7, $1
-         FROM conv
-         RETURNING seq";
+         SELECT ins.seq, conv.channel FROM ins CROSS JOIN conv";
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// Ops that may share a pipelined round trip on the fast path: a message
@@ -425,30 +516,60 @@ fn pipelined_run(ops: &[Job]) -> usize {
         .count()
 }
 
-/// A message write; needs nothing of the context but the node's name.
+/// A message write, with its trace entry when the trace is on and a
+/// message was stored (a resend stores none); needs nothing of the context
+/// but the node's name and the trace switch.
 async fn apply_message(
     c: &Conn,
     ctx: &Ctx,
     op: &WriteOp,
     now: Millis,
-) -> Result<WriteOutcome, StoreError> {
+) -> Result<Applied, StoreError> {
     match op {
-        WriteOp::Inbound(m) => inbound(c, m, now).await.map(WriteOutcome::Message),
+        WriteOp::Inbound(m) => {
+            let stored = inbound(c, m, now).await?;
+            let entry = (ctx.traffic_trace && !stored.duplicate).then(|| crate::traffic::Entry {
+                tenant_id: m.tenant_id.clone(),
+                conversation_id: stored.conversation_id.clone(),
+                channel: m.channel,
+                direction: Direction::Inbound,
+                size: u64::try_from(m.size).unwrap_or(0),
+            });
+            Ok((WriteOutcome::Message(stored), entry))
+        }
         WriteOp::Outbound(m) => {
-            let stored = outbound(c, m, now).await?;
+            let (stored, channel) = outbound(c, m, now).await?;
             let event = ClusterEvent::Outbound {
                 tenant_id: m.tenant_id.clone(),
                 conversation_id: stored.conversation_id.clone(),
                 seq: stored.seq,
             };
             notify(c, ctx, &event).await?;
-            Ok(WriteOutcome::Message(stored))
+            // A stored channel this build does not know is not traced (as on SQLite).
+            let entry = Channel::parse(&channel)
+                .filter(|_| ctx.traffic_trace)
+                .map(|channel| crate::traffic::Entry {
+                    tenant_id: m.tenant_id.clone(),
+                    conversation_id: stored.conversation_id.clone(),
+                    channel,
+                    direction: Direction::Outbound,
+                    size: u64::try_from(m.size).unwrap_or(0),
+                });
+            Ok((WriteOutcome::Message(stored), entry))
         }
         _ => Err(StoreError::Io("not a message write".into())),
     }
 }
 
-async fn apply(
+async fn apply(c: &Conn, ctx: &mut Ctx, op: &WriteOp, now: Millis) -> Result<Applied, StoreError> {
+    if matches!(op, WriteOp::Inbound(_) | WriteOp::Outbound(_)) {
+        return apply_message(c, ctx, op, now).await;
+    }
+    apply_other(c, ctx, op, now).await.map(|o| (o, None))
+}
+
+/// Every write but a message's.
+async fn apply_other(
     c: &Conn,
     ctx: &mut Ctx,
     op: &WriteOp,
@@ -485,7 +606,9 @@ async fn apply(
             notify_tenant(c, ctx, tenant_id).await?;
             Ok(WriteOutcome::Done)
         }
-        WriteOp::Inbound(_) | WriteOp::Outbound(_) => apply_message(c, ctx, op, now).await,
+        WriteOp::Inbound(_) | WriteOp::Outbound(_) => {
+            apply_message(c, ctx, op, now).await.map(|(o, _)| o)
+        }
         WriteOp::PutDsr(r) => put_dsr(c, r).await.map(|_| WriteOutcome::Done),
         WriteOp::CompleteDsr(d) => complete_dsr(c, d).await,
         WriteOp::TakeDsrExport(r) => take_dsr_export(c, r).await.map(WriteOutcome::Blob),
@@ -688,6 +811,9 @@ async fn purge_batch(
     let returning = match table {
         PurgeTable::Messages => "tenant_id, size",
         PurgeTable::Conversations => "tenant_id, 0::bigint",
+        // A row holds a commit's messages: counted in messages, as SQLite
+        // and the retention report count them.
+        PurgeTable::TrafficTrace => "NULL::text, count",
         _ => "NULL::text, 0::bigint",
     };
     // Rows another node (or ingest) holds are skipped, not waited for.
@@ -711,8 +837,17 @@ async fn purge_batch(
             }
         }
     }
+    let purged = if table == PurgeTable::TrafficTrace {
+        let mut n = 0u64;
+        for r in &rows {
+            n += u64::try_from(r.try_get::<_, i64>(1)?).unwrap_or(0);
+        }
+        n
+    } else {
+        rows.len() as u64
+    };
     Ok(PurgedBatch {
-        rows: rows.len() as u64,
+        rows: purged,
         per_tenant: per
             .into_iter()
             .map(|(t, (m, b, cv))| (t, m, b, cv))
@@ -1095,9 +1230,14 @@ async fn inbound(c: &Conn, m: &InboundMessage, now: Millis) -> Result<StoredMess
     })
 }
 
-async fn outbound(c: &Conn, m: &OutboundMessage, now: Millis) -> Result<StoredMessage, StoreError> {
+/// The stored reply, and its conversation's channel as stored.
+async fn outbound(
+    c: &Conn,
+    m: &OutboundMessage,
+    now: Millis,
+) -> Result<(StoredMessage, String), StoreError> {
     // The owner check, the seq and the insert in one statement.
-    let seq: i64 = query_opt(
+    let row = query_opt(
         c,
         OUTBOUND,
         &[
@@ -1111,17 +1251,17 @@ async fn outbound(c: &Conn, m: &OutboundMessage, now: Millis) -> Result<StoredMe
         ],
     )
     .await?
-    .ok_or(StoreError::NotFound("conversation"))?
-    .try_get(0)?;
-    Ok(StoredMessage {
+    .ok_or(StoreError::NotFound("conversation"))?;
+    let stored = StoredMessage {
         message_id: m.message_id.clone(),
         conversation_id: m.conversation_id.clone(),
-        seq,
+        seq: row.try_get(0)?,
         received_at: m.received_at,
         committed_at: now,
         duplicate: false,
         new_conversation: false,
-    })
+    };
+    Ok((stored, row.try_get(1)?))
 }
 
 async fn put_dsr(c: &Conn, r: &DsrRecord) -> Result<(), StoreError> {
