@@ -10,13 +10,15 @@ mod pg;
 use std::sync::Arc;
 
 use c24_chatcore::clock::{Clock, Millis, OffsetClock};
+use c24_chatcore::stats::Direction;
 use c24_chatcore::store::postgres::{PgStore, migrate};
 use c24_chatcore::store::sqlite::SqliteStore;
 use c24_chatcore::store::{
     AuditRecord, Channel, ClusterEvent, ConsentRecord, ConversationTarget, DsrAction,
     DsrCompletion, DsrRecord, InboundMessage, NewContact, OutboundMessage, PurgeTable, Store,
-    StoreError, StoredMessage, TenantRecord, WriteOp, WriteOutcome,
+    StoreError, StoredMessage, TenantRecord, TraceBatch, WriteOp, WriteOutcome,
 };
+use c24_chatcore::traffic;
 use pg::TestDb;
 
 // ---------------------------------------------------------------- backends
@@ -58,6 +60,21 @@ impl Backend {
             Kind::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path(), true, clock)?),
             Kind::Postgres(db) => Arc::new(PgStore::open(&db.url, true, clock).await?),
         })
+    }
+
+    /// Opened with the traffic trace on or off (`--no-traffic-trace`).
+    async fn open_traced(&self, traffic_trace: bool) -> Arc<dyn Store> {
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        match &self.kind {
+            Kind::Sqlite(dir) => {
+                Arc::new(SqliteStore::open_with(dir.path(), true, clock, traffic_trace).unwrap())
+            }
+            Kind::Postgres(db) => Arc::new(
+                PgStore::open_with(&db.url, true, clock, traffic_trace)
+                    .await
+                    .unwrap(),
+            ),
+        }
     }
 
     async fn open(&self) -> Arc<dyn Store> {
@@ -1249,5 +1266,596 @@ async fn one_batch_keeps_queue_order(b: &Backend) {
             .collect();
         assert_eq!(got, bodies);
     }
+    store.close().await;
+}
+
+// ---------------------------------------------------------------- traffic trace
+
+const DAY_MS: Millis = 86_400_000;
+
+/// Queues `ops` while the writer stalls, so they commit as one batch (after
+/// the stalled op's own), and returns their outcomes in queue order.
+async fn one_batch(
+    b: &Backend,
+    store: &Arc<dyn Store>,
+    t: &TenantRecord,
+    ops: Vec<WriteOp>,
+) -> Vec<Result<WriteOutcome, StoreError>> {
+    let hold = b.hold_writes(&t.id).await;
+    let stalled = stalled_write(store, t).await;
+    let mut pending = Vec::new();
+    for op in ops {
+        pending.push(store.submit(op).await.unwrap());
+    }
+    hold.release().await;
+    stalled.await.unwrap().unwrap();
+    let mut out = Vec::new();
+    for p in pending {
+        out.push(p.await.unwrap());
+    }
+    out
+}
+
+fn reply(t: &TenantRecord, conversation_id: &str, body: &[u8], now: Millis) -> WriteOp {
+    WriteOp::Outbound(Box::new(OutboundMessage {
+        tenant_id: t.id.clone(),
+        conversation_id: conversation_id.to_string(),
+        message_id: id(),
+        body_ct: body.to_vec(),
+        size: body.len() as i64,
+        received_at: now,
+        encrypt_ns: 0,
+    }))
+}
+
+fn inbound(m: InboundMessage) -> WriteOp {
+    WriteOp::Inbound(Box::new(m))
+}
+
+/// Every trace batch, read page by page with the cursor (`page` per read).
+async fn all_trace_batches(store: &Arc<dyn Store>, page: u32) -> Vec<TraceBatch> {
+    let mut out: Vec<TraceBatch> = Vec::new();
+    let mut after = None;
+    loop {
+        let rows = store
+            .traffic_trace(Millis::MIN, Millis::MAX, after, page)
+            .await
+            .unwrap();
+        assert!(rows.len() <= page as usize, "a page holds at most `limit`");
+        let Some(last) = rows.last() else {
+            return out;
+        };
+        after = Some((last.at, last.id));
+        out.extend(rows);
+    }
+}
+
+fn decode(batch: &TraceBatch) -> Vec<traffic::Entry> {
+    traffic::decode_entries(&batch.entries).expect("entries this build writes")
+}
+
+/// The trace entry a stored message should have.
+fn entry(
+    t: &TenantRecord,
+    conversation_id: &str,
+    channel: Channel,
+    direction: Direction,
+    size: usize,
+) -> traffic::Entry {
+    traffic::Entry {
+        tenant_id: t.id.clone(),
+        conversation_id: conversation_id.to_string(),
+        channel,
+        direction,
+        size: size as u64,
+    }
+}
+
+both!(traffic_trace_written_with_each_batch);
+async fn traffic_trace_written_with_each_batch(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    assert!(
+        all_trace_batches(&store, 10).await.is_empty(),
+        "a batch without messages writes no trace row"
+    );
+    let (v1, v2) = (visitor(), visitor());
+    let c1 = send(&store, webchat(&t.id, &v1, None, b"a0", b"hello", now)).await;
+    let first = all_trace_batches(&store, 10).await;
+    assert_eq!(first.len(), 1, "the first message's commit: {first:?}");
+    assert!(first[0].at >= now && first[0].at <= b.clock.now_ms());
+    assert_eq!(
+        decode(&first[0]),
+        [entry(
+            &t,
+            &c1.conversation_id,
+            Channel::Webchat,
+            Direction::Inbound,
+            5
+        )]
+    );
+
+    // One batch: a new conversation, a message and a resend into the first,
+    // an agent reply, an email: one row for the batch, in queue order; the
+    // resend stores nothing and is not traced.
+    let mail = InboundMessage {
+        tenant_id: t.id.clone(),
+        channel: Channel::Email,
+        contact: NewContact {
+            id: id(),
+            kind: "email",
+            ident_bi: bytes("email-bi"),
+            ident_ct: bytes("email-ct"),
+            name_ct: None,
+        },
+        target: ConversationTarget::EmailThread {
+            candidates: vec![],
+            new_id: id(),
+        },
+        message_id: id(),
+        dedupe_key: Some(b"<m@x>".to_vec()),
+        client_key: None,
+        body_ct: b"a mail body".to_vec(),
+        subject_ct: Some(b"subject".to_vec()),
+        size: 11,
+        received_at: now,
+        thread_key: Some(b"<m@x>".to_vec()),
+        encrypt_ns: 0,
+    };
+    let out = one_batch(
+        b,
+        &store,
+        &t,
+        vec![
+            inbound(webchat(&t.id, &v2, None, b"b0", b"hi there", now)),
+            inbound(webchat(
+                &t.id,
+                &v1,
+                Some(&c1.conversation_id),
+                b"a1",
+                b"again",
+                now,
+            )),
+            inbound(webchat(
+                &t.id,
+                &v1,
+                Some(&c1.conversation_id),
+                b"a1",
+                b"again",
+                now,
+            )),
+            reply(&t, &c1.conversation_id, b"agent says", now),
+            inbound(mail),
+        ],
+    )
+    .await;
+    let stored: Vec<StoredMessage> = out
+        .into_iter()
+        .map(|r| r.unwrap().message().unwrap())
+        .collect();
+    assert!(stored[2].duplicate && !stored[1].duplicate);
+    let batches = all_trace_batches(&store, 10).await;
+    let later: Vec<traffic::Entry> = batches[1..].iter().flat_map(decode).collect();
+    assert_eq!(
+        later,
+        [
+            entry(
+                &t,
+                &stored[0].conversation_id,
+                Channel::Webchat,
+                Direction::Inbound,
+                8
+            ),
+            entry(
+                &t,
+                &c1.conversation_id,
+                Channel::Webchat,
+                Direction::Inbound,
+                5
+            ),
+            entry(
+                &t,
+                &c1.conversation_id,
+                Channel::Webchat,
+                Direction::Outbound,
+                10
+            ),
+            entry(
+                &t,
+                &stored[4].conversation_id,
+                Channel::Email,
+                Direction::Inbound,
+                11
+            ),
+        ]
+    );
+    // One row per commit, not per message (the stalled op may, at most, have
+    // taken the first queued message into its own batch).
+    assert!(
+        (1..=2).contains(&(batches.len() - 1)),
+        "4 messages queued together: {} rows",
+        batches.len() - 1
+    );
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), 5);
+    // The trace holds what the messages table holds, message for message.
+    let usage = store.usage().await.unwrap();
+    assert_eq!(usage[0].1, 5);
+    // And it survives a restart.
+    store.close().await;
+    let store = b.open().await;
+    assert_eq!(all_trace_batches(&store, 10).await, batches);
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), 5);
+    store.close().await;
+}
+
+both!(traffic_trace_pages_with_the_cursor);
+async fn traffic_trace_pages_with_the_cursor(b: &Backend) {
+    const BATCHES: usize = 7;
+    let store = b.open().await;
+    let t = create_tenant(&store, b.clock.now_ms()).await;
+    let v = visitor();
+    let mut sent = Vec::new();
+    let mut conv: Option<String> = None;
+    for n in 0..BATCHES {
+        // Each message commits alone (the next is sent after its ack); a
+        // minute apart, so each batch has its own `at`.
+        let now = b.clock.now_ms();
+        let body = "x".repeat(n + 1);
+        let m = send(
+            &store,
+            webchat(
+                &t.id,
+                &v,
+                conv.as_deref(),
+                format!("k{n}").as_bytes(),
+                body.as_bytes(),
+                now,
+            ),
+        )
+        .await;
+        conv.get_or_insert(m.conversation_id.clone());
+        sent.push(m);
+        b.clock.advance(60_000);
+    }
+    let conv = conv.unwrap();
+    for page in [1, 3, 7, 100] {
+        let batches = all_trace_batches(&store, page).await;
+        assert_eq!(batches.len(), BATCHES, "page size {page}");
+        assert!(
+            batches
+                .windows(2)
+                .all(|w| (w[0].at, w[0].id) < (w[1].at, w[1].id)),
+            "ordered by (at, id)"
+        );
+        for (n, batch) in batches.iter().enumerate() {
+            assert_eq!(
+                decode(batch),
+                [entry(
+                    &t,
+                    &conv,
+                    Channel::Webchat,
+                    Direction::Inbound,
+                    n + 1
+                )],
+                "batch {n}, page size {page}"
+            );
+        }
+    }
+    // A window: from is inclusive, to exclusive; the cursor resumes inside it.
+    let all = all_trace_batches(&store, 100).await;
+    let (from, to) = (all[2].at, all[5].at);
+    let window = store.traffic_trace(from, to, None, 100).await.unwrap();
+    assert_eq!(window, all[2..5].to_vec());
+    let rest = store
+        .traffic_trace(from, to, Some((all[2].at, all[2].id)), 1)
+        .await
+        .unwrap();
+    assert_eq!(rest, all[3..4].to_vec());
+    let past = store
+        .traffic_trace(from, to, Some((all[4].at, all[4].id)), 10)
+        .await
+        .unwrap();
+    assert!(past.is_empty(), "{past:?}");
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), BATCHES as i64);
+    store.close().await;
+}
+
+both!(traffic_trace_due_and_purged_after_90_days);
+async fn traffic_trace_due_and_purged_after_90_days(b: &Backend) {
+    let store = b.open().await;
+    let start = b.clock.now_ms();
+    let t = create_tenant(&store, start).await;
+    // 4 sequential commits of one message and one batch of 5: 9 messages
+    // in (at most) 6 rows.
+    let mut convs = Vec::new();
+    for n in 0..4 {
+        let m = send(
+            &store,
+            webchat(
+                &t.id,
+                &visitor(),
+                None,
+                format!("s{n}").as_bytes(),
+                b"1234",
+                start,
+            ),
+        )
+        .await;
+        convs.push(m.conversation_id);
+    }
+    let v = visitor();
+    let c = send(&store, webchat(&t.id, &v, None, b"b0", b"1234", start)).await;
+    let out = one_batch(
+        b,
+        &store,
+        &t,
+        (1..5)
+            .map(|n| {
+                inbound(webchat(
+                    &t.id,
+                    &v,
+                    Some(&c.conversation_id),
+                    format!("b{n}").as_bytes(),
+                    b"1234",
+                    start,
+                ))
+            })
+            .collect(),
+    )
+    .await;
+    assert!(out.iter().all(|r| r.is_ok()));
+    const MESSAGES: i64 = 9;
+    let batches = all_trace_batches(&store, 100).await;
+    assert!(batches.len() < MESSAGES as usize, "{} rows", batches.len());
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), MESSAGES);
+    let first_at = batches.iter().map(|x| x.at).min().unwrap();
+    let last_at = batches.iter().map(|x| x.at).max().unwrap();
+    let retention = 90 * DAY_MS;
+    let due = |now: Millis| {
+        let store = store.clone();
+        async move {
+            let d = store
+                .due_counts(PurgeTable::TrafficTrace, now, true)
+                .await
+                .unwrap();
+            // The total is the in-memory counter's, never a scan.
+            assert_eq!((d.records, d.bytes), (0, 0));
+            (d.overdue, d.due_24h, d.due_7d, d.oldest_overdue)
+        }
+    };
+    // Counted in messages, not rows.
+    assert_eq!(due(b.clock.now_ms()).await, (0, 0, 0, None));
+    assert_eq!(
+        due(last_at + retention - 3 * DAY_MS).await,
+        (0, 0, MESSAGES, None)
+    );
+    assert_eq!(
+        due(last_at + retention - 3_600_000).await,
+        (0, MESSAGES, MESSAGES, None)
+    );
+    // Nothing is purged before its 90 days.
+    let early = store
+        .write(WriteOp::PurgeBatch {
+            table: PurgeTable::TrafficTrace,
+            now: first_at + retention - 1,
+            batch: 100,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(early, WriteOutcome::Purged(p) if p.rows == 0));
+
+    // 90 days later (the injectable clock): all overdue; a new message's row is not.
+    b.clock.advance(retention + 60_000);
+    let now = b.clock.now_ms();
+    assert_eq!(due(now).await, (MESSAGES, 0, 0, Some(first_at + retention)));
+    let fresh = send(
+        &store,
+        webchat(&t.id, &v, Some(&c.conversation_id), b"late", b"1234", now),
+    )
+    .await;
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), MESSAGES + 1);
+    // Two stores purge at once, one row per batch: each message counted once.
+    let second = b.open().await;
+    let purge = |store: Arc<dyn Store>| async move {
+        let mut messages = 0u64;
+        loop {
+            let WriteOutcome::Purged(p) = store
+                .write(WriteOp::PurgeBatch {
+                    table: PurgeTable::TrafficTrace,
+                    now,
+                    batch: 1,
+                })
+                .await
+                .unwrap()
+            else {
+                panic!("expected Purged");
+            };
+            assert!(
+                p.per_tenant.is_empty(),
+                "the trace is no tenant's stored data"
+            );
+            if p.rows == 0 {
+                return messages;
+            }
+            messages += p.rows;
+        }
+    };
+    let (pa, pb) = tokio::join!(
+        tokio::spawn(purge(store.clone())),
+        tokio::spawn(purge(second.clone()))
+    );
+    let rest = purge(store.clone()).await + purge(second.clone()).await;
+    assert_eq!(pa.unwrap() + pb.unwrap() + rest, MESSAGES as u64);
+    assert_eq!(due(now).await, (0, 0, 0, None));
+    let left = all_trace_batches(&store, 100).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        decode(&left[0]),
+        [entry(
+            &t,
+            &fresh.conversation_id,
+            Channel::Webchat,
+            Direction::Inbound,
+            4
+        )]
+    );
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), 1);
+    // The messages themselves keep their own schedule.
+    assert_eq!(store.usage().await.unwrap()[0].1, MESSAGES + 1);
+    second.close().await;
+    store.close().await;
+}
+
+both!(failing_op_leaves_no_trace_entry);
+async fn failing_op_leaves_no_trace_entry(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let (v, other) = (visitor(), visitor());
+    let c = send(&store, webchat(&t.id, &v, None, b"k1", b"one", now)).await;
+    let theirs = send(&store, webchat(&t.id, &other, None, b"o1", b"theirs", now)).await;
+    // One batch whose failing ops fail alone (the batch is replayed with a
+    // savepoint per op): a reply into no conversation, a visitor writing
+    // into another's conversation, a tenant created twice. Only the
+    // messages that were stored are traced, each once.
+    let out = one_batch(
+        b,
+        &store,
+        &t,
+        vec![
+            inbound(webchat(
+                &t.id,
+                &v,
+                Some(&c.conversation_id),
+                b"k2",
+                b"two",
+                now,
+            )),
+            reply(&t, "no-such-conversation", b"lost", now),
+            inbound(webchat(
+                &t.id,
+                &other,
+                Some(&c.conversation_id),
+                b"o2",
+                b"intrusion",
+                now,
+            )),
+            WriteOp::CreateTenant(Box::new(t.clone())),
+            reply(&t, &c.conversation_id, b"answer", now),
+            inbound(webchat(
+                &t.id,
+                &v,
+                Some(&c.conversation_id),
+                b"k3",
+                b"three",
+                now,
+            )),
+        ],
+    )
+    .await;
+    let failed: Vec<bool> = out.iter().map(|r| r.is_err()).collect();
+    assert_eq!(failed, [false, true, true, true, false, false]);
+    let entries: Vec<traffic::Entry> = all_trace_batches(&store, 100)
+        .await
+        .iter()
+        .flat_map(decode)
+        .collect();
+    let cid = &c.conversation_id;
+    assert_eq!(
+        entries,
+        [
+            entry(&t, cid, Channel::Webchat, Direction::Inbound, 3),
+            entry(
+                &t,
+                &theirs.conversation_id,
+                Channel::Webchat,
+                Direction::Inbound,
+                6
+            ),
+            entry(&t, cid, Channel::Webchat, Direction::Inbound, 3),
+            entry(&t, cid, Channel::Webchat, Direction::Outbound, 6),
+            entry(&t, cid, Channel::Webchat, Direction::Inbound, 5),
+        ]
+    );
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), 5);
+    assert_eq!(store.messages(cid, 0, 100).await.unwrap().len(), 4);
+    store.close().await;
+}
+
+both!(traffic_trace_off_records_nothing);
+async fn traffic_trace_off_records_nothing(b: &Backend) {
+    let store = b.open_traced(false).await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let v = visitor();
+    let c = send(&store, webchat(&t.id, &v, None, b"k1", b"one", now)).await;
+    store
+        .write(reply(&t, &c.conversation_id, b"reply", now))
+        .await
+        .unwrap();
+    assert!(all_trace_batches(&store, 10).await.is_empty());
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), 0);
+    assert_eq!(
+        store.usage().await.unwrap()[0].1,
+        2,
+        "the messages are stored"
+    );
+    store.close().await;
+    // Switched on again, the next message is traced.
+    let store = b.open_traced(true).await;
+    send(
+        &store,
+        webchat(&t.id, &v, Some(&c.conversation_id), b"k2", b"two", now),
+    )
+    .await;
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), 1);
+    store.close().await;
+}
+
+both!(tenant_conversations_page_newest_first);
+async fn tenant_conversations_page_newest_first(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let other = create_tenant(&store, now).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let m = send(
+            &store,
+            webchat(
+                &t.id,
+                &visitor(),
+                None,
+                format!("k{n}").as_bytes(),
+                b"x",
+                now,
+            ),
+        )
+        .await;
+        ids.push(m.conversation_id);
+    }
+    send(
+        &store,
+        webchat(&other.id, &visitor(), None, b"o", b"x", now),
+    )
+    .await;
+    // The route's order: by id, descending; `before_id` is the cursor.
+    ids.sort();
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.conversations(&t.id, 2, cursor.clone()).await.unwrap();
+        assert!(page.len() <= 2);
+        assert!(
+            page.iter()
+                .all(|c| c.tenant_id == t.id && c.message_count == 1)
+        );
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.id.clone());
+        seen.extend(page.into_iter().map(|c| c.id));
+    }
+    assert_eq!(seen, ids);
     store.close().await;
 }
