@@ -3,8 +3,9 @@
 //! created or suspended on one node, and the usage either stores, are known
 //! to the other; SIGKILL of a node (alone, or one of two under load) loses
 //! no acknowledged message; the database holds no plaintext; a schema newer
-//! than the binary is refused. Skipped with a message without a server
-//! (see `support/pg.rs`).
+//! than the binary is refused; the traffic trace export of either node holds
+//! what both stored (and nothing from a node run with `--no-traffic-trace`).
+//! Skipped with a message without a server (see `support/pg.rs`).
 
 #[path = "support/pg.rs"]
 mod pg;
@@ -15,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use c24_api::admin::tenants::CreateTenant;
+use c24_api::admin::throughput::Direction;
 use c24_api::client::webchat::WebchatClient;
 use c24_api::client::{Client, ClientError};
 use c24_api::webchat::{ClientFrame, ServerFrame};
@@ -593,4 +595,100 @@ async fn sigkill_of_one_node_loses_nothing_and_the_other_serves_on() {
     }
     drop(b);
     db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_trace_export_holds_every_nodes_messages() {
+    let Some(db) = TestDb::create("traffic_trace_export_holds_every_nodes_messages").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    // A third node that records no trace (`--no-traffic-trace`).
+    let mut child = command(&db, &kek, &dir.path().join("c"))
+        .arg("--no-traffic-trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let c = Node {
+        url: line
+            .trim()
+            .strip_prefix("c24-core listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string(),
+        child,
+    };
+    let from = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let t = tenant(&a, "Traced").await;
+    let key = t.channels.webchat.widget_key.clone();
+    let mut on_b = eventually("B admits A's new tenant", || async {
+        WebchatClient::connect(&b.ws(), &key, "visitor-b")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let (ack, _) = on_b
+        .send_message("b1", None, "hello from B", WAIT)
+        .await
+        .unwrap();
+    Client::new(&a.url, &t.api_key)
+        .unwrap()
+        .post_message(&ack.conversation_id, "a reply posted on A")
+        .await
+        .unwrap();
+    let mut on_c = eventually("C admits A's new tenant", || async {
+        WebchatClient::connect(&c.ws(), &key, "visitor-c")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    on_c.send_message("c1", None, "untraced on C", WAIT)
+        .await
+        .unwrap();
+
+    let to = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let (from, to) = (
+        from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        to.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    for node in [&a, &b, &c] {
+        let records = Client::new(&node.url, TOKEN)
+            .unwrap()
+            .traffic_trace(&from, &to)
+            .await
+            .unwrap();
+        let shape: Vec<(&str, c24_api::Channel, Direction, u64)> = records
+            .iter()
+            .map(|r| (r.tenant_id.as_str(), r.channel, r.direction, r.size_bytes))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (
+                    t.id.as_str(),
+                    c24_api::Channel::Webchat,
+                    Direction::Inbound,
+                    "hello from B".len() as u64
+                ),
+                (
+                    t.id.as_str(),
+                    c24_api::Channel::Webchat,
+                    Direction::Outbound,
+                    "a reply posted on A".len() as u64
+                ),
+            ],
+            "export of {}",
+            node.url
+        );
+        // One conversation, one pseudonym, never the stored id.
+        assert_eq!(records[0].conversation, records[1].conversation);
+        assert_ne!(records[0].conversation, ack.conversation_id);
+    }
 }
