@@ -30,10 +30,50 @@ pub enum TlsConfig {
     SelfSigned,
 }
 
+/// Which database holds the data.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Database {
+    /// SQLite in the data dir: the embedded default.
+    #[default]
+    Sqlite,
+    /// `--database postgres://...`: PostgreSQL, which several nodes can share.
+    Postgres { url: String },
+}
+
+impl Database {
+    /// Parses `--database`: a `postgres://` or `postgresql://` URL.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Database::Postgres { url: s.to_string() })
+        } else {
+            Err(
+                "expected a postgres:// URL (without --database, SQLite in --data-dir is used)"
+                    .into(),
+            )
+        }
+    }
+}
+
+impl std::fmt::Debug for Database {
+    // The URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite => f.write_str("Sqlite"),
+            Database::Postgres { url } => f
+                .debug_struct("Postgres")
+                .field("url", &crate::store::postgres::redact_url(url))
+                .finish(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where the data lives; SQLite in `data_dir` unless PostgreSQL is chosen.
+    /// The data dir still holds a generated KEK and the dev certificate.
+    pub database: Database,
     /// Bootstrap admin bearer token; `None` generates one (see `Running::admin_token`).
     pub admin_token: Option<String>,
     pub kek: KekSource,
@@ -72,6 +112,7 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
+            database: Database::Sqlite,
             admin_token: None,
             kek: KekSource::DataDir,
             at_rest_encryption: true,

@@ -17,10 +17,12 @@
 //! - [`tls`]: rustls listener config. [`replay`]: used-signature cache.
 //! - [`traffic`]: the traffic trace (shape of traffic, no personal data) and
 //!   its pseudonymous export.
+//! - [`cluster`]: other nodes' changes on a shared PostgreSQL (pushes, tenants).
 
 pub mod access;
 pub mod backup;
 pub mod clock;
+pub mod cluster;
 pub mod compliance;
 pub mod config;
 pub mod consent;
@@ -47,7 +49,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use config::{Config, KekSource, TlsConfig};
+pub use config::{Config, Database, KekSource, TlsConfig};
 
 use crate::access::AccessList;
 use crate::crypto::Kek;
@@ -55,6 +57,7 @@ use crate::crypto::envelope::random_bytes;
 use crate::events::EventBus;
 use crate::http::{AppInner, AppState};
 use crate::store::Store;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::tenants::TenantDirectory;
 
@@ -202,16 +205,30 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
              database can never be reopened with encryption on."
         );
     }
-    let store = {
-        let dir = config.data_dir.clone();
-        let enc = config.at_rest_encryption;
-        let clock = config.clock.clone();
-        let trace = config.traffic_trace;
-        tokio::task::spawn_blocking(move || SqliteStore::open_with(&dir, enc, clock, trace))
-            .await
-            .map_err(|e| StartError::Io(e.to_string()))??
+    let store: Arc<dyn Store> = match &config.database {
+        Database::Sqlite => {
+            let dir = config.data_dir.clone();
+            let enc = config.at_rest_encryption;
+            let clock = config.clock.clone();
+            let trace = config.traffic_trace;
+            Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    SqliteStore::open_with(&dir, enc, clock, trace)
+                })
+                .await
+                .map_err(|e| StartError::Io(e.to_string()))??,
+            )
+        }
+        Database::Postgres { url } => Arc::new(
+            PgStore::open_with(
+                url,
+                config.at_rest_encryption,
+                config.clock.clone(),
+                config.traffic_trace,
+            )
+            .await?,
+        ),
     };
-    let store: Arc<dyn Store> = Arc::new(store);
 
     let directory = TenantDirectory::default();
     for r in store.load_tenants().await? {
@@ -275,6 +292,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(|e| {
             StartError::Io(format!("loading the sub-processor registry: {}", e.message))
         })?;
+    cluster::spawn(state.clone());
     tokio::spawn(retention::worker(state.clone(), config.purge_interval));
     tokio::spawn(http::admin::live::ticker(state.clone()));
     tokio::spawn(retention::refresher(state.clone(), Duration::from_secs(15)));

@@ -9,7 +9,7 @@ use anyhow::Context;
 use c24_chatcore::backup;
 use c24_chatcore::clock::{OffsetClock, SystemClock};
 use c24_chatcore::crypto::Kek;
-use c24_chatcore::{Config, KekSource, TlsConfig};
+use c24_chatcore::{Config, Database, KekSource, TlsConfig};
 use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -64,6 +64,10 @@ struct ServeArgs {
     /// Where the database (and, if generated, the KEK) lives.
     #[arg(long, default_value = "./c24-data")]
     data_dir: PathBuf,
+    /// PostgreSQL instead of SQLite in the data dir: `postgres://user:pass@host:port/db`
+    /// (several nodes may share one). Migrates the schema at start; refuses a newer one.
+    #[arg(long, env = "C24_DATABASE_URL", hide_env_values = true, value_parser = Database::parse)]
+    database: Option<Database>,
     /// Bootstrap admin bearer token. Without one, a token is generated and printed.
     #[arg(long, env = "C24_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -219,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
     let running = c24_chatcore::start(Config {
         listen: cli.listen,
         data_dir: cli.data_dir.clone(),
+        database: cli.database.clone().unwrap_or_default(),
         admin_token: cli.admin_token.clone(),
         kek,
         at_rest_encryption: !cli.no_at_rest_encryption,

@@ -52,6 +52,15 @@ impl PushHub {
         }
     }
 
+    /// Whether any socket of this node follows the conversation.
+    pub fn has_subscribers(&self, conversation_id: &str) -> bool {
+        let g = match self.subs.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.contains_key(conversation_id)
+    }
+
     /// Delivers to every subscribed socket; returns how many took it.
     pub fn publish(&self, conversation_id: &str, frame: Push) -> usize {
         let g = match self.subs.lock() {

@@ -352,6 +352,11 @@ impl Load {
         })
     }
 
+    /// The switch that opens (`true`) and closes this load's window.
+    pub fn active(&self) -> &watch::Sender<bool> {
+        &self.active
+    }
+
     /// Ends the visitors (closing their sockets) and reports how they ended.
     pub async fn finish(self, label: &str) {
         drop(self.active);

@@ -3,10 +3,13 @@
 //! - [`Store`]: what the rest of the chat core may ask of storage.
 //! - [`sqlite`]: the embedded default (WAL, read pool).
 //! - [`writer`]: the group-commit writer that owns the one write connection.
+//! - [`postgres`]: PostgreSQL for several nodes on one database
+//!   (`--database postgres://...`), with versioned migrations.
 //!
 //! Callers hand in rows that are already sealed: encryption runs in the
 //! producers, in parallel, never in the single writer.
 
+pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 
@@ -22,6 +25,13 @@ pub enum StoreError {
     Conflict(String),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {}", postgres::migrate::describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error(
+        "the database schema is at version {found}, newer than this c24-core knows ({known}); \
+         refusing to start: run a c24-core at least as new as the one that migrated it"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
     #[error("storage is shutting down")]
     Closed,
     #[error("{0}")]
@@ -449,6 +459,28 @@ pub struct TraceBatch {
 /// Where a traffic-trace export stands: `(at, id)` of the last batch written.
 pub type TraceCursor = (Millis, i64);
 
+/// A change another node committed to the shared database (PostgreSQL's
+/// `LISTEN/NOTIFY`), for this node's sockets and caches. One SQLite node
+/// has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// An agent reply was stored (only ids: the body stays in the database, sealed).
+    Outbound {
+        tenant_id: String,
+        conversation_id: String,
+        seq: i64,
+    },
+    /// A tenant was created or changed (state, key): reload it.
+    Tenant { tenant_id: String },
+    /// What another node's committed batch added to (or purged or erased
+    /// from) tenants' stored data: (tenant, messages, bytes, conversations).
+    Usage {
+        deltas: Vec<(String, i64, i64, i64)>,
+    },
+    /// Events may have been missed (the listener reconnected): reload all.
+    Resync,
+}
+
 /// A queued write; await it for the commit.
 pub type PendingWrite = tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>;
 
@@ -581,6 +613,32 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: &str,
         subject_bi: Option<Vec<u8>>,
     ) -> Result<ConsentCounts, StoreError>;
+
+    /// Publishes this node's per-second message counts for the other nodes'
+    /// live figures: (second, series 0..5, messages, bytes); drops every
+    /// node's rows before `prune_before_s`. A no-op with one node.
+    async fn publish_seconds(
+        &self,
+        _rows: Vec<(i64, i16, i64, i64)>,
+        _prune_before_s: i64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The other nodes' counts for seconds in `from_s..to_s`, summed per
+    /// (second, series). Empty with one node.
+    async fn other_nodes_seconds(
+        &self,
+        _from_s: i64,
+        _to_s: i64,
+    ) -> Result<Vec<(i64, i16, i64, i64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Changes other nodes commit; `None` when this node is the only one.
+    fn cluster_events(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>> {
+        None
+    }
 
     /// Storage open and the writer running.
     fn ready(&self) -> bool;

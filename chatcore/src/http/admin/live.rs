@@ -60,11 +60,16 @@ pub async fn throughput(
     {
         return Err(ApiError::not_found("tenant_not_found", "no such tenant"));
     }
-    Ok(Json(app.stats.throughput(
+    let mut figures = app.stats.throughput(
         window.as_millis() as i64,
         q.tenant.as_deref(),
         app.clock.now_ms(),
-    )))
+    );
+    if q.tenant.is_none() {
+        // Several nodes on one database: the platform is all of them.
+        crate::cluster::add_other_nodes(&app, &mut figures).await;
+    }
+    Ok(Json(figures))
 }
 
 /// Tenants by status, recounted only when a tenant was created or changed
@@ -129,8 +134,11 @@ pub async fn build_overview(app: &AppState) -> Overview {
             .get(id)
             .is_none_or(|t| t.with_state(|s| s.status == "terminated" || s.status == "purged"))
     });
+    let mut live = app.stats.overview(now);
+    // Several nodes on one database: the platform is all of them.
+    crate::cluster::add_other_nodes_to_overview(app, &mut live, now).await;
     Overview {
-        live: app.stats.overview(now),
+        live,
         tenants,
         retention_overdue,
         registry_pending,

@@ -1,0 +1,311 @@
+//! What this node does about changes other nodes commit to a shared
+//! database (PostgreSQL; see `store::postgres::notify`).
+//!
+//! - An agent reply stored by another node reaches the visitor sockets
+//!   connected here: the sealed row is read and opened with the tenant's key
+//!   (the event carries ids only), then pushed like a local reply.
+//! - A tenant created or changed elsewhere (state, DPA, key destruction) is
+//!   reloaded into this node's directory, so ingress here admits and refuses
+//!   as there.
+//! - What other nodes store, purge or erase moves this node's per-tenant
+//!   usage counters too (the tenant listing's stored messages and bytes).
+//!   After missed events (a listener reconnect) they are recounted.
+//! - Live figures stay each node's own; each node publishes its per-second
+//!   counts ([`publish_seconds`]) and `GET /admin/v1/throughput` and the
+//!   overview add the other nodes' ([`add_other_nodes`],
+//!   [`add_other_nodes_to_overview`]), so either node shows the sum.
+
+use c24_api::webchat::{MsgNew, ServerFrame};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::http::AppState;
+use crate::ingress;
+use crate::store::ClusterEvent;
+use crate::tenants;
+
+/// Follows the store's cluster events, if it has any (one SQLite node has
+/// none), and publishes this node's live figures for the others.
+pub fn spawn(state: AppState) {
+    let Some(mut rx) = state.store.cluster_events() else {
+        return;
+    };
+    tokio::spawn(publish_seconds(state.clone()));
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(ClusterEvent::Outbound {
+                    tenant_id,
+                    conversation_id,
+                    seq,
+                }) => {
+                    if let Err(e) = push_reply(&state, &tenant_id, &conversation_id, seq).await {
+                        tracing::warn!(error = %e, "pushing another node's reply failed");
+                    }
+                }
+                Ok(ClusterEvent::Tenant { tenant_id }) => {
+                    reload_tenants(&state, Some(&tenant_id)).await;
+                }
+                Ok(ClusterEvent::Usage { deltas }) => {
+                    for (tenant, messages, bytes, conversations) in deltas {
+                        if let Some(t) = state.tenants.get(&tenant) {
+                            t.usage.add(messages, bytes, conversations);
+                        }
+                    }
+                }
+                Ok(ClusterEvent::Resync) | Err(RecvError::Lagged(_)) => {
+                    reload_tenants(&state, None).await;
+                    recount_usage(&state).await;
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// Sets every tenant's usage counters to what the database holds (a scan:
+/// only after events were missed).
+async fn recount_usage(state: &AppState) {
+    let counts = match state.store.usage().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "recounting tenants' usage failed");
+            return;
+        }
+    };
+    let mut stored: std::collections::HashMap<String, (i64, i64, i64)> = counts
+        .into_iter()
+        .map(|(t, m, b, c)| (t, (m, b, c)))
+        .collect();
+    for t in state.tenants.all_unordered() {
+        let (m, b, c) = stored.remove(&t.id).unwrap_or_default();
+        let (m0, b0, c0) = t.usage.get();
+        t.usage.add(m - m0, b - b0, c - c0);
+    }
+}
+
+async fn push_reply(
+    state: &AppState,
+    tenant_id: &str,
+    conversation_id: &str,
+    seq: i64,
+) -> Result<(), String> {
+    if !state.hub.has_subscribers(conversation_id) {
+        return Ok(());
+    }
+    let Some(tenant) = state.tenants.get(tenant_id) else {
+        return Ok(());
+    };
+    let Some(cipher) = tenant.cipher() else {
+        return Ok(());
+    };
+    let rows = state
+        .store
+        .messages(conversation_id, seq - 1, 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(m) = rows.into_iter().find(|m| m.seq == seq) else {
+        // Erased or purged since.
+        return Ok(());
+    };
+    let content =
+        ingress::open_body(&cipher, tenant_id, &m.id, &m.body_ct).map_err(|e| e.to_string())?;
+    let frame = ServerFrame::MsgNew(MsgNew {
+        conversation_id: m.conversation_id.clone(),
+        message_id: m.id,
+        seq: m.seq,
+        direction: m.direction,
+        content,
+        created_ts: m.received_at,
+    });
+    let text = serde_json::to_string(&frame).map_err(|e| e.to_string())?;
+    state.hub.publish(&m.conversation_id, text.into());
+    Ok(())
+}
+
+/// Brings the directory up to the database: new tenants are added, known
+/// ones take the stored state (and lose a destroyed key).
+async fn reload_tenants(state: &AppState, only: Option<&str>) {
+    let records = match state.store.load_tenants().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "reloading tenants after another node's change failed");
+            return;
+        }
+    };
+    for r in records.iter().filter(|r| only.is_none_or(|id| id == r.id)) {
+        match state.tenants.get(&r.id) {
+            Some(entry) => {
+                if r.wrapped_dek.is_none() {
+                    entry.drop_key();
+                }
+                entry.update(|s| {
+                    s.status = if r.key_destroyed_at.is_some() {
+                        "purged".to_string()
+                    } else {
+                        r.status.clone()
+                    };
+                    s.dpa_signed_at = r.dpa_signed_at;
+                    s.terminated_at = r.terminated_at;
+                    s.purge_after = r.purge_after;
+                    s.key_destroyed_at = r.key_destroyed_at;
+                });
+                state.tenants.bump();
+            }
+            None => match tenants::restore(&state.kek, r, state.at_rest_encryption) {
+                Ok(entry) => {
+                    state
+                        .tenants
+                        .insert(entry, r.api_key_hash.clone(), r.widget_key_hash.clone());
+                }
+                Err(_) => tracing::warn!(
+                    tenant = %r.id,
+                    "another node's tenant does not open with this node's KEK"
+                ),
+            },
+        }
+    }
+}
+
+/// Seconds of this node's figures re-published each tick: a message is
+/// counted in the second it committed, which may be a moment ago.
+const REPUBLISH_S: i64 = 5;
+/// Published seconds are kept this long (the longest throughput window, and then some).
+const KEEP_S: i64 = 25 * 3600;
+
+/// Every second, upserts this node's counts of the last complete seconds.
+async fn publish_seconds(state: AppState) {
+    let mut shutdown = state.shutdown.clone();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = state.clock.now_ms();
+        let t = state.stats.throughput(REPUBLISH_S * 1000, None, now);
+        let mut rows = Vec::new();
+        for (k, series) in t.series.iter().enumerate() {
+            // The last bucket is the current second, still filling.
+            let complete = series.counts.len().saturating_sub(1);
+            for b in 0..complete {
+                if series.counts[b] == 0 {
+                    continue;
+                }
+                let second = (t.from_ms + b as i64 * t.bucket_ms).div_euclid(1000);
+                rows.push((
+                    second,
+                    k as i16,
+                    series.counts[b] as i64,
+                    series.bytes.get(b).copied().unwrap_or(0) as i64,
+                ));
+            }
+        }
+        let prune_before = now.div_euclid(1000) - KEEP_S;
+        if let Err(e) = state.store.publish_seconds(rows, prune_before).await {
+            tracing::debug!(error = %e, "publishing this node's figures failed");
+        }
+    }
+}
+
+/// Adds the other nodes' published counts to this node's platform-wide
+/// throughput (series, per-channel totals and rates; latency and errors stay
+/// this node's). Their latest second may lag by about a second.
+pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput) {
+    let n = t.series.first().map_or(0, |s| s.counts.len());
+    if n == 0 || t.bucket_ms <= 0 {
+        return;
+    }
+    // The window's buckets, and the one before it (the rates' complete buckets).
+    let from_s = (t.from_ms - t.bucket_ms).div_euclid(1000);
+    let current_ms = t.from_ms + (n as i64 - 1) * t.bucket_ms;
+    let to_s = (current_ms + t.bucket_ms).div_euclid(1000);
+    let rows = match state.store.other_nodes_seconds(from_s, to_s).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the other nodes' figures failed");
+            return;
+        }
+    };
+    if rows.is_empty() {
+        return;
+    }
+    let mut complete = vec![0u64; t.series.len()];
+    for (second, k, messages, bytes) in rows {
+        let (k, messages, bytes) = (k as usize, messages.max(0) as u64, bytes.max(0) as u64);
+        let Some(series) = t.series.get_mut(k) else {
+            continue;
+        };
+        let bucket = (second * 1000 - t.from_ms).div_euclid(t.bucket_ms);
+        if bucket < n as i64 - 1 {
+            complete[k] += messages;
+        }
+        if (0..n as i64).contains(&bucket) {
+            series.counts[bucket as usize] += messages;
+            if let Some(b) = series.bytes.get_mut(bucket as usize) {
+                *b += bytes;
+            }
+        }
+    }
+    let span_s = n as f64 * t.bucket_ms as f64 / 1000.0;
+    for (series, extra) in t.series.iter_mut().zip(&complete) {
+        series.rate_per_s += *extra as f64 / span_s;
+    }
+    for ch in &mut t.per_channel {
+        let mine = t.series.iter().filter(|s| s.channel == ch.channel);
+        let (mut messages, mut bytes, mut rate) = (0, 0, 0.0);
+        for s in mine {
+            messages += s.counts.iter().sum::<u64>();
+            bytes += s.bytes.iter().sum::<u64>();
+            rate += s.rate_per_s;
+        }
+        (ch.messages, ch.bytes, ch.msgs_per_s) = (messages, bytes, rate);
+    }
+}
+
+/// Adds the other nodes' counts to the overview's last-60-seconds figures
+/// (messages, per-channel totals and rates, `msgs_per_s`); the totals since
+/// start, errors and latency stay this node's.
+pub async fn add_other_nodes_to_overview(
+    state: &AppState,
+    live: &mut c24_api::admin::throughput::OverviewFigures,
+    now_ms: i64,
+) {
+    let now_s = now_ms.div_euclid(1000);
+    // The 60-second window, and the second before it (complete-bucket rates).
+    let rows = match state.store.other_nodes_seconds(now_s - 60, now_s + 1).await {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the other nodes' figures failed");
+            return;
+        }
+    };
+    let rate_from = now_s - crate::stats::RATE_WINDOW_S as i64;
+    let mut recent = 0u64;
+    for (second, k, messages, bytes) in rows {
+        let (messages, bytes) = (messages.max(0) as u64, bytes.max(0) as u64);
+        let Some(channel) = crate::store::Channel::ALL.get(k as usize / 2) else {
+            continue;
+        };
+        if (rate_from..now_s).contains(&second) {
+            recent += messages;
+        }
+        let Some(ch) = live
+            .per_channel
+            .iter_mut()
+            .find(|c| c.channel == channel.as_str())
+        else {
+            continue;
+        };
+        if second > now_s - 60 {
+            ch.messages += messages;
+            ch.bytes += bytes;
+            live.messages_last_60s += messages;
+        }
+        if second < now_s {
+            ch.msgs_per_s += messages as f64 / 60.0;
+        }
+    }
+    live.msgs_per_s += recent as f64 / crate::stats::RATE_WINDOW_S as f64;
+}

@@ -1,0 +1,903 @@
+//! The PostgreSQL backend: several `c24-core` nodes on one database
+//! (`--database postgres://...`). The same tables, columns and semantics as
+//! the SQLite backend; the chat core seals every personal field before it
+//! gets here, so PostgreSQL only ever sees ciphertext and blind indexes.
+//!
+//! - [`migrate`]: versioned migrations (`migrations/NNNN_*.sql`) run at
+//!   start under an advisory lock; a newer schema than the binary knows is
+//!   refused.
+//! - [`writer`]: group commit, one writer task per lane. Ingest and admin
+//!   writes share the main lane; retention purges have their own lane and
+//!   connection, so ingest never waits behind a purge batch.
+//! - [`notify`]: cross-node events (`LISTEN/NOTIFY`): agent replies for
+//!   visitors connected to another node, tenant changes for its directory,
+//!   usage deltas for its counters.
+//! - This file: the [`PgStore`] and its reads (a small connection pool).
+//!
+//! The keyring (each tenant's wrapped data key) is the table
+//! `keyring.tenant_keys`, in its own schema as SQLite keeps it in its own
+//! file: a logical backup of the data can leave it out
+//! (`pg_dump --exclude-schema=keyring`). Destroying a key (crypto-shredding)
+//! sets it to NULL and then rewrites that table (`VACUUM FULL`), so the old
+//! row version leaves the live files. PostgreSQL's WAL, a replica, or a
+//! physical base backup taken before still hold the wrapped key (readable
+//! only with the KEK) until they are recycled or expired: shredding is
+//! complete once WAL archives and base backups older than the destruction are
+//! gone, the same 7-day horizon as `c24-core backup` files on SQLite.
+
+pub mod migrate;
+pub(crate) mod notify;
+pub(crate) mod writer;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use self::writer::{Job, Lane};
+use super::{
+    AuditRecord, ClusterEvent, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord,
+    DsrRecord, DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store,
+    StoreError, TenantRecord, TraceBatch, TraceCursor, WriteOp,
+};
+use crate::clock::{Clock, Millis};
+
+/// Read connections per node.
+const READERS: usize = 8;
+/// Cluster events held for a slow consumer before it must resync.
+const EVENT_BUFFER: usize = 4096;
+/// How long a start waits for the event listener.
+const LISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub struct PgStore {
+    /// Ingest and every other write.
+    main: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Retention purges.
+    purge: Mutex<Option<mpsc::Sender<Job>>>,
+    running: Vec<Arc<std::sync::atomic::AtomicBool>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    read_pool: Pool,
+    write_pool: Pool,
+    /// This node's name in cluster events and `node_seconds`.
+    node: Arc<str>,
+    events: broadcast::Sender<ClusterEvent>,
+    stop_listener: watch::Sender<bool>,
+}
+
+fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| StoreError::Io(format!("database pool: {e}")))
+}
+
+/// A pool error with the server's own message ("db error" alone says nothing).
+pub(crate) fn pool_error(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(pe) => migrate::describe(pe),
+        other => other.to_string(),
+    }
+}
+
+/// Hides the password when a URL is logged or shown in an error.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connects, migrates the schema (or refuses a newer one), checks the
+    /// encryption mode, starts the writers; records the traffic trace.
+    pub async fn open(
+        url: &str,
+        at_rest_encryption: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(url, at_rest_encryption, clock, true).await
+    }
+
+    /// [`Self::open`], with the traffic trace on or off (`traffic_trace`:
+    /// each stored message is also recorded in its batch's trace row, in
+    /// the same commit), as [`super::sqlite::SqliteStore::open_with`].
+    pub async fn open_with(
+        url: &str,
+        at_rest_encryption: bool,
+        clock: Arc<dyn Clock>,
+        traffic_trace: bool,
+    ) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Io(format!("--database {}: {e}", redact_url(url))))?;
+        if config.get_application_name().is_none() {
+            config.application_name("c24-core");
+        }
+        // An unreachable server fails the start (and a commit) in bounded time.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let write_pool = pool(&config, 3)?;
+        let read_pool = pool(&config, READERS)?;
+        {
+            let mut conn = write_pool.get().await.map_err(|e| {
+                StoreError::Io(format!(
+                    "connecting to {}: {}",
+                    redact_url(url),
+                    pool_error(&e)
+                ))
+            })?;
+            migrate::run(&mut conn, at_rest_encryption).await?;
+        }
+        let node: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (stop_listener, stop) = watch::channel(false);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let listener = tokio::spawn(notify::listen(
+            config.clone(),
+            node.clone(),
+            events.clone(),
+            stop,
+            ready_tx,
+        ));
+        // Listening before this node serves, so no event committed after
+        // its start is missed.
+        if tokio::time::timeout(LISTEN_WAIT, ready_rx).await.is_err() {
+            tracing::warn!("the cluster event listener is not ready yet; continuing");
+        }
+        let main = writer::spawn_lane(
+            write_pool.clone(),
+            clock.clone(),
+            "main",
+            node.clone(),
+            traffic_trace,
+        );
+        // Purges store no message: nothing to trace.
+        let purge = writer::spawn_lane(write_pool.clone(), clock, "purge", node.clone(), false);
+        let Lane {
+            tx: main_tx,
+            running: main_running,
+            task: main_task,
+        } = main;
+        let Lane {
+            tx: purge_tx,
+            running: purge_running,
+            task: purge_task,
+        } = purge;
+        Ok(Self {
+            main: Mutex::new(Some(main_tx)),
+            purge: Mutex::new(Some(purge_tx)),
+            running: vec![main_running, purge_running],
+            tasks: Mutex::new(vec![main_task, purge_task, listener]),
+            read_pool,
+            write_pool,
+            node,
+            events,
+            stop_listener,
+        })
+    }
+
+    async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        // A pooled connection the server has dropped since (a restart, a
+        // terminated backend) fails once; the read is tried again on a new one.
+        let mut last = StoreError::Closed;
+        for _ in 0..2 {
+            let c =
+                self.read_pool.get().await.map_err(|e| {
+                    StoreError::Io(format!("database unavailable: {}", pool_error(&e)))
+                })?;
+            let result = async {
+                let st = c.prepare_cached(sql).await?;
+                Ok::<_, StoreError>(c.query(&st, params).await?)
+            }
+            .await;
+            match result {
+                Ok(rows) => return Ok(rows),
+                Err(e) if writer::connection_lost(&c, &e) => {
+                    drop(deadpool_postgres::Object::take(c));
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    async fn row(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows(sql, params).await?.into_iter().next())
+    }
+
+    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, StoreError> {
+        self.row(sql, params)
+            .await?
+            .ok_or_else(|| StoreError::Io("query returned no row".into()))
+    }
+}
+
+impl PgStore {
+    /// [`Store::due_counts`] of the traffic trace, in messages (a row holds
+    /// a commit's worth); its total is kept in memory (records: 0), as on
+    /// SQLite. Served by `traffic_trace_purge`.
+    async fn trace_due_counts(&self, now: Millis) -> Result<DueCounts, StoreError> {
+        let r = self
+            .one(
+                "SELECT coalesce(sum(count) FILTER (WHERE purge_after <= $1), 0)::bigint,
+                        coalesce(sum(count) FILTER (WHERE purge_after > $1
+                            AND purge_after <= $1 + 86400000), 0)::bigint,
+                        coalesce(sum(count) FILTER (WHERE purge_after > $1
+                            AND purge_after <= $1 + 604800000), 0)::bigint,
+                        min(purge_after) FILTER (WHERE purge_after <= $1)
+                 FROM traffic_trace WHERE purge_after <= $1 + 604800000",
+                &[&now],
+            )
+            .await?;
+        Ok(DueCounts {
+            records: 0,
+            bytes: 0,
+            overdue: r.try_get(0)?,
+            due_24h: r.try_get(1)?,
+            due_7d: r.try_get(2)?,
+            oldest_overdue: r.try_get(3)?,
+        })
+    }
+}
+
+fn conversation_row(r: &Row) -> Result<ConversationRecord, tokio_postgres::Error> {
+    Ok(ConversationRecord {
+        id: r.try_get(0)?,
+        tenant_id: r.try_get(1)?,
+        channel: r.try_get(2)?,
+        contact_id: r.try_get(3)?,
+        contact_bi: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+        last_activity_at: r.try_get(6)?,
+        message_count: r.try_get(7)?,
+    })
+}
+
+const CONVERSATION_COLUMNS: &str = "c.id, c.tenant_id, c.channel, c.contact_id, k.ident_bi,
+    c.created_at, c.last_activity_at, c.message_count
+    FROM conversations c JOIN contacts k ON k.id = c.contact_id";
+
+const DSR_COLUMNS: &str = "id, tenant_id, kind, subject_kind, subject_bi, status, received_at,
+    due_at, doc, purge_after FROM dsr_requests";
+
+fn dsr_row(r: &Row) -> Result<DsrRecord, tokio_postgres::Error> {
+    Ok(DsrRecord {
+        id: r.try_get(0)?,
+        tenant_id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        subject_kind: r.try_get(3)?,
+        subject_bi: r.try_get(4)?,
+        status: r.try_get(5)?,
+        received_at: r.try_get(6)?,
+        due_at: r.try_get(7)?,
+        doc: r.try_get(8)?,
+        purge_after: r.try_get(9)?,
+    })
+}
+
+fn incident_row(r: &Row) -> Result<IncidentRecord, tokio_postgres::Error> {
+    Ok(IncidentRecord {
+        id: r.try_get(0)?,
+        aware_at: r.try_get(1)?,
+        doc: r.try_get(2)?,
+        purge_after: r.try_get(3)?,
+    })
+}
+
+const CONSENT_COLUMNS: &str =
+    "id, tenant_id, subject_kind, subject_bi, doc, purge_after FROM consent_records";
+
+fn consent_row(r: &Row) -> Result<ConsentRecord, tokio_postgres::Error> {
+    Ok(ConsentRecord {
+        id: r.try_get(0)?,
+        tenant_id: r.try_get(1)?,
+        subject_kind: r.try_get(2)?,
+        subject_bi: r.try_get(3)?,
+        doc: r.try_get(4)?,
+        purge_after: r.try_get(5)?,
+    })
+}
+
+fn all<T>(
+    rows: Vec<Row>,
+    f: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(|r| f(r).map_err(StoreError::from))
+        .collect()
+}
+
+fn count(r: &Row, i: usize) -> Result<u64, StoreError> {
+    Ok(r.try_get::<_, i64>(i)?.max(0) as u64)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn submit(&self, op: WriteOp) -> Result<PendingWrite, StoreError> {
+        let lane = if matches!(op, WriteOp::PurgeBatch { .. }) {
+            &self.purge
+        } else {
+            &self.main
+        };
+        let sender = lane
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (tx, rx) = oneshot::channel();
+        sender
+            .send((op, tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    async fn load_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT t.id, t.name, t.status, t.dpa_signed_at, t.created_at, t.api_key_hash,
+                        t.widget_key_hash, t.phone_number_id, t.email_address, t.secrets,
+                        k.wrapped_dek, k.destroyed_at, t.terminated_at, t.purge_after
+                 FROM tenants t LEFT JOIN keyring.tenant_keys k ON k.tenant_id = t.id
+                 ORDER BY t.id",
+                &[],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok(TenantRecord {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                status: r.try_get(2)?,
+                dpa_signed_at: r.try_get(3)?,
+                created_at: r.try_get(4)?,
+                api_key_hash: r.try_get(5)?,
+                widget_key_hash: r.try_get(6)?,
+                phone_number_id: r.try_get(7)?,
+                email_address: r.try_get(8)?,
+                secrets: r.try_get(9)?,
+                wrapped_dek: r.try_get(10)?,
+                key_destroyed_at: r.try_get(11)?,
+                terminated_at: r.try_get(12)?,
+                purge_after: r.try_get(13)?,
+            })
+        })
+    }
+
+    async fn conversations(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS}
+             WHERE c.tenant_id = $1 AND ($2::text IS NULL OR c.id < $2)
+             ORDER BY c.id DESC LIMIT $3"
+        );
+        let rows = self
+            .rows(&sql, &[&tenant_id, &before_id, &i64::from(limit)])
+            .await?;
+        all(rows, conversation_row)
+    }
+
+    async fn conversation(&self, id: &str) -> Result<Option<ConversationRecord>, StoreError> {
+        let sql = format!("SELECT {CONVERSATION_COLUMNS} WHERE c.id = $1");
+        Ok(self
+            .row(&sql, &[&id])
+            .await?
+            .map(|r| conversation_row(&r))
+            .transpose()?)
+    }
+
+    async fn messages(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT id, conversation_id, seq, direction, body_ct, subject_ct, received_at
+                 FROM messages WHERE conversation_id = $1 AND seq > $2
+                 ORDER BY seq LIMIT $3",
+                &[&conversation_id, &after_seq, &i64::from(limit)],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok(MessageRecord {
+                id: r.try_get(0)?,
+                conversation_id: r.try_get(1)?,
+                seq: r.try_get(2)?,
+                direction: r.try_get(3)?,
+                body_ct: r.try_get(4)?,
+                subject_ct: r.try_get(5)?,
+                received_at: r.try_get(6)?,
+            })
+        })
+    }
+
+    async fn audit(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT id, at, actor, role, action, target, status, outcome, purge_after
+                 FROM audit_log WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+                &[&before, &i64::from(limit)],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok(AuditRecord {
+                id: r.try_get(0)?,
+                at: r.try_get(1)?,
+                actor: r.try_get(2)?,
+                role: r.try_get(3)?,
+                action: r.try_get(4)?,
+                target: r.try_get(5)?,
+                status: u16::try_from(r.try_get::<_, i32>(6)?).unwrap_or(0),
+                outcome: r.try_get(7)?,
+                purge_after: r.try_get(8)?,
+            })
+        })
+    }
+
+    async fn due_counts(
+        &self,
+        table: PurgeTable,
+        now: Millis,
+        totals: bool,
+    ) -> Result<DueCounts, StoreError> {
+        if table == PurgeTable::TrafficTrace {
+            return self.trace_due_counts(now).await;
+        }
+        let name = table.name();
+        let records = if totals {
+            self.one(&format!("SELECT count(*) FROM {name}"), &[])
+                .await?
+                .try_get(0)?
+        } else {
+            0
+        };
+        // Served by the partial purge_after indexes.
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE purge_after <= $1),
+                    count(*) FILTER (WHERE purge_after > $1 AND purge_after <= $1 + 86400000),
+                    count(*) FILTER (WHERE purge_after > $1 AND purge_after <= $1 + 604800000),
+                    min(purge_after) FILTER (WHERE purge_after <= $1)
+             FROM {name} WHERE purge_after IS NOT NULL AND purge_after <= $1 + 604800000"
+        );
+        let r = self.one(&sql, &[&now]).await?;
+        Ok(DueCounts {
+            records,
+            bytes: 0,
+            overdue: r.try_get(0)?,
+            due_24h: r.try_get(1)?,
+            due_7d: r.try_get(2)?,
+            oldest_overdue: r.try_get(3)?,
+        })
+    }
+
+    async fn traffic_trace(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<TraceCursor>,
+        limit: u32,
+    ) -> Result<Vec<TraceBatch>, StoreError> {
+        // Keyset paging over `traffic_trace_at` (at, id): each page is a
+        // range scan from where the last one stopped.
+        let (after_at, after_id) = after.unwrap_or((Millis::MIN, i64::MIN));
+        let rows = self
+            .rows(
+                "SELECT id, at, entries FROM traffic_trace
+                 WHERE at >= $1 AND at < $2 AND (at, id) > ($3, $4)
+                 ORDER BY at, id LIMIT $5",
+                &[&from, &to, &after_at, &after_id, &i64::from(limit)],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok(TraceBatch {
+                id: r.try_get(0)?,
+                at: r.try_get(1)?,
+                entries: r.try_get(2)?,
+            })
+        })
+    }
+
+    async fn traffic_trace_rows(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .one(
+                "SELECT coalesce(sum(count), 0)::bigint FROM traffic_trace",
+                &[],
+            )
+            .await?
+            .try_get(0)?)
+    }
+
+    async fn usage(&self) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {
+        let mut out: std::collections::HashMap<String, (i64, i64, i64)> = Default::default();
+        for r in self
+            .rows(
+                "SELECT tenant_id, count(*), coalesce(sum(size), 0)::bigint FROM messages
+                 GROUP BY tenant_id",
+                &[],
+            )
+            .await?
+        {
+            let e = out.entry(r.try_get(0)?).or_default();
+            e.0 = r.try_get(1)?;
+            e.1 = r.try_get(2)?;
+        }
+        for r in self
+            .rows(
+                "SELECT tenant_id, count(*) FROM conversations GROUP BY tenant_id",
+                &[],
+            )
+            .await?
+        {
+            out.entry(r.try_get(0)?).or_default().2 = r.try_get(1)?;
+        }
+        Ok(out
+            .into_iter()
+            .map(|(t, (m, b, cv))| (t, m, b, cv))
+            .collect())
+    }
+
+    async fn tenant_has_data(&self, tenant_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .one(
+                "SELECT EXISTS (SELECT 1 FROM conversations WHERE tenant_id = $1)
+                     OR EXISTS (SELECT 1 FROM contacts WHERE tenant_id = $1)
+                     OR EXISTS (SELECT 1 FROM email_threads WHERE tenant_id = $1)",
+                &[&tenant_id],
+            )
+            .await?
+            .try_get(0)?)
+    }
+
+    async fn open_conversations(&self, since: Millis) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT tenant_id, count(*) FROM conversations WHERE last_activity_at >= $1
+                 GROUP BY tenant_id",
+                &[&since],
+            )
+            .await?;
+        all(rows, |r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    }
+
+    async fn subprocessors(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .rows("SELECT doc FROM subprocessors ORDER BY id", &[])
+            .await?;
+        all(rows, |r| r.try_get(0))
+    }
+
+    async fn contact(
+        &self,
+        tenant_id: &str,
+        kind: &str,
+        ident_bi: &[u8],
+    ) -> Result<Option<ContactRecord>, StoreError> {
+        let row = self
+            .row(
+                "SELECT id, tenant_id, kind, ident_ct, name_ct, created_at FROM contacts
+                 WHERE tenant_id = $1 AND kind = $2 AND ident_bi = $3",
+                &[&tenant_id, &kind, &ident_bi],
+            )
+            .await?;
+        Ok(row
+            .map(|r| {
+                Ok::<_, tokio_postgres::Error>(ContactRecord {
+                    id: r.try_get(0)?,
+                    tenant_id: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    ident_ct: r.try_get(3)?,
+                    name_ct: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .transpose()?)
+    }
+
+    async fn contact_conversations(
+        &self,
+        contact_id: &str,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} WHERE c.contact_id = $1 ORDER BY c.created_at, c.id"
+        );
+        let rows = self.rows(&sql, &[&contact_id]).await?;
+        all(rows, conversation_row)
+    }
+
+    async fn dsr_requests(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<DsrRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {DSR_COLUMNS} WHERE tenant_id = $1 AND ($2::text IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3"
+        );
+        let rows = self
+            .rows(&sql, &[&tenant_id, &before_id, &i64::from(limit)])
+            .await?;
+        all(rows, dsr_row)
+    }
+
+    async fn dsr_request(&self, id: &str) -> Result<Option<DsrRecord>, StoreError> {
+        let sql = format!("SELECT {DSR_COLUMNS} WHERE id = $1");
+        Ok(self
+            .row(&sql, &[&id])
+            .await?
+            .map(|r| dsr_row(&r))
+            .transpose()?)
+    }
+
+    async fn dsr_counts(&self, tenant_id: &str, now: Millis) -> Result<(u64, u64), StoreError> {
+        let r = self
+            .one(
+                "SELECT count(*), count(*) FILTER (WHERE due_at < $2) FROM dsr_requests
+                 WHERE status <> 'completed' AND tenant_id = $1",
+                &[&tenant_id, &now],
+            )
+            .await?;
+        Ok((count(&r, 0)?, count(&r, 1)?))
+    }
+
+    async fn open_dsrs(&self) -> Result<Vec<(String, String, Millis)>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT id, tenant_id, due_at FROM dsr_requests WHERE status <> 'completed'",
+                &[],
+            )
+            .await?;
+        all(rows, |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+    }
+
+    async fn restrictions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = self
+            .rows("SELECT tenant_id, ident_bi FROM restrictions", &[])
+            .await?;
+        all(rows, |r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    }
+
+    async fn incidents(
+        &self,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT id, aware_at, doc, purge_after FROM security_incidents
+                 WHERE ($1::text IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+                &[&before_id, &i64::from(limit)],
+            )
+            .await?;
+        all(rows, incident_row)
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
+        Ok(self
+            .row(
+                "SELECT id, aware_at, doc, purge_after FROM security_incidents WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            .map(|r| incident_row(&r))
+            .transpose()?)
+    }
+
+    async fn consents(
+        &self,
+        tenant_id: &str,
+        subject_bi: Option<Vec<u8>>,
+        limit: u32,
+        before_id: Option<String>,
+    ) -> Result<Vec<ConsentRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {CONSENT_COLUMNS} WHERE tenant_id = $1
+               AND ($2::bytea IS NULL OR subject_bi = $2)
+               AND ($3::text IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4"
+        );
+        let rows = self
+            .rows(
+                &sql,
+                &[&tenant_id, &subject_bi, &before_id, &i64::from(limit)],
+            )
+            .await?;
+        all(rows, consent_row)
+    }
+
+    async fn consent(&self, id: &str) -> Result<Option<ConsentRecord>, StoreError> {
+        let sql = format!("SELECT {CONSENT_COLUMNS} WHERE id = $1");
+        Ok(self
+            .row(&sql, &[&id])
+            .await?
+            .map(|r| consent_row(&r))
+            .transpose()?)
+    }
+
+    async fn consent_counts(
+        &self,
+        tenant_id: &str,
+        subject_bi: Option<Vec<u8>>,
+    ) -> Result<ConsentCounts, StoreError> {
+        // The purposes live in the receipt document: one row per purpose.
+        let r = self
+            .one(
+                "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS
+                    (SELECT 1 FROM jsonb_array_elements(coalesce(r.doc::jsonb -> 'purposes', '[]')) p
+                     WHERE p ->> 'withdrawn_at' IS NULL))
+                 FROM consent_records r
+                 WHERE r.tenant_id = $1 AND ($2::bytea IS NULL OR r.subject_bi = $2)",
+                &[&tenant_id, &subject_bi],
+            )
+            .await?;
+        let (total, withdrawn) = (count(&r, 0)?, count(&r, 1)?);
+        let rows = self
+            .rows(
+                "SELECT p ->> 'purpose' COLLATE \"C\", count(*),
+                        count(*) FILTER (WHERE p ->> 'withdrawn_at' IS NOT NULL)
+                 FROM consent_records r,
+                      jsonb_array_elements(coalesce(r.doc::jsonb -> 'purposes', '[]')) p
+                 WHERE r.tenant_id = $1 AND ($2::bytea IS NULL OR r.subject_bi = $2)
+                 GROUP BY 1 ORDER BY 1",
+                &[&tenant_id, &subject_bi],
+            )
+            .await?;
+        let mut by_purpose = Vec::with_capacity(rows.len());
+        for r in &rows {
+            by_purpose.push((r.try_get(0)?, count(r, 1)?, count(r, 2)?));
+        }
+        let withdrawals = by_purpose.iter().map(|p: &(String, u64, u64)| p.2).sum();
+        Ok(ConsentCounts {
+            total,
+            withdrawn,
+            withdrawals,
+            by_purpose,
+        })
+    }
+
+    async fn publish_seconds(
+        &self,
+        rows: Vec<(i64, i16, i64, i64)>,
+        prune_before_s: i64,
+    ) -> Result<(), StoreError> {
+        let node: &str = &self.node;
+        let seconds: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let series: Vec<i16> = rows.iter().map(|r| r.1).collect();
+        let messages: Vec<i64> = rows.iter().map(|r| r.2).collect();
+        let bytes: Vec<i64> = rows.iter().map(|r| r.3).collect();
+        if !rows.is_empty() {
+            self.rows(
+                "INSERT INTO node_seconds (node, second, series, messages, bytes)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::smallint[], $4::bigint[], $5::bigint[])
+                 ON CONFLICT (second, node, series)
+                 DO UPDATE SET messages = excluded.messages, bytes = excluded.bytes",
+                &[&node, &seconds, &series, &messages, &bytes],
+            )
+            .await?;
+        }
+        self.rows(
+            "DELETE FROM node_seconds WHERE second < $1",
+            &[&prune_before_s],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn other_nodes_seconds(
+        &self,
+        from_s: i64,
+        to_s: i64,
+    ) -> Result<Vec<(i64, i16, i64, i64)>, StoreError> {
+        let node: &str = &self.node;
+        let rows = self
+            .rows(
+                "SELECT second, series, sum(messages)::bigint, sum(bytes)::bigint
+                 FROM node_seconds WHERE second >= $2 AND second < $3 AND node <> $1
+                 GROUP BY 1, 2",
+                &[&node, &from_s, &to_s],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
+        })
+    }
+
+    fn cluster_events(&self) -> Option<broadcast::Receiver<ClusterEvent>> {
+        Some(self.events.subscribe())
+    }
+
+    fn ready(&self) -> bool {
+        self.running.iter().all(|r| r.load(Ordering::SeqCst))
+            && self.main.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
+    async fn close(&self) {
+        // Dropping the senders lets each writer drain its queue and stop.
+        for lane in [&self.main, &self.purge] {
+            if let Ok(mut s) = lane.lock() {
+                s.take();
+            }
+        }
+        let _ = self.stop_listener.send(true);
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.read_pool.close();
+        self.write_pool.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+    use crate::config::Database;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://c24:s3cret@db:5432/c24?sslmode=disable"),
+            "postgres://c24:***@db:5432/c24?sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://c24@db/c24"), "postgres://c24@db/c24");
+        assert_eq!(redact_url("postgres://db/c24"), "postgres://db/c24");
+        let db = Database::parse("postgresql://u:hunter2@h/d").unwrap();
+        let shown = format!("{db:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("u:***@h/d"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn database_flag_takes_only_postgres_urls() {
+        assert!(matches!(
+            Database::parse("postgres://h/d"),
+            Ok(Database::Postgres { .. })
+        ));
+        let err = Database::parse("sqlite:///tmp/x").unwrap_err();
+        assert!(err.contains("postgres://"), "{err}");
+    }
+}
