@@ -192,6 +192,30 @@ async fn registry_is_seeded_announces_with_notice_flags_and_takes_effect() -> an
     assert_eq!(entry["objection_count"], 1);
     assert_eq!(list["pending"], 1);
 
+    // The second tenant's answer shows its own objection only: not the
+    // first tenant's id or words, and no staff names; staff see both.
+    let resp = core
+        .http
+        .post(format!(
+            "{}/admin/v1/subprocessors/{id}/objections",
+            core.url()
+        ))
+        .bearer_auth(&other.api_key)
+        .json(&json!({"tenant_id": other.id, "reason": "ours alone"}))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let seen: Value = resp.json().await?;
+    let text = seen.to_string();
+    assert!(!text.contains(t.id.as_str()), "{text}");
+    assert!(!text.contains("no transfers to third countries"), "{text}");
+    assert!(!text.contains("approved_by"), "{text}");
+    assert_eq!(seen["objections"].as_array().map(Vec::len), Some(1));
+    assert_eq!(seen["objections"][0]["tenant_id"], other.id.as_str());
+    assert_eq!(seen["objection_count"], 2);
+    let staff = crate::entry(&get(&core, "/admin/v1/subprocessors").await?, &id);
+    assert_eq!(staff["objections"].as_array().map(Vec::len), Some(2));
+
     // The feed is a JSON Feed 1.1 with the announcement.
     let feed = core
         .http
@@ -233,6 +257,7 @@ async fn registry_is_seeded_announces_with_notice_flags_and_takes_effect() -> an
         .unwrap_or_default();
     assert_eq!(entry["status"], "proposed");
     assert_eq!(entry["approval"], "pending");
+    assert_eq!(entry["objection_count"], 2);
     assert_eq!(list["pending"], 1);
     assert_eq!(list["awaiting_approval"], 1);
     Ok(())

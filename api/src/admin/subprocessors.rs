@@ -282,6 +282,27 @@ impl SubProcessor {
                 .as_ref()
                 .is_some_and(|c| c.approval == Approval::Pending)
     }
+
+    /// What one tenant may see of the entry (the answer to its own
+    /// objection): its own objection only, and no staff names. Other
+    /// tenants' objections, who objected in the history, and who approved
+    /// stay with staff; `objection_count` stays the total.
+    pub fn for_tenant(mut self, tenant_id: &str) -> Self {
+        self.objections.retain(|o| o.tenant_id == tenant_id);
+        self.approved_by = None;
+        if let Some(c) = self.pending_change.as_mut() {
+            c.approved_by = None;
+        }
+        for h in &mut self.history {
+            if let Some(d) = h.detail.as_object_mut() {
+                d.remove("approved_by");
+                if d.get("tenant_id").and_then(Value::as_str) != Some(tenant_id) {
+                    d.remove("tenant_id");
+                }
+            }
+        }
+        self
+    }
 }
 
 /// `GET /admin/v1/subprocessors`.

@@ -313,6 +313,11 @@ pub async fn object(
         Ok(sp.id.clone())
     })
     .await?;
+    // A tenant key sees its own objection, not the other tenants' nor staff names.
+    let sp = match &who {
+        Principal::Tenant(t) => sp.for_tenant(&t.id),
+        _ => sp,
+    };
     Ok((StatusCode::CREATED, Json(sp)))
 }
 
