@@ -287,7 +287,12 @@ async fn alternate(
     let window_plan = Arc::new(window_plan);
     let mut out: [Vec<Window>; 2] = [Vec::new(), Vec::new()];
     for pair in 0..req.pairs {
-        for (i, side) in sides.iter().enumerate() {
+        // ABBA…: every other pair runs B first, so a steady drift (a growing
+        // database, a warming cache, throttling) falls on A and B alike
+        // instead of always on the side that runs second.
+        let order: [usize; 2] = if pair % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let Some(side) = sides.get(i) else { continue };
             let run_id = format!("{:06x}", fastrand::u32(..0x0100_0000));
             let opts = RunOptions {
                 threads: req.threads,

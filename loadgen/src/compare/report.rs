@@ -27,7 +27,7 @@ pub struct CompareReport {
     pub b: SideReport,
     pub pairs: usize,
     pub window_s: f64,
-    /// `ABAB`: each pair runs A, then B.
+    /// `ABBA`: even pairs run A then B, odd pairs B then A.
     pub order: String,
     pub bootstrap: BootstrapInfo,
     pub metrics: Vec<MetricComparison>,
@@ -326,7 +326,7 @@ impl CompareReport {
             ),
             pairs: req.pairs,
             window_s: req.window.as_secs_f64(),
-            order: "ABAB".into(),
+            order: "ABBA".into(),
             bootstrap: BootstrapInfo {
                 resamples: bootstrap::RESAMPLES,
                 confidence: bootstrap::CONFIDENCE,
