@@ -369,3 +369,47 @@ async fn the_shipped_generic_scenario_is_accepted_by_a_real_core() {
     assert_eq!(stored("whatsapp"), meta);
     assert_eq!(stored("email"), mail);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_is_stamped_when_it_is_sent_not_when_the_last_step_ended() {
+    // The second request is due 2.5 s after the first ended; its
+    // `{timestamp}` (and so its signature) must be from then, or a replayed
+    // message minutes after the last would arrive with an expired signature.
+    let (addr, seen) = capturing_server().await;
+    let src = r#"name = "stamp"
+duration = "1s"
+grace = "5s"
+[[stages]]
+rate = 1
+duration = "1s"
+[[script]]
+channel = "http"
+steps = [
+  { http = "POST", url = "{target}/a", headers = { "x-ts" = "{timestamp}" }, body = "a" },
+  { think = "2500ms" },
+  { http = "POST", url = "{target}/b", headers = { "x-ts" = "{timestamp}" }, body = "b" },
+]
+"#;
+    let (exit, r) = run(src, Some(format!("http://{addr}"))).await;
+    assert_eq!(exit, c24_loadgen::Exit::Passed, "{r:#?}");
+    let stamps: Vec<u64> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|req| {
+            String::from_utf8_lossy(req)
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("x-ts:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse().ok())
+        })
+        .collect();
+    assert_eq!(stamps.len(), 2, "{stamps:?}");
+    assert!(
+        stamps[1] >= stamps[0] + 2,
+        "second stamped too early: {stamps:?}"
+    );
+}

@@ -67,6 +67,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                 timeout,
                 visible,
             } => {
+                conv.wait_due().await;
                 let body_text = conv.message(text, size.as_ref());
                 if subject.is_none() {
                     let s = match subj {

@@ -98,6 +98,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
 }
 
 async fn request(conv: &mut Conversation, h: &HttpStep, step: usize) -> Result<(), StepFailed> {
+    conv.wait_due().await;
     let built = build(conv, h);
     let method = reqwest::Method::from_bytes(built.method.as_bytes())
         .map_err(|_| StepFailed::new("http_method"))?;

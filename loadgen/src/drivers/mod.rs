@@ -227,6 +227,20 @@ impl Conversation {
     /// Waits until the next step is due and returns when it actually began;
     /// lateness beyond the timer's grain is the generator's own lag.
     pub async fn start_step(&mut self) -> Instant {
+        self.wait_due().await;
+        let now = Instant::now();
+        self.env
+            .rec
+            .borrow_mut()
+            .operation(self.scenario, self.channel);
+        now
+    }
+
+    /// Sleeps until the step is due (recording the timer's lateness). A
+    /// signed request is built after this, so its timestamp is the sending
+    /// time and not the end of the previous step (a replayed email minutes
+    /// after the last one would otherwise arrive with an expired signature).
+    pub async fn wait_due(&mut self) {
         if self.due > Instant::now() {
             tokio::time::sleep_until(self.due.into()).await;
             // Only a wake-up from a timer says how late the generator runs; a
@@ -234,12 +248,6 @@ impl Conversation {
             let lag = Instant::now().saturating_duration_since(self.due);
             self.env.rec.borrow_mut().lag(lag);
         }
-        let now = Instant::now();
-        self.env
-            .rec
-            .borrow_mut()
-            .operation(self.scenario, self.channel);
-        now
     }
 
     /// Records one latency sample measured from the step's due time.

@@ -29,6 +29,7 @@ pub async fn play(conv: &mut Conversation, script: &Script) -> Result<(), StepFa
                 visible,
                 ..
             } => {
+                conv.wait_due().await;
                 let body_text = conv.message(text, size.as_ref());
                 conv.seq += 1;
                 let wamid = format!("wamid.{}-{}", conv.visitor, conv.seq);
