@@ -125,9 +125,8 @@ fn summary(c: ConversationRecord) -> ConversationSummary {
         (status = 400, description = "`invalid_query`: bad limit or query string, or a staff token without ?tenant=.", body = c24_api::ErrorBody),
         (status = 401, description = crate::http::openapi::D_BEARER, body = c24_api::ErrorBody),
         (status = 403, description = "`forbidden`: a tenant key naming another tenant, or a staff role below admin.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn list_conversations(
@@ -166,8 +165,7 @@ pub async fn list_conversations(
         (status = 403, description = "`forbidden`: a staff role below admin.", body = c24_api::ErrorBody),
         (status = 404, description = "`conversation_not_found`: no such conversation, or another tenant's.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed; its messages can never be read again.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn list_messages(
@@ -231,9 +229,7 @@ pub async fn list_messages(
         (status = 401, description = crate::http::openapi::D_BEARER, body = c24_api::ErrorBody),
         (status = 403, description = "`forbidden`: a staff role below admin; `dpa_required`: the tenant has no signed DPA; `tenant_suspended`; `tenant_terminated` (also once its key is destroyed); `processing_restricted`: the person's processing is restricted by a data-subject request.", body = c24_api::ErrorBody),
         (status = 404, description = "`conversation_not_found`: no such conversation, or another tenant's.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::BodyWriteErrors,
     ),
 )]
 pub async fn post_message(

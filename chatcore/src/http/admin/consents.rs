@@ -44,14 +44,11 @@ fn publish(app: &AppState, r: &ConsentRecord, change: &str, now: i64) {
     request_body = RecordConsent,
     responses(
         (status = 201, description = "Recorded.", body = Consent),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_subject`: not exactly one of email, phone, visitor_id, or not a valid one; `invalid_field`: no purposes, or a purpose, collection_method or policy_version empty or over 200 characters, or given_at unparsable or in the future.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
+        crate::http::openapi::TenantNotFound,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn record(
@@ -123,14 +120,11 @@ pub async fn record(
     request_body = WithdrawConsent,
     responses(
         (status = 200, description = "Withdrawn; once no purpose stands, purge_after is consent end + 3 years.", body = Consent),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `consent_not_found`: no such consent record for this tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the purposes named are withdrawn already.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: a purpose that is not one of the record's.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn withdraw(
@@ -206,11 +200,10 @@ pub struct ListParams {
     responses(
         (status = 200, description = "A page of consent records and the counts.", body = ConsentList),
         (status = 400, description = "`invalid_query`: bad limit, more than one identifier, an invalid one, or a query string that does not parse.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: a person is named, and the tenant's data key was destroyed.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn list(

@@ -121,13 +121,11 @@ async fn save(app: &AppState, r: &Request) -> Result<(), ApiError> {
     responses(
         (status = 201, description = "Filed.", body = Dsr),
         (status = 400, description = "`invalid_json`: malformed body, unknown field or unknown type.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed; nothing of the person can be found.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_subject`: not exactly one of email, phone, visitor_id, or not a valid one; `invalid_field`: received_at unparsable, in the future or before the tenant existed.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::BodyWriteErrors,
+        crate::http::openapi::TenantNotFound,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn file(
@@ -181,10 +179,9 @@ pub struct ListParams {
     responses(
         (status = 200, description = "A page of requests, each with its deadline and whether it is overdue.", body = DsrList),
         (status = 400, description = "`invalid_query`: bad limit or query string.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn list(
@@ -231,10 +228,9 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "The request.", body = Dsr),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn show(
@@ -261,14 +257,11 @@ pub async fn show(
     request_body = ExtendDsr,
     responses(
         (status = 200, description = "Extended: due_at moved.", body = Dsr),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the request is completed.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: months not 1 or 2, reason empty or over 2000 characters, person_informed_at unparsable, in the future or before receipt; `extension_limit`: the extensions would add up to more than two months; `extension_too_late`: the person was told after the first month.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn extend(
@@ -411,14 +404,11 @@ async fn plan_rectification(
     request_body = CompleteDsr,
     responses(
         (status = 200, description = "Completed; the outcome says what was done.", body = Dsr),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant; `subject_not_found`: a rectification, and nothing is held on the person.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the request is already completed; `conflict`: a rectified identifier belongs to another contact of the tenant.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: field/value missing for a rectification, given for another type, or not valid.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn complete(
@@ -581,8 +571,7 @@ pub async fn complete(
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: not an access or portability request, or not completed yet.", body = c24_api::ErrorBody),
         (status = 410, description = "`export_gone`: already downloaded, or expired unfetched; `key_destroyed`: the tenant's data key was destroyed.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn export(

@@ -71,11 +71,8 @@ fn publish(app: &AppState, id: &str, d: &IncidentDoc, change: &str, now: i64) {
     request_body = CreateIncident,
     responses(
         (status = 201, description = "Recorded, with its clocks.", body = Incident),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: aware_at unparsable or in the future, or a text empty or too long; `unknown_tenant`: an affected tenant does not exist.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn record(
@@ -156,8 +153,7 @@ pub struct ListParams {
     responses(
         (status = 200, description = "A page of incidents.", body = IncidentList),
         (status = 400, description = "`invalid_query`: bad limit or query string.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn list(
@@ -196,8 +192,7 @@ pub async fn list(
     responses(
         (status = 200, description = "The incident.", body = Incident),
         (status = 404, description = "`incident_not_found`: no such incident.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn show(
@@ -218,13 +213,10 @@ pub async fn show(
     request_body = RecordNotification,
     responses(
         (status = 201, description = "Recorded; the incident with its clocks.", body = Incident),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
         (status = 404, description = "`incident_not_found`: no such incident.", body = c24_api::ErrorBody),
         (status = 409, description = "`already_notified`: this clock's notification is recorded already.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: tenant_id missing for a controller, or given for another target; `no_such_clock`: the tenant is not affected, the platform is not the controller (authority), or the risk is not high (subjects).", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn notify(

@@ -103,9 +103,7 @@ fn find(app: &AppState, id: &str) -> Result<Arc<TenantEntry>, ApiError> {
     responses(
         (status = 201, description = "Created; the api key and channel secrets are shown this once.", body = TenantCreated),
         (status = 400, description = "`invalid_json`: malformed body or unknown field; `invalid_name`: name empty or over 200 characters.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::BodyWriteErrors,
     ),
 )]
 pub async fn create(
@@ -306,8 +304,8 @@ const OPEN_WINDOW_MS: Millis = 86_400_000;
     responses(
         (status = 200, description = "A page of the tenant's conversations, newest first.", body = TenantConversationList),
         (status = 400, description = "`invalid_query`: bad limit or query string.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn conversations(
@@ -459,7 +457,7 @@ impl ListCache {
     params(("id" = String, Path, description = "The tenant's id.")),
     responses(
         (status = 200, description = "The tenant (no secrets).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn show(
@@ -513,10 +511,9 @@ fn conflict(message: impl Into<String>) -> ApiError {
     params(("id" = String, Path, description = "The tenant's id.")),
     responses(
         (status = 200, description = "Signed (or already was).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is terminated.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn sign_dpa(
@@ -546,10 +543,9 @@ pub async fn sign_dpa(
     params(("id" = String, Path, description = "The tenant's id.")),
     responses(
         (status = 200, description = "Suspended (or already was).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn suspend(
@@ -589,10 +585,9 @@ async fn switch_status(
     params(("id" = String, Path, description = "The tenant's id.")),
     responses(
         (status = 200, description = "Active again (or already was).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn resume(
@@ -612,10 +607,9 @@ pub async fn resume(
     params(("id" = String, Path, description = "The tenant's id.")),
     responses(
         (status = 200, description = "Terminated; purge_after is set.", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is already terminated or purged.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn terminate(
@@ -660,10 +654,9 @@ pub async fn terminate(
     params(("id" = String, Path, description = "The tenant's id.")),
     responses(
         (status = 200, description = "The key is destroyed (or already was).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is not terminated.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn destroy_key(
