@@ -19,10 +19,9 @@ use crate::dsr;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Principal, QueryParams};
+use crate::http::page;
 use crate::store::{ConsentRecord, WriteOp};
 
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 const MAX_TEXT: usize = 200;
 const MAX_PURPOSES: usize = 50;
 
@@ -213,13 +212,7 @@ pub async fn list(
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<ConsentList>, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page::limit(q.limit)?;
     let subject_bi = if q.email.is_none() && q.phone.is_none() && q.visitor_id.is_none() {
         None
     } else {
@@ -237,9 +230,7 @@ pub async fn list(
         .consents(&t.id, subject_bi.clone(), limit, q.cursor)
         .await?;
     let counts = app.store.consent_counts(&t.id, subject_bi).await?;
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|r| r.id.clone()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |r| r.id.clone());
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
         items.push(consent::view(r, &ConsentDoc::parse(&r.doc)?));

@@ -28,11 +28,10 @@ use crate::dsr::{
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Principal, QueryParams};
+use crate::http::page;
 use crate::store::{DsrAction, DsrCompletion, StoreError, WriteOp, WriteOutcome};
 use crate::tenants::TenantEntry;
 
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 const MAX_REASON: usize = 2000;
 const MAX_NAME: usize = 200;
 
@@ -191,19 +190,11 @@ pub async fn list(
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<DsrList>, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page::limit(q.limit)?;
     let now = app.clock.now_ms();
     let rows = app.store.dsr_requests(&t.id, limit, q.cursor).await?;
     let (open, overdue) = app.store.dsr_counts(&t.id, now).await?;
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|r| r.id.clone()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |r| r.id.clone());
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
         items.push(Request::from_record(r)?.view(now));

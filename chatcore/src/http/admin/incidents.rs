@@ -14,11 +14,10 @@ use crate::compliance::{add_months, invalid_field, parse_time, text_field, text_
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Principal, QueryParams};
+use crate::http::page;
 use crate::incidents::{IncidentDoc, NotificationDoc, RETENTION_MONTHS};
 use crate::store::{IncidentRecord, WriteOp};
 
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 const MAX_TEXT: usize = 10_000;
 const MAX_ITEM: usize = 200;
 const MAX_ITEMS: usize = 100;
@@ -160,18 +159,10 @@ pub async fn list(
     State(app): State<AppState>,
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<IncidentList>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page::limit(q.limit)?;
     let rows = app.store.incidents(limit, q.cursor).await?;
     let now = app.clock.now_ms();
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|r| r.id.clone()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |r| r.id.clone());
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
         let d = IncidentDoc::parse(&r.doc).map_err(|e| {

@@ -19,13 +19,12 @@ use crate::clock::{Millis, rfc3339};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, QueryParams};
+use crate::http::page;
 use crate::retention::{END_USER_GRACE_MS, stamp_tenant};
 use crate::store::{TenantUpdate, WriteOp};
 use crate::tenants::{self, TenantEntry, TenantState};
 
 const MAX_NAME: usize = 200;
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
 
 /// The retention state shown for a tenant.
 fn retention_state(s: &TenantState, now: Millis) -> &'static str {
@@ -215,13 +214,9 @@ pub async fn list(
     State(app): State<AppState>,
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<TenantList>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    // Out of u32 is out of range too.
+    let given = q.limit.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    let limit = page::limit(given)? as usize;
     let sort = q.sort.as_deref().unwrap_or("name");
     if !SORTS.contains(&sort) {
         return Err(ApiError::bad_request(
@@ -313,19 +308,11 @@ pub async fn conversations(
     Path(id): Path<String>,
     QueryParams(q): QueryParams<ConversationParams>,
 ) -> Result<Json<TenantConversationList>, ApiError> {
-    let limit = q.limit.unwrap_or(CONVERSATIONS_DEFAULT);
-    if !(1..=CONVERSATIONS_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {CONVERSATIONS_MAX}"),
-        ));
-    }
+    let limit = page::limit_within(q.limit, CONVERSATIONS_DEFAULT, CONVERSATIONS_MAX)?;
     let t = find(&app, &id)?;
     let now = app.clock.now_ms();
     let rows = app.store.conversations(&t.id, limit, q.after).await?;
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|c| c.id.clone()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |c| c.id.clone());
     let items = rows
         .into_iter()
         .map(|c| TenantConversation {
