@@ -115,6 +115,16 @@ pub enum ForeignTenantKey {
     Forbidden(c24_api::ErrorBody),
 }
 
+/// The `{id}` path parameter of the routes under `/admin/v1/tenants/{id}`
+/// (documentation only: the handlers take `Path<String>`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct TenantIdPath {
+    /// The tenant's id.
+    id: String,
+}
+
 /// `GET /healthz` and `GET /readyz`.
 #[derive(ToSchema)]
 pub struct Health {

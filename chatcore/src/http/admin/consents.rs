@@ -39,7 +39,7 @@ fn publish(app: &AppState, r: &ConsentRecord, change: &str, now: i64) {
     path = "/admin/v1/tenants/{id}/consents",
     tag = "admin",
     operation_id = "recordConsent",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     request_body = RecordConsent,
     responses(
         (status = 201, description = "Recorded.", body = Consent),
@@ -113,7 +113,7 @@ pub async fn record(
     tag = "admin",
     operation_id = "withdrawConsent",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("consent_id" = String, Path, description = "The consent record's id."),
     ),
     request_body = WithdrawConsent,
@@ -195,7 +195,7 @@ pub struct ListParams {
     path = "/admin/v1/tenants/{id}/consents",
     tag = "admin",
     operation_id = "listConsents",
-    params(("id" = String, Path, description = "The tenant's id."), ListParams),
+    params(crate::http::openapi::TenantIdPath, ListParams),
     responses(
         (status = 200, description = "A page of consent records and the counts.", body = ConsentList),
         (status = 400, description = "`invalid_query`: bad limit, more than one identifier, an invalid one, or a query string that does not parse.", body = c24_api::ErrorBody),

@@ -115,7 +115,7 @@ async fn save(app: &AppState, r: &Request) -> Result<(), ApiError> {
     path = "/admin/v1/tenants/{id}/dsr",
     tag = "admin",
     operation_id = "fileDsr",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     request_body = CreateDsr,
     responses(
         (status = 201, description = "Filed.", body = Dsr),
@@ -174,7 +174,7 @@ pub struct ListParams {
     path = "/admin/v1/tenants/{id}/dsr",
     tag = "admin",
     operation_id = "listDsr",
-    params(("id" = String, Path, description = "The tenant's id."), ListParams),
+    params(crate::http::openapi::TenantIdPath, ListParams),
     responses(
         (status = 200, description = "A page of requests, each with its deadline and whether it is overdue.", body = DsrList),
         (status = 400, description = "`invalid_query`: bad limit or query string.", body = c24_api::ErrorBody),
@@ -214,7 +214,7 @@ pub async fn list(
     tag = "admin",
     operation_id = "getDsr",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("dsr_id" = String, Path, description = "The request's id."),
     ),
     responses(
@@ -242,7 +242,7 @@ pub async fn show(
     tag = "admin",
     operation_id = "extendDsr",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("dsr_id" = String, Path, description = "The request's id."),
     ),
     request_body = ExtendDsr,
@@ -389,7 +389,7 @@ async fn plan_rectification(
     tag = "admin",
     operation_id = "completeDsr",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("dsr_id" = String, Path, description = "The request's id."),
     ),
     request_body = CompleteDsr,
@@ -553,7 +553,7 @@ pub async fn complete(
     tag = "admin",
     operation_id = "downloadDsrExport",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("dsr_id" = String, Path, description = "The request's id."),
     ),
     responses(

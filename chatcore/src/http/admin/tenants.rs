@@ -295,7 +295,7 @@ const OPEN_WINDOW_MS: Millis = 86_400_000;
     path = "/admin/v1/tenants/{id}/conversations",
     tag = "admin",
     operation_id = "tenantConversations",
-    params(("id" = String, Path, description = "The tenant's id."), ConversationParams),
+    params(crate::http::openapi::TenantIdPath, ConversationParams),
     responses(
         (status = 200, description = "A page of the tenant's conversations, newest first.", body = TenantConversationList),
         (status = 400, description = "`invalid_query`: bad limit or query string.", body = c24_api::ErrorBody),
@@ -441,7 +441,7 @@ impl ListCache {
     path = "/admin/v1/tenants/{id}",
     tag = "admin",
     operation_id = "getTenant",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "The tenant (no secrets).", body = Tenant),
         crate::http::openapi::TenantNotFound,
@@ -495,7 +495,7 @@ fn conflict(message: impl Into<String>) -> ApiError {
     path = "/admin/v1/tenants/{id}/sign-dpa",
     tag = "admin",
     operation_id = "signDpa",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Signed (or already was).", body = Tenant),
         (status = 409, description = "`invalid_state`: the tenant is terminated.", body = c24_api::ErrorBody),
@@ -527,7 +527,7 @@ pub async fn sign_dpa(
     path = "/admin/v1/tenants/{id}/suspend",
     tag = "admin",
     operation_id = "suspendTenant",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Suspended (or already was).", body = Tenant),
         (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
@@ -569,7 +569,7 @@ async fn switch_status(
     path = "/admin/v1/tenants/{id}/resume",
     tag = "admin",
     operation_id = "resumeTenant",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Active again (or already was).", body = Tenant),
         (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
@@ -591,7 +591,7 @@ pub async fn resume(
     path = "/admin/v1/tenants/{id}/terminate",
     tag = "admin",
     operation_id = "terminateTenant",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Terminated; purge_after is set.", body = Tenant),
         (status = 409, description = "`invalid_state`: the tenant is already terminated or purged.", body = c24_api::ErrorBody),
@@ -638,7 +638,7 @@ pub async fn terminate(
     path = "/admin/v1/tenants/{id}/destroy-key",
     tag = "admin",
     operation_id = "destroyTenantKey",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "The key is destroyed (or already was).", body = Tenant),
         (status = 409, description = "`invalid_state`: the tenant is not terminated.", body = c24_api::ErrorBody),
