@@ -16,7 +16,7 @@ use c24_api::admin::tenants::{Tenant, TenantConversation};
 use c24_api::admin::throughput::Throughput;
 use serde_json::{Value, json};
 
-use crate::store::{ConversationRow, Store, TenantRecord};
+use crate::store::{ConversationRow, DetailConversations, Store, TenantRecord};
 
 /// The core's clock in the fixtures.
 pub const NOW: &str = "2026-03-01T12:00:00Z";
@@ -565,5 +565,10 @@ pub fn focus_tenant(s: &mut Store, i: usize, now: Instant) {
     s.focus(Some(&id));
     let mut tp = throughput();
     tp.tenant = Some(id.clone());
-    s.set_detail(TenantRecord::from(tenant(i)), &tp, conversations(i), now);
+    s.set_detail(
+        TenantRecord::from(tenant(i)),
+        &tp,
+        DetailConversations::Rows(conversations(i)),
+        now,
+    );
 }

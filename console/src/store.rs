@@ -487,8 +487,20 @@ pub struct DetailView {
     pub id: String,
     pub tenant: Option<TenantRecord>,
     pub throughput: Option<ThroughputView>,
-    /// Its newest conversations (metadata only); `None` until fetched.
-    pub conversations: Option<Vec<ConversationRow>>,
+    /// Its newest conversations (metadata only).
+    pub conversations: DetailConversations,
+}
+
+/// The detail view's conversations panel: not fetched yet, fetched, or
+/// not served by this core (an older core lacks
+/// `GET /admin/v1/tenants/{id}/conversations`; the rest of the detail
+/// still shows).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum DetailConversations {
+    #[default]
+    Loading,
+    Unavailable,
+    Rows(Vec<ConversationRow>),
 }
 
 /// One of the detail view's conversations, ready to draw.
@@ -965,7 +977,7 @@ impl Store {
             id: id.to_string(),
             tenant: self.tenant_row(id).map(|r| r.record.clone()),
             throughput: None,
-            conversations: None,
+            conversations: DetailConversations::Loading,
         });
         if next.as_ref().map(|d| &d.id) != self.detail.as_ref().map(|d| &d.id) {
             self.detail = next;
@@ -992,7 +1004,7 @@ impl Store {
         &mut self,
         tenant: TenantRecord,
         throughput: &Throughput,
-        conversations: Vec<ConversationRow>,
+        conversations: DetailConversations,
         now: Instant,
     ) {
         let Some(d) = &mut self.detail else { return };
@@ -1005,8 +1017,8 @@ impl Store {
             d.throughput = Some(tv);
             changed = true;
         }
-        if d.conversations.as_ref() != Some(&conversations) {
-            d.conversations = Some(conversations);
+        if d.conversations != conversations {
+            d.conversations = conversations;
             changed = true;
         }
         if changed {

@@ -10,6 +10,7 @@ use c24_api::client::Client;
 use c24_api::client::webchat::WebchatClient;
 use c24_chatcore::Config;
 use c24_console::source::{Command, SourceMsg, Sources};
+use c24_console::store::DetailConversations;
 use tokio::sync::mpsc;
 
 const TOKEN: &str = "sources-test-admin-token";
@@ -68,7 +69,7 @@ async fn tenant_history_and_detail_conversations_reach_the_store() -> anyhow::Re
                     sparkline |= (total - 0.8).abs() < 1e-3;
                 }
             }
-            SourceMsg::Detail(record, _, convs) if record.id == t.id => {
+            SourceMsg::Detail(record, _, DetailConversations::Rows(convs)) if record.id == t.id => {
                 if let [c] = convs.as_slice() {
                     assert_eq!(c.id, ack.conversation_id);
                     assert_eq!(c.channel, "webchat");

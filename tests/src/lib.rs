@@ -61,6 +61,45 @@ impl Core {
         self.running.url()
     }
 
+    /// `GET path` with `token` (the admin token when `None`): its JSON body.
+    pub async fn get_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let token = token.unwrap_or(self.running.admin_token());
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.url()))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// `POST path` with a JSON body, `token` (the admin token when `None`)
+    /// and, for a privileged write, a TOTP code: the status and JSON body.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+        totp: Option<&str>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let token = token.unwrap_or(self.running.admin_token());
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url()))
+            .bearer_auth(token)
+            .json(body);
+        if let Some(code) = totp {
+            req = req.header("X-C24-TOTP", code);
+        }
+        let resp = req.send().await?;
+        Ok((resp.status().as_u16(), resp.json().await?))
+    }
+
     pub fn ws_url(&self) -> String {
         self.running.ws_url()
     }
@@ -153,9 +192,18 @@ pub fn marker(label: &str) -> String {
     format!("{label}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Every file under `dir` (recursively) whose bytes contain `needle`.
-pub fn files_containing(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut hits = Vec::new();
+/// A config adjustment for [`Core::start_with`] / [`Core::start_in`]: the
+/// dev clock and the admin token's TOTP secret.
+pub fn dev_clock_with_totp(secret: &str) -> impl FnOnce(&mut Config) + '_ {
+    move |c| {
+        *c = c.clone().with_dev_clock();
+        c.admin_totp_secret = Some(secret.into());
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d)? {
@@ -163,11 +211,20 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<PathBuf
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let bytes = std::fs::read(&path)?;
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(path);
-                }
+                files.push(path);
             }
+        }
+    }
+    Ok(files)
+}
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut hits = Vec::new();
+    for path in files_under(dir)? {
+        let bytes = std::fs::read(&path)?;
+        if bytes.windows(needle.len()).any(|w| w == needle) {
+            hits.push(path);
         }
     }
     Ok(hits)
@@ -178,58 +235,50 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<PathBuf
 /// WAL frame), so a failing "no trace" check says exactly what is left.
 pub fn occurrences(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<String>> {
     let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let bytes = std::fs::read(&path)?;
-            let offsets: Vec<usize> = bytes
-                .windows(needle.len())
-                .enumerate()
-                .filter(|(_, w)| *w == needle)
-                .map(|(i, _)| i)
-                .collect();
-            if offsets.is_empty() {
-                continue;
-            }
-            let name = path.display().to_string();
-            let wal = name.ends_with("-wal");
-            // The WAL header says the page size; frames are a 24-byte header and a page.
-            let page = if wal && bytes.len() >= 12 {
-                u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
-            } else if bytes.len() >= 18 && bytes.starts_with(b"SQLite format 3") {
-                match u16::from_be_bytes([bytes[16], bytes[17]]) {
-                    1 => 65536,
-                    n => n as usize,
-                }
-            } else {
-                0
-            };
-            let at: Vec<String> = offsets
-                .iter()
-                .map(|&o| match (wal, page) {
-                    (_, 0) => format!("@{o}"),
-                    (true, p) if o >= 32 => {
-                        let frame = (o - 32) / (p + 24);
-                        let fo = 32 + frame * (p + 24);
-                        let pgno = u32::from_be_bytes([
-                            bytes[fo],
-                            bytes[fo + 1],
-                            bytes[fo + 2],
-                            bytes[fo + 3],
-                        ]);
-                        format!("@{o} (frame {frame}, page {pgno})")
-                    }
-                    (true, _) => format!("@{o} (WAL header)"),
-                    (false, p) => format!("@{o} (page {}, byte {})", o / p + 1, o % p),
-                })
-                .collect();
-            found.push(format!("{name} ({} bytes) {}", bytes.len(), at.join(", ")));
+    for path in files_under(dir)? {
+        let bytes = std::fs::read(&path)?;
+        let offsets: Vec<usize> = bytes
+            .windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| *w == needle)
+            .map(|(i, _)| i)
+            .collect();
+        if offsets.is_empty() {
+            continue;
         }
+        let name = path.display().to_string();
+        let wal = name.ends_with("-wal");
+        // The WAL header says the page size; frames are a 24-byte header and a page.
+        let page = if wal && bytes.len() >= 12 {
+            u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize
+        } else if bytes.len() >= 18 && bytes.starts_with(b"SQLite format 3") {
+            match u16::from_be_bytes([bytes[16], bytes[17]]) {
+                1 => 65536,
+                n => n as usize,
+            }
+        } else {
+            0
+        };
+        let at: Vec<String> = offsets
+            .iter()
+            .map(|&o| match (wal, page) {
+                (_, 0) => format!("@{o}"),
+                (true, p) if o >= 32 => {
+                    let frame = (o - 32) / (p + 24);
+                    let fo = 32 + frame * (p + 24);
+                    let pgno = u32::from_be_bytes([
+                        bytes[fo],
+                        bytes[fo + 1],
+                        bytes[fo + 2],
+                        bytes[fo + 3],
+                    ]);
+                    format!("@{o} (frame {frame}, page {pgno})")
+                }
+                (true, _) => format!("@{o} (WAL header)"),
+                (false, p) => format!("@{o} (page {}, byte {})", o / p + 1, o % p),
+            })
+            .collect();
+        found.push(format!("{name} ({} bytes) {}", bytes.len(), at.join(", ")));
     }
     Ok(found)
 }

@@ -3,6 +3,7 @@
 
 use c24_api::client::webchat::WebchatClient;
 use c24_e2e::{Core, WAIT};
+use reqwest::Method;
 use serde_json::Value;
 
 async fn code(resp: reqwest::Response) -> anyhow::Result<(u16, String)> {
@@ -52,122 +53,143 @@ async fn one_tenants_key_never_reads_another_tenants_data() -> anyhow::Result<()
     Ok(())
 }
 
+/// Method, path, bearer token, raw body (sent without a Content-Type),
+/// expected status and error code.
+type Case<'a> = (
+    Method,
+    &'a str,
+    Option<&'a str>,
+    Option<Vec<u8>>,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn wrong_tokens_and_bad_requests_get_json_errors() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("A", true).await?;
-    let url = core.url();
-    let h = &core.http;
     let admin = core.running.admin_token();
-    let cases = vec![
+    let key = t.api_key.as_str();
+    let (get, post) = (Method::GET, Method::POST);
+    let cases: Vec<Case> = vec![
         (
-            h.get(format!("{url}/v1/conversations")).send().await?,
+            get.clone(),
+            "/v1/conversations",
+            None,
+            None,
             401,
             "unauthorized",
         ),
         (
-            h.get(format!("{url}/v1/conversations"))
-                .bearer_auth("nope")
-                .send()
-                .await?,
+            get.clone(),
+            "/v1/conversations",
+            Some("nope"),
+            None,
             401,
             "unauthorized",
         ),
         (
-            h.get(format!("{url}/admin/v1/tenants")).send().await?,
+            get.clone(),
+            "/admin/v1/tenants",
+            None,
+            None,
             401,
             "unauthorized",
         ),
         (
-            h.get(format!("{url}/admin/v1/tenants"))
-                .bearer_auth("nope")
-                .send()
-                .await?,
+            get.clone(),
+            "/admin/v1/tenants",
+            Some("nope"),
+            None,
             401,
             "unauthorized",
         ),
         (
-            h.get(format!("{url}/admin/v1/tenants"))
-                .bearer_auth(&t.api_key)
-                .send()
-                .await?,
+            get.clone(),
+            "/admin/v1/tenants",
+            Some(key),
+            None,
             403,
             "forbidden",
         ),
         (
-            h.get(format!("{url}/admin/v1/tenants/unknown"))
-                .bearer_auth(admin)
-                .send()
-                .await?,
+            get.clone(),
+            "/admin/v1/tenants/unknown",
+            Some(admin),
+            None,
             404,
             "tenant_not_found",
         ),
         (
-            h.post(format!("{url}/admin/v1/tenants"))
-                .bearer_auth(admin)
-                .body("{")
-                .send()
-                .await?,
+            post.clone(),
+            "/admin/v1/tenants",
+            Some(admin),
+            Some(b"{".to_vec()),
             400,
             "invalid_json",
         ),
         (
-            h.post(format!("{url}/admin/v1/tenants"))
-                .bearer_auth(admin)
-                .body(r#"{"name":"x","dpa_signed":true,"colour":"red"}"#)
-                .send()
-                .await?,
+            post.clone(),
+            "/admin/v1/tenants",
+            Some(admin),
+            Some(br#"{"name":"x","dpa_signed":true,"colour":"red"}"#.to_vec()),
             400,
             "invalid_json",
         ),
         (
-            h.post(format!("{url}/admin/v1/tenants"))
-                .bearer_auth(admin)
-                .body(r#"{"name":"  "}"#)
-                .send()
-                .await?,
+            post.clone(),
+            "/admin/v1/tenants",
+            Some(admin),
+            Some(br#"{"name":"  "}"#.to_vec()),
             400,
             "invalid_name",
         ),
         (
-            h.post(format!("{url}/admin/v1/tenants"))
-                .bearer_auth(admin)
-                .body(vec![b' '; 100 * 1024])
-                .send()
-                .await?,
+            post.clone(),
+            "/admin/v1/tenants",
+            Some(admin),
+            Some(vec![b' '; 100 * 1024]),
             413,
             "payload_too_large",
         ),
+        (get.clone(), "/no/such/route", None, None, 404, "not_found"),
         (
-            h.get(format!("{url}/no/such/route")).send().await?,
-            404,
-            "not_found",
-        ),
-        (
-            h.delete(format!("{url}/healthz")).send().await?,
+            Method::DELETE,
+            "/healthz",
+            None,
+            None,
             405,
             "method_not_allowed",
         ),
         (
-            h.get(format!("{url}/v1/conversations?limit=5000"))
-                .bearer_auth(&t.api_key)
-                .send()
-                .await?,
+            get,
+            "/v1/conversations?limit=5000",
+            Some(key),
+            None,
             400,
             "invalid_query",
         ),
         (
-            h.post(format!("{url}/v1/conversations/unknown/messages"))
-                .bearer_auth(&t.api_key)
-                .body(r#"{"content":"x"}"#)
-                .send()
-                .await?,
+            post,
+            "/v1/conversations/unknown/messages",
+            Some(key),
+            Some(br#"{"content":"x"}"#.to_vec()),
             404,
             "conversation_not_found",
         ),
     ];
-    for (resp, status, want) in cases {
-        assert_eq!(code(resp).await?, (status, want.to_string()));
+    for (method, path, token, body, status, want) in cases {
+        let mut req = core
+            .http
+            .request(method.clone(), format!("{}{path}", core.url()));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        let got = code(req.send().await?).await?;
+        assert_eq!(got, (status, want.to_string()), "{method} {path}");
     }
     // Nothing was created by the refused creates.
     assert_eq!(core.admin.list_tenants().await?.items.len(), 1);

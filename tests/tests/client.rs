@@ -9,11 +9,7 @@ const ADMIN_TOTP: &str = "KRSXG5CTMVRXEZLUKN2XAZLSKNSWG4TFOQ";
 
 #[tokio::test]
 async fn the_client_covers_the_admin_api() -> anyhow::Result<()> {
-    let core = Core::start_with(|c| {
-        *c = c.clone().with_dev_clock();
-        c.admin_totp_secret = Some(ADMIN_TOTP.into());
-    })
-    .await?;
+    let core = Core::start_with(c24_e2e::dev_clock_with_totp(ADMIN_TOTP)).await?;
     let api = &core.admin;
     let mut codes = TotpCodes::new(ADMIN_TOTP)?;
     assert_eq!(api.healthz().await?["status"], "ok");

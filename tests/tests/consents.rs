@@ -12,11 +12,7 @@ use serde_json::{Value, json};
 const ADMIN_TOTP: &str = "KRSXG5CTMVRXEZLUKN2XAZLSKNSWG4TFOQ";
 
 async fn start() -> anyhow::Result<Core> {
-    Core::start_with(|c| {
-        *c = c.clone().with_dev_clock();
-        c.admin_totp_secret = Some(ADMIN_TOTP.into());
-    })
-    .await
+    Core::start_with(c24_e2e::dev_clock_with_totp(ADMIN_TOTP)).await
 }
 
 fn consent(subject: DsrSubject, purposes: &[&str]) -> RecordConsent {

@@ -385,6 +385,14 @@ impl T {
         Ok(body)
     }
 
+    /// [`T::expect`] for each case in turn, stopping at the first that fails.
+    async fn expect_each(&self, cases: Vec<(Req, u16, &str)>) -> anyhow::Result<()> {
+        for (r, status, code) in cases {
+            self.expect(r, status, code).await?;
+        }
+        Ok(())
+    }
+
     /// A privileged write, with a fresh code of a pool admin.
     async fn privileged(&self, r: Req, status: u16, code: &str) -> anyhow::Result<Value> {
         let (token, totp) = self.pool.borrow_mut().code()?;
@@ -593,9 +601,11 @@ async fn guard_answers(
                 r
             }
         };
-        t.expect(req(), 401, "unauthorized").await?;
-        t.expect(req().token("not-a-token"), 401, "unauthorized")
-            .await?;
+        t.expect_each(vec![
+            (req(), 401, "unauthorized"),
+            (req().token("not-a-token"), 401, "unauthorized"),
+        ])
+        .await?;
         if !spec.tenant_key {
             t.expect(req().token(&tenant.api_key), 403, "forbidden")
                 .await?;
@@ -609,19 +619,19 @@ async fn guard_answers(
             t.expect(req().token(&low.token), 403, "forbidden").await?;
         }
         if spec.mfa {
-            t.expect(req().token(&staff.admin.token), 401, "mfa_required")
-                .await?;
-            t.expect(
-                req().token(&staff.admin.token).totp(&wrong),
-                401,
-                "mfa_invalid",
-            )
-            .await?;
-            t.expect(
-                req().token(&staff.admin_no_totp.token),
-                401,
-                "mfa_not_enrolled",
-            )
+            t.expect_each(vec![
+                (req().token(&staff.admin.token), 401, "mfa_required"),
+                (
+                    req().token(&staff.admin.token).totp(&wrong),
+                    401,
+                    "mfa_invalid",
+                ),
+                (
+                    req().token(&staff.admin_no_totp.token),
+                    401,
+                    "mfa_not_enrolled",
+                ),
+            ])
             .await?;
         }
     }
@@ -633,9 +643,11 @@ async fn probes(t: &T) -> anyhow::Result<()> {
     assert_eq!(h["status"], "ok");
     let r = t.expect(Req::get("/readyz"), 200, "").await?;
     assert_eq!(r["status"], "ready");
-    t.expect(Req::get("/metrics"), 200, "").await?;
-    t.expect(Req::get("/admin/v1/openapi.json"), 200, "")
-        .await?;
+    t.expect_each(vec![
+        (Req::get("/metrics"), 200, ""),
+        (Req::get("/admin/v1/openapi.json"), 200, ""),
+    ])
+    .await?;
     Ok(())
 }
 
@@ -643,31 +655,29 @@ async fn probes(t: &T) -> anyhow::Result<()> {
 async fn webchat(t: &T, a: &TenantCreated, nodpa: &TenantCreated) -> anyhow::Result<String> {
     let ws = "/v1/webchat/ws";
     let key = &a.channels.webchat.widget_key;
-    t.expect(Req::get(ws).query("visitor=v"), 401, "unauthorized")
-        .await?;
-    t.expect(
-        Req::get(ws).query("widget_key=nope&visitor=v"),
-        401,
-        "unauthorized",
-    )
-    .await?;
-    t.expect(
-        Req::get(ws).query(&format!("widget_key={key}")),
-        400,
-        "invalid_visitor",
-    )
-    .await?;
-    t.expect(
-        Req::get(ws).query(&format!("widget_key={key}&widget_key={key}&visitor=v")),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(
-        Req::get(ws).query(&format!("widget_key={key}&visitor=v")),
-        400,
-        "websocket_required",
-    )
+    t.expect_each(vec![
+        (Req::get(ws).query("visitor=v"), 401, "unauthorized"),
+        (
+            Req::get(ws).query("widget_key=nope&visitor=v"),
+            401,
+            "unauthorized",
+        ),
+        (
+            Req::get(ws).query(&format!("widget_key={key}")),
+            400,
+            "invalid_visitor",
+        ),
+        (
+            Req::get(ws).query(&format!("widget_key={key}&widget_key={key}&visitor=v")),
+            400,
+            "invalid_query",
+        ),
+        (
+            Req::get(ws).query(&format!("widget_key={key}&visitor=v")),
+            400,
+            "websocket_required",
+        ),
+    ])
     .await?;
     let nk = &nodpa.channels.webchat.widget_key;
     t.expect(
@@ -735,27 +745,27 @@ async fn whatsapp(t: &T, a: &TenantCreated, nodpa: &TenantCreated) -> anyhow::Re
         .await?;
     let (_, _, resp) = t.send(Req::get(hook).id(&a.id).query(&ok)).await?;
     assert_eq!(resp.text().await?, "4711");
-    t.expect(
-        Req::get(hook)
-            .id(&a.id)
-            .query(&format!("hub.mode=other&hub.verify_token={verify}")),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(
-        Req::get(hook)
-            .id(&a.id)
-            .query("hub.mode=subscribe&hub.verify_token=wrong"),
-        403,
-        "invalid_verify_token",
-    )
-    .await?;
-    t.expect(
-        Req::get(hook).id("nope").query(&ok),
-        404,
-        "tenant_not_found",
-    )
+    t.expect_each(vec![
+        (
+            Req::get(hook)
+                .id(&a.id)
+                .query(&format!("hub.mode=other&hub.verify_token={verify}")),
+            400,
+            "invalid_query",
+        ),
+        (
+            Req::get(hook)
+                .id(&a.id)
+                .query("hub.mode=subscribe&hub.verify_token=wrong"),
+            403,
+            "invalid_verify_token",
+        ),
+        (
+            Req::get(hook).id("nope").query(&ok),
+            404,
+            "tenant_not_found",
+        ),
+    ])
     .await?;
 
     let signed = |tenant: &TenantCreated, body: Vec<u8>| {
@@ -776,30 +786,31 @@ async fn whatsapp(t: &T, a: &TenantCreated, nodpa: &TenantCreated) -> anyhow::Re
     assert_eq!(receipt["stored"], 1);
     let receipt = t.expect(signed(a, body.clone()), 200, "").await?;
     assert_eq!(receipt["duplicates"], 1);
-    t.expect(
-        Req::post(hook)
-            .id(&a.id)
-            .header(c24_api::whatsapp::SIGNATURE_HEADER, "sha256=00")
-            .raw("application/json", body.clone()),
-        401,
-        "invalid_signature",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(hook)
+                .id(&a.id)
+                .header(c24_api::whatsapp::SIGNATURE_HEADER, "sha256=00")
+                .raw("application/json", body.clone()),
+            401,
+            "invalid_signature",
+        ),
+        (signed(a, b"{}".to_vec()), 400, "invalid_payload"),
+    ])
     .await?;
-    t.expect(signed(a, b"{}".to_vec()), 400, "invalid_payload")
-        .await?;
     let other = whatsapp_text(nodpa, "4915112345678", "Bob", &marker("wamid"), "hi");
     t.expect(signed(nodpa, other.clone()), 403, "dpa_required")
         .await?;
     // A's signature over a notification for another number.
-    t.expect(signed(a, other), 403, "phone_number_mismatch")
-        .await?;
-    t.expect(signed(a, body).id("nope"), 404, "tenant_not_found")
-        .await?;
-    t.expect(
-        signed(a, vec![b' '; c24_chatcore::http::whatsapp::BODY_LIMIT + 1]),
-        413,
-        "payload_too_large",
-    )
+    t.expect_each(vec![
+        (signed(a, other), 403, "phone_number_mismatch"),
+        (signed(a, body).id("nope"), 404, "tenant_not_found"),
+        (
+            signed(a, vec![b' '; c24_chatcore::http::whatsapp::BODY_LIMIT + 1]),
+            413,
+            "payload_too_large",
+        ),
+    ])
     .await?;
     Ok(())
 }
@@ -823,54 +834,49 @@ async fn email(t: &T, a: &TenantCreated, nodpa: &TenantCreated) -> anyhow::Resul
     // Same Message-ID, a fresh signature: a duplicate.
     let r = t.expect(signed(a, &raw, now - 1, rfc822), 200, "").await?;
     assert_eq!(r["duplicate"], true);
-    t.expect(signed(a, &raw, now, rfc822), 401, "signature_replayed")
-        .await?;
-    t.expect(
-        signed(a, &raw, now - 1000, rfc822),
-        401,
-        "signature_expired",
-    )
-    .await?;
-    t.expect(
-        Req::post(inbound)
-            .id(&a.id)
-            .header(c24_api::email::TIMESTAMP_HEADER, &now.to_string())
-            .header(c24_api::email::SIGNATURE_HEADER, "sha256=00")
-            .raw(rfc822, raw.clone()),
-        401,
-        "invalid_signature",
-    )
-    .await?;
-    t.expect(
-        signed(a, &email_raw(&marker("mid")), now + 1, "text/plain"),
-        415,
-        "unsupported_media_type",
-    )
-    .await?;
-    t.expect(
-        signed(a, b"not a message", now + 2, rfc822),
-        400,
-        "invalid_email",
-    )
-    .await?;
-    t.expect(signed(nodpa, &raw, now, rfc822), 403, "dpa_required")
-        .await?;
-    t.expect(
-        signed(a, &raw, now + 3, rfc822).id("nope"),
-        404,
-        "tenant_not_found",
-    )
-    .await?;
-    t.expect(
-        signed(
-            a,
-            &vec![b'x'; c24_api::email::MAX_MESSAGE_BYTES + 1],
-            now,
-            rfc822,
+    t.expect_each(vec![
+        (signed(a, &raw, now, rfc822), 401, "signature_replayed"),
+        (
+            signed(a, &raw, now - 1000, rfc822),
+            401,
+            "signature_expired",
         ),
-        413,
-        "payload_too_large",
-    )
+        (
+            Req::post(inbound)
+                .id(&a.id)
+                .header(c24_api::email::TIMESTAMP_HEADER, &now.to_string())
+                .header(c24_api::email::SIGNATURE_HEADER, "sha256=00")
+                .raw(rfc822, raw.clone()),
+            401,
+            "invalid_signature",
+        ),
+        (
+            signed(a, &email_raw(&marker("mid")), now + 1, "text/plain"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            signed(a, b"not a message", now + 2, rfc822),
+            400,
+            "invalid_email",
+        ),
+        (signed(nodpa, &raw, now, rfc822), 403, "dpa_required"),
+        (
+            signed(a, &raw, now + 3, rfc822).id("nope"),
+            404,
+            "tenant_not_found",
+        ),
+        (
+            signed(
+                a,
+                &vec![b'x'; c24_api::email::MAX_MESSAGE_BYTES + 1],
+                now,
+                rfc822,
+            ),
+            413,
+            "payload_too_large",
+        ),
+    ])
     .await?;
     Ok(())
 }
@@ -887,66 +893,62 @@ async fn agent(
     let msgs = "/v1/conversations/{id}/messages";
     let l = t.expect(Req::get(list).token(&a.api_key), 200, "").await?;
     assert!(l["items"].as_array().is_some_and(|i| !i.is_empty()), "{l}");
-    t.expect(
-        Req::get(list)
-            .query(&format!("tenant={}", a.id))
-            .token(admin),
-        200,
-        "",
-    )
-    .await?;
-    t.expect(Req::get(list), 401, "unauthorized").await?;
-    t.expect(Req::get(list).token(admin), 400, "invalid_query")
-        .await?;
-    t.expect(
-        Req::get(list).query("limit=0").token(&a.api_key),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(
-        Req::get(list)
-            .query(&format!("tenant={}", b.id))
-            .token(&a.api_key),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(Req::get(list).token(&staff.viewer.token), 403, "forbidden")
-        .await?;
-    t.expect(
-        Req::get(list).query("tenant=nope").token(admin),
-        404,
-        "tenant_not_found",
-    )
+    t.expect_each(vec![
+        (
+            Req::get(list)
+                .query(&format!("tenant={}", a.id))
+                .token(admin),
+            200,
+            "",
+        ),
+        (Req::get(list), 401, "unauthorized"),
+        (Req::get(list).token(admin), 400, "invalid_query"),
+        (
+            Req::get(list).query("limit=0").token(&a.api_key),
+            400,
+            "invalid_query",
+        ),
+        (
+            Req::get(list)
+                .query(&format!("tenant={}", b.id))
+                .token(&a.api_key),
+            403,
+            "forbidden",
+        ),
+        (Req::get(list).token(&staff.viewer.token), 403, "forbidden"),
+        (
+            Req::get(list).query("tenant=nope").token(admin),
+            404,
+            "tenant_not_found",
+        ),
+    ])
     .await?;
 
     let m = t
         .expect(Req::get(msgs).id(conversation).token(&a.api_key), 200, "")
         .await?;
     assert_eq!(m["items"][0]["content"], "hello");
-    t.expect(Req::get(msgs).id(conversation), 401, "unauthorized")
-        .await?;
-    t.expect(
-        Req::get(msgs)
-            .id(conversation)
-            .query("after=abc")
-            .token(&a.api_key),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(
-        Req::get(msgs).id(conversation).token(&staff.operator.token),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        Req::get(msgs).id(conversation).token(&b.api_key),
-        404,
-        "conversation_not_found",
-    )
+    t.expect_each(vec![
+        (Req::get(msgs).id(conversation), 401, "unauthorized"),
+        (
+            Req::get(msgs)
+                .id(conversation)
+                .query("after=abc")
+                .token(&a.api_key),
+            400,
+            "invalid_query",
+        ),
+        (
+            Req::get(msgs).id(conversation).token(&staff.operator.token),
+            403,
+            "forbidden",
+        ),
+        (
+            Req::get(msgs).id(conversation).token(&b.api_key),
+            404,
+            "conversation_not_found",
+        ),
+    ])
     .await?;
 
     let reply = |c: &str| Req::post(msgs).id(c);
@@ -960,51 +962,48 @@ async fn agent(
         )
         .await?;
     assert_eq!(v["direction"], "outbound");
-    t.expect(
-        reply(conversation).json(json!({"content": "x"})),
-        401,
-        "unauthorized",
-    )
-    .await?;
-    t.expect(
-        reply(conversation)
-            .token(&a.api_key)
-            .raw("application/json", b"{".to_vec()),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        reply(conversation)
-            .token(&a.api_key)
-            .json(json!({"content": ""})),
-        400,
-        "invalid_content",
-    )
-    .await?;
-    t.expect(
-        reply(conversation)
-            .token(&staff.viewer.token)
-            .json(json!({"content": "x"})),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        reply("nope")
-            .token(&a.api_key)
-            .json(json!({"content": "x"})),
-        404,
-        "conversation_not_found",
-    )
-    .await?;
-    t.expect(
-        reply(conversation)
-            .token(&a.api_key)
-            .json(json!({"content": "x".repeat(70_000)})),
-        413,
-        "payload_too_large",
-    )
+    t.expect_each(vec![
+        (
+            reply(conversation).json(json!({"content": "x"})),
+            401,
+            "unauthorized",
+        ),
+        (
+            reply(conversation)
+                .token(&a.api_key)
+                .raw("application/json", b"{".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            reply(conversation)
+                .token(&a.api_key)
+                .json(json!({"content": ""})),
+            400,
+            "invalid_content",
+        ),
+        (
+            reply(conversation)
+                .token(&staff.viewer.token)
+                .json(json!({"content": "x"})),
+            403,
+            "forbidden",
+        ),
+        (
+            reply("nope")
+                .token(&a.api_key)
+                .json(json!({"content": "x"})),
+            404,
+            "conversation_not_found",
+        ),
+        (
+            reply(conversation)
+                .token(&a.api_key)
+                .json(json!({"content": "x".repeat(70_000)})),
+            413,
+            "payload_too_large",
+        ),
+    ])
     .await?;
     Ok(())
 }
@@ -1028,35 +1027,34 @@ async fn tenants(
         )
         .await?;
     let c = created["id"].as_str().unwrap_or_default().to_string();
-    t.expect(
-        Req::post(coll)
-            .token(op)
-            .raw("application/json", b"{\"name\":".to_vec()),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .token(op)
-            .json(json!({"name": "x", "extra": 1})),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll).token(op).json(json!({"name": " "})),
-        400,
-        "invalid_name",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .token(op)
-            .json(json!({"name": "x".repeat(70_000)})),
-        413,
-        "payload_too_large",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(coll)
+                .token(op)
+                .raw("application/json", b"{\"name\":".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(coll)
+                .token(op)
+                .json(json!({"name": "x", "extra": 1})),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(coll).token(op).json(json!({"name": " "})),
+            400,
+            "invalid_name",
+        ),
+        (
+            Req::post(coll)
+                .token(op)
+                .json(json!({"name": "x".repeat(70_000)})),
+            413,
+            "payload_too_large",
+        ),
+    ])
     .await?;
     let page = t
         .expect(
@@ -1068,25 +1066,24 @@ async fn tenants(
         )
         .await?;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
-    t.expect(
-        Req::get(coll).query("limit=0").token(admin),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(
-        Req::get(coll).query("sort=colour").token(admin),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(Req::get(one).id(&a.id).token(&staff.viewer.token), 200, "")
-        .await?;
-    t.expect(
-        Req::get(one).id("nope").token(admin),
-        404,
-        "tenant_not_found",
-    )
+    t.expect_each(vec![
+        (
+            Req::get(coll).query("limit=0").token(admin),
+            400,
+            "invalid_query",
+        ),
+        (
+            Req::get(coll).query("sort=colour").token(admin),
+            400,
+            "invalid_query",
+        ),
+        (Req::get(one).id(&a.id).token(&staff.viewer.token), 200, ""),
+        (
+            Req::get(one).id("nope").token(admin),
+            404,
+            "tenant_not_found",
+        ),
+    ])
     .await?;
     let convs = "/admin/v1/tenants/{id}/conversations";
     let page = t
@@ -1103,17 +1100,18 @@ async fn tenants(
         page["items"].as_array().is_some_and(|i| !i.is_empty()),
         "{page}"
     );
-    t.expect(
-        Req::get(convs).id(&a.id).query("limit=0").token(admin),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(
-        Req::get(convs).id("nope").token(admin),
-        404,
-        "tenant_not_found",
-    )
+    t.expect_each(vec![
+        (
+            Req::get(convs).id(&a.id).query("limit=0").token(admin),
+            400,
+            "invalid_query",
+        ),
+        (
+            Req::get(convs).id("nope").token(admin),
+            404,
+            "tenant_not_found",
+        ),
+    ])
     .await?;
 
     // Charlie: sign the DPA, suspend (its reply is refused), resume.
@@ -1153,16 +1151,17 @@ async fn tenants(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    t.expect(life("/admin/v1/tenants/{id}/suspend", &b.id), 200, "")
-        .await?;
-    t.expect(
-        Req::post("/v1/conversations/{id}/messages")
-            .id(&bconv)
-            .token(&b.api_key)
-            .json(json!({"content": "x"})),
-        403,
-        "tenant_suspended",
-    )
+    t.expect_each(vec![
+        (life("/admin/v1/tenants/{id}/suspend", &b.id), 200, ""),
+        (
+            Req::post("/v1/conversations/{id}/messages")
+                .id(&bconv)
+                .token(&b.api_key)
+                .json(json!({"content": "x"})),
+            403,
+            "tenant_suspended",
+        ),
+    ])
     .await?;
 
     // Bravo: terminated, its key destroyed; its messages are gone (410).
@@ -1200,29 +1199,27 @@ async fn tenants(
 
 async fn live(t: &T, admin: &str) -> anyhow::Result<()> {
     let tp = "/admin/v1/throughput";
-    t.expect(Req::get(tp).token(admin), 200, "").await?;
-    t.expect(Req::get(tp).query("window=5m").token(admin), 200, "")
-        .await?;
-    t.expect(
-        Req::get(tp).query("window=soon").token(admin),
-        400,
-        "invalid_query",
-    )
+    t.expect_each(vec![
+        (Req::get(tp).token(admin), 200, ""),
+        (Req::get(tp).query("window=5m").token(admin), 200, ""),
+        (
+            Req::get(tp).query("window=soon").token(admin),
+            400,
+            "invalid_query",
+        ),
+        (
+            Req::get(tp).query("window=2d").token(admin),
+            400,
+            "invalid_query",
+        ),
+        (
+            Req::get(tp).query("tenant=nope").token(admin),
+            404,
+            "tenant_not_found",
+        ),
+        (Req::get("/admin/v1/overview").token(admin), 200, ""),
+    ])
     .await?;
-    t.expect(
-        Req::get(tp).query("window=2d").token(admin),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(
-        Req::get(tp).query("tenant=nope").token(admin),
-        404,
-        "tenant_not_found",
-    )
-    .await?;
-    t.expect(Req::get("/admin/v1/overview").token(admin), 200, "")
-        .await?;
     // The first event on the stream is validated against `Event`.
     let ev = t
         .expect(Req::get("/admin/v1/events").token(admin), 200, "")
@@ -1240,30 +1237,32 @@ async fn live(t: &T, admin: &str) -> anyhow::Result<()> {
         t.in_days(-1).replace('+', "%2B"),
         t.in_days(1).replace('+', "%2B")
     );
-    t.expect(Req::get(trace).query(&range).token(admin), 200, "")
-        .await?;
-    t.expect(
-        Req::get(trace).query("from=soon").token(admin),
-        400,
-        "invalid_query",
-    )
+    t.expect_each(vec![
+        (Req::get(trace).query(&range).token(admin), 200, ""),
+        (
+            Req::get(trace).query("from=soon").token(admin),
+            400,
+            "invalid_query",
+        ),
+    ])
     .await?;
     let audit = "/admin/v1/audit";
     let page = t
         .expect(Req::get(audit).query("limit=5").token(admin), 200, "")
         .await?;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(5));
-    t.expect(
-        Req::get(audit).query("limit=0").token(admin),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(
-        Req::get(audit).query("before=x").token(admin),
-        400,
-        "invalid_query",
-    )
+    t.expect_each(vec![
+        (
+            Req::get(audit).query("limit=0").token(admin),
+            400,
+            "invalid_query",
+        ),
+        (
+            Req::get(audit).query("before=x").token(admin),
+            400,
+            "invalid_query",
+        ),
+    ])
     .await?;
     Ok(())
 }
@@ -1408,77 +1407,72 @@ async fn registry(
         )
         .await?;
     assert!(o["objection_count"].as_u64().is_some_and(|n| n >= 1), "{o}");
-    t.expect(
-        Req::post(object)
-            .id(&seeded[1])
-            .token(&staff.operator.token)
-            .json(objection(&a.id)),
-        201,
-        "",
-    )
-    .await?;
-    t.expect(
-        Req::post(object)
-            .id(&seeded[1])
-            .token(&a.api_key)
-            .json(objection(&b.id)),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        Req::post(object)
-            .id(&seeded[1])
-            .token(admin)
-            .json(objection("nope")),
-        404,
-        "tenant_not_found",
-    )
-    .await?;
-    t.expect(
-        Req::post(object)
-            .id("nope")
-            .token(admin)
-            .json(objection(&a.id)),
-        404,
-        "not_found",
-    )
-    .await?;
-    t.expect(
-        Req::post(object)
-            .id(&new_id)
-            .token(admin)
-            .json(objection(&a.id)),
-        409,
-        "conflict",
-    )
-    .await?;
-    t.expect(
-        Req::post(object)
-            .id(&seeded[1])
-            .token(admin)
-            .json(json!({"tenant_id": a.id, "reason": "x".repeat(2_001)})),
-        422,
-        "invalid_field",
-    )
-    .await?;
-    t.expect(
-        Req::post(object)
-            .id(&seeded[1])
-            .token(admin)
-            .raw("application/json", b"{}".to_vec()),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(object)
-            .id(&seeded[1])
-            .token(admin)
-            .json(json!({"tenant_id": "x".repeat(70_000)})),
-        413,
-        "payload_too_large",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(object)
+                .id(&seeded[1])
+                .token(&staff.operator.token)
+                .json(objection(&a.id)),
+            201,
+            "",
+        ),
+        (
+            Req::post(object)
+                .id(&seeded[1])
+                .token(&a.api_key)
+                .json(objection(&b.id)),
+            403,
+            "forbidden",
+        ),
+        (
+            Req::post(object)
+                .id(&seeded[1])
+                .token(admin)
+                .json(objection("nope")),
+            404,
+            "tenant_not_found",
+        ),
+        (
+            Req::post(object)
+                .id("nope")
+                .token(admin)
+                .json(objection(&a.id)),
+            404,
+            "not_found",
+        ),
+        (
+            Req::post(object)
+                .id(&new_id)
+                .token(admin)
+                .json(objection(&a.id)),
+            409,
+            "conflict",
+        ),
+        (
+            Req::post(object)
+                .id(&seeded[1])
+                .token(admin)
+                .json(json!({"tenant_id": a.id, "reason": "x".repeat(2_001)})),
+            422,
+            "invalid_field",
+        ),
+        (
+            Req::post(object)
+                .id(&seeded[1])
+                .token(admin)
+                .raw("application/json", b"{}".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(object)
+                .id(&seeded[1])
+                .token(admin)
+                .json(json!({"tenant_id": "x".repeat(70_000)})),
+            413,
+            "payload_too_large",
+        ),
+    ])
     .await?;
 
     let feed = "/admin/v1/subprocessors/feed.json";
@@ -1506,33 +1500,32 @@ async fn clock(t: &T, staff: &c24_e2e::StaffTokens, admin: &str) -> anyhow::Resu
             .is_some_and(|ms| ms >= before + 60_000),
         "{now}"
     );
-    t.expect(
-        Req::post(adv).token(admin).json(json!({"seconds": 0})),
-        400,
-        "invalid_seconds",
-    )
-    .await?;
-    t.expect(
-        Req::post(adv).token(admin).json(json!({"secs": 1})),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(adv)
-            .token(&staff.operator.token)
-            .json(json!({"seconds": 1})),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        Req::post(adv)
-            .token(admin)
-            .json(json!({"seconds": 1, "pad": "x".repeat(70_000)})),
-        413,
-        "payload_too_large",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(adv).token(admin).json(json!({"seconds": 0})),
+            400,
+            "invalid_seconds",
+        ),
+        (
+            Req::post(adv).token(admin).json(json!({"secs": 1})),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(adv)
+                .token(&staff.operator.token)
+                .json(json!({"seconds": 1})),
+            403,
+            "forbidden",
+        ),
+        (
+            Req::post(adv)
+                .token(admin)
+                .json(json!({"seconds": 1, "pad": "x".repeat(70_000)})),
+            413,
+            "payload_too_large",
+        ),
+    ])
     .await?;
 
     let plain = Core::start().await?;
@@ -1623,59 +1616,56 @@ async fn dsr(
     // Told when received (the request's own millisecond timestamp).
     let received = erasure["received_at"].clone();
     let (access, erasure) = (id_of(&access), id_of(&erasure));
-    t.expect(
-        Req::post(coll)
-            .id(&a.id)
-            .token(admin)
-            .raw("application/json", b"{".to_vec()),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .id(&b.id)
-            .token(&a.api_key)
-            .json(access_body.clone()),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .id("nope")
-            .token(admin)
-            .json(access_body.clone()),
-        404,
-        "tenant_not_found",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .id(&b.id)
-            .token(admin)
-            .json(access_body.clone()),
-        410,
-        "key_destroyed",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .id(&a.id)
-            .token(admin)
-            .json(json!({"type": "access", "subject": {"email": "x".repeat(70_000)}})),
-        413,
-        "payload_too_large",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .id(&a.id)
-            .token(admin)
-            .json(json!({"type": "access", "subject": {}})),
-        422,
-        "invalid_subject",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(coll)
+                .id(&a.id)
+                .token(admin)
+                .raw("application/json", b"{".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(coll)
+                .id(&b.id)
+                .token(&a.api_key)
+                .json(access_body.clone()),
+            403,
+            "forbidden",
+        ),
+        (
+            Req::post(coll)
+                .id("nope")
+                .token(admin)
+                .json(access_body.clone()),
+            404,
+            "tenant_not_found",
+        ),
+        (
+            Req::post(coll)
+                .id(&b.id)
+                .token(admin)
+                .json(access_body.clone()),
+            410,
+            "key_destroyed",
+        ),
+        (
+            Req::post(coll)
+                .id(&a.id)
+                .token(admin)
+                .json(json!({"type": "access", "subject": {"email": "x".repeat(70_000)}})),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Req::post(coll)
+                .id(&a.id)
+                .token(admin)
+                .json(json!({"type": "access", "subject": {}})),
+            422,
+            "invalid_subject",
+        ),
+    ])
     .await?;
 
     let list = t
@@ -1685,37 +1675,34 @@ async fn dsr(
         list["items"].as_array().is_some_and(|i| i.len() >= 2),
         "{list}"
     );
-    t.expect(
-        Req::get(coll).id(&a.id).query("limit=0").token(admin),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(Req::get(coll).id(&b.id).token(&a.api_key), 403, "forbidden")
-        .await?;
-    t.expect(
-        Req::get(coll).id("nope").token(admin),
-        404,
-        "tenant_not_found",
-    )
-    .await?;
-    t.expect(
-        Req::get(one).ids(&a.id, &access).token(&staff.viewer.token),
-        200,
-        "",
-    )
-    .await?;
-    t.expect(
-        Req::get(one).ids(&b.id, &access).token(&a.api_key),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        Req::get(one).ids(&a.id, "nope").token(admin),
-        404,
-        "dsr_not_found",
-    )
+    t.expect_each(vec![
+        (
+            Req::get(coll).id(&a.id).query("limit=0").token(admin),
+            400,
+            "invalid_query",
+        ),
+        (Req::get(coll).id(&b.id).token(&a.api_key), 403, "forbidden"),
+        (
+            Req::get(coll).id("nope").token(admin),
+            404,
+            "tenant_not_found",
+        ),
+        (
+            Req::get(one).ids(&a.id, &access).token(&staff.viewer.token),
+            200,
+            "",
+        ),
+        (
+            Req::get(one).ids(&b.id, &access).token(&a.api_key),
+            403,
+            "forbidden",
+        ),
+        (
+            Req::get(one).ids(&a.id, "nope").token(admin),
+            404,
+            "dsr_not_found",
+        ),
+    ])
     .await?;
 
     let told = json!({"months": 1, "reason": "complex", "person_informed_at": received});
@@ -1730,50 +1717,48 @@ async fn dsr(
         )
         .await?;
     assert_eq!(v["status"], "extended");
-    t.expect(
-        Req::post(extend)
-            .ids(&a.id, &erasure)
-            .token(admin)
-            .raw("application/json", b"{".to_vec()),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(extend)
-            .ids(&b.id, &erasure)
-            .token(&a.api_key)
-            .json(told.clone()),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        Req::post(extend)
-            .ids(&a.id, "nope")
-            .token(admin)
-            .json(told.clone()),
-        404,
-        "dsr_not_found",
-    )
-    .await?;
-    t.expect(
-        Req::post(extend)
-            .ids(&a.id, &erasure)
-            .token(admin)
-            .json(json!({"months": 1, "reason": "x".repeat(70_000), "person_informed_at": ""})),
-        413,
-        "payload_too_large",
-    )
-    .await?;
-    t.expect(
-        Req::post(extend)
-            .ids(&a.id, &erasure)
-            .token(admin)
-            .json(json!({"months": 5, "reason": "x", "person_informed_at": t.in_days(0)})),
-        422,
-        "invalid_field",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(extend)
+                .ids(&a.id, &erasure)
+                .token(admin)
+                .raw("application/json", b"{".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(extend)
+                .ids(&b.id, &erasure)
+                .token(&a.api_key)
+                .json(told.clone()),
+            403,
+            "forbidden",
+        ),
+        (
+            Req::post(extend)
+                .ids(&a.id, "nope")
+                .token(admin)
+                .json(told.clone()),
+            404,
+            "dsr_not_found",
+        ),
+        (
+            Req::post(extend)
+                .ids(&a.id, &erasure)
+                .token(admin)
+                .json(json!({"months": 1, "reason": "x".repeat(70_000), "person_informed_at": ""})),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Req::post(extend)
+                .ids(&a.id, &erasure)
+                .token(admin)
+                .json(json!({"months": 5, "reason": "x", "person_informed_at": t.in_days(0)})),
+            422,
+            "invalid_field",
+        ),
+    ])
     .await?;
 
     let done = t
@@ -1834,33 +1819,31 @@ async fn dsr(
         )
         .await?;
     assert_eq!(erased["outcome"]["contacts"], 1, "{erased}");
-    t.expect(
-        Req::post(extend)
-            .ids(&a.id, &erasure)
-            .token(admin)
-            .json(told),
-        409,
-        "invalid_state",
-    )
-    .await?;
-
-    t.expect(
-        Req::get(export).ids(&a.id, &erasure).token(&a.api_key),
-        409,
-        "invalid_state",
-    )
-    .await?;
-    t.expect(
-        Req::get(export).ids(&a.id, &access).token(admin),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        Req::get(export).ids(&a.id, "nope").token(&a.api_key),
-        404,
-        "dsr_not_found",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(extend)
+                .ids(&a.id, &erasure)
+                .token(admin)
+                .json(told),
+            409,
+            "invalid_state",
+        ),
+        (
+            Req::get(export).ids(&a.id, &erasure).token(&a.api_key),
+            409,
+            "invalid_state",
+        ),
+        (
+            Req::get(export).ids(&a.id, &access).token(admin),
+            403,
+            "forbidden",
+        ),
+        (
+            Req::get(export).ids(&a.id, "nope").token(&a.api_key),
+            404,
+            "dsr_not_found",
+        ),
+    ])
     .await?;
     let doc = t
         .expect(
@@ -1907,55 +1890,52 @@ async fn consents(
         .await?;
     assert_eq!(c["status"], "given");
     let c = id_of(&c);
-    t.expect(
-        Req::post(coll)
-            .id(&a.id)
-            .token(admin)
-            .raw("application/json", b"{".to_vec()),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .id(&b.id)
-            .token(&a.api_key)
-            .json(given.clone()),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll).id("nope").token(admin).json(given.clone()),
-        404,
-        "tenant_not_found",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll).id(&b.id).token(admin).json(given.clone()),
-        410,
-        "key_destroyed",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .id(&a.id)
-            .token(admin)
-            .json(json!({"subject": {"email": "x".repeat(70_000)}})),
-        413,
-        "payload_too_large",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll).id(&a.id).token(admin).json(json!({
-            "subject": {"email": "carol@example.com"},
-            "purposes": [],
-            "collection_method": "web form",
-            "policy_version": "1",
-        })),
-        422,
-        "invalid_field",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(coll)
+                .id(&a.id)
+                .token(admin)
+                .raw("application/json", b"{".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(coll)
+                .id(&b.id)
+                .token(&a.api_key)
+                .json(given.clone()),
+            403,
+            "forbidden",
+        ),
+        (
+            Req::post(coll).id("nope").token(admin).json(given.clone()),
+            404,
+            "tenant_not_found",
+        ),
+        (
+            Req::post(coll).id(&b.id).token(admin).json(given.clone()),
+            410,
+            "key_destroyed",
+        ),
+        (
+            Req::post(coll)
+                .id(&a.id)
+                .token(admin)
+                .json(json!({"subject": {"email": "x".repeat(70_000)}})),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Req::post(coll).id(&a.id).token(admin).json(json!({
+                "subject": {"email": "carol@example.com"},
+                "purposes": [],
+                "collection_method": "web form",
+                "policy_version": "1",
+            })),
+            422,
+            "invalid_field",
+        ),
+    ])
     .await?;
 
     let surveys = json!({"purposes": ["surveys"]});
@@ -1973,59 +1953,56 @@ async fn consents(
         (w["status"].as_str(), w["purge_after"].is_null()),
         (Some("given"), true)
     );
-    t.expect(
-        Req::post(withdraw)
-            .ids(&a.id, &c)
-            .token(admin)
-            .raw("application/json", b"{".to_vec()),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(withdraw)
-            .ids(&b.id, &c)
-            .token(&a.api_key)
-            .json(json!({})),
-        403,
-        "forbidden",
-    )
-    .await?;
-    t.expect(
-        Req::post(withdraw)
-            .ids(&a.id, "nope")
-            .token(admin)
-            .json(json!({})),
-        404,
-        "consent_not_found",
-    )
-    .await?;
-    t.expect(
-        Req::post(withdraw)
-            .ids(&a.id, &c)
-            .token(admin)
-            .json(surveys),
-        409,
-        "invalid_state",
-    )
-    .await?;
-    t.expect(
-        Req::post(withdraw)
-            .ids(&a.id, &c)
-            .token(admin)
-            .json(json!({"purposes": ["x".repeat(70_000)]})),
-        413,
-        "payload_too_large",
-    )
-    .await?;
-    t.expect(
-        Req::post(withdraw)
-            .ids(&a.id, &c)
-            .token(admin)
-            .json(json!({"purposes": ["telemarketing"]})),
-        422,
-        "invalid_field",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(withdraw)
+                .ids(&a.id, &c)
+                .token(admin)
+                .raw("application/json", b"{".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(withdraw)
+                .ids(&b.id, &c)
+                .token(&a.api_key)
+                .json(json!({})),
+            403,
+            "forbidden",
+        ),
+        (
+            Req::post(withdraw)
+                .ids(&a.id, "nope")
+                .token(admin)
+                .json(json!({})),
+            404,
+            "consent_not_found",
+        ),
+        (
+            Req::post(withdraw)
+                .ids(&a.id, &c)
+                .token(admin)
+                .json(surveys),
+            409,
+            "invalid_state",
+        ),
+        (
+            Req::post(withdraw)
+                .ids(&a.id, &c)
+                .token(admin)
+                .json(json!({"purposes": ["x".repeat(70_000)]})),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Req::post(withdraw)
+                .ids(&a.id, &c)
+                .token(admin)
+                .json(json!({"purposes": ["telemarketing"]})),
+            422,
+            "invalid_field",
+        ),
+    ])
     .await?;
 
     let list = t
@@ -2046,28 +2023,27 @@ async fn consents(
         )
         .await?;
     assert_eq!(mine["items"].as_array().map(Vec::len), Some(1));
-    t.expect(
-        Req::get(coll).id(&a.id).query("limit=0").token(admin),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(Req::get(coll).id(&b.id).token(&a.api_key), 403, "forbidden")
-        .await?;
-    t.expect(
-        Req::get(coll).id("nope").token(admin),
-        404,
-        "tenant_not_found",
-    )
-    .await?;
-    t.expect(
-        Req::get(coll)
-            .id(&b.id)
-            .query("phone=4915199999999")
-            .token(admin),
-        410,
-        "key_destroyed",
-    )
+    t.expect_each(vec![
+        (
+            Req::get(coll).id(&a.id).query("limit=0").token(admin),
+            400,
+            "invalid_query",
+        ),
+        (Req::get(coll).id(&b.id).token(&a.api_key), 403, "forbidden"),
+        (
+            Req::get(coll).id("nope").token(admin),
+            404,
+            "tenant_not_found",
+        ),
+        (
+            Req::get(coll)
+                .id(&b.id)
+                .query("phone=4915199999999")
+                .token(admin),
+            410,
+            "key_destroyed",
+        ),
+    ])
     .await?;
     Ok(())
 }
@@ -2097,21 +2073,22 @@ async fn incidents(t: &T, staff: &c24_e2e::StaffTokens, a: &TenantCreated) -> an
     assert!(i["clocks"]["authority"].is_object(), "{i}");
     assert!(i["clocks"]["subjects"].is_null(), "{i}");
     let i = id_of(&i);
-    t.expect(
-        Req::post(coll)
-            .token(op)
-            .raw("application/json", b"{".to_vec()),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(coll)
-            .token(op)
-            .json(json!({"nature": "x".repeat(70_000)})),
-        413,
-        "payload_too_large",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(coll)
+                .token(op)
+                .raw("application/json", b"{".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(coll)
+                .token(op)
+                .json(json!({"nature": "x".repeat(70_000)})),
+            413,
+            "payload_too_large",
+        ),
+    ])
     .await?;
     let mut unknown = breach.clone();
     unknown["affected_tenants"] = json!(["nope"]);
@@ -2125,19 +2102,19 @@ async fn incidents(t: &T, staff: &c24_e2e::StaffTokens, a: &TenantCreated) -> an
         .expect(Req::get(coll).token(&staff.viewer.token), 200, "")
         .await?;
     assert_eq!(list["items"][0]["id"], i.as_str());
-    t.expect(
-        Req::get(coll).query("limit=0").token(op),
-        400,
-        "invalid_query",
-    )
-    .await?;
-    t.expect(Req::get(one).id(&i).token(&staff.viewer.token), 200, "")
-        .await?;
-    t.expect(
-        Req::get(one).id("nope").token(op),
-        404,
-        "incident_not_found",
-    )
+    t.expect_each(vec![
+        (
+            Req::get(coll).query("limit=0").token(op),
+            400,
+            "invalid_query",
+        ),
+        (Req::get(one).id(&i).token(&staff.viewer.token), 200, ""),
+        (
+            Req::get(one).id("nope").token(op),
+            404,
+            "incident_not_found",
+        ),
+    ])
     .await?;
     let to_a = json!({"to": "controller", "tenant_id": a.id});
     let v = t
@@ -2151,47 +2128,45 @@ async fn incidents(t: &T, staff: &c24_e2e::StaffTokens, a: &TenantCreated) -> an
         v["clocks"]["controllers"][0]["notified_at"].is_string(),
         "{v}"
     );
-    t.expect(
-        Req::post(notify).id(&i).token(op).json(to_a),
-        409,
-        "already_notified",
-    )
-    .await?;
-    t.expect(
-        Req::post(notify)
-            .id("nope")
-            .token(op)
-            .json(json!({"to": "authority"})),
-        404,
-        "incident_not_found",
-    )
-    .await?;
-    t.expect(
-        Req::post(notify)
-            .id(&i)
-            .token(op)
-            .raw("application/json", b"{".to_vec()),
-        400,
-        "invalid_json",
-    )
-    .await?;
-    t.expect(
-        Req::post(notify)
-            .id(&i)
-            .token(op)
-            .json(json!({"to": "authority", "pad": "x".repeat(70_000)})),
-        413,
-        "payload_too_large",
-    )
-    .await?;
-    t.expect(
-        Req::post(notify)
-            .id(&i)
-            .token(op)
-            .json(json!({"to": "subjects"})),
-        422,
-        "no_such_clock",
-    )
+    t.expect_each(vec![
+        (
+            Req::post(notify).id(&i).token(op).json(to_a),
+            409,
+            "already_notified",
+        ),
+        (
+            Req::post(notify)
+                .id("nope")
+                .token(op)
+                .json(json!({"to": "authority"})),
+            404,
+            "incident_not_found",
+        ),
+        (
+            Req::post(notify)
+                .id(&i)
+                .token(op)
+                .raw("application/json", b"{".to_vec()),
+            400,
+            "invalid_json",
+        ),
+        (
+            Req::post(notify)
+                .id(&i)
+                .token(op)
+                .json(json!({"to": "authority", "pad": "x".repeat(70_000)})),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Req::post(notify)
+                .id(&i)
+                .token(op)
+                .json(json!({"to": "subjects"})),
+            422,
+            "no_such_clock",
+        ),
+    ])
     .await?;
     Ok(())
 }

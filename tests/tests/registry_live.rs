@@ -6,18 +6,14 @@
 use std::time::Duration;
 
 use c24_api::client::webchat::WebchatClient;
-use c24_e2e::{Core, TotpCodes, TotpPool, WAIT, write_tokens_file};
+use c24_e2e::{Core, TotpCodes, TotpPool, WAIT, dev_clock_with_totp, write_tokens_file};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 const ADMIN_TOTP: &str = "KRSXG5CTMVRXEZLUKN2XAZLSKNSWG4TFOQ";
 
 async fn start() -> anyhow::Result<Core> {
-    Core::start_with(|c| {
-        *c = c.clone().with_dev_clock();
-        c.admin_totp_secret = Some(ADMIN_TOTP.into());
-    })
-    .await
+    Core::start_with(dev_clock_with_totp(ADMIN_TOTP)).await
 }
 
 /// A core with a pool of `n` admin tokens for privileged writes.
@@ -41,15 +37,7 @@ async fn post_pooled(
     body: Value,
 ) -> anyhow::Result<(u16, Value)> {
     let (token, code) = pool.code()?;
-    let resp = core
-        .http
-        .post(format!("{}{path}", core.url()))
-        .bearer_auth(token)
-        .header("X-C24-TOTP", code)
-        .json(&body)
-        .send()
-        .await?;
-    Ok((resp.status().as_u16(), resp.json().await?))
+    core.post_json(path, &body, Some(&token), Some(&code)).await
 }
 
 fn entry(list: &Value, id: &str) -> Value {
@@ -61,14 +49,7 @@ fn entry(list: &Value, id: &str) -> Value {
 }
 
 async fn get(core: &Core, path: &str) -> anyhow::Result<Value> {
-    Ok(core
-        .http
-        .get(format!("{}{path}", core.url()))
-        .bearer_auth(core.running.admin_token())
-        .send()
-        .await?
-        .json()
-        .await?)
+    core.get_json(path, None).await
 }
 
 async fn post(
@@ -77,16 +58,7 @@ async fn post(
     body: Value,
     totp: Option<String>,
 ) -> anyhow::Result<(u16, Value)> {
-    let mut req = core
-        .http
-        .post(format!("{}{path}", core.url()))
-        .bearer_auth(core.running.admin_token())
-        .json(&body);
-    if let Some(code) = totp {
-        req = req.header("X-C24-TOTP", code);
-    }
-    let resp = req.send().await?;
-    Ok((resp.status().as_u16(), resp.json().await?))
+    core.post_json(path, &body, None, totp.as_deref()).await
 }
 
 fn rfc3339_in(days: i64) -> String {

@@ -3,7 +3,9 @@
 //! +30 days; 31 days later a purge deletes the data and destroys the key.
 
 use c24_api::client::webchat::WebchatClient;
-use c24_e2e::{Core, TotpCodes, WAIT, files_containing, marker, whatsapp_text};
+use c24_e2e::{
+    Core, TotpCodes, WAIT, dev_clock_with_totp, files_containing, marker, whatsapp_text,
+};
 use serde_json::{Value, json};
 
 const ADMIN_TOTP: &str = "KRSXG5CTMVRXEZLUKN2XAZLSKNSWG4TFOQ";
@@ -15,38 +17,30 @@ struct Admin<'a> {
 
 impl Admin<'_> {
     async fn post(&mut self, path: &str, body: Value, totp: bool) -> anyhow::Result<(u16, Value)> {
-        let mut req = self
-            .core
-            .http
-            .post(format!("{}{path}", self.core.url()))
-            .bearer_auth(self.core.running.admin_token())
-            .json(&body);
-        if totp {
-            req = req.header("X-C24-TOTP", self.codes.code()?);
-        }
-        let resp = req.send().await?;
-        Ok((resp.status().as_u16(), resp.json().await?))
+        let code = if totp { Some(self.codes.code()?) } else { None };
+        self.core
+            .post_json(path, &body, None, code.as_deref())
+            .await
+    }
+
+    /// `POST /admin/v1/tenants/{id}/{action}` with an empty body.
+    async fn tenant_action(
+        &mut self,
+        id: &str,
+        action: &str,
+        totp: bool,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.post(&format!("/admin/v1/tenants/{id}/{action}"), json!({}), totp)
+            .await
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        Ok(self
-            .core
-            .http
-            .get(format!("{}{path}", self.core.url()))
-            .bearer_auth(self.core.running.admin_token())
-            .send()
-            .await?
-            .json()
-            .await?)
+        self.core.get_json(path, None).await
     }
 }
 
 async fn start() -> anyhow::Result<Core> {
-    Core::start_with(|c| {
-        *c = c.clone().with_dev_clock();
-        c.admin_totp_secret = Some(ADMIN_TOTP.into());
-    })
-    .await
+    Core::start_with(dev_clock_with_totp(ADMIN_TOTP)).await
 }
 
 fn category<'a>(report: &'a Value, id: &str) -> &'a Value {
@@ -67,24 +61,12 @@ async fn suspend_closes_ingress_and_keeps_data_resume_reopens() -> anyhow::Resul
     // Without a DPA: refused; after signing: accepted.
     let wa = whatsapp_text(&t, "31611111111", "X", "wamid.1", "hallo");
     assert_eq!(core.whatsapp(&t, &wa, None).await?.status(), 403);
-    let (status, v) = admin
-        .post(
-            &format!("/admin/v1/tenants/{}/sign-dpa", t.id),
-            json!({}),
-            false,
-        )
-        .await?;
+    let (status, v) = admin.tenant_action(&t.id, "sign-dpa", false).await?;
     assert_eq!(status, 200);
     assert_eq!(v["dpa_signed"], true);
     assert_eq!(core.whatsapp(&t, &wa, None).await?.status(), 200);
 
-    let (status, v) = admin
-        .post(
-            &format!("/admin/v1/tenants/{}/suspend", t.id),
-            json!({}),
-            false,
-        )
-        .await?;
+    let (status, v) = admin.tenant_action(&t.id, "suspend", false).await?;
     assert_eq!((status, v["status"].as_str()), (200, Some("suspended")));
     let wa2 = whatsapp_text(&t, "31611111111", "X", "wamid.2", "nog een");
     let refused = core.whatsapp(&t, &wa2, None).await?;
@@ -101,13 +83,7 @@ async fn suspend_closes_ingress_and_keeps_data_resume_reopens() -> anyhow::Resul
     // The data is kept and readable.
     assert_eq!(core.message_count(&t).await?, 1);
 
-    let (status, v) = admin
-        .post(
-            &format!("/admin/v1/tenants/{}/resume", t.id),
-            json!({}),
-            false,
-        )
-        .await?;
+    let (status, v) = admin.tenant_action(&t.id, "resume", false).await?;
     assert_eq!((status, v["status"].as_str()), (200, Some("active")));
     assert_eq!(core.whatsapp(&t, &wa2, None).await?.status(), 200);
     assert_eq!(core.message_count(&t).await?, 2);
@@ -151,13 +127,7 @@ async fn terminated_tenant_is_purged_after_30_days_and_its_key_destroyed() -> an
     v.close().await;
 
     // Terminate: ingress closes, deletion is scheduled 30 days out.
-    let (status, t) = admin
-        .post(
-            &format!("/admin/v1/tenants/{}/terminate", gone.id),
-            json!({}),
-            true,
-        )
-        .await?;
+    let (status, t) = admin.tenant_action(&gone.id, "terminate", true).await?;
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["status"], "terminated");
     assert_eq!(t["retention_state"], "purge_scheduled");
@@ -261,24 +231,12 @@ async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() ->
     v.close().await;
 
     // Only a terminated tenant's key can be destroyed.
-    let (status, v) = admin
-        .post(
-            &format!("/admin/v1/tenants/{}/destroy-key", t.id),
-            json!({}),
-            true,
-        )
-        .await?;
+    let (status, v) = admin.tenant_action(&t.id, "destroy-key", true).await?;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (409, Some("invalid_state"))
     );
-    let (status, _) = admin
-        .post(
-            &format!("/admin/v1/tenants/{}/terminate", t.id),
-            json!({}),
-            true,
-        )
-        .await?;
+    let (status, _) = admin.tenant_action(&t.id, "terminate", true).await?;
     assert_eq!(status, 200);
     // (A restart gives a fresh server, so fresh TOTP steps below.)
     // The wrapped key as stored, to look for after it is destroyed.
@@ -295,22 +253,12 @@ async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() ->
     };
     assert!(!files_containing(core.data_dir(), &wrapped)?.is_empty());
     let dir = core.stop().await;
-    let core = Core::start_in(dir, |c| {
-        *c = c.clone().with_dev_clock();
-        c.admin_totp_secret = Some(ADMIN_TOTP.into());
-    })
-    .await?;
+    let core = Core::start_in(dir, dev_clock_with_totp(ADMIN_TOTP)).await?;
     let mut admin = Admin {
         core: &core,
         codes: TotpCodes::new(ADMIN_TOTP)?,
     };
-    let (status, v) = admin
-        .post(
-            &format!("/admin/v1/tenants/{}/destroy-key", t.id),
-            json!({}),
-            true,
-        )
-        .await?;
+    let (status, v) = admin.tenant_action(&t.id, "destroy-key", true).await?;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "purged");
     assert!(v["key_destroyed_at"].is_string());

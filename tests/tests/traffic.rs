@@ -66,11 +66,7 @@ async fn export(core: &Core, from: &str, to: &str) -> anyhow::Result<(String, Ve
 
 #[tokio::test]
 async fn the_trace_records_every_message_without_content_or_identifiers() -> anyhow::Result<()> {
-    let core = Core::start_with(|c| {
-        *c = c.clone().with_dev_clock();
-        c.admin_totp_secret = Some(ADMIN_TOTP.into());
-    })
-    .await?;
+    let core = Core::start_with(c24_e2e::dev_clock_with_totp(ADMIN_TOTP)).await?;
     let start = core.running.clock().now_ms();
     let a = core.tenant("Trace A", true).await?;
     let b = core.tenant("Trace B", true).await?;

@@ -161,13 +161,7 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let resp = self
-            .http
-            .get(format!("{}{}", self.base, path))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        Self::decode(resp).await
+        self.send(self.http.get(self.url(path))).await
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(
@@ -175,14 +169,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}{}", self.base, path))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await?;
-        Self::decode(resp).await
+        self.send(self.http.post(self.url(path)).json(body)).await
     }
 
     async fn send<T: DeserializeOwned>(
@@ -208,6 +195,15 @@ impl Client {
             req = req.header(TOTP_HEADER, code);
         }
         self.send(req).await
+    }
+
+    /// A state change with no body (`{}`), privileged when `totp` is given.
+    async fn post_action<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        totp: Option<&str>,
+    ) -> Result<T, ClientError> {
+        self.post_mfa(path, &Empty {}, totp).await
     }
 
     // --- probes and documents -------------------------------------------
@@ -289,40 +285,32 @@ impl Client {
 
     /// `POST /admin/v1/tenants/{id}/sign-dpa`.
     pub async fn sign_dpa(&self, id: &str) -> Result<Tenant, ClientError> {
-        self.post_mfa(&format!("/admin/v1/tenants/{id}/sign-dpa"), &Empty {}, None)
+        self.post_action(&format!("/admin/v1/tenants/{id}/sign-dpa"), None)
             .await
     }
 
     /// `POST /admin/v1/tenants/{id}/suspend`.
     pub async fn suspend(&self, id: &str) -> Result<Tenant, ClientError> {
-        self.post_mfa(&format!("/admin/v1/tenants/{id}/suspend"), &Empty {}, None)
+        self.post_action(&format!("/admin/v1/tenants/{id}/suspend"), None)
             .await
     }
 
     /// `POST /admin/v1/tenants/{id}/resume`.
     pub async fn resume(&self, id: &str) -> Result<Tenant, ClientError> {
-        self.post_mfa(&format!("/admin/v1/tenants/{id}/resume"), &Empty {}, None)
+        self.post_action(&format!("/admin/v1/tenants/{id}/resume"), None)
             .await
     }
 
     /// `POST /admin/v1/tenants/{id}/terminate` (privileged: TOTP).
     pub async fn terminate(&self, id: &str, totp: &str) -> Result<Tenant, ClientError> {
-        self.post_mfa(
-            &format!("/admin/v1/tenants/{id}/terminate"),
-            &Empty {},
-            Some(totp),
-        )
-        .await
+        self.post_action(&format!("/admin/v1/tenants/{id}/terminate"), Some(totp))
+            .await
     }
 
     /// `POST /admin/v1/tenants/{id}/destroy-key` (privileged: TOTP).
     pub async fn destroy_key(&self, id: &str, totp: &str) -> Result<Tenant, ClientError> {
-        self.post_mfa(
-            &format!("/admin/v1/tenants/{id}/destroy-key"),
-            &Empty {},
-            Some(totp),
-        )
-        .await
+        self.post_action(&format!("/admin/v1/tenants/{id}/destroy-key"), Some(totp))
+            .await
     }
 
     // --- live figures ---------------------------------------------------------
@@ -478,7 +466,7 @@ impl Client {
 
     /// `POST /admin/v1/retention/purge` (privileged: TOTP).
     pub async fn purge(&self, totp: &str) -> Result<PurgeRun, ClientError> {
-        self.post_mfa("/admin/v1/retention/purge", &Empty {}, Some(totp))
+        self.post_action("/admin/v1/retention/purge", Some(totp))
             .await
     }
 
@@ -521,12 +509,8 @@ impl Client {
         id: &str,
         totp: &str,
     ) -> Result<SubProcessor, ClientError> {
-        self.post_mfa(
-            &format!("/admin/v1/subprocessors/{id}/approve"),
-            &Empty {},
-            Some(totp),
-        )
-        .await
+        self.post_action(&format!("/admin/v1/subprocessors/{id}/approve"), Some(totp))
+            .await
     }
 
     /// `POST /admin/v1/subprocessors/{id}/retire` (privileged: TOTP).
@@ -535,12 +519,8 @@ impl Client {
         id: &str,
         totp: &str,
     ) -> Result<SubProcessor, ClientError> {
-        self.post_mfa(
-            &format!("/admin/v1/subprocessors/{id}/retire"),
-            &Empty {},
-            Some(totp),
-        )
-        .await
+        self.post_action(&format!("/admin/v1/subprocessors/{id}/retire"), Some(totp))
+            .await
     }
 
     /// `POST /admin/v1/subprocessors/{id}/objections` (a tenant's key, or operator).

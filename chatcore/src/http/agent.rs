@@ -18,12 +18,11 @@ use super::error::ApiError;
 use super::extract::{JsonBody, Principal, QueryParams};
 use crate::access::Role;
 use crate::clock::rfc3339;
+use crate::http::page;
 use crate::ingress;
 use crate::store::{ConversationRecord, WriteOp};
 use crate::tenants::TenantEntry;
 
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 /// Largest agent reply body (the same bound as a visitor frame).
 const MAX_CONTENT: usize = c24_api::webchat::MAX_FRAME_BYTES;
 
@@ -36,17 +35,6 @@ pub struct ListParams {
     after: Option<String>,
     /// Admin token only: whose conversations.
     tenant: Option<String>,
-}
-
-fn limit(l: Option<u32>) -> Result<u32, ApiError> {
-    match l {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        )),
-    }
 }
 
 fn tenant_of(
@@ -125,9 +113,8 @@ fn summary(c: ConversationRecord) -> ConversationSummary {
         (status = 400, description = "`invalid_query`: bad limit or query string, or a staff token without ?tenant=.", body = c24_api::ErrorBody),
         (status = 401, description = crate::http::openapi::D_BEARER, body = c24_api::ErrorBody),
         (status = 403, description = "`forbidden`: a tenant key naming another tenant, or a staff role below admin.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn list_conversations(
@@ -136,11 +123,9 @@ pub async fn list_conversations(
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<ConversationList>, ApiError> {
     let tenant = tenant_of(&app, &who, q.tenant.as_deref())?;
-    let limit = limit(q.limit)?;
+    let limit = page::limit(q.limit)?;
     let rows = app.store.conversations(&tenant.id, limit, q.after).await?;
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|c| c.id.clone()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |c| c.id.clone());
     Ok(Json(ConversationList {
         items: rows.into_iter().map(summary).collect(),
         next,
@@ -166,8 +151,7 @@ pub async fn list_conversations(
         (status = 403, description = "`forbidden`: a staff role below admin.", body = c24_api::ErrorBody),
         (status = 404, description = "`conversation_not_found`: no such conversation, or another tenant's.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed; its messages can never be read again.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn list_messages(
@@ -177,7 +161,7 @@ pub async fn list_messages(
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<MessageList>, ApiError> {
     let (conv, tenant) = visible_conversation(&app, &who, &id).await?;
-    let limit = limit(q.limit)?;
+    let limit = page::limit(q.limit)?;
     let after: i64 = match q.after.as_deref() {
         None => 0,
         Some(s) => s
@@ -192,9 +176,7 @@ pub async fn list_messages(
         )
     })?;
     let rows = app.store.messages(&conv.id, after, limit).await?;
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|m| m.seq.to_string()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |m| m.seq.to_string());
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
         let content = ingress::open_body(&cipher, &tenant.id, &r.id, &r.body_ct)?;
@@ -231,9 +213,7 @@ pub async fn list_messages(
         (status = 401, description = crate::http::openapi::D_BEARER, body = c24_api::ErrorBody),
         (status = 403, description = "`forbidden`: a staff role below admin; `dpa_required`: the tenant has no signed DPA; `tenant_suspended`; `tenant_terminated` (also once its key is destroyed); `processing_restricted`: the person's processing is restricted by a data-subject request.", body = c24_api::ErrorBody),
         (status = 404, description = "`conversation_not_found`: no such conversation, or another tenant's.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::BodyWriteErrors,
     ),
 )]
 pub async fn post_message(

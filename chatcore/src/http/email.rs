@@ -62,11 +62,10 @@ fn ids(v: &HeaderValue<'_>) -> Vec<String> {
         (status = 400, description = "`invalid_email`: not an RFC 5322 message, or no From address; `bad_body`: the body could not be read.", body = c24_api::ErrorBody),
         (status = 401, description = "`invalid_signature`: timestamp or signature missing, malformed or wrong; `signature_expired`: the timestamp is over 5 minutes from the server clock; `signature_replayed`: this signature was used before.", body = c24_api::ErrorBody),
         (status = 403, description = crate::http::openapi::D_ADMIT_PERSON, body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 413, description = "`payload_too_large`: the message is over 10 MiB.", body = c24_api::ErrorBody),
         (status = 415, description = "`unsupported_media_type`: Content-Type is not message/rfc822.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn inbound(

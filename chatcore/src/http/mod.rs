@@ -15,6 +15,7 @@ pub mod guard;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod webchat;
 pub mod whatsapp;
 

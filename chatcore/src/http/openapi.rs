@@ -52,6 +52,79 @@ pub const D_ADMIT_PERSON: &str = "`dpa_required`: the tenant has no signed DPA; 
      `processing_restricted`: a data-subject request restricted (or objected to) processing of \
      this person's data; nothing is stored.";
 
+// Shared error responses: a handler's `responses(...)` lists its own
+// successes and errors, then the sets below that it shares with others
+// (utoipa merges them by status). The variants only describe responses.
+
+/// 500 and 503 of a handler that writes through the group-commit writer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum WriteErrors {
+    #[response(status = 500, description = D_INTERNAL)]
+    Internal(c24_api::ErrorBody),
+    #[response(status = 503, description = D_UNAVAILABLE)]
+    Unavailable(c24_api::ErrorBody),
+}
+
+/// [`WriteErrors`] of a route taking a JSON body (64 KiB) it parses strictly.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum JsonWriteErrors {
+    #[response(
+        status = 400,
+        description = "`invalid_json`: malformed body or unknown field."
+    )]
+    InvalidJson(c24_api::ErrorBody),
+    #[response(status = 413, description = D_TOO_LARGE)]
+    TooLarge(c24_api::ErrorBody),
+    #[response(status = 500, description = D_INTERNAL)]
+    Internal(c24_api::ErrorBody),
+    #[response(status = 503, description = D_UNAVAILABLE)]
+    Unavailable(c24_api::ErrorBody),
+}
+
+/// [`WriteErrors`] of a route taking a body (64 KiB) whose 400 is its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyWriteErrors {
+    #[response(status = 413, description = D_TOO_LARGE)]
+    TooLarge(c24_api::ErrorBody),
+    #[response(status = 500, description = D_INTERNAL)]
+    Internal(c24_api::ErrorBody),
+    #[response(status = 503, description = D_UNAVAILABLE)]
+    Unavailable(c24_api::ErrorBody),
+}
+
+/// 404 of a route under `/tenants/{id}` (or naming a tenant) whose only
+/// 404 is the tenant.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum TenantNotFound {
+    #[response(status = 404, description = "`tenant_not_found`: no such tenant.")]
+    TenantNotFound(c24_api::ErrorBody),
+}
+
+/// 403 of a route a tenant key may call for its own tenant only.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ForeignTenantKey {
+    #[response(
+        status = 403,
+        description = "`forbidden`: a tenant key for another tenant."
+    )]
+    Forbidden(c24_api::ErrorBody),
+}
+
+/// The `{id}` path parameter of the routes under `/admin/v1/tenants/{id}`
+/// (documentation only: the handlers take `Path<String>`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct TenantIdPath {
+    /// The tenant's id.
+    id: String,
+}
+
 /// `GET /healthz` and `GET /readyz`.
 #[derive(ToSchema)]
 pub struct Health {

@@ -58,7 +58,7 @@ fn tenant(app: &AppState, id: &str) -> Result<std::sync::Arc<TenantEntry>, ApiEr
         (status = 200, description = "The verify token matches: the body is hub.challenge, verbatim.", body = String, content_type = "text/plain"),
         (status = 400, description = "`invalid_query`: hub.mode is not subscribe, or the query does not parse.", body = c24_api::ErrorBody),
         (status = 403, description = "`invalid_verify_token`: hub.verify_token does not match.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn verify(
@@ -122,10 +122,9 @@ fn signature_ok(headers: &HeaderMap, secret: &str, body: &[u8]) -> bool {
         (status = 400, description = "`invalid_payload`: not a WhatsApp Business notification; `bad_body`: the body could not be read.", body = c24_api::ErrorBody),
         (status = 401, description = "`invalid_signature`: X-Hub-Signature-256 is missing or does not match the body.", body = c24_api::ErrorBody),
         (status = 403, description = "`dpa_required`: the tenant has no signed DPA; `tenant_suspended`; `tenant_terminated` (also once its key is destroyed); `phone_number_mismatch`: metadata.phone_number_id is not this tenant's number; `processing_restricted`: a sender's processing is restricted by a data-subject request (nothing of the notification is stored).", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over 1 MiB.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn notify(

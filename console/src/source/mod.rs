@@ -28,7 +28,7 @@ use c24_api::admin::throughput::Throughput;
 use c24_api::client::{Client, ClientError};
 use tokio::sync::{mpsc, watch};
 
-use crate::store::{ConversationRow, Feed, Outcome, PollState, TenantRecord};
+use crate::store::{DetailConversations, Feed, Outcome, PollState, TenantRecord};
 
 /// What a background task sends to the UI task.
 #[derive(Debug)]
@@ -45,8 +45,9 @@ pub enum SourceMsg {
     },
     /// No tenant has traffic and nothing changed since the last list.
     TenantsIdle,
-    /// The focused tenant, its throughput and its newest conversations.
-    Detail(Box<TenantRecord>, Box<Throughput>, Vec<ConversationRow>),
+    /// The focused tenant, its throughput and its newest conversations
+    /// (`Unavailable` when the core lacks that route).
+    Detail(Box<TenantRecord>, Box<Throughput>, DetailConversations),
     Retention(Box<RetentionReport>),
     Registry(Box<RegistryList>),
     Audit(Vec<AuditEntry>),

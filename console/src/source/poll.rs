@@ -15,12 +15,15 @@ use std::time::{Duration, Instant};
 
 use c24_api::admin::consents::Consent;
 use c24_api::admin::dsr::Dsr;
+use c24_api::admin::tenants::TenantConversationList;
 use c24_api::client::{Client, ClientError, TenantQuery};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{Command, Fingerprint, Hint, SourceMsg, backoff, describe, is_unreachable};
-use crate::store::{ConversationRow, Feed, PollState, TenantRecord, TenantStatus};
+use crate::store::{
+    ConversationRow, DetailConversations, Feed, PollState, TenantRecord, TenantStatus,
+};
 
 /// How often the retention report is fetched without a hint.
 pub const RETENTION_EVERY: Duration = Duration::from_secs(10);
@@ -205,17 +208,18 @@ impl Poller {
             let detail = async {
                 let t = self.client.tenant(&id).await?;
                 let tp = self.client.throughput(WINDOW, Some(&id)).await?;
-                let convs = self
-                    .client
-                    .tenant_conversations(&id, DETAIL_CONVERSATIONS)
-                    .await?;
+                let convs = detail_conversations(
+                    self.client
+                        .tenant_conversations(&id, DETAIL_CONVERSATIONS)
+                        .await,
+                )?;
                 Ok::<_, ClientError>((t, tp, convs))
             };
             match detail.await {
                 Ok((t, tp, convs)) => self.send(SourceMsg::Detail(
                     Box::new(TenantRecord::from(t)),
                     Box::new(tp),
-                    convs.items.into_iter().map(ConversationRow::from).collect(),
+                    convs,
                 )),
                 Err(e) => self.failed(Feed::Detail, e)?,
             }
@@ -478,5 +482,59 @@ pub async fn run(
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// The conversations panel from its fetch: a 404 after the tenant itself
+/// was found means this core predates the route, so the rest of the
+/// detail still shows; any other failure fails the detail.
+fn detail_conversations(
+    r: Result<TenantConversationList, ClientError>,
+) -> Result<DetailConversations, ClientError> {
+    match r {
+        Ok(list) => Ok(DetailConversations::Rows(
+            list.items.into_iter().map(ConversationRow::from).collect(),
+        )),
+        Err(ClientError::Api { status: 404, .. }) => Ok(DetailConversations::Unavailable),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(status: u16, code: &str) -> ClientError {
+        ClientError::Api {
+            status,
+            code: code.into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn a_core_without_the_conversations_route_leaves_the_panel_unavailable() {
+        let r = detail_conversations(Err(api_error(404, "not_found")));
+        assert!(matches!(r, Ok(DetailConversations::Unavailable)));
+        let r = detail_conversations(Err(api_error(404, "unexpected_response")));
+        assert!(matches!(r, Ok(DetailConversations::Unavailable)));
+    }
+
+    #[test]
+    fn other_conversation_failures_still_fail_the_detail() {
+        let r = detail_conversations(Err(api_error(500, "internal")));
+        assert!(matches!(r, Err(ClientError::Api { status: 500, .. })));
+        let r = detail_conversations(Err(api_error(403, "forbidden")));
+        assert!(matches!(r, Err(ClientError::Api { status: 403, .. })));
+    }
+
+    #[test]
+    fn an_answer_becomes_rows() {
+        let list = TenantConversationList {
+            items: Vec::new(),
+            next: None,
+        };
+        let r = detail_conversations(Ok(list));
+        assert!(matches!(r, Ok(DetailConversations::Rows(rows)) if rows.is_empty()));
     }
 }

@@ -3,6 +3,7 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline};
 
@@ -10,6 +11,7 @@ use super::{Component, Ctx};
 use crate::action::Action;
 use crate::keymap::KeyCommand;
 use crate::store::{CHANNELS, Feed};
+use crate::theme::Theme;
 use crate::widgets::panel;
 
 #[derive(Debug, Default)]
@@ -157,19 +159,12 @@ impl Component for OverviewView {
             .map(|r| r.categories.iter().map(|c| c.overdue).sum::<i64>())
             .or(s.overview.as_ref().map(|o| o.retention_overdue));
         if let Some(overdue) = overdue {
-            lines.push(Line::from(vec![
-                Span::styled("overdue records  ", t.dim),
-                Span::styled(
-                    overdue.to_string(),
-                    if overdue > 0 { t.danger } else { t.ok },
-                ),
-            ]));
+            let style = if overdue > 0 { t.danger } else { t.ok };
+            lines.push(figure("overdue records", overdue.to_string(), style, t));
         }
         if let Some(r) = &s.retention {
-            lines.push(Line::from(vec![
-                Span::styled("pending purge    ", t.dim),
-                Span::styled(format!("{} tenants", r.tenants_pending_purge), t.text),
-            ]));
+            let pending = format!("{} tenants", r.tenants_pending_purge);
+            lines.push(figure("pending purge", pending, t.text, t));
         }
         f.render_widget(
             Paragraph::new(lines).block(panel::block("Retention", fresh, t)),
@@ -177,40 +172,17 @@ impl Component for OverviewView {
         );
         let mut lines = Vec::new();
         if let Some(o) = &s.overview {
-            lines.push(Line::from(vec![
-                Span::styled("pending changes  ", t.dim),
-                Span::styled(
-                    o.registry_pending.to_string(),
-                    if o.registry_pending > 0 {
-                        t.warn
-                    } else {
-                        t.text
-                    },
-                ),
-            ]));
-            lines.push(Line::from(vec![
-                Span::styled("flagged          ", t.dim),
-                Span::styled(
-                    o.registry_flagged.to_string(),
-                    if o.registry_flagged > 0 {
-                        t.danger
-                    } else {
-                        t.text
-                    },
-                ),
-            ]));
+            let count = |n: usize, alarm| {
+                let style = if n > 0 { alarm } else { t.text };
+                (n.to_string(), style)
+            };
+            let (n, style) = count(o.registry_pending, t.warn);
+            lines.push(figure("pending changes", n, style, t));
+            let (n, style) = count(o.registry_flagged, t.danger);
+            lines.push(figure("flagged", n, style, t));
             // Third, so 80×24 (two lines) still shows the flagged count.
-            lines.push(Line::from(vec![
-                Span::styled("need approval    ", t.dim),
-                Span::styled(
-                    o.registry_awaiting_approval.to_string(),
-                    if o.registry_awaiting_approval > 0 {
-                        t.danger
-                    } else {
-                        t.text
-                    },
-                ),
-            ]));
+            let (n, style) = count(o.registry_awaiting_approval, t.danger);
+            lines.push(figure("need approval", n, style, t));
         }
         f.render_widget(
             Paragraph::new(lines).block(panel::block("Sub-processors", fresh, t)),
@@ -220,10 +192,12 @@ impl Component for OverviewView {
         // track them (an older core), which is not the same as none open.
         let lines = match s.overview.as_ref().map(|o| o.incidents_open) {
             Some(Some(n)) => vec![
-                Line::from(vec![
-                    Span::styled("open             ", t.dim),
-                    Span::styled(n.to_string(), if n > 0 { t.danger } else { t.ok }),
-                ]),
+                figure(
+                    "open",
+                    n.to_string(),
+                    if n > 0 { t.danger } else { t.ok },
+                    t,
+                ),
                 Line::styled(
                     if n > 0 {
                         "a notification is due (tab 7)"
@@ -234,10 +208,7 @@ impl Component for OverviewView {
                 ),
             ],
             Some(None) => vec![
-                Line::from(vec![
-                    Span::styled("open             ", t.dim),
-                    Span::styled("—", t.dim),
-                ]),
+                figure("open", "—".into(), t.dim, t),
                 Line::styled("not tracked by this core", t.dim),
             ],
             None => Vec::new(),
@@ -247,4 +218,12 @@ impl Component for OverviewView {
             incidents,
         );
     }
+}
+
+/// One figure of a panel: its dim label in a 17-column field, then the value.
+fn figure(label: &str, value: String, style: Style, t: &Theme) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{label:<17}"), t.dim),
+        Span::styled(value, style),
+    ])
 }

@@ -14,7 +14,7 @@ use super::{Component, Ctx};
 use crate::action::{Action, WriteAction};
 use crate::format;
 use crate::keymap::KeyCommand;
-use crate::store::{CHANNELS, Feed, RetentionState};
+use crate::store::{CHANNELS, DetailConversations, Feed, RetentionState};
 use crate::widgets::panel;
 
 #[derive(Debug, Default)]
@@ -187,9 +187,14 @@ impl Component for TenantDetailView {
         }
 
         let lines: Vec<Line> = match &d.conversations {
-            None => vec![Line::styled("loading…", t.dim)],
-            Some(list) if list.is_empty() => vec![Line::styled("no conversations", t.dim)],
-            Some(list) => list
+            DetailConversations::Loading => vec![Line::styled("loading…", t.dim)],
+            DetailConversations::Unavailable => {
+                vec![Line::styled("not available from this core", t.dim)]
+            }
+            DetailConversations::Rows(list) if list.is_empty() => {
+                vec![Line::styled("no conversations", t.dim)]
+            }
+            DetailConversations::Rows(list) => list
                 .iter()
                 .map(|c| {
                     let n = c.id.len();
@@ -251,6 +256,66 @@ impl Component for TenantDetailView {
         f.render_widget(
             Paragraph::new(lines).block(panel::block("Objections", s.freshness(Feed::Registry), t)),
             objections,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use crate::action::Action;
+    use crate::app::{App, AppOptions};
+    use crate::fixtures;
+    use crate::keymap::Keymap;
+    use crate::snapshot::{render, to_text};
+    use crate::store::{DetailConversations, TenantRecord};
+    use crate::theme::{Theme, ThemeName};
+    use crate::views::Tab;
+
+    /// The detail of tenant 0 with its conversations panel in `convs`.
+    fn detail_text(convs: DetailConversations) -> String {
+        let now = Instant::now();
+        let mut store = fixtures::store_at(12, false, now);
+        fixtures::focus_tenant(&mut store, 0, now);
+        let mut tp = fixtures::throughput();
+        tp.tenant = Some(fixtures::tenant_id(0));
+        store.set_detail(TenantRecord::from(fixtures::tenant(0)), &tp, convs, now);
+        let mut app = App::new(
+            store,
+            Theme::for_env(ThemeName::Dark, false),
+            Keymap::default(),
+            AppOptions {
+                write: false,
+                endpoint: "http://127.0.0.1:8080".into(),
+                context: None,
+                contexts: vec!["local".into()],
+                demo_totp_secret: None,
+            },
+        );
+        app.apply(Action::SwitchTab(Tab::Tenants));
+        app.detail_open = true;
+        to_text(&render(&mut app, 120, 36))
+    }
+
+    #[test]
+    fn a_core_without_the_conversations_route_still_shows_the_rest() {
+        let with = detail_text(DetailConversations::Rows(fixtures::conversations(0)));
+        let without = detail_text(DetailConversations::Unavailable);
+        assert!(
+            without.contains("not available from this core"),
+            "{without}"
+        );
+        assert!(!with.contains("not available from this core"), "{with}");
+        // Everything outside the conversations panel is drawn as before.
+        let name = fixtures::tenant(0).name;
+        assert!(without.contains(&name), "{without}");
+        for label in ["open conv.", "Conversations · newest"] {
+            assert!(without.contains(label), "{label}: {without}");
+        }
+        assert!(
+            with.contains("webchat") && with.contains("12 msgs"),
+            "{with}"
         );
     }
 }

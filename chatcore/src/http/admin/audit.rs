@@ -9,6 +9,7 @@ use crate::clock::rfc3339;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::QueryParams;
+use crate::http::page;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -29,25 +30,16 @@ pub struct AuditParams {
     responses(
         (status = 200, description = "A page of audit entries.", body = AuditPage),
         (status = 400, description = "`invalid_query`: bad limit, cursor or query string.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn list(
     State(app): State<AppState>,
     QueryParams(q): QueryParams<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "limit must be 1 to 1000",
-        ));
-    }
+    let limit = page::limit(q.limit)?;
     let rows = app.store.audit(limit, q.before).await?;
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |r| r.id);
     Ok(Json(AuditPage {
         items: rows
             .into_iter()

@@ -19,10 +19,9 @@ use crate::dsr;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Principal, QueryParams};
+use crate::http::page;
 use crate::store::{ConsentRecord, WriteOp};
 
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 const MAX_TEXT: usize = 200;
 const MAX_PURPOSES: usize = 50;
 
@@ -40,18 +39,15 @@ fn publish(app: &AppState, r: &ConsentRecord, change: &str, now: i64) {
     path = "/admin/v1/tenants/{id}/consents",
     tag = "admin",
     operation_id = "recordConsent",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     request_body = RecordConsent,
     responses(
         (status = 201, description = "Recorded.", body = Consent),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_subject`: not exactly one of email, phone, visitor_id, or not a valid one; `invalid_field`: no purposes, or a purpose, collection_method or policy_version empty or over 200 characters, or given_at unparsable or in the future.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
+        crate::http::openapi::TenantNotFound,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn record(
@@ -117,20 +113,17 @@ pub async fn record(
     tag = "admin",
     operation_id = "withdrawConsent",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("consent_id" = String, Path, description = "The consent record's id."),
     ),
     request_body = WithdrawConsent,
     responses(
         (status = 200, description = "Withdrawn; once no purpose stands, purge_after is consent end + 3 years.", body = Consent),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `consent_not_found`: no such consent record for this tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the purposes named are withdrawn already.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: a purpose that is not one of the record's.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn withdraw(
@@ -202,15 +195,14 @@ pub struct ListParams {
     path = "/admin/v1/tenants/{id}/consents",
     tag = "admin",
     operation_id = "listConsents",
-    params(("id" = String, Path, description = "The tenant's id."), ListParams),
+    params(crate::http::openapi::TenantIdPath, ListParams),
     responses(
         (status = 200, description = "A page of consent records and the counts.", body = ConsentList),
         (status = 400, description = "`invalid_query`: bad limit, more than one identifier, an invalid one, or a query string that does not parse.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: a person is named, and the tenant's data key was destroyed.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn list(
@@ -220,13 +212,7 @@ pub async fn list(
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<ConsentList>, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page::limit(q.limit)?;
     let subject_bi = if q.email.is_none() && q.phone.is_none() && q.visitor_id.is_none() {
         None
     } else {
@@ -244,9 +230,7 @@ pub async fn list(
         .consents(&t.id, subject_bi.clone(), limit, q.cursor)
         .await?;
     let counts = app.store.consent_counts(&t.id, subject_bi).await?;
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|r| r.id.clone()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |r| r.id.clone());
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
         items.push(consent::view(r, &ConsentDoc::parse(&r.doc)?));

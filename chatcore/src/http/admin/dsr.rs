@@ -28,11 +28,10 @@ use crate::dsr::{
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Principal, QueryParams};
+use crate::http::page;
 use crate::store::{DsrAction, DsrCompletion, StoreError, WriteOp, WriteOutcome};
 use crate::tenants::TenantEntry;
 
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 const MAX_REASON: usize = 2000;
 const MAX_NAME: usize = 200;
 
@@ -116,18 +115,16 @@ async fn save(app: &AppState, r: &Request) -> Result<(), ApiError> {
     path = "/admin/v1/tenants/{id}/dsr",
     tag = "admin",
     operation_id = "fileDsr",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     request_body = CreateDsr,
     responses(
         (status = 201, description = "Filed.", body = Dsr),
         (status = 400, description = "`invalid_json`: malformed body, unknown field or unknown type.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed; nothing of the person can be found.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_subject`: not exactly one of email, phone, visitor_id, or not a valid one; `invalid_field`: received_at unparsable, in the future or before the tenant existed.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::BodyWriteErrors,
+        crate::http::openapi::TenantNotFound,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn file(
@@ -177,14 +174,13 @@ pub struct ListParams {
     path = "/admin/v1/tenants/{id}/dsr",
     tag = "admin",
     operation_id = "listDsr",
-    params(("id" = String, Path, description = "The tenant's id."), ListParams),
+    params(crate::http::openapi::TenantIdPath, ListParams),
     responses(
         (status = 200, description = "A page of requests, each with its deadline and whether it is overdue.", body = DsrList),
         (status = 400, description = "`invalid_query`: bad limit or query string.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn list(
@@ -194,19 +190,11 @@ pub async fn list(
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<DsrList>, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page::limit(q.limit)?;
     let now = app.clock.now_ms();
     let rows = app.store.dsr_requests(&t.id, limit, q.cursor).await?;
     let (open, overdue) = app.store.dsr_counts(&t.id, now).await?;
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|r| r.id.clone()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |r| r.id.clone());
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
         items.push(Request::from_record(r)?.view(now));
@@ -226,15 +214,14 @@ pub async fn list(
     tag = "admin",
     operation_id = "getDsr",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("dsr_id" = String, Path, description = "The request's id."),
     ),
     responses(
         (status = 200, description = "The request.", body = Dsr),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn show(
@@ -255,20 +242,17 @@ pub async fn show(
     tag = "admin",
     operation_id = "extendDsr",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("dsr_id" = String, Path, description = "The request's id."),
     ),
     request_body = ExtendDsr,
     responses(
         (status = 200, description = "Extended: due_at moved.", body = Dsr),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
-        (status = 403, description = "`forbidden`: a tenant key for another tenant.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the request is completed.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: months not 1 or 2, reason empty or over 2000 characters, person_informed_at unparsable, in the future or before receipt; `extension_limit`: the extensions would add up to more than two months; `extension_too_late`: the person was told after the first month.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
+        crate::http::openapi::ForeignTenantKey,
     ),
 )]
 pub async fn extend(
@@ -405,20 +389,17 @@ async fn plan_rectification(
     tag = "admin",
     operation_id = "completeDsr",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("dsr_id" = String, Path, description = "The request's id."),
     ),
     request_body = CompleteDsr,
     responses(
         (status = 200, description = "Completed; the outcome says what was done.", body = Dsr),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant; `subject_not_found`: a rectification, and nothing is held on the person.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the request is already completed; `conflict`: a rectified identifier belongs to another contact of the tenant.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: field/value missing for a rectification, given for another type, or not valid.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn complete(
@@ -572,7 +553,7 @@ pub async fn complete(
     tag = "admin",
     operation_id = "downloadDsrExport",
     params(
-        ("id" = String, Path, description = "The tenant's id."),
+        crate::http::openapi::TenantIdPath,
         ("dsr_id" = String, Path, description = "The request's id."),
     ),
     responses(
@@ -581,8 +562,7 @@ pub async fn complete(
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: not an access or portability request, or not completed yet.", body = c24_api::ErrorBody),
         (status = 410, description = "`export_gone`: already downloaded, or expired unfetched; `key_destroyed`: the tenant's data key was destroyed.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn export(

@@ -14,11 +14,10 @@ use crate::compliance::{add_months, invalid_field, parse_time, text_field, text_
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Principal, QueryParams};
+use crate::http::page;
 use crate::incidents::{IncidentDoc, NotificationDoc, RETENTION_MONTHS};
 use crate::store::{IncidentRecord, WriteOp};
 
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 const MAX_TEXT: usize = 10_000;
 const MAX_ITEM: usize = 200;
 const MAX_ITEMS: usize = 100;
@@ -71,11 +70,8 @@ fn publish(app: &AppState, id: &str, d: &IncidentDoc, change: &str, now: i64) {
     request_body = CreateIncident,
     responses(
         (status = 201, description = "Recorded, with its clocks.", body = Incident),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: aware_at unparsable or in the future, or a text empty or too long; `unknown_tenant`: an affected tenant does not exist.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn record(
@@ -156,26 +152,17 @@ pub struct ListParams {
     responses(
         (status = 200, description = "A page of incidents.", body = IncidentList),
         (status = 400, description = "`invalid_query`: bad limit or query string.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn list(
     State(app): State<AppState>,
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<IncidentList>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page::limit(q.limit)?;
     let rows = app.store.incidents(limit, q.cursor).await?;
     let now = app.clock.now_ms();
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|r| r.id.clone()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |r| r.id.clone());
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
         let d = IncidentDoc::parse(&r.doc).map_err(|e| {
@@ -196,8 +183,7 @@ pub async fn list(
     responses(
         (status = 200, description = "The incident.", body = Incident),
         (status = 404, description = "`incident_not_found`: no such incident.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn show(
@@ -218,13 +204,10 @@ pub async fn show(
     request_body = RecordNotification,
     responses(
         (status = 201, description = "Recorded; the incident with its clocks.", body = Incident),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
         (status = 404, description = "`incident_not_found`: no such incident.", body = c24_api::ErrorBody),
         (status = 409, description = "`already_notified`: this clock's notification is recorded already.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: tenant_id missing for a controller, or given for another target; `no_such_clock`: the tenant is not affected, the platform is not the controller (authority), or the risk is not high (subjects).", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn notify(

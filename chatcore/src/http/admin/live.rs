@@ -37,7 +37,7 @@ pub struct ThroughputParams {
     responses(
         (status = 200, description = "The window's series and latencies.", body = Throughput),
         (status = 400, description = "`invalid_query`: window unparsable or outside 1s to 24h, or the query does not parse.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn throughput(

@@ -15,8 +15,7 @@ use crate::retention::{self, PurgeRun, RetentionReport};
     operation_id = "retentionReport",
     responses(
         (status = 200, description = "The retention report.", body = RetentionReport),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn report(State(app): State<AppState>) -> Result<Json<RetentionReport>, ApiError> {
@@ -31,8 +30,7 @@ pub async fn report(State(app): State<AppState>) -> Result<Json<RetentionReport>
     operation_id = "purge",
     responses(
         (status = 200, description = "What the purge run deleted.", body = PurgeRun),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn purge(State(app): State<AppState>) -> Result<Json<PurgeRun>, ApiError> {

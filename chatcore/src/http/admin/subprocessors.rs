@@ -91,8 +91,7 @@ pub async fn advance(app: &AppState) -> Result<(), ApiError> {
     operation_id = "listSubprocessors",
     responses(
         (status = 200, description = "Every entry, with pending and flagged counts.", body = RegistryList),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn list(State(app): State<AppState>) -> Result<Json<RegistryList>, ApiError> {
@@ -151,12 +150,9 @@ where
     request_body = Announcement,
     responses(
         (status = 201, description = "Announced: status proposed until effective_at.", body = SubProcessor),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
         (status = 409, description = "`conflict`: the name is already listed under that category.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: a field is empty, too long or not one of its values; `notice_period`: effective_at is inside the notice period.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn announce(
@@ -181,13 +177,10 @@ pub async fn announce(
     request_body = ChangeRequest,
     responses(
         (status = 200, description = "The entry with its pending_change.", body = SubProcessor),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
         (status = 404, description = "`not_found`: no such sub-processor.", body = c24_api::ErrorBody),
         (status = 409, description = "`conflict`: the sub-processor is retired.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: a field is empty, too long, or nothing changes; `notice_period`: effective_at is inside the notice period.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn change(
@@ -219,8 +212,7 @@ pub async fn change(
         (status = 200, description = "The entry, approved (and in effect if its date has passed).", body = SubProcessor),
         (status = 404, description = "`not_found`: no such sub-processor.", body = c24_api::ErrorBody),
         (status = 409, description = "`nothing_to_approve`: no proposal or announced change waits for approval (also for a retired entry).", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn approve(
@@ -252,8 +244,7 @@ pub async fn approve(
         (status = 200, description = "The retired entry.", body = SubProcessor),
         (status = 404, description = "`not_found`: no such sub-processor.", body = c24_api::ErrorBody),
         (status = 409, description = "`conflict`: the sub-processor is already retired.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn retire(
@@ -280,14 +271,11 @@ pub async fn retire(
     request_body = ObjectionRequest,
     responses(
         (status = 201, description = "Recorded (a tenant's earlier objection is replaced).", body = SubProcessor),
-        (status = 400, description = "`invalid_json`: malformed body or unknown field.", body = c24_api::ErrorBody),
         (status = 403, description = "`forbidden`: a tenant key objecting for another tenant.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `not_found`: no such sub-processor.", body = c24_api::ErrorBody),
         (status = 409, description = "`conflict`: the sub-processor is retired.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: tenant_id or reason empty or too long.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn object(
@@ -329,8 +317,7 @@ pub async fn object(
     operation_id = "subprocessorFeed",
     responses(
         (status = 200, description = "A JSON Feed 1.1, newest first.", body = crate::http::openapi::JsonFeed, content_type = "application/feed+json"),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
     ),
 )]
 pub async fn feed(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {

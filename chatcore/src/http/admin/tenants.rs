@@ -19,13 +19,12 @@ use crate::clock::{Millis, rfc3339};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, QueryParams};
+use crate::http::page;
 use crate::retention::{END_USER_GRACE_MS, stamp_tenant};
 use crate::store::{TenantUpdate, WriteOp};
 use crate::tenants::{self, TenantEntry, TenantState};
 
 const MAX_NAME: usize = 200;
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
 
 /// The retention state shown for a tenant.
 fn retention_state(s: &TenantState, now: Millis) -> &'static str {
@@ -103,9 +102,7 @@ fn find(app: &AppState, id: &str) -> Result<Arc<TenantEntry>, ApiError> {
     responses(
         (status = 201, description = "Created; the api key and channel secrets are shown this once.", body = TenantCreated),
         (status = 400, description = "`invalid_json`: malformed body or unknown field; `invalid_name`: name empty or over 200 characters.", body = c24_api::ErrorBody),
-        (status = 413, description = crate::http::openapi::D_TOO_LARGE, body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::BodyWriteErrors,
     ),
 )]
 pub async fn create(
@@ -217,13 +214,9 @@ pub async fn list(
     State(app): State<AppState>,
     QueryParams(q): QueryParams<ListParams>,
 ) -> Result<Json<TenantList>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_LIMIT}"),
-        ));
-    }
+    // Out of u32 is out of range too.
+    let given = q.limit.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+    let limit = page::limit(given)? as usize;
     let sort = q.sort.as_deref().unwrap_or("name");
     if !SORTS.contains(&sort) {
         return Err(ApiError::bad_request(
@@ -302,12 +295,12 @@ const OPEN_WINDOW_MS: Millis = 86_400_000;
     path = "/admin/v1/tenants/{id}/conversations",
     tag = "admin",
     operation_id = "tenantConversations",
-    params(("id" = String, Path, description = "The tenant's id."), ConversationParams),
+    params(crate::http::openapi::TenantIdPath, ConversationParams),
     responses(
         (status = 200, description = "A page of the tenant's conversations, newest first.", body = TenantConversationList),
         (status = 400, description = "`invalid_query`: bad limit or query string.", body = c24_api::ErrorBody),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn conversations(
@@ -315,19 +308,11 @@ pub async fn conversations(
     Path(id): Path<String>,
     QueryParams(q): QueryParams<ConversationParams>,
 ) -> Result<Json<TenantConversationList>, ApiError> {
-    let limit = q.limit.unwrap_or(CONVERSATIONS_DEFAULT);
-    if !(1..=CONVERSATIONS_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {CONVERSATIONS_MAX}"),
-        ));
-    }
+    let limit = page::limit_within(q.limit, CONVERSATIONS_DEFAULT, CONVERSATIONS_MAX)?;
     let t = find(&app, &id)?;
     let now = app.clock.now_ms();
     let rows = app.store.conversations(&t.id, limit, q.after).await?;
-    let next = (rows.len() as u32 == limit)
-        .then(|| rows.last().map(|c| c.id.clone()))
-        .flatten();
+    let next = page::next_cursor(&rows, limit, |c| c.id.clone());
     let items = rows
         .into_iter()
         .map(|c| TenantConversation {
@@ -456,10 +441,10 @@ impl ListCache {
     path = "/admin/v1/tenants/{id}",
     tag = "admin",
     operation_id = "getTenant",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "The tenant (no secrets).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn show(
@@ -510,13 +495,12 @@ fn conflict(message: impl Into<String>) -> ApiError {
     path = "/admin/v1/tenants/{id}/sign-dpa",
     tag = "admin",
     operation_id = "signDpa",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Signed (or already was).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is terminated.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn sign_dpa(
@@ -543,13 +527,12 @@ pub async fn sign_dpa(
     path = "/admin/v1/tenants/{id}/suspend",
     tag = "admin",
     operation_id = "suspendTenant",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Suspended (or already was).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn suspend(
@@ -586,13 +569,12 @@ async fn switch_status(
     path = "/admin/v1/tenants/{id}/resume",
     tag = "admin",
     operation_id = "resumeTenant",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Active again (or already was).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn resume(
@@ -609,13 +591,12 @@ pub async fn resume(
     path = "/admin/v1/tenants/{id}/terminate",
     tag = "admin",
     operation_id = "terminateTenant",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Terminated; purge_after is set.", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is already terminated or purged.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn terminate(
@@ -657,13 +638,12 @@ pub async fn terminate(
     path = "/admin/v1/tenants/{id}/destroy-key",
     tag = "admin",
     operation_id = "destroyTenantKey",
-    params(("id" = String, Path, description = "The tenant's id.")),
+    params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "The key is destroyed (or already was).", body = Tenant),
-        (status = 404, description = "`tenant_not_found`: no such tenant.", body = c24_api::ErrorBody),
         (status = 409, description = "`invalid_state`: the tenant is not terminated.", body = c24_api::ErrorBody),
-        (status = 500, description = crate::http::openapi::D_INTERNAL, body = c24_api::ErrorBody),
-        (status = 503, description = crate::http::openapi::D_UNAVAILABLE, body = c24_api::ErrorBody),
+        crate::http::openapi::WriteErrors,
+        crate::http::openapi::TenantNotFound,
     ),
 )]
 pub async fn destroy_key(
