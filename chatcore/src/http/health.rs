@@ -29,7 +29,7 @@ pub async fn healthz() -> Json<Value> {
     tag = "health",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "Ready: status `ready`.", body = super::openapi::Health),
+        (status = 200, description = "Ready: status `ready`, and whether a WAL truncation is owed.", body = super::openapi::Readiness),
         (status = 503, description = "`unavailable`: storage is not open, or the server is stopping.", body = c24_api::ErrorBody),
     ),
 )]
