@@ -132,6 +132,17 @@ pub struct Health {
     pub status: String,
 }
 
+/// 200 answer of `GET /readyz`.
+#[derive(ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: String,
+    /// A WAL truncation owed after an erasure or a key destruction is not
+    /// done yet (a reader holds an old snapshot); it is retried every 250ms
+    /// and at start, and does not make the node unready.
+    pub wal_truncation_pending: bool,
+}
+
 /// 200 answer to a WhatsApp notification, once every message is durable.
 #[derive(ToSchema)]
 pub struct WhatsAppReceipt {

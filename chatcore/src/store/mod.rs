@@ -640,6 +640,12 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// A WAL truncation owed after an erasure or a key destruction is not
+    /// done yet (SQLite: a reader held an old snapshot); it is retried.
+    fn wal_truncation_pending(&self) -> bool {
+        false
+    }
+
     /// Storage open and the writer running.
     fn ready(&self) -> bool;
 

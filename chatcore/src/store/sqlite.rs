@@ -26,6 +26,9 @@ const SCHEMA_VERSION: &str = "1";
 const READERS: usize = 4;
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "c24.sqlite";
+/// Exists in the data dir while a WAL truncation after an erasure or a key
+/// destruction is owed (see `WalGate`); found at start, it is retried.
+pub const WAL_TRUNCATION_MARKER: &str = "wal-truncation-owed";
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -35,6 +38,7 @@ pub struct SqliteStore {
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     checkpointer: Mutex<Option<Checkpointer>>,
+    wal: Arc<writer::WalGate>,
 }
 
 /// Checkpoints the WAL from its own connection and thread, so the writer's
@@ -126,9 +130,16 @@ impl SqliteStore {
             readers.push(Arc::new(Mutex::new(r)));
         }
         conn.execute_batch(writer::WRITER_PRAGMAS)?;
-        let wal = Arc::new(writer::WalGate::default());
+        let wal = Arc::new(writer::WalGate::new(Some(
+            data_dir.join(WAL_TRUNCATION_MARKER),
+        )));
+        if wal.pending()
+            && let Err(e) = wal.truncate(&conn, writer::WRITER_TRUNCATE_WAIT)
+        {
+            tracing::warn!(error = %e, "owed WAL truncation not possible at start; the checkpointer retries it");
+        }
         let checkpointer = spawn_checkpointer(&path, &keyring, wal.clone())?;
-        let handle = writer::spawn(conn, clock, traffic_trace, wal)
+        let handle = writer::spawn(conn, clock, traffic_trace, wal.clone())
             .map_err(|e| StoreError::Io(format!("starting writer: {e}")))?;
         Ok(Self {
             path,
@@ -138,6 +149,7 @@ impl SqliteStore {
             readers,
             next_reader: AtomicUsize::new(0),
             checkpointer: Mutex::new(Some(checkpointer)),
+            wal,
         })
     }
 
@@ -788,6 +800,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn wal_truncation_pending(&self) -> bool {
+        self.wal.pending()
+    }
+
     fn ready(&self) -> bool {
         self.writer_running.load(Ordering::SeqCst)
             && self.sender.lock().map(|s| s.is_some()).unwrap_or(false)
@@ -807,5 +823,63 @@ impl Store for SqliteStore {
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal_len(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join(format!("{DB_FILE}-wal")))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// B4: the owed truncation survives a restart. Reopened with the marker
+    /// present while a reader holds an old snapshot, the store reports it
+    /// pending (the start attempt cannot truncate) and keeps the marker;
+    /// once the reader is gone the checkpointer truncates and removes it.
+    /// Reopened with the marker and no reader, the start truncates at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_owed_truncation_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let store = SqliteStore::open(dir.path(), false, clock.clone()).unwrap();
+        assert!(!store.wal_truncation_pending());
+        store.close().await;
+        let marker = dir.path().join(WAL_TRUNCATION_MARKER);
+        std::fs::write(&marker, b"owed\n").unwrap();
+
+        // A reader on a snapshot older than the WAL's newest frames.
+        let reader = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM meta;")
+            .unwrap();
+        let other = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        other
+            .execute_batch("INSERT INTO meta (key, value) VALUES ('test', 'x');")
+            .unwrap();
+        assert!(wal_len(dir.path()) > 0);
+
+        let store = SqliteStore::open(dir.path(), false, clock.clone()).unwrap();
+        assert!(store.wal_truncation_pending());
+        assert!(marker.exists());
+
+        reader.execute_batch("COMMIT;").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while store.wal_truncation_pending() {
+            assert!(std::time::Instant::now() < deadline, "never truncated");
+            tokio::task::yield_now().await;
+        }
+        assert!(!marker.exists());
+        assert_eq!(wal_len(dir.path()), 0);
+        store.close().await;
+
+        std::fs::write(&marker, b"owed\n").unwrap();
+        let store = SqliteStore::open(dir.path(), false, clock).unwrap();
+        assert!(!store.wal_truncation_pending());
+        assert!(!marker.exists());
+        store.close().await;
     }
 }

@@ -5,8 +5,10 @@
 //! replayed with a savepoint per op so that op alone fails.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
@@ -31,61 +33,178 @@ pub(crate) struct WriterHandle {
     pub thread: std::thread::JoinHandle<()>,
 }
 
-/// Serialises the WAL checkpoints of the writer and the checkpointer thread.
+/// Serialises the WAL checkpoints of the writer and the checkpointer thread,
+/// and keeps track of a truncation still owed.
 ///
-/// SQLite runs one checkpoint at a time: a `wal_checkpoint(TRUNCATE)` that
-/// meets another connection's checkpoint does not wait, it answers busy and
-/// truncates nothing. After an erasure or a key destruction that left the
-/// erased rows' old page images in the WAL, and the database file's pages
-/// not yet overwritten by the zeroed ones. So both take `lock` around every
-/// checkpoint, and a truncation that still could not finish (a reader in
-/// another process past the busy timeout) stays `pending`: the checkpointer
-/// retries it on its next round instead of a passive checkpoint.
-#[derive(Default)]
+/// After an erasure or a key destruction, the erased rows' old page images
+/// stay in the WAL (and the database file's pages are not yet overwritten by
+/// the zeroed ones) until a `wal_checkpoint(TRUNCATE)` succeeds. SQLite runs
+/// one checkpoint at a time: a truncation that meets another connection's
+/// checkpoint does not wait, it answers busy and truncates nothing. So both
+/// threads take `lock` around every checkpoint.
+///
+/// A truncation never waits long: it holds SQLite's writer lock while it
+/// waits for readers of older snapshots (an online backup can hold one for
+/// minutes), so a long wait would fail the writer's next `BEGIN IMMEDIATE`.
+/// The writer tries once, briefly ([`WRITER_TRUNCATE_WAIT`]); the
+/// checkpointer tries once per round without waiting. Until one succeeds the
+/// truncation is owed: counted in `requested` (over `done`), and persisted as
+/// the marker file, so a restart keeps retrying it.
 pub(crate) struct WalGate {
     lock: Mutex<()>,
-    pending: AtomicBool,
+    /// Truncations asked for so far (erasures, key destructions, a marker
+    /// found at start).
+    requested: AtomicU64,
+    /// The `requested` count read, under `lock`, by the last truncation that
+    /// succeeded: a request counted after it started is still owed.
+    done: AtomicU64,
+    /// "Truncation owed" on disk: exists while `requested > done`.
+    marker: Option<PathBuf>,
 }
 
-/// Tries per truncation before it is left to the checkpointer; each try
-/// waits up to the connection's busy timeout for readers of older snapshots.
-const TRUNCATE_TRIES: usize = 3;
+/// How long the writer's own truncation waits for readers: short, as the
+/// writer's next batch waits behind it; the checkpointer retries without
+/// waiting.
+pub(crate) const WRITER_TRUNCATE_WAIT: Duration = Duration::from_millis(100);
+
+impl Default for WalGate {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
 
 impl WalGate {
-    /// Checkpoints everything and truncates the WAL of both databases,
-    /// checking SQLite's answer (`busy` = 1: it could not).
-    pub(crate) fn truncate(&self, conn: &Connection) -> Result<(), String> {
-        self.pending.store(true, Ordering::SeqCst);
-        let _turn = self.lock.lock().map_err(|_| "checkpoint lock poisoned")?;
-        let mut last = String::new();
-        for _ in 0..TRUNCATE_TRIES {
-            match truncate_both(conn) {
-                Ok(()) => {
-                    self.pending.store(false, Ordering::SeqCst);
-                    return Ok(());
-                }
-                Err(e) => last = e,
-            }
+    /// A gate persisting an owed truncation in `marker`; a marker left by an
+    /// earlier run makes the truncation owed from the start.
+    pub(crate) fn new(marker: Option<PathBuf>) -> Self {
+        let owed = marker.as_deref().is_some_and(Path::exists);
+        if let (true, Some(m)) = (owed, &marker) {
+            tracing::warn!(
+                marker = %m.display(),
+                "a WAL truncation owed after an erasure or key destruction was not done before the last stop; retrying"
+            );
         }
-        Err(last)
+        Self {
+            lock: Mutex::new(()),
+            requested: AtomicU64::new(u64::from(owed)),
+            done: AtomicU64::new(0),
+            marker,
+        }
     }
 
-    /// The checkpointer's round: a pending truncation, else a passive
-    /// checkpoint (copies what it can without blocking anyone).
+    /// A truncation is owed: asked for and not yet done.
+    pub(crate) fn pending(&self) -> bool {
+        self.requested.load(Ordering::SeqCst) > self.done.load(Ordering::SeqCst)
+    }
+
+    /// After an erasure or a key destruction committed: counts the
+    /// truncation as owed (persisting the marker first), then tries it once,
+    /// waiting at most [`WRITER_TRUNCATE_WAIT`] for readers. An error leaves
+    /// it owed; the checkpointer retries it.
+    pub(crate) fn truncate_after_erasure(&self, conn: &Connection) -> Result<(), String> {
+        let _turn = self.lock.lock().map_err(|_| "checkpoint lock poisoned")?;
+        self.owe();
+        self.attempt(conn, WRITER_TRUNCATE_WAIT)
+    }
+
+    /// One truncation, waiting at most `wait` for readers; clears what was
+    /// owed when it started if it succeeds. Used at start and at stop.
+    pub(crate) fn truncate(&self, conn: &Connection, wait: Duration) -> Result<(), String> {
+        let _turn = self.lock.lock().map_err(|_| "checkpoint lock poisoned")?;
+        self.attempt(conn, wait)
+    }
+
+    /// The checkpointer's round: an owed truncation (one try, no waiting),
+    /// else a passive checkpoint (copies what it can without blocking).
     pub(crate) fn checkpoint(&self, conn: &Connection) {
-        if self.pending.load(Ordering::SeqCst) {
-            match self.truncate(conn) {
-                Ok(()) => tracing::info!("pending WAL truncation done"),
-                Err(e) => tracing::warn!(error = %e, "pending WAL truncation still not possible"),
-            }
-            return;
-        }
         let Ok(_turn) = self.lock.lock() else {
             return;
         };
+        if self.pending() {
+            match self.attempt(conn, Duration::ZERO) {
+                Ok(()) => tracing::info!("owed WAL truncation done"),
+                Err(e) => tracing::debug!(error = %e, "owed WAL truncation not possible yet"),
+            }
+            return;
+        }
         if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
             tracing::debug!(error = %e, "passive checkpoint skipped");
         }
+    }
+
+    /// Counts one more owed truncation and persists the marker. Under `lock`,
+    /// so a concurrent success cannot remove the marker after this.
+    fn owe(&self) {
+        self.requested.fetch_add(1, Ordering::SeqCst);
+        if let Some(m) = &self.marker
+            && let Err(e) = write_marker(m)
+        {
+            tracing::error!(
+                marker = %m.display(),
+                error = %e,
+                "could not persist the owed WAL truncation; a restart before it is done forgets it"
+            );
+        }
+    }
+
+    /// One truncation of both databases with `wait` as busy timeout, then
+    /// the connection's own busy timeout again. Called under `lock`.
+    fn attempt(&self, conn: &Connection, wait: Duration) -> Result<(), String> {
+        let started = self.requested.load(Ordering::SeqCst);
+        let normal: i64 = conn
+            .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+            .map_err(|e| format!("reading busy timeout: {e}"))?;
+        conn.busy_timeout(wait)
+            .map_err(|e| format!("setting busy timeout: {e}"))?;
+        let result = truncate_both(conn);
+        let restored = conn.busy_timeout(Duration::from_millis(u64::try_from(normal).unwrap_or(0)));
+        if let Err(e) = restored {
+            tracing::error!(error = %e, "could not restore the busy timeout");
+        }
+        result?;
+        self.truncated(started);
+        Ok(())
+    }
+
+    /// A truncation that started when `started` truncations were owed
+    /// succeeded: those are done; the marker goes once nothing is owed.
+    fn truncated(&self, started: u64) {
+        self.done.fetch_max(started, Ordering::SeqCst);
+        if !self.pending()
+            && let Some(m) = &self.marker
+        {
+            match std::fs::remove_file(m) {
+                Ok(()) => sync_parent(m),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(
+                    marker = %m.display(),
+                    error = %e,
+                    "could not remove the WAL truncation marker; the next start truncates again"
+                ),
+            }
+        }
+    }
+}
+
+/// Writes the marker durably: file contents and its directory entry.
+fn write_marker(path: &Path) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    std::io::Write::write_all(
+        &mut f,
+        b"A WAL truncation is owed after an erasure or key destruction.\n",
+    )?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent()
+        && let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all())
+    {
+        tracing::debug!(error = %e, "syncing the data dir after removing the marker");
     }
 }
 
@@ -301,7 +420,7 @@ fn run(
         }
         commit_batch(&mut conn, &mut ctx, &mut batch, clock.as_ref(), wal);
     }
-    if let Err(e) = wal.truncate(&conn) {
+    if let Err(e) = wal.truncate(&conn, WRITER_TRUNCATE_WAIT) {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
     }
     tracing::debug!("writer stopped");
@@ -374,11 +493,11 @@ fn commit_batch(
     // Before the replies: an erasure is answered once its old page images
     // are out of the WAL and overwritten in the database file.
     if std::mem::take(&mut ctx.truncate_wal)
-        && let Err(e) = wal.truncate(conn)
+        && let Err(e) = wal.truncate_after_erasure(conn)
     {
         tracing::warn!(
             error = %e,
-            "WAL truncation after a key destruction or erasure failed; the checkpointer retries it"
+            "WAL truncation after a key destruction or erasure not possible yet; it stays owed (marker file) and the checkpointer retries it"
         );
     }
     let committed = clock.now_ms();
@@ -1188,40 +1307,160 @@ mod tests {
             .unwrap_or(0)
     }
 
-    /// A truncation SQLite answers with busy is not taken for done: it stays
-    /// pending, and the checkpointer's next round finishes it.
-    #[test]
-    fn a_truncation_that_sqlite_refuses_stays_pending_until_done() {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = open(dir.path());
+    /// A database with rows in both files, a reader holding the snapshot
+    /// before a newer write (so TRUNCATE cannot reset the WAL under it), and
+    /// the writer connection.
+    fn busy_wal(dir: &std::path::Path) -> (Connection, Connection) {
+        let writer = open(dir);
         writer
             .execute_batch(
                 "CREATE TABLE t (v BLOB); INSERT INTO t VALUES (randomblob(5000));
                  CREATE TABLE keyring.k (v BLOB);",
             )
             .unwrap();
-        // A reader on the old snapshot: TRUNCATE cannot reset the WAL under it.
-        let reader = open(dir.path());
+        let reader = open(dir);
         reader
             .execute_batch("BEGIN; SELECT count(*) FROM t;")
             .unwrap();
         writer
             .execute_batch("DELETE FROM t; INSERT INTO t VALUES (randomblob(5000));")
             .unwrap();
-        let gate = WalGate::default();
-        let err = gate.truncate(&writer).unwrap_err();
+        (writer, reader)
+    }
+
+    fn busy_timeout_ms(c: &Connection) -> i64 {
+        c.query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn poll(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A truncation SQLite answers with busy is not taken for done: it stays
+    /// owed (and on disk), and the checkpointer's next round finishes it.
+    #[test]
+    fn a_truncation_that_sqlite_refuses_stays_pending_until_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, reader) = busy_wal(dir.path());
+        let marker = dir.path().join("owed");
+        let gate = WalGate::new(Some(marker.clone()));
+        assert!(!gate.pending());
+        let err = gate.truncate_after_erasure(&writer).unwrap_err();
         assert!(err.contains("busy"), "{err}");
-        assert!(gate.pending.load(Ordering::SeqCst));
+        assert!(gate.pending());
+        assert!(marker.exists());
         assert!(wal_len(dir.path()) > 0);
+        // The connection's own busy timeout is back.
+        assert_eq!(busy_timeout_ms(&writer), 50);
 
         // Still held: the checkpointer's round does not clear it either.
         let checkpointer = open(dir.path());
         gate.checkpoint(&checkpointer);
-        assert!(gate.pending.load(Ordering::SeqCst));
+        assert!(gate.pending());
+        assert!(marker.exists());
 
         reader.execute_batch("COMMIT;").unwrap();
         gate.checkpoint(&checkpointer);
-        assert!(!gate.pending.load(Ordering::SeqCst));
+        assert!(!gate.pending());
+        assert!(!marker.exists());
         assert_eq!(wal_len(dir.path()), 0);
+    }
+
+    /// B3: while a reader holds an old snapshot, an owed truncation retried
+    /// by the checkpointer round after round never holds SQLite's writer
+    /// lock long enough to fail a commit: the writer's busy timeout here
+    /// (1 s) is far below the wait a blocking truncation would take (its
+    /// 5 s busy timeout). Every commit succeeds; the truncation stays owed
+    /// until the reader is gone, then the checkpointer does it.
+    #[test]
+    fn an_owed_truncation_never_fails_a_concurrent_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, reader) = busy_wal(dir.path());
+        writer.busy_timeout(Duration::from_secs(1)).unwrap();
+        let marker = dir.path().join("owed");
+        let gate = Arc::new(WalGate::new(Some(marker.clone())));
+        assert!(gate.truncate_after_erasure(&writer).is_err());
+        assert_eq!(busy_timeout_ms(&writer), 1000);
+
+        let checkpointer = open(dir.path());
+        checkpointer.busy_timeout(Duration::from_secs(5)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (gate, stop, rounds) = (gate.clone(), stop.clone(), rounds.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    gate.checkpoint(&checkpointer);
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                }
+                checkpointer
+            })
+        };
+        // Commits interleaved with at least 50 checkpointer rounds.
+        let mut commits = 0;
+        let first_round = rounds.load(Ordering::SeqCst);
+        while commits < 50 || rounds.load(Ordering::SeqCst) < first_round + 50 {
+            writer
+                .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (randomblob(100)); COMMIT;")
+                .unwrap_or_else(|e| panic!("commit {commits} failed: {e}"));
+            commits += 1;
+            assert!(commits < 1_000_000, "the checkpointer made no rounds");
+        }
+        assert!(gate.pending(), "truncated under a reader's snapshot");
+        assert!(marker.exists());
+
+        reader.execute_batch("COMMIT;").unwrap();
+        poll("the checkpointer truncates once the reader is gone", || {
+            !gate.pending()
+        });
+        stop.store(true, Ordering::SeqCst);
+        let checkpointer = thread.join().unwrap();
+        assert_eq!(busy_timeout_ms(&checkpointer), 5000);
+        assert!(!marker.exists());
+        assert_eq!(wal_len(dir.path()), 0);
+    }
+
+    /// B5: a truncation that started before a request was counted does not
+    /// clear it, even if it succeeds after the request.
+    #[test]
+    fn a_request_counted_after_a_truncation_started_stays_owed() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("owed");
+        let gate = WalGate::new(Some(marker.clone()));
+        gate.owe(); // an earlier erasure, still owed
+        // The checkpointer's truncation starts, seeing one request owed.
+        let started = gate.requested.load(Ordering::SeqCst);
+        assert_eq!(started, 1);
+        gate.owe(); // a new erasure commits meanwhile
+        gate.truncated(started); // the in-flight truncation succeeds
+        assert!(gate.pending(), "the newer request was dropped");
+        assert!(marker.exists());
+        // A truncation started after the request clears it.
+        gate.truncated(gate.requested.load(Ordering::SeqCst));
+        assert!(!gate.pending());
+        assert!(!marker.exists());
+        // An old success reported late does not go backwards.
+        gate.truncated(started);
+        assert!(!gate.pending());
+    }
+
+    /// A marker left by an earlier run makes the truncation owed at start.
+    #[test]
+    fn a_marker_found_at_start_makes_the_truncation_owed() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("owed");
+        assert!(!WalGate::new(Some(marker.clone())).pending());
+        write_marker(&marker).unwrap();
+        let gate = WalGate::new(Some(marker.clone()));
+        assert!(gate.pending());
+        let c = open(dir.path());
+        gate.checkpoint(&c);
+        assert!(!gate.pending());
+        assert!(!marker.exists());
     }
 }
