@@ -163,3 +163,36 @@ pub async fn trace(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(id: i64, entries: Vec<u8>) -> TraceBatch {
+        TraceBatch {
+            id,
+            at: 1_764_582_202_000,
+            entries,
+        }
+    }
+
+    #[test]
+    fn an_unreadable_batch_fails_the_page_instead_of_being_skipped() {
+        let p = Pseudonymizer::new().unwrap();
+        let mut good = traffic::entries_start();
+        traffic::push_entry(
+            &mut good,
+            &traffic::Entry {
+                tenant_id: "0196bbbb00000000000000000000000b".into(),
+                conversation_id: "0196aaaa00000000000000000000000a".into(),
+                channel: c24_api::Channel::Webchat,
+                direction: c24_api::admin::throughput::Direction::Inbound,
+                size: 3,
+            },
+        );
+        let ok = lines(&p, &[batch(1, good.clone())]).unwrap();
+        assert_eq!(ok.iter().filter(|&&b| b == b'\n').count(), 1);
+        let e = lines(&p, &[batch(1, good), batch(2, vec![9, 9])]).unwrap_err();
+        assert!(e.message.contains("batch 2"), "{}", e.message);
+    }
+}
