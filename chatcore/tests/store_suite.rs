@@ -845,7 +845,10 @@ async fn erasure_removes_trace_entries(b: &Backend) {
         panic!("expected Erased, got {out:?}");
     };
     assert_eq!((e.conversations, e.messages, e.trace_entries), (1, 3, 3));
-    assert_eq!(e.conversation_ids, [first.conversation_id.clone()]);
+    assert_eq!(
+        e.conversation_ids,
+        std::slice::from_ref(&first.conversation_id)
+    );
 
     let batches = all_trace_batches(&store, 10).await;
     let entries: Vec<traffic::Entry> = batches.iter().flat_map(decode).collect();
