@@ -716,6 +716,29 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
     assert_ne!(again.message_id, p_ack.message_id);
     assert_eq!(again.seq, 1);
     ws.close().await;
+
+    // The trace total kept in memory went down with the erasure: it equals
+    // the total a restart counts afresh from the store.
+    let logs = |r: &c24_api::admin::retention::RetentionReport| {
+        r.categories
+            .iter()
+            .find(|c| c.category == "access_logs")
+            .map(|c| c.records)
+    };
+    let counted = logs(&t.core.admin.retention().await?);
+    let T { core, _tokens, .. } = t;
+    let dir = core.stop().await;
+    let core = Core::start_in(dir, |c| {
+        *c = c.clone().with_dev_clock();
+        c.at_rest_encryption = encrypt;
+    })
+    .await?;
+    let recounted = logs(&core.admin.retention().await?);
+    assert!(counted.is_some());
+    assert_eq!(
+        counted, recounted,
+        "access_logs records before/after restart"
+    );
     Ok(())
 }
 
