@@ -14,8 +14,16 @@
 //! conversation id: it shows [`Pseudonymizer::conversation`], an HMAC-SHA256
 //! of it under a key drawn at random for that one export and then forgotten.
 //! Within an export a conversation keeps one id (so replay can rebuild its
-//! turns); across exports the ids differ and cannot be joined, and none can
-//! be turned back into a stored conversation.
+//! turns); across exports the ids differ and cannot be joined, and the end
+//! user's client (which knows the real id) cannot find its conversation in
+//! one. Within one export, an operator who also reads the conversations
+//! listing (`GET /admin/v1/tenants/{id}/conversations`: created, last
+//! activity, message count) could match a pseudonym to a conversation by
+//! timing; the export is for operators only and each is audited.
+//!
+//! Erasure (Art. 17) takes a conversation's entries out of the trace with
+//! it, in the erasure's transaction ([`without_conversations`]): the stored
+//! trace keeps no reference to an erased conversation.
 //!
 //! Retention: the privacy policy (§6) keeps "system and access logs" up to
 //! 90 days (Art. 6(1)(f)); the trace is operational usage data of that kind
@@ -110,6 +118,72 @@ pub fn decode_entries(packed: &[u8]) -> Option<Vec<Entry>> {
         });
     }
     Some(out)
+}
+
+/// How far outside a conversation's lifetime a trace row holding its
+/// entries may be dated: a row is dated by its commit's clock reading, the
+/// conversation's times by the same or (on a cluster) another node's, so
+/// this covers commit time and clock skew between nodes.
+pub const ERASURE_MARGIN_MS: Millis = 5 * 60_000;
+
+/// The `at` ranges (inclusive, merged) in which trace rows may hold entries
+/// of these conversations, given as (id, created_at, last_activity_at);
+/// `None` for no conversation.
+pub fn erasure_windows(spans: &[(String, Millis, Millis)]) -> Option<Vec<(Millis, Millis)>> {
+    let mut windows: Vec<(Millis, Millis)> = spans
+        .iter()
+        .map(|(_, from, to)| {
+            (
+                from.min(to).saturating_sub(ERASURE_MARGIN_MS),
+                from.max(to).saturating_add(ERASURE_MARGIN_MS),
+            )
+        })
+        .collect();
+    windows.sort_unstable();
+    let mut merged: Vec<(Millis, Millis)> = Vec::with_capacity(windows.len());
+    for (from, to) in windows {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    (!merged.is_empty()).then_some(merged)
+}
+
+/// A packed list with some conversations' entries taken out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The remaining entries, packed.
+    pub entries: Vec<u8>,
+    /// How many remain.
+    pub count: i64,
+    /// How many were taken out.
+    pub removed: u64,
+}
+
+/// `packed` without the entries of `conversations` (for an erasure);
+/// `None` when it holds none of them, or is not a list this build reads.
+pub fn without_conversations(
+    packed: &[u8],
+    conversations: &std::collections::HashSet<&str>,
+) -> Option<Kept> {
+    let all = decode_entries(packed)?;
+    let total = all.len();
+    let mut entries = entries_start();
+    let mut count = 0;
+    for e in all
+        .iter()
+        .filter(|e| !conversations.contains(e.conversation_id.as_str()))
+    {
+        push_entry(&mut entries, e);
+        count += 1;
+    }
+    let removed = (total - count) as u64;
+    (removed > 0).then_some(Kept {
+        entries,
+        count: count as i64,
+        removed,
+    })
 }
 
 /// An id as stored: `0x00` + 16 bytes for the usual 32 lower-case hex digits

@@ -749,6 +749,158 @@ async fn erasure_and_key_destruction(b: &Backend) {
     store.close().await;
 }
 
+both!(erasure_removes_trace_entries);
+/// An erasure takes the person's entries out of the traffic trace, in its
+/// transaction: rows holding only theirs go, mixed rows are rewritten,
+/// everyone else's entries stay, and the count it reports is exact.
+async fn erasure_removes_trace_entries(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let v = visitor();
+    let other = visitor();
+    // Someone else, long before the person's conversation (outside its
+    // time span: that row is not even read).
+    let early = send(&store, webchat(&t.id, &other, None, b"o1", b"early", now)).await;
+    b.clock.advance(86_400_000);
+    let first = send(
+        &store,
+        webchat(&t.id, &v, None, b"k1", b"abcd", b.clock.now_ms()),
+    )
+    .await;
+    b.clock.advance(60_000);
+    // The person and the other one together, likely in one commit (one row
+    // holding both), whichever way the writer batches them.
+    let at = b.clock.now_ms();
+    let (p2, o2) = tokio::join!(
+        send(
+            &store,
+            webchat(&t.id, &v, Some(&first.conversation_id), b"k2", b"ef", at)
+        ),
+        send(
+            &store,
+            webchat(
+                &t.id,
+                &other,
+                Some(&early.conversation_id),
+                b"o2",
+                b"mid",
+                at
+            )
+        ),
+    );
+    assert_eq!(p2.conversation_id, first.conversation_id);
+    assert_eq!(o2.conversation_id, early.conversation_id);
+    b.clock.advance(60_000);
+    send(
+        &store,
+        webchat(
+            &t.id,
+            &v,
+            Some(&first.conversation_id),
+            b"k3",
+            b"ghi",
+            b.clock.now_ms(),
+        ),
+    )
+    .await;
+    b.clock.advance(2 * 86_400_000);
+    send(
+        &store,
+        webchat(
+            &t.id,
+            &other,
+            Some(&early.conversation_id),
+            b"o3",
+            b"late",
+            b.clock.now_ms(),
+        ),
+    )
+    .await;
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), 6);
+
+    let out = store
+        .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
+            record: DsrRecord {
+                id: id(),
+                tenant_id: t.id.clone(),
+                kind: "erasure".into(),
+                subject_kind: "visitor_id".into(),
+                subject_bi: Some(v.bi.clone()),
+                status: "completed".into(),
+                received_at: now,
+                due_at: now + 1000,
+                doc: "{}".into(),
+                purge_after: None,
+            },
+            action: DsrAction::Erase {
+                kind: "visitor",
+                ident_bi: v.bi.clone(),
+            },
+            at: b.clock.now_ms(),
+        })))
+        .await
+        .unwrap();
+    let WriteOutcome::Erased(e) = out else {
+        panic!("expected Erased, got {out:?}");
+    };
+    assert_eq!((e.conversations, e.messages, e.trace_entries), (1, 3, 3));
+    assert_eq!(
+        e.conversation_ids,
+        std::slice::from_ref(&first.conversation_id)
+    );
+
+    let batches = all_trace_batches(&store, 10).await;
+    let entries: Vec<traffic::Entry> = batches.iter().flat_map(decode).collect();
+    assert!(
+        entries
+            .iter()
+            .all(|x| x.conversation_id != first.conversation_id),
+        "{entries:?}"
+    );
+    // The other conversation keeps all three, in order; no row is empty.
+    let sizes: Vec<u64> = entries.iter().map(|x| x.size).collect();
+    assert_eq!(sizes, [5, 3, 4], "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|x| x.conversation_id == early.conversation_id)
+    );
+    assert_eq!(batches.len(), 3, "rows left empty are deleted");
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), 3);
+
+    // Erasing the other one empties the trace.
+    let again = store
+        .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
+            record: DsrRecord {
+                id: id(),
+                tenant_id: t.id.clone(),
+                kind: "erasure".into(),
+                subject_kind: "visitor_id".into(),
+                subject_bi: Some(other.bi.clone()),
+                status: "completed".into(),
+                received_at: now,
+                due_at: now + 1000,
+                doc: "{}".into(),
+                purge_after: None,
+            },
+            action: DsrAction::Erase {
+                kind: "visitor",
+                ident_bi: other.bi.clone(),
+            },
+            at: b.clock.now_ms(),
+        })))
+        .await
+        .unwrap();
+    let WriteOutcome::Erased(e) = again else {
+        panic!("expected Erased, got {again:?}");
+    };
+    assert_eq!(e.trace_entries, 3);
+    assert!(all_trace_batches(&store, 10).await.is_empty());
+    assert_eq!(store.traffic_trace_rows().await.unwrap(), 0);
+    store.close().await;
+}
+
 both!(consents_and_audit_paging);
 async fn consents_and_audit_paging(b: &Backend) {
     let store = b.open().await;

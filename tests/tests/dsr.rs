@@ -430,6 +430,42 @@ fn person_rows(
     Ok(n)
 }
 
+/// A conversation id as the store may hold it: its text, as a UUID, and
+/// as the 16 raw bytes the traffic trace packs it into.
+fn conversation_id_forms(ids: &[&str]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for id in ids {
+        let uuid = uuid::Uuid::parse_str(id)?;
+        out.push((format!("raw bytes of {id}"), uuid.as_bytes().to_vec()));
+        out.push((format!("text {id}"), id.as_bytes().to_vec()));
+        out.push((
+            format!("uuid {}", uuid.hyphenated()),
+            uuid.hyphenated().to_string().into_bytes(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The tenant's traffic trace, all of it: per pseudonymous conversation,
+/// its entries as (channel, size).
+async fn tenant_trace(
+    t: &T,
+    tenant_id: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<(String, u64)>>> {
+    let records = t
+        .core
+        .admin
+        .traffic_trace("2000-01-01T00:00:00Z", "2200-01-01T00:00:00Z")
+        .await?;
+    let mut out: std::collections::BTreeMap<String, Vec<(String, u64)>> = Default::default();
+    for r in records.into_iter().filter(|r| r.tenant_id == tenant_id) {
+        out.entry(r.conversation)
+            .or_default()
+            .push((r.channel.as_str().to_string(), r.size_bytes));
+    }
+    Ok(out)
+}
+
 async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
     let mut t = start(encrypt).await?;
     let a = t.core.tenant("Acme", true).await?;
@@ -536,6 +572,22 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
         .collect();
     assert!(person_rows(&dir, &bis, &[&p_conv, &p_ack.conversation_id])? > 0);
     let stored_before = t.core.admin.tenant(&a.id).await?.stored_messages;
+    // The traffic trace holds the person's messages, under the stored
+    // conversation ids (packed as 16 raw bytes): the erasure must take them.
+    let p_ids = conversation_id_forms(&[&p_conv, &p_ack.conversation_id])?;
+    for (form, b) in &p_ids {
+        if form.starts_with("raw") {
+            assert!(
+                !occurrences(&dir, b)?.is_empty(),
+                "the trace should hold the {form} before the erasure"
+            );
+        }
+    }
+    let trace_before = tenant_trace(&t, &a.id).await?;
+    let mut turns: Vec<usize> = trace_before.values().map(Vec::len).collect();
+    turns.sort_unstable();
+    // The person's email conversation (2 in, 1 reply), web chat; q's, w's.
+    assert_eq!(turns, [1, 1, 1, 3], "{trace_before:?}");
 
     // Erase the person, by email and by visitor id.
     let by_email = t
@@ -590,6 +642,39 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
         person_rows(&dir, &bis, &[&p_conv, &p_ack.conversation_id])?,
         0
     );
+    // The erased conversations' ids, in any form, are in no file.
+    for (form, b) in &p_ids {
+        let hits = occurrences(&dir, b)?;
+        assert!(
+            hits.is_empty(),
+            "the erased conversation id ({form}) is still in {hits:#?}"
+        );
+    }
+    // The trace export: the person's four entries gone, q's and w's kept.
+    let trace_after = tenant_trace(&t, &a.id).await?;
+    assert_eq!(trace_after.len(), 2, "{trace_after:?}");
+    assert!(
+        trace_after.values().all(|e| e.len() == 1),
+        "{trace_after:?}"
+    );
+    let mut kept: Vec<(String, u64)> = trace_after.values().flatten().cloned().collect();
+    kept.sort();
+    let mut others: Vec<(String, u64)> = trace_before
+        .values()
+        .filter(|e| e.len() == 1)
+        .flatten()
+        .cloned()
+        .collect();
+    assert!(
+        kept.iter().all(|k| others.contains(k)),
+        "{kept:?} not among {others:?}"
+    );
+    others.retain(|o| o.0 == "email");
+    assert_eq!(
+        kept.iter().filter(|k| k.0 == "email").collect::<Vec<_>>(),
+        others.iter().collect::<Vec<_>>(),
+        "q's email entry is kept"
+    );
     let after = t.core.admin.tenant(&a.id).await?;
     assert_eq!(after.stored_messages, stored_before - 4);
     let gone = agent.messages(&p_conv, 10, None).await.err();
@@ -631,6 +716,29 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
     assert_ne!(again.message_id, p_ack.message_id);
     assert_eq!(again.seq, 1);
     ws.close().await;
+
+    // The trace total kept in memory went down with the erasure: it equals
+    // the total a restart counts afresh from the store.
+    let logs = |r: &c24_api::admin::retention::RetentionReport| {
+        r.categories
+            .iter()
+            .find(|c| c.category == "access_logs")
+            .map(|c| c.records)
+    };
+    let counted = logs(&t.core.admin.retention().await?);
+    let T { core, _tokens, .. } = t;
+    let dir = core.stop().await;
+    let core = Core::start_in(dir, |c| {
+        *c = c.clone().with_dev_clock();
+        c.at_rest_encryption = encrypt;
+    })
+    .await?;
+    let recounted = logs(&core.admin.retention().await?);
+    assert!(counted.is_some());
+    assert_eq!(
+        counted, recounted,
+        "access_logs records before/after restart"
+    );
     Ok(())
 }
 

@@ -361,3 +361,87 @@ async fn a_long_export_is_streamed_in_pages_in_order_without_gaps() -> anyhow::R
     ws.close().await;
     Ok(())
 }
+
+/// A stored batch the build cannot read fails the export, never shortens
+/// it silently: on the first page a JSON 500 before any record; later, the
+/// body ends with an error after the records before it.
+#[tokio::test]
+async fn an_unreadable_batch_fails_the_export_instead_of_being_skipped() -> anyhow::Result<()> {
+    let core = Core::start().await?;
+    let start = core.running.clock().now_ms();
+    let t = core.tenant("Odd", true).await?;
+    let mut ws =
+        WebchatClient::connect(&core.ws_url(), &t.channels.webchat.widget_key, "v").await?;
+    let (ack, _) = ws.send_message("k0", None, "x", WAIT).await?;
+    // One commit each: more rows than the export's page (4).
+    for i in 1..6 {
+        ws.send_message(&format!("k{i}"), Some(&ack.conversation_id), "y", WAIT)
+            .await?;
+    }
+    ws.close().await;
+    let from = rfc3339(start - 1_000);
+    let to = rfc3339(core.running.clock().now_ms() + 1_000);
+    let (_, all) = export(&core, &from, &to).await?;
+    assert_eq!(all.len(), 6);
+
+    let db = rusqlite::Connection::open(core.data_dir().join("c24.sqlite"))?;
+    db.busy_timeout(std::time::Duration::from_secs(10))?;
+    let corrupt = |which: &str| -> anyhow::Result<usize> {
+        Ok(db.execute(
+            &format!(
+                "UPDATE traffic_trace SET entries = x'09' WHERE id = (SELECT {which}(id) FROM traffic_trace)"
+            ),
+            [],
+        )?)
+    };
+    // The last row: on a later page, after the headers were sent (or still
+    // buffered with the first records: then the connection just closes).
+    assert_eq!(corrupt("max")?, 1);
+    let sent = core
+        .http
+        .get(format!("{}/admin/v1/traffic/trace", core.url()))
+        .query(&[("from", from.as_str()), ("to", to.as_str())])
+        .bearer_auth(core.running.admin_token())
+        .send()
+        .await;
+    if let Ok(resp) = sent {
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.text().await.is_err(),
+            "the body must end with an error, not look complete"
+        );
+    }
+    let mut read = 0;
+    let mut failed = false;
+    match core.admin.traffic_trace_stream(&from, &to).await {
+        Err(_) => failed = true,
+        Ok(mut stream) => {
+            while let Some(r) = futures_util::StreamExt::next(&mut stream).await {
+                match r {
+                    Ok(_) => read += 1,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    assert!(failed, "the typed client sees the export fail");
+    assert!(read < 6, "{read} records");
+    assert!(core.admin.traffic_trace(&from, &to).await.is_err());
+
+    // The first row: on the first page, still a proper JSON error.
+    assert_eq!(corrupt("min")?, 1);
+    let resp = core
+        .http
+        .get(format!("{}/admin/v1/traffic/trace", core.url()))
+        .query(&[("from", from.as_str()), ("to", to.as_str())])
+        .bearer_auth(core.running.admin_token())
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 500);
+    let v: Value = resp.json().await?;
+    assert_eq!(v["error"]["code"], "internal", "{v}");
+    Ok(())
+}

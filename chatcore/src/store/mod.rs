@@ -298,6 +298,12 @@ pub struct Erased {
     pub messages: u64,
     /// Plaintext bytes of the deleted messages.
     pub bytes: i64,
+    /// Traffic-trace entries of the erased conversations removed with them
+    /// (the in-memory trace total goes down by as many).
+    pub trace_entries: u64,
+    /// The erased conversations' ids, for the writer alone (it drops their
+    /// entries from the trace row its batch has yet to write).
+    pub conversation_ids: Vec<String>,
 }
 
 /// A contact row, sealed.

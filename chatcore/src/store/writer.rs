@@ -598,7 +598,12 @@ fn complete_dsr(
             // their old page images.
             ctx.recent = RecentKeys::default();
             ctx.truncate_wal = true;
-            WriteOutcome::Erased(erase_subject(c, &r.tenant_id, kind, ident_bi)?)
+            let mut erased = erase_subject(c, &r.tenant_id, kind, ident_bi)?;
+            put_dsr(c, r)?;
+            // Entries of this batch not yet written (a message stored earlier
+            // in the same commit) go too; only now that nothing can fail.
+            erased.trace_entries += drop_pending_trace(ctx, &erased.conversation_ids);
+            return Ok(WriteOutcome::Erased(erased));
         }
         DsrAction::Rectify {
             contact_id,
@@ -672,7 +677,7 @@ fn complete_dsr(
 
 /// Erasure: everything stored of one contact. Its conversations are its
 /// own (each has one contact), so they go with their messages (the
-/// agents' replies too) and email threads.
+/// agents' replies too), email threads and traffic-trace entries.
 fn erase_subject(
     c: &Connection,
     tenant_id: &str,
@@ -701,10 +706,17 @@ fn erase_subject(
     let Some(contact_id) = contact else {
         return Ok(out);
     };
-    let conversations: Vec<String> = c
-        .prepare_cached("SELECT id FROM conversations WHERE contact_id = ?1 AND tenant_id = ?2")?
-        .query_map(params![contact_id, tenant_id], |r| r.get(0))?
+    let spans: Vec<(String, Millis, Millis)> = c
+        .prepare_cached(
+            "SELECT id, created_at, last_activity_at FROM conversations
+             WHERE contact_id = ?1 AND tenant_id = ?2",
+        )?
+        .query_map(params![contact_id, tenant_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .collect::<Result<_, _>>()?;
+    out.trace_entries += erase_trace_entries(c, &spans)?;
+    let conversations: Vec<String> = spans.into_iter().map(|(id, _, _)| id).collect();
     for id in &conversations {
         {
             let mut stmt = c.prepare_cached(
@@ -727,7 +739,67 @@ fn erase_subject(
     out.contacts += c
         .prepare_cached("DELETE FROM contacts WHERE id = ?1")?
         .execute(params![contact_id])? as u64;
+    out.conversation_ids = conversations;
     Ok(out)
+}
+
+/// Rewrites the traffic-trace rows holding entries of the erased
+/// conversations without them (a row left empty is deleted); returns how
+/// many entries went. Only rows dated within a conversation's lifetime can
+/// hold its entries (a row is dated by the commit that stored its
+/// messages, the same clock reading the conversation's times come from),
+/// so only those are read, by the `at` index, with
+/// [`crate::traffic::ERASURE_MARGIN_MS`] either side.
+fn erase_trace_entries(
+    c: &Connection,
+    spans: &[(String, Millis, Millis)],
+) -> Result<u64, StoreError> {
+    let Some(windows) = crate::traffic::erasure_windows(spans) else {
+        return Ok(0);
+    };
+    let erased: std::collections::HashSet<&str> =
+        spans.iter().map(|(id, _, _)| id.as_str()).collect();
+    let mut removed = 0;
+    for (from, to) in windows {
+        let rows: Vec<(i64, Vec<u8>)> = c
+            .prepare_cached("SELECT id, entries FROM traffic_trace WHERE at >= ?1 AND at <= ?2")?
+            .query_map(params![from, to], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (row, packed) in rows {
+            let Some(kept) = crate::traffic::without_conversations(&packed, &erased) else {
+                continue;
+            };
+            removed += kept.removed;
+            if kept.count == 0 {
+                c.prepare_cached("DELETE FROM traffic_trace WHERE id = ?1")?
+                    .execute(params![row])?;
+            } else {
+                c.prepare_cached(
+                    "UPDATE traffic_trace SET entries = ?2, count = ?3 WHERE id = ?1",
+                )?
+                .execute(params![row, kept.entries, kept.count])?;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Drops this batch's not yet written trace entries of the erased
+/// conversations; returns how many.
+fn drop_pending_trace(ctx: &mut Ctx, conversations: &[String]) -> u64 {
+    if ctx.trace_count == 0 || conversations.is_empty() {
+        return 0;
+    }
+    let erased: std::collections::HashSet<&str> =
+        conversations.iter().map(String::as_str).collect();
+    match crate::traffic::without_conversations(&ctx.trace, &erased) {
+        Some(kept) => {
+            ctx.trace = kept.entries;
+            ctx.trace_count = kept.count;
+            kept.removed
+        }
+        None => 0,
+    }
 }
 
 fn take_dsr_export(c: &Connection, r: &DsrRecord) -> Result<Vec<u8>, StoreError> {

@@ -521,6 +521,10 @@ pub async fn complete(
     if let WriteOutcome::Erased(e) = done {
         t.usage
             .add(-(e.messages as i64), -e.bytes, -(e.conversations as i64));
+        app.trace_rows.fetch_sub(
+            i64::try_from(e.trace_entries).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let exact = (e.contacts, e.conversations, e.messages);
         if exact != (outcome.contacts, outcome.conversations, outcome.messages) {
             // A message arrived between counting and deleting: record what

@@ -50,14 +50,22 @@ struct Cursor {
     done: bool,
 }
 
-/// One page as JSON lines.
+fn unreadable(b: &TraceBatch) -> ApiError {
+    ApiError::internal(format!(
+        "traffic trace batch {} is not in a format this build reads",
+        b.id
+    ))
+}
+
+/// One page as JSON lines; an error if a batch cannot be read.
 fn lines(pseudonyms: &Pseudonymizer, batches: &[TraceBatch]) -> Result<Bytes, ApiError> {
     let mut out = Vec::new();
     for b in batches {
         let Some(entries) = traffic::decode_entries(&b.entries) else {
-            // Never written by this build: say so, keep the rest.
-            tracing::warn!(batch = b.id, "unreadable traffic trace batch skipped");
-            continue;
+            // Never written by this build: the export would be silently
+            // short, so it fails instead (replay needs all of the range).
+            tracing::error!(batch = b.id, "unreadable traffic trace batch");
+            return Err(unreadable(b));
         };
         out.reserve(entries.len() * 170);
         for e in &entries {
@@ -94,7 +102,12 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<Bytes, std::io::Error>, Cur
     if rows.is_empty() {
         return None;
     }
-    let chunk = lines(&c.pseudonyms, &rows).map_err(|e| std::io::Error::other(e.message));
+    // As a storage error mid-stream: the body ends with an error, so the
+    // client sees an incomplete export, never a short one that looks whole.
+    let chunk = lines(&c.pseudonyms, &rows).map_err(|e| {
+        c.done = true;
+        std::io::Error::other(e.message)
+    });
     Some((chunk, c))
 }
 
@@ -124,6 +137,13 @@ pub async fn trace(
     // The first page before the headers, so a storage fault is still a
     // proper JSON 500.
     let first = app.store.traffic_trace(from, to, None, PAGE).await?;
+    if let Some(b) = first
+        .iter()
+        .find(|b| traffic::decode_entries(&b.entries).is_none())
+    {
+        tracing::error!(batch = b.id, "unreadable traffic trace batch");
+        return Err(unreadable(b));
+    }
     let cursor = Cursor {
         app,
         pseudonyms,
@@ -142,4 +162,37 @@ pub async fn trace(
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(id: i64, entries: Vec<u8>) -> TraceBatch {
+        TraceBatch {
+            id,
+            at: 1_764_582_202_000,
+            entries,
+        }
+    }
+
+    #[test]
+    fn an_unreadable_batch_fails_the_page_instead_of_being_skipped() {
+        let p = Pseudonymizer::new().unwrap();
+        let mut good = traffic::entries_start();
+        traffic::push_entry(
+            &mut good,
+            &traffic::Entry {
+                tenant_id: "0196bbbb00000000000000000000000b".into(),
+                conversation_id: "0196aaaa00000000000000000000000a".into(),
+                channel: c24_api::Channel::Webchat,
+                direction: c24_api::admin::throughput::Direction::Inbound,
+                size: 3,
+            },
+        );
+        let ok = lines(&p, &[batch(1, good.clone())]).unwrap();
+        assert_eq!(ok.iter().filter(|&&b| b == b'\n').count(), 1);
+        let e = lines(&p, &[batch(1, good), batch(2, vec![9, 9])]).unwrap_err();
+        assert!(e.message.contains("batch 2"), "{}", e.message);
+    }
 }

@@ -111,6 +111,24 @@ impl Trace {
         self.count += 1;
     }
 
+    /// An erasure in this batch: its conversations' entries not yet written
+    /// (messages stored earlier in the batch) go too, and are counted.
+    fn forget_erased(&mut self, o: &mut WriteOutcome) {
+        let WriteOutcome::Erased(x) = o else {
+            return;
+        };
+        if self.count == 0 || x.conversation_ids.is_empty() {
+            return;
+        }
+        let erased: std::collections::HashSet<&str> =
+            x.conversation_ids.iter().map(String::as_str).collect();
+        if let Some(kept) = crate::traffic::without_conversations(&self.entries, &erased) {
+            self.entries = kept.entries;
+            self.count = kept.count;
+            x.trace_entries += kept.removed;
+        }
+    }
+
     /// Writes the row inside the batch's transaction, dated `now` (when the
     /// batch was stored); nothing when the batch stored no message.
     async fn write(self, c: &Conn, now: Millis) -> Result<(), StoreError> {
@@ -333,10 +351,11 @@ async fn apply_batch(
                 continue;
             }
             match apply(c, ctx, &batch[i].0, now).await {
-                Ok((o, entry)) => {
+                Ok((mut o, entry)) => {
                     if let Some(e) = &entry {
                         trace.push(e);
                     }
+                    trace.forget_erased(&mut o);
                     results.push(Ok(o));
                 }
                 Err(e) => failed = Some(e),
@@ -380,10 +399,11 @@ async fn apply_batch(
         }
         match r {
             Err(e) if connection_lost(c, &e) => return Err(BatchError::BeforeCommit(e)),
-            Ok((o, entry)) => {
+            Ok((mut o, entry)) => {
                 if let Some(e) = &entry {
                     trace.push(e);
                 }
+                trace.forget_erased(&mut o);
                 results.push(Ok(o));
             }
             Err(e) => results.push(Err(e)),
@@ -1370,7 +1390,8 @@ async fn complete_dsr(c: &Conn, d: &DsrCompletion) -> Result<WriteOutcome, Store
 }
 
 /// Erasure: everything stored of one contact, with its conversations, their
-/// messages and email threads (as `writer::erase_subject` on SQLite).
+/// messages, email threads and traffic-trace entries (as
+/// `writer::erase_subject` on SQLite).
 async fn erase_subject(
     c: &Conn,
     tenant_id: &str,
@@ -1395,15 +1416,18 @@ async fn erase_subject(
     let Some(contact) = contact_id(c, tenant_id, kind, ident_bi).await? else {
         return Ok(out);
     };
-    let conversations: Vec<String> = query(
+    let spans: Vec<(String, Millis, Millis)> = query(
         c,
-        "SELECT id FROM conversations WHERE contact_id = $1 AND tenant_id = $2",
+        "SELECT id, created_at, last_activity_at FROM conversations
+         WHERE contact_id = $1 AND tenant_id = $2",
         &[&contact, &tenant_id],
     )
     .await?
     .iter()
-    .map(|r| r.try_get(0))
-    .collect::<Result<_, _>>()?;
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+    .collect::<Result<_, tokio_postgres::Error>>()?;
+    out.trace_entries += erase_trace_entries(c, &spans).await?;
+    let conversations: Vec<String> = spans.into_iter().map(|(id, _, _)| id).collect();
     for r in query(
         c,
         "DELETE FROM messages WHERE conversation_id = ANY($1) AND tenant_id = $2 RETURNING size",
@@ -1427,7 +1451,53 @@ async fn erase_subject(
     )
     .await?;
     out.contacts += exec(c, "DELETE FROM contacts WHERE id = $1", &[&contact]).await?;
+    out.conversation_ids = conversations;
     Ok(out)
+}
+
+/// Rewrites the traffic-trace rows holding entries of the erased
+/// conversations without them (a row left empty is deleted); returns how
+/// many entries went. Only rows dated within a conversation's lifetime
+/// (with [`crate::traffic::ERASURE_MARGIN_MS`] either side) can hold its
+/// entries, so only those are read, by `traffic_trace_at`; they are
+/// locked, so a concurrent rewrite cannot put an entry back.
+async fn erase_trace_entries(
+    c: &Conn,
+    spans: &[(String, Millis, Millis)],
+) -> Result<u64, StoreError> {
+    let Some(windows) = crate::traffic::erasure_windows(spans) else {
+        return Ok(0);
+    };
+    let erased: std::collections::HashSet<&str> =
+        spans.iter().map(|(id, _, _)| id.as_str()).collect();
+    let mut removed = 0;
+    for (from, to) in windows {
+        let rows = query(
+            c,
+            "SELECT id, entries FROM traffic_trace WHERE at >= $1 AND at <= $2 FOR UPDATE",
+            &[&from, &to],
+        )
+        .await?;
+        for r in rows {
+            let id: i64 = r.try_get(0)?;
+            let packed: Vec<u8> = r.try_get(1)?;
+            let Some(kept) = crate::traffic::without_conversations(&packed, &erased) else {
+                continue;
+            };
+            removed += kept.removed;
+            if kept.count == 0 {
+                exec(c, "DELETE FROM traffic_trace WHERE id = $1", &[&id]).await?;
+            } else {
+                exec(
+                    c,
+                    "UPDATE traffic_trace SET entries = $2, count = $3 WHERE id = $1",
+                    &[&id, &kept.entries, &kept.count],
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 async fn take_dsr_export(c: &Conn, r: &DsrRecord) -> Result<Vec<u8>, StoreError> {
