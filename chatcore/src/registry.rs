@@ -94,6 +94,10 @@ pub enum RegistryError {
     Duplicate { name: String, category: Category },
     #[error("nothing waits for approval: no proposal or announced change is pending")]
     NothingToApprove,
+    #[error(
+        "what waits for approval was announced at {pending}, not at {reviewed} as reviewed: review it again"
+    )]
+    StaleApproval { reviewed: String, pending: String },
 }
 
 impl RegistryError {
@@ -105,6 +109,7 @@ impl RegistryError {
             RegistryError::NotFound => "not_found",
             RegistryError::AlreadyRetired | RegistryError::Duplicate { .. } => "conflict",
             RegistryError::NothingToApprove => "nothing_to_approve",
+            RegistryError::StaleApproval { .. } => "stale_approval",
         }
     }
 
@@ -114,7 +119,8 @@ impl RegistryError {
             RegistryError::NotFound => 404,
             RegistryError::AlreadyRetired
             | RegistryError::Duplicate { .. }
-            | RegistryError::NothingToApprove => 409,
+            | RegistryError::NothingToApprove
+            | RegistryError::StaleApproval { .. } => 409,
         }
     }
 
@@ -933,7 +939,12 @@ pub struct Approved {
 ///
 /// `by` is the approver's staff name. It stays on the entry (and in the audit
 /// log); the public feed says only that the change was approved.
-pub fn approve(sp: &mut SubProcessor, by: &str, now_ms: Millis) -> Result<Approved, RegistryError> {
+pub fn approve(
+    sp: &mut SubProcessor,
+    by: &str,
+    reviewed: Option<&str>,
+    now_ms: Millis,
+) -> Result<Approved, RegistryError> {
     if sp.status == Status::Retired {
         return Err(RegistryError::NothingToApprove);
     }
@@ -945,6 +956,20 @@ pub fn approve(sp: &mut SubProcessor, by: &str, now_ms: Millis) -> Result<Approv
         .is_some_and(|c| c.approval == Approval::Pending);
     if !entry && !change {
         return Err(RegistryError::NothingToApprove);
+    }
+    // The admin approves what they reviewed: if another admin replaced the
+    // pending change since, this approval must not cover the new one.
+    if let Some(reviewed) = reviewed {
+        let pending = match sp.pending_change.as_ref().filter(|_| change) {
+            Some(c) => c.announced_at.as_str(),
+            None => sp.announced_at.as_str(),
+        };
+        if !same_instant(reviewed, pending) {
+            return Err(RegistryError::StaleApproval {
+                reviewed: reviewed.to_string(),
+                pending: pending.to_string(),
+            });
+        }
     }
     let mut what = Vec::new();
     let mut effective_at = None;
@@ -969,6 +994,18 @@ pub fn approve(sp: &mut SubProcessor, by: &str, now_ms: Millis) -> Result<Approv
         effective_at,
     });
     Ok(Approved { entry, change })
+}
+
+/// Two RFC 3339 strings naming the same instant (`Z` vs `+00:00`, a
+/// fraction or none); unparsable ones compare as text.
+fn same_instant(a: &str, b: &str) -> bool {
+    match (
+        DateTime::parse_from_rfc3339(a),
+        DateTime::parse_from_rfc3339(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// The instant something approved takes effect: its effective date, or the
@@ -1303,7 +1340,7 @@ mod tests {
 
     fn active(now: Millis) -> SubProcessor {
         let mut sp = announce(ann(now + 30 * DAY_MS), now, 30).unwrap();
-        approve(&mut sp, "ada", now).unwrap();
+        approve(&mut sp, "ada", None, now).unwrap();
         assert!(advance(&mut sp, now + 30 * DAY_MS));
         sp
     }
@@ -1517,7 +1554,7 @@ mod tests {
     fn advance_activates_at_the_effective_date_not_before() {
         let eff = NOW + 30 * DAY_MS;
         let mut sp = announce(ann(eff), NOW, 30).unwrap();
-        approve(&mut sp, "ada", NOW + 1_000).unwrap();
+        approve(&mut sp, "ada", None, NOW + 1_000).unwrap();
         assert!(!advance(&mut sp, eff - 1));
         assert_eq!(sp.status, Status::Proposed);
         assert_eq!(sp.history.len(), 2);
@@ -1532,7 +1569,7 @@ mod tests {
 
         // A late worker (31 days on) still activates, dated when it was due.
         let mut sp = announce(ann(eff), NOW, 30).unwrap();
-        approve(&mut sp, "ada", NOW).unwrap();
+        approve(&mut sp, "ada", None, NOW).unwrap();
         assert!(advance(&mut sp, NOW + 31 * DAY_MS));
         assert_eq!(sp.history.last().unwrap().at, sp.effective_at);
     }
@@ -1568,7 +1605,7 @@ mod tests {
             ..change
         };
         announce_change(&mut sp, req, t, 30).unwrap();
-        approve(&mut sp, "ada", t).unwrap();
+        approve(&mut sp, "ada", None, t).unwrap();
         let pending = sp.pending_change.clone().unwrap();
         assert_eq!(pending.approval, Approval::Approved);
         assert_eq!(pending.purpose, None);
@@ -1620,7 +1657,7 @@ mod tests {
         announce_change(&mut sp, req, NOW, 30).unwrap();
         // One approval covers the proposal and its change.
         assert_eq!(
-            approve(&mut sp, "ada", NOW).unwrap(),
+            approve(&mut sp, "ada", None, NOW).unwrap(),
             Approved {
                 entry: true,
                 change: true
@@ -1764,7 +1801,7 @@ mod tests {
     fn advance_all_reports_changed_ids() {
         let mut entries = seed(NOW);
         entries.push(announce(ann(NOW + 30 * DAY_MS), NOW, 30).unwrap());
-        approve(&mut entries[5], "ada", NOW).unwrap();
+        approve(&mut entries[5], "ada", None, NOW).unwrap();
         assert!(advance_all(&mut entries, NOW + DAY_MS).is_empty());
         let changed = advance_all(&mut entries, NOW + 31 * DAY_MS);
         assert_eq!(changed, vec![entries[5].id.clone()]);
@@ -1776,7 +1813,7 @@ mod tests {
         let t = NOW + DAY_MS;
         let mut sp = announce(ann(t + 30 * DAY_MS), t, 30).unwrap();
         record_objection(&mut sp, "t1", Some("private reason".into()), t + 1_000).unwrap();
-        approve(&mut sp, "ada-the-approver", t + 1_500).unwrap();
+        approve(&mut sp, "ada-the-approver", None, t + 1_500).unwrap();
         advance(&mut sp, t + 30 * DAY_MS);
         let retired_id = entries[1].id.clone();
         retire(&mut entries[1], t + 2_000).unwrap();
@@ -1873,7 +1910,7 @@ mod tests {
         // Approved late: in effect at once, dated when approved (never
         // before the approval), the announced date kept in the history.
         let late = eff + 5 * DAY_MS + 1_000;
-        approve(&mut sp, "ada", late).unwrap();
+        approve(&mut sp, "ada", None, late).unwrap();
         assert_eq!(sp.approved_by.as_deref(), Some("ada"));
         assert_eq!(sp.approved_at.as_deref(), Some("2025-02-05T00:00:01Z"));
         assert!(!sp.awaits_approval());
@@ -1888,7 +1925,7 @@ mod tests {
             "2025-01-31T00:00:00Z"
         );
         // Nothing is left to approve.
-        let e = approve(&mut sp, "ada", late).unwrap_err();
+        let e = approve(&mut sp, "ada", None, late).unwrap_err();
         assert_eq!((e.code(), e.http_status()), ("nothing_to_approve", 409));
     }
 
@@ -1897,7 +1934,7 @@ mod tests {
         let mut sp = active(NOW);
         assert_eq!(sp.approval, Some(Approval::Approved));
         assert_eq!(
-            approve(&mut sp, "ada", NOW).unwrap_err(),
+            approve(&mut sp, "ada", None, NOW).unwrap_err(),
             RegistryError::NothingToApprove
         );
         let t = NOW + 31 * DAY_MS;
@@ -1910,7 +1947,7 @@ mod tests {
         announce_change(&mut sp, change("Uptime checks"), t, 30).unwrap();
         assert!(sp.awaits_approval());
         assert_eq!(
-            approve(&mut sp, "ada", t).unwrap(),
+            approve(&mut sp, "ada", None, t).unwrap(),
             Approved {
                 entry: false,
                 change: true
@@ -1927,7 +1964,7 @@ mod tests {
         assert_eq!(sp.purpose, "Error tracking");
         assert!(sp.pending_change.is_some());
 
-        approve(&mut sp, "otto", due + DAY_MS).unwrap();
+        approve(&mut sp, "otto", None, due + DAY_MS).unwrap();
         assert!(advance(&mut sp, due + DAY_MS));
         assert_eq!(sp.purpose, "Uptime and latency checks");
         assert!(sp.pending_change.is_none());
@@ -1936,8 +1973,38 @@ mod tests {
         // Retired: nothing to approve.
         retire(&mut sp, due + 2 * DAY_MS).unwrap();
         assert_eq!(
-            approve(&mut sp, "ada", due + 2 * DAY_MS).unwrap_err(),
+            approve(&mut sp, "ada", None, due + 2 * DAY_MS).unwrap_err(),
             RegistryError::NothingToApprove
+        );
+    }
+
+    #[test]
+    fn an_approval_of_what_was_reviewed_refuses_a_change_replaced_since() {
+        let mut sp = announce(ann(NOW + 30 * DAY_MS), NOW, 30).unwrap();
+        approve(&mut sp, "ada", Some(&stamp(NOW)), NOW).unwrap();
+        let t = NOW + 1_000;
+        let change = |purpose: &str, at: Millis| ChangeRequest {
+            purpose: Some(purpose.into()),
+            effective_at: stamp_exact(at + 31 * DAY_MS),
+            ..ChangeRequest::default()
+        };
+        announce_change(&mut sp, change("First", t), t, 30).unwrap();
+        let reviewed = sp.pending_change.as_ref().unwrap().announced_at.clone();
+        // Another admin replaces the change before the approval arrives.
+        let later = t + 5_000;
+        announce_change(&mut sp, change("Second", later), later, 30).unwrap();
+        let before = sp.clone();
+        let e = approve(&mut sp, "ada", Some(&reviewed), later).unwrap_err();
+        assert!(matches!(e, RegistryError::StaleApproval { .. }), "{e:?}");
+        assert_eq!((e.code(), e.http_status()), ("stale_approval", 409));
+        assert_eq!(sp, before, "a refused approval changes nothing");
+        // Approving what is pending now works, in either spelling of the instant.
+        let now_pending = sp.pending_change.as_ref().unwrap().announced_at.clone();
+        let spelled = now_pending.replace('Z', "+00:00");
+        approve(&mut sp, "ada", Some(&spelled), later).unwrap();
+        assert_eq!(
+            sp.pending_change.as_ref().unwrap().approval,
+            Approval::Approved
         );
     }
 

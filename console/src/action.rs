@@ -42,6 +42,9 @@ pub enum WriteAction {
     ApproveSubprocessor {
         id: String,
         label: String,
+        /// When what the user saw waiting was announced: the approval covers
+        /// that and nothing announced since (409 `stale_approval`).
+        announced_at: String,
     },
 }
 

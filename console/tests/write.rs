@@ -54,6 +54,7 @@ async fn approving_a_subprocessor_change_reaches_the_core() -> anyhow::Result<()
     let action = WriteAction::ApproveSubprocessor {
         id: sp.id.clone(),
         label: sp.name.clone(),
+        announced_at: sp.announced_at.clone(),
     };
     assert!(action.needs_totp());
     // A wrong code: refused, explained, nothing changed.

@@ -41,7 +41,7 @@ const UNPROVOKABLE: &[&str] = &["500", "503"];
 
 /// Extra admin tokens with a second factor: each gives two TOTP codes a
 /// half minute, and the test makes about forty privileged writes.
-const POOL_ADMINS: usize = 26;
+const POOL_ADMINS: usize = 29;
 
 /// One request, named by its documented path template.
 struct Req {
@@ -1374,6 +1374,31 @@ async fn registry(
     .await?;
 
     let approve = "/admin/v1/subprocessors/{id}/approve";
+    // Reviewed something announced at another instant: refused.
+    t.privileged(
+        Req::post(approve)
+            .id(&new_id)
+            .json(json!({"announced_at": "2000-01-01T00:00:00Z"})),
+        409,
+        "stale_approval",
+    )
+    .await?;
+    t.privileged(
+        Req::post(approve)
+            .id(&new_id)
+            .raw("application/json", b"{".to_vec()),
+        400,
+        "invalid_json",
+    )
+    .await?;
+    t.privileged(
+        Req::post(approve)
+            .id(&new_id)
+            .json(json!({"announced_at": "x".repeat(70_000)})),
+        413,
+        "payload_too_large",
+    )
+    .await?;
     let ap = t
         .privileged(Req::post(approve).id(&new_id), 200, "")
         .await?;

@@ -172,6 +172,18 @@ pub struct ObjectionRequest {
     pub reason: Option<String>,
 }
 
+/// Body of `POST /admin/v1/subprocessors/{id}/approve` (optional: none or
+/// `{}` approves whatever waits).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// The `announced_at` of the proposal or change the admin reviewed (the
+    /// pending change's if there is one, else the entry's). Anything else
+    /// pending is refused with 409 `stale_approval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced_at: Option<String>,
+}
+
 /// A tenant's objection; at most one per tenant per entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Objection {

@@ -513,6 +513,26 @@ impl Client {
             .await
     }
 
+    /// `POST /admin/v1/subprocessors/{id}/approve` of what the admin
+    /// reviewed: refused with 409 `stale_approval` if the pending proposal or
+    /// change was announced at another instant (replaced since).
+    pub async fn approve_reviewed_subprocessor(
+        &self,
+        id: &str,
+        announced_at: &str,
+        totp: &str,
+    ) -> Result<SubProcessor, ClientError> {
+        let body = crate::admin::subprocessors::ApproveRequest {
+            announced_at: Some(announced_at.to_string()),
+        };
+        self.post_mfa(
+            &format!("/admin/v1/subprocessors/{id}/approve"),
+            &body,
+            Some(totp),
+        )
+        .await
+    }
+
     /// `POST /admin/v1/subprocessors/{id}/retire` (privileged: TOTP).
     pub async fn retire_subprocessor(
         &self,

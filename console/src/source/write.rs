@@ -50,8 +50,14 @@ pub async fn perform(client: &Client, action: &WriteAction, totp: Option<&str>) 
                 r.duration_ms
             )
         }),
-        WriteAction::ApproveSubprocessor { id, label } => {
-            client.approve_subprocessor(id, totp).await.map(|sp| {
+        WriteAction::ApproveSubprocessor {
+            id,
+            label,
+            announced_at,
+        } => client
+            .approve_reviewed_subprocessor(id, announced_at, totp)
+            .await
+            .map(|sp| {
                 let when = sp
                     .pending_change
                     .as_ref()
@@ -67,8 +73,7 @@ pub async fn perform(client: &Client, action: &WriteAction, totp: Option<&str>) 
                         sp.status.as_str()
                     ),
                 }
-            })
-        }
+            }),
     };
     match result {
         Ok(text) => Outcome { ok: true, text },

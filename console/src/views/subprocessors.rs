@@ -59,10 +59,22 @@ impl SubprocessorsView {
             Some(e) if e.awaits_approval() => Action::Write(WriteAction::ApproveSubprocessor {
                 id: e.id.clone(),
                 label: e.name.clone(),
+                announced_at: reviewed_announcement(e),
             }),
             Some(e) => Action::Status(format!("nothing waits for approval on {}", e.name)),
             None => Action::Status("select a sub-processor first".into()),
         }
+    }
+}
+
+/// What an approval of `e` covers, as the view shows it: the pending change
+/// if one waits for approval, else the proposed entry.
+fn reviewed_announcement(e: &SubProcessor) -> String {
+    match e.pending_change.as_ref() {
+        Some(c) if c.approval == c24_api::admin::subprocessors::Approval::Pending => {
+            c.announced_at.clone()
+        }
+        _ => e.announced_at.clone(),
     }
 }
 

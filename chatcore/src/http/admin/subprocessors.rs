@@ -6,11 +6,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use c24_api::admin::subprocessors::RegistryList;
+use c24_api::admin::subprocessors::{ApproveRequest, RegistryList};
 
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{JsonBody, Principal};
+use crate::http::extract::{JsonBody, Principal, RawBody};
 use crate::registry::{
     self, Announcement, ChangeRequest, ObjectionRequest, RegistryError, Status, SubProcessor,
 };
@@ -208,23 +208,32 @@ pub async fn change(
     tag = "admin",
     operation_id = "approveSubprocessor",
     params(("id" = String, Path, description = "The sub-processor's id.")),
+    request_body(content = Option<ApproveRequest>, description = "Optional: the `announced_at` the admin reviewed."),
     responses(
         (status = 200, description = "The entry, approved (and in effect if its date has passed).", body = SubProcessor),
         (status = 404, description = "`not_found`: no such sub-processor.", body = c24_api::ErrorBody),
-        (status = 409, description = "`nothing_to_approve`: no proposal or announced change waits for approval (also for a retired entry).", body = c24_api::ErrorBody),
-        crate::http::openapi::WriteErrors,
+        (status = 409, description = "`nothing_to_approve`: no proposal or announced change waits for approval (also for a retired entry); `stale_approval`: what waits was announced at another instant than the body's `announced_at` (replaced since it was reviewed).", body = c24_api::ErrorBody),
+        crate::http::openapi::JsonWriteErrors,
     ),
 )]
 pub async fn approve(
     State(app): State<AppState>,
     who: Principal,
     Path(id): Path<String>,
+    RawBody(body): RawBody,
 ) -> Result<Json<SubProcessor>, ApiError> {
+    // The body is optional (older clients send none or `{}`).
+    let req: ApproveRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ApproveRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))?
+    };
     let (by, _) = who.actor();
     Ok(Json(
         mutate(&app, "approved", |entries, now| {
             let sp = registry::find_mut(entries, &id)?;
-            registry::approve(sp, &by, now)?;
+            registry::approve(sp, &by, req.announced_at.as_deref(), now)?;
             // Approved after its date: it takes effect now.
             registry::advance(sp, now);
             Ok(sp.id.clone())
