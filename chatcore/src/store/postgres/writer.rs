@@ -808,6 +808,8 @@ async fn purge_batch(
 ) -> Result<PurgedBatch, StoreError> {
     let name = table.name();
     let key = purge_key(table);
+    // The subquery selects the key's columns, not one row value of them.
+    let columns = key.trim_start_matches('(').trim_end_matches(')');
     let returning = match table {
         PurgeTable::Messages => "tenant_id, size",
         PurgeTable::Conversations => "tenant_id, 0::bigint",
@@ -819,7 +821,7 @@ async fn purge_batch(
     // Rows another node (or ingest) holds are skipped, not waited for.
     let sql = format!(
         "DELETE FROM {name} WHERE {key} IN
-           (SELECT {key} FROM {name} WHERE purge_after <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+           (SELECT {columns} FROM {name} WHERE purge_after <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING {returning}"
     );
     let rows = query(c, &sql, &[&now, &i64::from(batch)]).await?;
