@@ -9,7 +9,10 @@
 //!   as there.
 //! - What other nodes store, purge or erase moves this node's per-tenant
 //!   usage counters too (the tenant listing's stored messages and bytes).
-//!   After missed events (a listener reconnect) they are recounted.
+//!   So does the traffic trace's total (the retention report's access-logs
+//!   category): each batch's notification carries what it added to the
+//!   trace less what its purge deleted. After missed events (a listener
+//!   reconnect) all of them are recounted.
 //! - Live figures stay each node's own; each node publishes its per-second
 //!   counts ([`publish_seconds`]) and `GET /admin/v1/throughput` and the
 //!   overview add the other nodes' ([`add_other_nodes`],
@@ -45,16 +48,20 @@ pub fn spawn(state: AppState) {
                 Ok(ClusterEvent::Tenant { tenant_id }) => {
                     reload_tenants(&state, Some(&tenant_id)).await;
                 }
-                Ok(ClusterEvent::Usage { deltas }) => {
+                Ok(ClusterEvent::Usage { deltas, trace }) => {
                     for (tenant, messages, bytes, conversations) in deltas {
                         if let Some(t) = state.tenants.get(&tenant) {
                             t.usage.add(messages, bytes, conversations);
                         }
                     }
+                    state
+                        .trace_rows
+                        .fetch_add(trace, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(ClusterEvent::Resync) | Err(RecvError::Lagged(_)) => {
                     reload_tenants(&state, None).await;
                     recount_usage(&state).await;
+                    recount_trace(&state).await;
                 }
                 Err(RecvError::Closed) => return,
             }
@@ -80,6 +87,16 @@ async fn recount_usage(state: &AppState) {
         let (m, b, c) = stored.remove(&t.id).unwrap_or_default();
         let (m0, b0, c0) = t.usage.get();
         t.usage.add(m - m0, b - b0, c - c0);
+    }
+}
+
+/// Sets the trace total to what the database holds (after missed events).
+async fn recount_trace(state: &AppState) {
+    match state.store.traffic_trace_rows().await {
+        Ok(n) => state
+            .trace_rows
+            .store(n, std::sync::atomic::Ordering::Relaxed),
+        Err(e) => tracing::warn!(error = %e, "recounting the traffic trace failed"),
     }
 }
 

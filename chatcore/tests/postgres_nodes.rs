@@ -7,7 +7,8 @@
 //! what both stored (and nothing from a node run with `--no-traffic-trace`);
 //! a manual purge on both nodes at once, and both nodes' purge workers,
 //! delete each due row exactly once (the deleted totals the nodes report
-//! add up to the due rows, and none is left).
+//! add up to the due rows, and none is left); the retention report of
+//! either node counts both nodes' writes and the other's purge.
 //! Skipped with a message without a server (see `support/pg.rs`).
 
 #[path = "support/pg.rs"]
@@ -971,6 +972,116 @@ async fn purge_workers_on_two_nodes_delete_each_due_row_once() {
     assert_eq!(from_a + from_b, due as u64);
     assert_eq!(due_rows(&db, now).await, 0);
     assert_eq!(end_user_rows(&db, &kept).await, kept_rows);
+    drop((a, b));
+    db.drop_db().await;
+}
+
+/// What the database holds of the access-logs category: audit entries and
+/// the traffic trace's messages.
+async fn access_logs_in_db(db: &TestDb) -> i64 {
+    db.sql()
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM audit_log)
+                  + (SELECT coalesce(sum(count), 0)::bigint FROM traffic_trace)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Polls both nodes' retention reports until their access-logs and
+/// end-user figures are what the database holds.
+async fn reports_match_the_database(db: &TestDb, nodes: [&Node; 2], what: &str) {
+    for node in nodes {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        eventually(what, || async {
+            let report = admin.retention().await.map_err(|e| e.to_string())?;
+            let records = |id: &str| {
+                report
+                    .categories
+                    .iter()
+                    .find(|c| c.category == id)
+                    .map(|c| c.records)
+            };
+            let (logs, end_user) = (records("access_logs"), records("end_user_data"));
+            // Read after the report: an audited request in between moves it.
+            let logs_db = access_logs_in_db(db).await;
+            let sql = db.sql().await;
+            let end_user_db: i64 = sql
+                .query_one(
+                    "SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM conversations)
+                          + (SELECT count(*) FROM contacts)",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if (logs, end_user) == (Some(logs_db), Some(end_user_db)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: access logs {logs:?} (database {logs_db}), end-user data {end_user:?} (database {end_user_db})",
+                    node.url
+                ))
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_report_of_either_node_counts_both_nodes_writes_and_purges() {
+    let Some(db) = TestDb::create("retention_report_of_either_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start_retention(&db, &kek, &dir.path().join("a"), "1h");
+    let b = start_retention(&db, &kek, &dir.path().join("b"), "1h");
+    let t = tenant(&a, "Reported").await;
+    let key = t.channels.webchat.widget_key.clone();
+    // Traced messages stored by both nodes.
+    fill(&a, &key, "a", 2, 60).await;
+    fill(&b, &key, "b", 3, 40).await;
+    let trace: i64 = db
+        .sql()
+        .await
+        .query_one(
+            "SELECT coalesce(sum(count), 0)::bigint FROM traffic_trace",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(trace, 2 * 60 + 3 * 40);
+    reports_match_the_database(&db, [&a, &b], "reports count both nodes' writes").await;
+
+    // 91 days on, A purges the trace and the audit log; B's report follows.
+    let [code, _] = totp_codes();
+    for node in [&a, &b] {
+        Client::new(&node.url, TOKEN)
+            .unwrap()
+            .advance_clock(91 * DAY_S)
+            .await
+            .unwrap();
+    }
+    let run = Client::new(&a.url, TOKEN)
+        .unwrap()
+        .purge(&code)
+        .await
+        .unwrap();
+    assert!(run.rows_deleted >= trace as u64, "{run:?}");
+    let left: i64 = db
+        .sql()
+        .await
+        .query_one("SELECT count(*) FROM traffic_trace", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    reports_match_the_database(&db, [&a, &b], "reports count A's purge").await;
     drop((a, b));
     db.drop_db().await;
 }

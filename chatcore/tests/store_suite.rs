@@ -1203,7 +1203,8 @@ async fn cluster_events_reach_the_other_node(b: &Backend) {
     assert_eq!(
         next_event(&mut rx).await,
         ClusterEvent::Usage {
-            deltas: vec![(t.id.clone(), 1, 2, 1)]
+            deltas: vec![(t.id.clone(), 1, 2, 1)],
+            trace: 1
         }
     );
     assert_eq!(
@@ -1217,7 +1218,8 @@ async fn cluster_events_reach_the_other_node(b: &Backend) {
     assert_eq!(
         next_event(&mut rx).await,
         ClusterEvent::Usage {
-            deltas: vec![(t.id.clone(), 1, 6, 0)]
+            deltas: vec![(t.id.clone(), 1, 6, 0)],
+            trace: 1
         }
     );
     // A node does not hear its own events.

@@ -476,6 +476,9 @@ pub enum ClusterEvent {
     /// from) tenants' stored data: (tenant, messages, bytes, conversations).
     Usage {
         deltas: Vec<(String, i64, i64, i64)>,
+        /// Messages the batch added to the traffic trace, less those its
+        /// purge deleted from it (the retention report's trace total).
+        trace: i64,
     },
     /// Events may have been missed (the listener reconnected): reload all.
     Resync,
