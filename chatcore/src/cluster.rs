@@ -14,9 +14,11 @@
 //!   trace less what its purge deleted. After missed events (a listener
 //!   reconnect) all of them are recounted.
 //! - Live figures stay each node's own; each node publishes its per-second
-//!   counts ([`publish_seconds`]) and `GET /admin/v1/throughput` and the
-//!   overview add the other nodes' ([`add_other_nodes`],
-//!   [`add_other_nodes_to_overview`]), so either node shows the sum.
+//!   counts, platform-wide and per tenant ([`publish_seconds`]), and
+//!   `GET /admin/v1/throughput` (with or without a tenant), the overview and
+//!   the tenant list's `msgs_per_s` and `msgs_per_sec_history` add the other
+//!   nodes' ([`add_other_nodes`], [`add_other_nodes_to_overview`], the
+//!   stats' other-nodes overlay), so either node shows the sum.
 
 use c24_api::webchat::{MsgNew, ServerFrame};
 use tokio::sync::broadcast::error::RecvError;
@@ -222,13 +224,60 @@ async fn publish_seconds(state: AppState) {
         if let Err(e) = state.store.publish_seconds(rows, prune_before).await {
             tracing::debug!(error = %e, "publishing this node's figures failed");
         }
+        // The same per tenant (complete seconds only), then the other
+        // nodes' recent per-tenant counts for the tenant rates and histories.
+        let now_s = now.div_euclid(1000);
+        let tenant_rows = state
+            .stats
+            .tenant_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize)
+            .into_iter()
+            .map(|(s, t, k, m, b)| (s, t, k, m as i64, b as i64))
+            .collect();
+        if let Err(e) = state
+            .store
+            .publish_tenant_seconds(tenant_rows, prune_before)
+            .await
+        {
+            tracing::debug!(error = %e, "publishing this node's tenant figures failed");
+        }
+        refresh_other_tenants(&state, now_s).await;
     }
 }
 
-/// Adds the other nodes' published counts to this node's platform-wide
-/// throughput (series, per-channel totals and rates; latency and errors stay
-/// this node's). Their latest second may lag by about a second.
-pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput) {
+/// Seconds of the other nodes' per-tenant counts kept in memory: the tenant
+/// list's history and rate.
+const TENANT_HISTORY_S: i64 = crate::http::admin::tenants::HISTORY_SECONDS as i64 + 1;
+
+async fn refresh_other_tenants(state: &AppState, now_s: i64) {
+    let rows = match state
+        .store
+        .other_nodes_tenant_seconds(now_s - TENANT_HISTORY_S, now_s, None)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the other nodes' tenant figures failed");
+            return;
+        }
+    };
+    let mut per = crate::stats::OtherNodesCounts::default();
+    for (second, tenant, _, messages, _) in rows {
+        per.entry(tenant.into_boxed_str())
+            .or_default()
+            .push((second, messages.max(0) as u64));
+    }
+    state.stats.set_other_nodes(per);
+}
+
+/// Adds the other nodes' published counts to this node's throughput, of the
+/// platform or of one `tenant` (series, per-channel totals and rates;
+/// latency and errors stay this node's). Their latest second may lag by
+/// about a second.
+pub async fn add_other_nodes(
+    state: &AppState,
+    t: &mut crate::stats::Throughput,
+    tenant: Option<&str>,
+) {
     let n = t.series.first().map_or(0, |s| s.counts.len());
     if n == 0 || t.bucket_ms <= 0 {
         return;
@@ -237,7 +286,19 @@ pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput)
     let from_s = (t.from_ms - t.bucket_ms).div_euclid(1000);
     let current_ms = t.from_ms + (n as i64 - 1) * t.bucket_ms;
     let to_s = (current_ms + t.bucket_ms).div_euclid(1000);
-    let rows = match state.store.other_nodes_seconds(from_s, to_s).await {
+    let rows = match tenant {
+        None => state.store.other_nodes_seconds(from_s, to_s).await,
+        Some(id) => state
+            .store
+            .other_nodes_tenant_seconds(from_s, to_s, Some(id))
+            .await
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|(s, _, k, m, b)| (s, k, m, b))
+                    .collect()
+            }),
+    };
+    let rows = match rows {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "reading the other nodes' figures failed");

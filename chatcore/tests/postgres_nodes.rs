@@ -8,7 +8,8 @@
 //! a manual purge on both nodes at once, and both nodes' purge workers,
 //! delete each due row exactly once (the deleted totals the nodes report
 //! add up to the due rows, and none is left); the retention report of
-//! either node counts both nodes' writes and the other's purge.
+//! either node counts both nodes' writes and the other's purge; a tenant's
+//! throughput, rate, history and rank on either node sum both nodes.
 //! Skipped with a message without a server (see `support/pg.rs`).
 
 #[path = "support/pg.rs"]
@@ -1082,6 +1083,67 @@ async fn retention_report_of_either_node_counts_both_nodes_writes_and_purges() {
         .get(0);
     assert_eq!(left, 0);
     reports_match_the_database(&db, [&a, &b], "reports count A's purge").await;
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenant_figures_of_either_node_sum_both_nodes() {
+    let Some(db) = TestDb::create("tenant_figures_of_either_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let busy = tenant(&a, "Busy on both").await;
+    let quiet = tenant(&a, "Quiet on A").await;
+    // Busy: 20 messages on A, 60 on B; quiet: 50 on A. A alone would rank
+    // quiet first; the sum ranks busy first.
+    fill(&a, &busy.channels.webchat.widget_key, "a", 1, 20).await;
+    fill(&b, &busy.channels.webchat.widget_key, "b", 2, 30).await;
+    fill(&a, &quiet.channels.webchat.widget_key, "q", 1, 50).await;
+
+    for node in [&a, &b] {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        eventually("either node shows both nodes' tenant figures", || async {
+            let t = admin
+                .throughput("60s", Some(&busy.id))
+                .await
+                .map_err(|e| e.to_string())?;
+            let webchat = t
+                .per_channel
+                .iter()
+                .find(|c| c.channel == "webchat")
+                .map_or(0, |c| c.messages);
+            let series: u64 = t.series.iter().map(|s| s.counts.iter().sum::<u64>()).sum();
+            let v = admin.tenant(&busy.id).await.map_err(|e| e.to_string())?;
+            let history: u64 = v.msgs_per_sec_history.iter().map(|c| u64::from(*c)).sum();
+            let list = admin
+                .query_tenants(&c24_api::client::TenantQuery {
+                    sort: Some("msgs_per_s".into()),
+                    order: Some("desc".into()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let ranked: Vec<&str> = list.items.iter().map(|t| t.id.as_str()).collect();
+            let got = (
+                webchat,
+                series,
+                history,
+                (v.msgs_per_s * 10.0).round() as u64,
+                ranked.clone(),
+            );
+            let want = (80, 80, 80, 80, vec![busy.id.as_str(), quiet.id.as_str()]);
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{}: {got:?}, want {want:?}", node.url))
+            }
+        })
+        .await;
+    }
     drop((a, b));
     db.drop_db().await;
 }

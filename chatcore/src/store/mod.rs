@@ -638,6 +638,29 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Publishes this node's per-second counts per tenant, as
+    /// [`Store::publish_seconds`] does platform-wide: (second, tenant,
+    /// series 0..5, messages, bytes). A no-op with one node.
+    async fn publish_tenant_seconds(
+        &self,
+        _rows: Vec<(i64, String, i16, i64, i64)>,
+        _prune_before_s: i64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The other nodes' per-tenant counts for seconds in `from_s..to_s`
+    /// (of one tenant, or all), summed per (second, tenant, series).
+    /// Empty with one node.
+    async fn other_nodes_tenant_seconds(
+        &self,
+        _from_s: i64,
+        _to_s: i64,
+        _tenant: Option<&str>,
+    ) -> Result<Vec<(i64, String, i16, i64, i64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Changes other nodes commit; `None` when this node is the only one.
     fn cluster_events(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>> {
         None
