@@ -188,6 +188,9 @@ async fn reload_tenants(state: &AppState, only: Option<&str>) {
 /// Seconds of this node's figures re-published each tick: a message is
 /// counted in the second it committed, which may be a moment ago.
 const REPUBLISH_S: i64 = 5;
+/// `node_seconds` series of refused or failed ingress requests: this plus
+/// the channel index (the message series are 0..5).
+const ERROR_SERIES: i16 = 6;
 /// Published seconds are kept this long (the longest throughput window, and then some).
 const KEEP_S: i64 = 25 * 3600;
 
@@ -220,13 +223,21 @@ async fn publish_seconds(state: AppState) {
                 ));
             }
         }
+        // Errors as series `ERROR_SERIES + channel` (a node that predates
+        // them skips series it does not know).
+        let now_s = now.div_euclid(1000);
+        for (second, c, errors) in state
+            .stats
+            .error_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize)
+        {
+            rows.push((second, ERROR_SERIES + c as i16, errors as i64, 0));
+        }
         let prune_before = now.div_euclid(1000) - KEEP_S;
         if let Err(e) = state.store.publish_seconds(rows, prune_before).await {
             tracing::debug!(error = %e, "publishing this node's figures failed");
         }
         // The same per tenant (complete seconds only), then the other
         // nodes' recent per-tenant counts for the tenant rates and histories.
-        let now_s = now.div_euclid(1000);
         let tenant_rows = state
             .stats
             .tenant_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize)
@@ -270,9 +281,9 @@ async fn refresh_other_tenants(state: &AppState, now_s: i64) {
 }
 
 /// Adds the other nodes' published counts to this node's throughput, of the
-/// platform or of one `tenant` (series, per-channel totals and rates;
-/// latency and errors stay this node's). Their latest second may lag by
-/// about a second.
+/// platform or of one `tenant` (series, per-channel totals and rates, and
+/// the platform's errors; latency stays this node's). Their latest second
+/// may lag by about a second.
 pub async fn add_other_nodes(
     state: &AppState,
     t: &mut crate::stats::Throughput,
@@ -309,12 +320,27 @@ pub async fn add_other_nodes(
         return;
     }
     let mut complete = vec![0u64; t.series.len()];
+    let mut complete_errors = vec![0u64; t.per_channel.len()];
     for (second, k, messages, bytes) in rows {
+        let bucket = (second * 1000 - t.from_ms).div_euclid(t.bucket_ms);
+        if k >= ERROR_SERIES {
+            let c = (k - ERROR_SERIES) as usize;
+            let (Some(ch), Some(done)) = (t.per_channel.get_mut(c), complete_errors.get_mut(c))
+            else {
+                continue;
+            };
+            if bucket < n as i64 - 1 {
+                *done += messages.max(0) as u64;
+            }
+            if (0..n as i64).contains(&bucket) {
+                ch.errors += messages.max(0) as u64;
+            }
+            continue;
+        }
         let (k, messages, bytes) = (k as usize, messages.max(0) as u64, bytes.max(0) as u64);
         let Some(series) = t.series.get_mut(k) else {
             continue;
         };
-        let bucket = (second * 1000 - t.from_ms).div_euclid(t.bucket_ms);
         if bucket < n as i64 - 1 {
             complete[k] += messages;
         }
@@ -329,6 +355,9 @@ pub async fn add_other_nodes(
     for (series, extra) in t.series.iter_mut().zip(&complete) {
         series.rate_per_s += *extra as f64 / span_s;
     }
+    for (ch, extra) in t.per_channel.iter_mut().zip(&complete_errors) {
+        ch.errors_per_s += *extra as f64 / span_s;
+    }
     for ch in &mut t.per_channel {
         let mine = t.series.iter().filter(|s| s.channel == ch.channel);
         let (mut messages, mut bytes, mut rate) = (0, 0, 0.0);
@@ -342,8 +371,8 @@ pub async fn add_other_nodes(
 }
 
 /// Adds the other nodes' counts to the overview's last-60-seconds figures
-/// (messages, per-channel totals and rates, `msgs_per_s`); the totals since
-/// start, errors and latency stay this node's.
+/// (messages and errors, per-channel totals and rates, `msgs_per_s`); the
+/// totals since start and latency stay this node's.
 pub async fn add_other_nodes_to_overview(
     state: &AppState,
     live: &mut c24_api::admin::throughput::OverviewFigures,
@@ -363,6 +392,19 @@ pub async fn add_other_nodes_to_overview(
     let mut recent = 0u64;
     for (second, k, messages, bytes) in rows {
         let (messages, bytes) = (messages.max(0) as u64, bytes.max(0) as u64);
+        if k >= ERROR_SERIES {
+            let Some(ch) = live.per_channel.get_mut((k - ERROR_SERIES) as usize) else {
+                continue;
+            };
+            if second > now_s - 60 {
+                ch.errors += messages;
+                live.errors_last_60s += messages;
+            }
+            if second < now_s {
+                ch.errors_per_s += messages as f64 / 60.0;
+            }
+            continue;
+        }
         let Some(channel) = crate::store::Channel::ALL.get(k as usize / 2) else {
             continue;
         };

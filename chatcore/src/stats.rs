@@ -1138,6 +1138,21 @@ impl LiveStats {
         out
     }
 
+    /// This node's refused or failed ingress requests per channel for the
+    /// `n` seconds from `first_s`: (second, channel index, errors), the
+    /// non-zero ones only (for the other nodes).
+    pub fn error_seconds(&self, first_s: i64, n: usize) -> Vec<(i64, usize, u64)> {
+        let mut out = Vec::new();
+        for (c, ch) in self.channels.iter().enumerate() {
+            lock(ch).errors.seconds.visit(first_s, n, |i, b| {
+                if b.count() > 0 {
+                    out.push((first_s + i as i64, c, b.count()));
+                }
+            });
+        }
+        out
+    }
+
     /// Replaces the other nodes' recent per-tenant counts (tenant →
     /// (second, messages)).
     pub fn set_other_nodes(&self, counts: OtherNodesCounts) {

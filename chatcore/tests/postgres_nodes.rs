@@ -9,7 +9,8 @@
 //! delete each due row exactly once (the deleted totals the nodes report
 //! add up to the due rows, and none is left); the retention report of
 //! either node counts both nodes' writes and the other's purge; a tenant's
-//! throughput, rate, history and rank on either node sum both nodes.
+//! throughput, rate, history and rank on either node sum both nodes, and so
+//! do the ingress errors.
 //! Skipped with a message without a server (see `support/pg.rs`).
 
 #[path = "support/pg.rs"]
@@ -1136,6 +1137,63 @@ async fn tenant_figures_of_either_node_sum_both_nodes() {
                 ranked.clone(),
             );
             let want = (80, 80, 80, 80, vec![busy.id.as_str(), quiet.id.as_str()]);
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{}: {got:?}, want {want:?}", node.url))
+            }
+        })
+        .await;
+    }
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingress_errors_of_either_node_sum_both_nodes() {
+    let Some(db) = TestDb::create("ingress_errors_of_either_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    // Refused web-chat connections: 2 on A, 3 on B.
+    for (node, n) in [(&a, 2), (&b, 3)] {
+        for i in 0..n {
+            let r =
+                WebchatClient::connect(&node.ws(), "no-such-widget-key", &format!("v{i}")).await;
+            assert!(r.is_err(), "a bogus widget key was admitted");
+        }
+    }
+    for node in [&a, &b] {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        eventually("either node shows both nodes' errors", || async {
+            let t = admin
+                .throughput("60s", None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let errors: Vec<(String, u64)> = t
+                .per_channel
+                .iter()
+                .map(|c| (c.channel.clone(), c.errors))
+                .collect();
+            let o = admin.overview().await.map_err(|e| e.to_string())?.live;
+            let webchat = o
+                .per_channel
+                .iter()
+                .find(|c| c.channel == "webchat")
+                .map_or(0, |c| c.errors);
+            let got = (errors, o.errors_last_60s, webchat);
+            let want = (
+                vec![
+                    ("webchat".to_string(), 5),
+                    ("whatsapp".to_string(), 0),
+                    ("email".to_string(), 0),
+                ],
+                5,
+                5,
+            );
             if got == want {
                 Ok(())
             } else {
