@@ -9,11 +9,16 @@
 //!   as there.
 //! - What other nodes store, purge or erase moves this node's per-tenant
 //!   usage counters too (the tenant listing's stored messages and bytes).
-//!   After missed events (a listener reconnect) they are recounted.
+//!   So does the traffic trace's total (the retention report's access-logs
+//!   category): each batch's notification carries what it added to the
+//!   trace less what its purge deleted. After missed events (a listener
+//!   reconnect) all of them are recounted.
 //! - Live figures stay each node's own; each node publishes its per-second
-//!   counts ([`publish_seconds`]) and `GET /admin/v1/throughput` and the
-//!   overview add the other nodes' ([`add_other_nodes`],
-//!   [`add_other_nodes_to_overview`]), so either node shows the sum.
+//!   counts, platform-wide and per tenant ([`publish_seconds`]), and
+//!   `GET /admin/v1/throughput` (with or without a tenant), the overview and
+//!   the tenant list's `msgs_per_s` and `msgs_per_sec_history` add the other
+//!   nodes' ([`add_other_nodes`], [`add_other_nodes_to_overview`], the
+//!   stats' other-nodes overlay), so either node shows the sum.
 
 use c24_api::webchat::{MsgNew, ServerFrame};
 use tokio::sync::broadcast::error::RecvError;
@@ -45,16 +50,20 @@ pub fn spawn(state: AppState) {
                 Ok(ClusterEvent::Tenant { tenant_id }) => {
                     reload_tenants(&state, Some(&tenant_id)).await;
                 }
-                Ok(ClusterEvent::Usage { deltas }) => {
+                Ok(ClusterEvent::Usage { deltas, trace }) => {
                     for (tenant, messages, bytes, conversations) in deltas {
                         if let Some(t) = state.tenants.get(&tenant) {
                             t.usage.add(messages, bytes, conversations);
                         }
                     }
+                    state
+                        .trace_rows
+                        .fetch_add(trace, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(ClusterEvent::Resync) | Err(RecvError::Lagged(_)) => {
                     reload_tenants(&state, None).await;
                     recount_usage(&state).await;
+                    recount_trace(&state).await;
                 }
                 Err(RecvError::Closed) => return,
             }
@@ -80,6 +89,16 @@ async fn recount_usage(state: &AppState) {
         let (m, b, c) = stored.remove(&t.id).unwrap_or_default();
         let (m0, b0, c0) = t.usage.get();
         t.usage.add(m - m0, b - b0, c - c0);
+    }
+}
+
+/// Sets the trace total to what the database holds (after missed events).
+async fn recount_trace(state: &AppState) {
+    match state.store.traffic_trace_rows().await {
+        Ok(n) => state
+            .trace_rows
+            .store(n, std::sync::atomic::Ordering::Relaxed),
+        Err(e) => tracing::warn!(error = %e, "recounting the traffic trace failed"),
     }
 }
 
@@ -169,6 +188,9 @@ async fn reload_tenants(state: &AppState, only: Option<&str>) {
 /// Seconds of this node's figures re-published each tick: a message is
 /// counted in the second it committed, which may be a moment ago.
 const REPUBLISH_S: i64 = 5;
+/// `node_seconds` series of refused or failed ingress requests: this plus
+/// the channel index (the message series are 0..5).
+const ERROR_SERIES: i16 = 6;
 /// Published seconds are kept this long (the longest throughput window, and then some).
 const KEEP_S: i64 = 25 * 3600;
 
@@ -201,17 +223,72 @@ async fn publish_seconds(state: AppState) {
                 ));
             }
         }
+        // Errors as series `ERROR_SERIES + channel` (a node that predates
+        // them skips series it does not know).
+        let now_s = now.div_euclid(1000);
+        for (second, c, errors) in state
+            .stats
+            .error_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize)
+        {
+            rows.push((second, ERROR_SERIES + c as i16, errors as i64, 0));
+        }
         let prune_before = now.div_euclid(1000) - KEEP_S;
         if let Err(e) = state.store.publish_seconds(rows, prune_before).await {
             tracing::debug!(error = %e, "publishing this node's figures failed");
         }
+        // The same per tenant (complete seconds only), then the other
+        // nodes' recent per-tenant counts for the tenant rates and histories.
+        let tenant_rows = state
+            .stats
+            .tenant_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize)
+            .into_iter()
+            .map(|(s, t, k, m, b)| (s, t, k, m as i64, b as i64))
+            .collect();
+        if let Err(e) = state
+            .store
+            .publish_tenant_seconds(tenant_rows, prune_before)
+            .await
+        {
+            tracing::debug!(error = %e, "publishing this node's tenant figures failed");
+        }
+        refresh_other_tenants(&state, now_s).await;
     }
 }
 
-/// Adds the other nodes' published counts to this node's platform-wide
-/// throughput (series, per-channel totals and rates; latency and errors stay
-/// this node's). Their latest second may lag by about a second.
-pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput) {
+/// Seconds of the other nodes' per-tenant counts kept in memory: the tenant
+/// list's history and rate.
+const TENANT_HISTORY_S: i64 = crate::http::admin::tenants::HISTORY_SECONDS as i64 + 1;
+
+async fn refresh_other_tenants(state: &AppState, now_s: i64) {
+    let rows = match state
+        .store
+        .other_nodes_tenant_seconds(now_s - TENANT_HISTORY_S, now_s, None)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "reading the other nodes' tenant figures failed");
+            return;
+        }
+    };
+    let mut per = crate::stats::OtherNodesCounts::default();
+    for (second, tenant, _, messages, _) in rows {
+        per.entry(tenant.into_boxed_str())
+            .or_default()
+            .push((second, messages.max(0) as u64));
+    }
+    state.stats.set_other_nodes(per);
+}
+
+/// Adds the other nodes' published counts to this node's throughput, of the
+/// platform or of one `tenant` (series, per-channel totals and rates, and
+/// the platform's errors; latency stays this node's). Their latest second
+/// may lag by about a second.
+pub async fn add_other_nodes(
+    state: &AppState,
+    t: &mut crate::stats::Throughput,
+    tenant: Option<&str>,
+) {
     let n = t.series.first().map_or(0, |s| s.counts.len());
     if n == 0 || t.bucket_ms <= 0 {
         return;
@@ -220,7 +297,19 @@ pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput)
     let from_s = (t.from_ms - t.bucket_ms).div_euclid(1000);
     let current_ms = t.from_ms + (n as i64 - 1) * t.bucket_ms;
     let to_s = (current_ms + t.bucket_ms).div_euclid(1000);
-    let rows = match state.store.other_nodes_seconds(from_s, to_s).await {
+    let rows = match tenant {
+        None => state.store.other_nodes_seconds(from_s, to_s).await,
+        Some(id) => state
+            .store
+            .other_nodes_tenant_seconds(from_s, to_s, Some(id))
+            .await
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|(s, _, k, m, b)| (s, k, m, b))
+                    .collect()
+            }),
+    };
+    let rows = match rows {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "reading the other nodes' figures failed");
@@ -231,12 +320,27 @@ pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput)
         return;
     }
     let mut complete = vec![0u64; t.series.len()];
+    let mut complete_errors = vec![0u64; t.per_channel.len()];
     for (second, k, messages, bytes) in rows {
+        let bucket = (second * 1000 - t.from_ms).div_euclid(t.bucket_ms);
+        if k >= ERROR_SERIES {
+            let c = (k - ERROR_SERIES) as usize;
+            let (Some(ch), Some(done)) = (t.per_channel.get_mut(c), complete_errors.get_mut(c))
+            else {
+                continue;
+            };
+            if bucket < n as i64 - 1 {
+                *done += messages.max(0) as u64;
+            }
+            if (0..n as i64).contains(&bucket) {
+                ch.errors += messages.max(0) as u64;
+            }
+            continue;
+        }
         let (k, messages, bytes) = (k as usize, messages.max(0) as u64, bytes.max(0) as u64);
         let Some(series) = t.series.get_mut(k) else {
             continue;
         };
-        let bucket = (second * 1000 - t.from_ms).div_euclid(t.bucket_ms);
         if bucket < n as i64 - 1 {
             complete[k] += messages;
         }
@@ -251,6 +355,9 @@ pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput)
     for (series, extra) in t.series.iter_mut().zip(&complete) {
         series.rate_per_s += *extra as f64 / span_s;
     }
+    for (ch, extra) in t.per_channel.iter_mut().zip(&complete_errors) {
+        ch.errors_per_s += *extra as f64 / span_s;
+    }
     for ch in &mut t.per_channel {
         let mine = t.series.iter().filter(|s| s.channel == ch.channel);
         let (mut messages, mut bytes, mut rate) = (0, 0, 0.0);
@@ -264,8 +371,8 @@ pub async fn add_other_nodes(state: &AppState, t: &mut crate::stats::Throughput)
 }
 
 /// Adds the other nodes' counts to the overview's last-60-seconds figures
-/// (messages, per-channel totals and rates, `msgs_per_s`); the totals since
-/// start, errors and latency stay this node's.
+/// (messages and errors, per-channel totals and rates, `msgs_per_s`); the
+/// totals since start and latency stay this node's.
 pub async fn add_other_nodes_to_overview(
     state: &AppState,
     live: &mut c24_api::admin::throughput::OverviewFigures,
@@ -285,6 +392,19 @@ pub async fn add_other_nodes_to_overview(
     let mut recent = 0u64;
     for (second, k, messages, bytes) in rows {
         let (messages, bytes) = (messages.max(0) as u64, bytes.max(0) as u64);
+        if k >= ERROR_SERIES {
+            let Some(ch) = live.per_channel.get_mut((k - ERROR_SERIES) as usize) else {
+                continue;
+            };
+            if second > now_s - 60 {
+                ch.errors += messages;
+                live.errors_last_60s += messages;
+            }
+            if second < now_s {
+                ch.errors_per_s += messages as f64 / 60.0;
+            }
+            continue;
+        }
         let Some(channel) = crate::store::Channel::ALL.get(k as usize / 2) else {
             continue;
         };

@@ -772,6 +772,9 @@ struct TenantState {
 
 type TenantMap = HashMap<Box<str>, Mutex<TenantState>>;
 
+/// Other nodes' per-second message counts per tenant: tenant → (second, messages).
+pub type OtherNodesCounts = HashMap<Box<str>, Vec<(i64, u64)>>;
+
 /// The chat core's live figures. Shared as `Arc<LiveStats>`; every method
 /// takes `&self`.
 pub struct LiveStats {
@@ -785,6 +788,10 @@ pub struct LiveStats {
     mem: Mem,
     /// Length of one histogram's counts array, for the memory estimate.
     hist_counts_len: usize,
+    /// Other nodes' recent per-second message counts per tenant (several
+    /// nodes on one database; see `cluster.rs`), added to the tenant rates
+    /// and histories: tenant → (second, messages).
+    other_nodes: RwLock<OtherNodesCounts>,
 }
 
 impl std::fmt::Debug for LiveStats {
@@ -866,6 +873,7 @@ impl LiveStats {
             activity: Mutex::new(EpochRing::new()),
             mem: Mem::default(),
             hist_counts_len,
+            other_nodes: RwLock::new(HashMap::new()),
         }
     }
 
@@ -1104,13 +1112,61 @@ impl LiveStats {
         self.tenant_figures(tenant_id, 0, now_ms).msgs_per_s
     }
 
+    /// This node's counts per tenant and series for the `n` seconds from
+    /// `first_s`: (second, tenant, series `channel * 2 + direction`,
+    /// messages, bytes), the non-zero ones only (for the other nodes).
+    pub fn tenant_seconds(&self, first_s: i64, n: usize) -> Vec<(i64, String, i16, u64, u64)> {
+        let mut out = Vec::new();
+        let map = read(&self.tenants);
+        for (id, t) in map.iter() {
+            let t = lock(t);
+            for (k, s) in t.series.iter().enumerate() {
+                let Some(s) = s else { continue };
+                s.seconds.visit(first_s, n, |i, b| {
+                    if b.count() > 0 {
+                        out.push((
+                            first_s + i as i64,
+                            id.to_string(),
+                            k as i16,
+                            b.count(),
+                            b.bytes(),
+                        ));
+                    }
+                });
+            }
+        }
+        out
+    }
+
+    /// This node's refused or failed ingress requests per channel for the
+    /// `n` seconds from `first_s`: (second, channel index, errors), the
+    /// non-zero ones only (for the other nodes).
+    pub fn error_seconds(&self, first_s: i64, n: usize) -> Vec<(i64, usize, u64)> {
+        let mut out = Vec::new();
+        for (c, ch) in self.channels.iter().enumerate() {
+            lock(ch).errors.seconds.visit(first_s, n, |i, b| {
+                if b.count() > 0 {
+                    out.push((first_s + i as i64, c, b.count()));
+                }
+            });
+        }
+        out
+    }
+
+    /// Replaces the other nodes' recent per-tenant counts (tenant →
+    /// (second, messages)).
+    pub fn set_other_nodes(&self, counts: OtherNodesCounts) {
+        *write(&self.other_nodes) = counts;
+    }
+
     /// Every tenant's `msgs_per_s` that is not zero, in one pass over the
     /// tenants with live figures (a tenants listing sorted by rate would
     /// otherwise look each of 10,000 tenants up).
     pub fn tenant_rates(&self, now_ms: i64) -> HashMap<Box<str>, f64> {
         let first = now_ms.div_euclid(SECOND_MS) - RATE_WINDOW_S as i64;
         let map = read(&self.tenants);
-        map.iter()
+        let mut sums = map
+            .iter()
             .filter_map(|(id, t)| {
                 let t = lock(t);
                 let mut sum = 0u64;
@@ -1118,8 +1174,22 @@ impl LiveStats {
                     s.seconds
                         .visit(first, RATE_WINDOW_S, |_, b| sum += b.count());
                 }
-                (sum > 0).then(|| (id.clone(), sum as f64 / RATE_WINDOW_S as f64))
+                (sum > 0).then(|| (id.clone(), sum))
             })
+            .collect::<HashMap<Box<str>, u64>>();
+        drop(map);
+        for (id, seconds) in read(&self.other_nodes).iter() {
+            let other: u64 = seconds
+                .iter()
+                .filter(|(s, _)| (first..first + RATE_WINDOW_S as i64).contains(s))
+                .map(|(_, c)| c)
+                .sum();
+            if other > 0 {
+                *sums.entry(id.clone()).or_default() += other;
+            }
+        }
+        sums.into_iter()
+            .map(|(id, sum)| (id, sum as f64 / RATE_WINDOW_S as f64))
             .collect()
     }
 
@@ -1144,6 +1214,16 @@ impl LiveStats {
                     s.seconds.visit(first, len, |i, b| counts[i] += b.count());
                 }
                 last_message_ms = (t.last_ms != i64::MIN).then_some(t.last_ms);
+            }
+        }
+        if let Some(seconds) = read(&self.other_nodes).get(tenant_id) {
+            for (s, c) in seconds {
+                if let Some(slot) = usize::try_from(s - first)
+                    .ok()
+                    .and_then(|i| counts.get_mut(i))
+                {
+                    *slot += c;
+                }
             }
         }
         let recent: u64 = counts[len - RATE_WINDOW_S..].iter().sum();
@@ -1568,6 +1648,36 @@ mod tests {
 
     fn total(t: &Throughput) -> u64 {
         t.series.iter().flat_map(|s| s.counts.iter()).sum()
+    }
+
+    #[test]
+    fn tenant_figures_add_the_other_nodes_counts() {
+        let s = LiveStats::new(T0);
+        // This node: two messages of "a" at second 5; one of "b" at second 7.
+        rec(&s, "a", W, IN, T0 + 5_100);
+        rec(&s, "a", W, OUT, T0 + 5_200);
+        rec(&s, "b", WA, IN, T0 + 7_000);
+        let mine = s.tenant_seconds(T0 / 1000, 10);
+        let mut mine: Vec<_> = mine
+            .iter()
+            .map(|(sec, t, k, m, _)| (*sec - T0 / 1000, t.as_str(), *k, *m))
+            .collect();
+        mine.sort();
+        assert_eq!(mine, [(5, "a", 0, 1), (5, "a", 1, 1), (7, "b", 2, 1)]);
+        // Other nodes: three of "a" at second 6, four of "c" (unknown here) at 8.
+        let mut others = OtherNodesCounts::default();
+        others.insert("a".into(), vec![(T0 / 1000 + 6, 3)]);
+        others.insert("c".into(), vec![(T0 / 1000 + 8, 4)]);
+        s.set_other_nodes(others);
+        let now = T0 + 10_500;
+        let a = s.tenant_figures("a", 10, now);
+        assert_eq!(a.sparkline, [0, 0, 0, 0, 0, 2, 3, 0, 0, 0]);
+        assert!((a.msgs_per_s - 0.5).abs() < 1e-9);
+        assert_eq!(s.tenant_figures("c", 10, now).sparkline[8], 4);
+        let rates = s.tenant_rates(now);
+        assert!((rates["a"] - 0.5).abs() < 1e-9);
+        assert!((rates["b"] - 0.1).abs() < 1e-9);
+        assert!((rates["c"] - 0.4).abs() < 1e-9);
     }
 
     #[test]

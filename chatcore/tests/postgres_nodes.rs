@@ -4,7 +4,13 @@
 //! to the other; SIGKILL of a node (alone, or one of two under load) loses
 //! no acknowledged message; the database holds no plaintext; a schema newer
 //! than the binary is refused; the traffic trace export of either node holds
-//! what both stored (and nothing from a node run with `--no-traffic-trace`).
+//! what both stored (and nothing from a node run with `--no-traffic-trace`);
+//! a manual purge on both nodes at once, and both nodes' purge workers,
+//! delete each due row exactly once (the deleted totals the nodes report
+//! add up to the due rows, and none is left); the retention report of
+//! either node counts both nodes' writes and the other's purge; a tenant's
+//! throughput, rate, history and rank on either node sum both nodes, and so
+//! do the ingress errors.
 //! Skipped with a message without a server (see `support/pg.rs`).
 
 #[path = "support/pg.rs"]
@@ -691,4 +697,511 @@ async fn traffic_trace_export_holds_every_nodes_messages() {
         assert_eq!(records[0].conversation, records[1].conversation);
         assert_ne!(records[0].conversation, ack.conversation_id);
     }
+}
+
+/// The bootstrap admin's TOTP secret on the retention nodes.
+const TOTP: &str = "JBSWY3DPEHPK3PXP";
+const DAY_S: i64 = 86_400;
+
+/// A node with the dev clock and a second factor for the bootstrap token.
+fn start_retention(db: &TestDb, kek: &Path, data_dir: &Path, purge_interval: &str) -> Node {
+    let mut cmd = command(db, kek, data_dir);
+    cmd.args([
+        "--dev-clock",
+        "--admin-totp-secret",
+        TOTP,
+        "--purge-interval",
+        purge_interval,
+    ]);
+    spawn_node(cmd)
+}
+
+fn spawn_node(mut cmd: Command) -> Node {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("c24-core listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Node { child, url }
+}
+
+/// Two TOTP codes (this step and the next): each node accepts a code once.
+fn totp_codes() -> [String; 2] {
+    let totp = c24_chatcore::access::totp(TOTP).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    [totp.generate(now), totp.generate(now + 30)]
+}
+
+/// Stores `visitors × per_visitor` web-chat messages through `node`, each
+/// visitor pipelining its messages into one conversation.
+async fn fill(node: &Node, widget_key: &str, label: &str, visitors: usize, per_visitor: usize) {
+    let mut sockets = Vec::new();
+    for i in 0..visitors {
+        // A tenant created on another node is admitted once its event arrived.
+        let mut v = eventually("the node admits the tenant", || async {
+            WebchatClient::connect(&node.ws(), widget_key, &format!("{label}-{i}"))
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        let (ack, _) = v
+            .send_message(&format!("{label}{i}-0"), None, "first", WAIT)
+            .await
+            .unwrap();
+        sockets.push((v, ack.conversation_id));
+    }
+    for (i, (v, conv)) in sockets.iter_mut().enumerate() {
+        for n in 1..per_visitor {
+            v.send(&ClientFrame::MsgSend {
+                client_msg_id: format!("{label}{i}-{n}"),
+                conversation_id: Some(conv.clone()),
+                content: format!("message {n} of visitor {i}"),
+                client_ts: None,
+            })
+            .await
+            .unwrap();
+        }
+    }
+    for (v, _) in &mut sockets {
+        for _ in 1..per_visitor {
+            match v.next(WAIT).await.unwrap() {
+                ServerFrame::Ack(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+/// Rows due at `now_ms` in every table the purge deletes from (the traffic
+/// trace counted in messages, as the purge counts it).
+async fn due_rows(db: &TestDb, now_ms: i64) -> i64 {
+    let sql = db.sql().await;
+    let mut total = 0;
+    for table in c24_chatcore::store::PurgeTable::ALL {
+        let what = if table == c24_chatcore::store::PurgeTable::TrafficTrace {
+            "coalesce(sum(count), 0)::bigint"
+        } else {
+            "count(*)"
+        };
+        let n: i64 = sql
+            .query_one(
+                &format!(
+                    "SELECT {what} FROM {} WHERE purge_after <= $1",
+                    table.name()
+                ),
+                &[&now_ms],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        total += n;
+    }
+    total
+}
+
+async fn end_user_rows(db: &TestDb, tenant_id: &str) -> i64 {
+    let sql = db.sql().await;
+    let mut total = 0;
+    for table in ["messages", "conversations", "contacts"] {
+        let n: i64 = sql
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1"),
+                &[&tenant_id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        total += n;
+    }
+    total
+}
+
+/// A terminated tenant with `visitors × per_visitor` messages, its rows
+/// due once both nodes' clocks moved 31 days on; and a kept tenant's
+/// messages, never due. Gives the terminated tenant, the kept one, the
+/// due rows (all the terminated tenant's), the kept tenant's rows and the clocks' earliest `now`.
+async fn terminated_and_due(
+    db: &TestDb,
+    a: &Node,
+    b: &Node,
+    codes_a: &mut Vec<String>,
+) -> (String, String, i64, i64, i64) {
+    let gone = tenant(a, "Terminated").await;
+    let kept = tenant(a, "Kept").await;
+    fill(a, &gone.channels.webchat.widget_key, "a", 2, 700).await;
+    fill(b, &gone.channels.webchat.widget_key, "b", 2, 700).await;
+    fill(b, &kept.channels.webchat.widget_key, "k", 1, 50).await;
+    let stored = end_user_rows(db, &gone.id).await;
+    let kept_rows = end_user_rows(db, &kept.id).await;
+    assert!(kept_rows >= 52, "{kept_rows}");
+    // 2800 messages, 4 conversations, their contacts.
+    assert!(stored >= 2808, "{stored}");
+    let admin_a = Client::new(&a.url, TOKEN).unwrap();
+    admin_a
+        .terminate(&gone.id, &codes_a.remove(0))
+        .await
+        .unwrap();
+    // Termination stamped every row of the tenant (due 30 days on).
+    let sql = db.sql().await;
+    let mut stamped = 0;
+    for table in ["messages", "conversations", "contacts"] {
+        let n: i64 = sql
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {table} WHERE tenant_id = $1 AND purge_after IS NOT NULL"
+                ),
+                &[&gone.id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        stamped += n;
+    }
+    assert_eq!(stamped, stored);
+    // Both clocks at once, so both nodes' purges find the rows due together.
+    let (ca, cb) = (
+        Client::new(&a.url, TOKEN).unwrap(),
+        Client::new(&b.url, TOKEN).unwrap(),
+    );
+    let (now_a, now_b) = tokio::join!(ca.advance_clock(31 * DAY_S), cb.advance_clock(31 * DAY_S));
+    let earliest = now_a.unwrap().now_ms.min(now_b.unwrap().now_ms);
+    (gone.id, kept.id, stored, kept_rows, earliest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purge_on_two_nodes_at_once_deletes_each_due_row_once() {
+    let Some(db) = TestDb::create("purge_on_two_nodes_at_once").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    // The workers stay idle (an hour apart): the purges are the manual ones.
+    let a = start_retention(&db, &kek, &dir.path().join("a"), "1h");
+    let b = start_retention(&db, &kek, &dir.path().join("b"), "1h");
+    let mut codes_a = totp_codes().to_vec();
+    let [code_b, _] = totp_codes();
+    let (gone, kept, due, kept_rows, now) = terminated_and_due(&db, &a, &b, &mut codes_a).await;
+
+    assert_eq!(
+        due,
+        due_rows(&db, now).await,
+        "only the terminated tenant's rows are due"
+    );
+
+    // Both purges at once.
+    let (admin_a, admin_b) = (
+        Client::new(&a.url, TOKEN).unwrap(),
+        Client::new(&b.url, TOKEN).unwrap(),
+    );
+    let (run_a, run_b) = tokio::join!(admin_a.purge(&codes_a[0]), admin_b.purge(&code_b));
+    let (run_a, run_b) = (run_a.unwrap(), run_b.unwrap());
+    eprintln!(
+        "due {due}: A deleted {}, B {}",
+        run_a.rows_deleted, run_b.rows_deleted
+    );
+    assert_eq!(
+        run_a.rows_deleted + run_b.rows_deleted,
+        due as u64,
+        "A deleted {}, B {}",
+        run_a.rows_deleted,
+        run_b.rows_deleted
+    );
+    assert_eq!(end_user_rows(&db, &gone).await, 0);
+    assert_eq!(due_rows(&db, now).await, 0);
+    // The kept tenant's rows are intact.
+    assert_eq!(end_user_rows(&db, &kept).await, kept_rows);
+    drop((a, b));
+    db.drop_db().await;
+}
+
+/// The Prometheus counter of rows this node's purges deleted.
+async fn purged_rows_metric(node: &Node) -> u64 {
+    let text = Client::new(&node.url, TOKEN)
+        .unwrap()
+        .metrics()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("c24_purge_rows_deleted_total "))
+        .unwrap_or_else(|| panic!("no c24_purge_rows_deleted_total in {text}"))
+        .trim()
+        .parse::<f64>()
+        .unwrap() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purge_workers_on_two_nodes_delete_each_due_row_once() {
+    let Some(db) = TestDb::create("purge_workers_on_two_nodes").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    // Both workers run every 200 ms of real time.
+    let a = start_retention(&db, &kek, &dir.path().join("a"), "200ms");
+    let b = start_retention(&db, &kek, &dir.path().join("b"), "200ms");
+    let mut codes_a = totp_codes().to_vec();
+    let (gone, kept, due, kept_rows, now) = terminated_and_due(&db, &a, &b, &mut codes_a).await;
+    eventually("the workers delete the due rows", || async {
+        match end_user_rows(&db, &gone).await {
+            0 => Ok(()),
+            n => Err(format!("{n} rows left")),
+        }
+    })
+    .await;
+    // A run's rows are counted once it finished: wait for both to add up.
+    let (from_a, from_b) = eventually("the workers' counters add up", || async {
+        let (ra, rb) = (purged_rows_metric(&a).await, purged_rows_metric(&b).await);
+        if ra + rb >= due as u64 {
+            Ok((ra, rb))
+        } else {
+            Err(format!("A {ra} + B {rb} < {due}"))
+        }
+    })
+    .await;
+    eprintln!("due {due}: A's worker deleted {from_a}, B's {from_b}");
+    assert_eq!(from_a + from_b, due as u64);
+    assert_eq!(due_rows(&db, now).await, 0);
+    assert_eq!(end_user_rows(&db, &kept).await, kept_rows);
+    drop((a, b));
+    db.drop_db().await;
+}
+
+/// What the database holds of the access-logs category: audit entries and
+/// the traffic trace's messages.
+async fn access_logs_in_db(db: &TestDb) -> i64 {
+    db.sql()
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM audit_log)
+                  + (SELECT coalesce(sum(count), 0)::bigint FROM traffic_trace)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Polls both nodes' retention reports until their access-logs and
+/// end-user figures are what the database holds.
+async fn reports_match_the_database(db: &TestDb, nodes: [&Node; 2], what: &str) {
+    for node in nodes {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        eventually(what, || async {
+            let report = admin.retention().await.map_err(|e| e.to_string())?;
+            let records = |id: &str| {
+                report
+                    .categories
+                    .iter()
+                    .find(|c| c.category == id)
+                    .map(|c| c.records)
+            };
+            let (logs, end_user) = (records("access_logs"), records("end_user_data"));
+            // Read after the report: an audited request in between moves it.
+            let logs_db = access_logs_in_db(db).await;
+            let sql = db.sql().await;
+            let end_user_db: i64 = sql
+                .query_one(
+                    "SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM conversations)
+                          + (SELECT count(*) FROM contacts)",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if (logs, end_user) == (Some(logs_db), Some(end_user_db)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: access logs {logs:?} (database {logs_db}), end-user data {end_user:?} (database {end_user_db})",
+                    node.url
+                ))
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_report_of_either_node_counts_both_nodes_writes_and_purges() {
+    let Some(db) = TestDb::create("retention_report_of_either_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start_retention(&db, &kek, &dir.path().join("a"), "1h");
+    let b = start_retention(&db, &kek, &dir.path().join("b"), "1h");
+    let t = tenant(&a, "Reported").await;
+    let key = t.channels.webchat.widget_key.clone();
+    // Traced messages stored by both nodes.
+    fill(&a, &key, "a", 2, 60).await;
+    fill(&b, &key, "b", 3, 40).await;
+    let trace: i64 = db
+        .sql()
+        .await
+        .query_one(
+            "SELECT coalesce(sum(count), 0)::bigint FROM traffic_trace",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(trace, 2 * 60 + 3 * 40);
+    reports_match_the_database(&db, [&a, &b], "reports count both nodes' writes").await;
+
+    // 91 days on, A purges the trace and the audit log; B's report follows.
+    let [code, _] = totp_codes();
+    for node in [&a, &b] {
+        Client::new(&node.url, TOKEN)
+            .unwrap()
+            .advance_clock(91 * DAY_S)
+            .await
+            .unwrap();
+    }
+    let run = Client::new(&a.url, TOKEN)
+        .unwrap()
+        .purge(&code)
+        .await
+        .unwrap();
+    assert!(run.rows_deleted >= trace as u64, "{run:?}");
+    let left: i64 = db
+        .sql()
+        .await
+        .query_one("SELECT count(*) FROM traffic_trace", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    reports_match_the_database(&db, [&a, &b], "reports count A's purge").await;
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenant_figures_of_either_node_sum_both_nodes() {
+    let Some(db) = TestDb::create("tenant_figures_of_either_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let busy = tenant(&a, "Busy on both").await;
+    let quiet = tenant(&a, "Quiet on A").await;
+    // Busy: 20 messages on A, 60 on B; quiet: 50 on A. A alone would rank
+    // quiet first; the sum ranks busy first.
+    fill(&a, &busy.channels.webchat.widget_key, "a", 1, 20).await;
+    fill(&b, &busy.channels.webchat.widget_key, "b", 2, 30).await;
+    fill(&a, &quiet.channels.webchat.widget_key, "q", 1, 50).await;
+
+    for node in [&a, &b] {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        eventually("either node shows both nodes' tenant figures", || async {
+            let t = admin
+                .throughput("60s", Some(&busy.id))
+                .await
+                .map_err(|e| e.to_string())?;
+            let webchat = t
+                .per_channel
+                .iter()
+                .find(|c| c.channel == "webchat")
+                .map_or(0, |c| c.messages);
+            let series: u64 = t.series.iter().map(|s| s.counts.iter().sum::<u64>()).sum();
+            let v = admin.tenant(&busy.id).await.map_err(|e| e.to_string())?;
+            let history: u64 = v.msgs_per_sec_history.iter().map(|c| u64::from(*c)).sum();
+            let list = admin
+                .query_tenants(&c24_api::client::TenantQuery {
+                    sort: Some("msgs_per_s".into()),
+                    order: Some("desc".into()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let ranked: Vec<&str> = list.items.iter().map(|t| t.id.as_str()).collect();
+            let got = (
+                webchat,
+                series,
+                history,
+                (v.msgs_per_s * 10.0).round() as u64,
+                ranked.clone(),
+            );
+            let want = (80, 80, 80, 80, vec![busy.id.as_str(), quiet.id.as_str()]);
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{}: {got:?}, want {want:?}", node.url))
+            }
+        })
+        .await;
+    }
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingress_errors_of_either_node_sum_both_nodes() {
+    let Some(db) = TestDb::create("ingress_errors_of_either_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    // Refused web-chat connections: 2 on A, 3 on B.
+    for (node, n) in [(&a, 2), (&b, 3)] {
+        for i in 0..n {
+            let r =
+                WebchatClient::connect(&node.ws(), "no-such-widget-key", &format!("v{i}")).await;
+            assert!(r.is_err(), "a bogus widget key was admitted");
+        }
+    }
+    for node in [&a, &b] {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        eventually("either node shows both nodes' errors", || async {
+            let t = admin
+                .throughput("60s", None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let errors: Vec<(String, u64)> = t
+                .per_channel
+                .iter()
+                .map(|c| (c.channel.clone(), c.errors))
+                .collect();
+            let o = admin.overview().await.map_err(|e| e.to_string())?.live;
+            let webchat = o
+                .per_channel
+                .iter()
+                .find(|c| c.channel == "webchat")
+                .map_or(0, |c| c.errors);
+            let got = (errors, o.errors_last_60s, webchat);
+            let want = (
+                vec![
+                    ("webchat".to_string(), 5),
+                    ("whatsapp".to_string(), 0),
+                    ("email".to_string(), 0),
+                ],
+                5,
+                5,
+            );
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{}: {got:?}, want {want:?}", node.url))
+            }
+        })
+        .await;
+    }
+    drop((a, b));
+    db.drop_db().await;
 }

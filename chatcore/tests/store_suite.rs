@@ -982,6 +982,46 @@ async fn consents_and_audit_paging(b: &Backend) {
     store.close().await;
 }
 
+both!(purge_batch_runs_on_every_table);
+/// Every table the retention engine purges takes a batch (PostgreSQL's
+/// composite keys, `(tenant_id, msgid_bi)` and `(tenant_id, ident_bi)`,
+/// once made the email-thread and restriction batches fail), and the
+/// due rows of a terminated tenant are deleted.
+async fn purge_batch_runs_on_every_table(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let v = visitor();
+    send(&store, webchat(&t.id, &v, None, b"k1", b"1234", now)).await;
+    store
+        .write(WriteOp::StampTenantPurge {
+            tenant_id: t.id.clone(),
+            purge_after: now - 1,
+            batch: 100,
+        })
+        .await
+        .unwrap();
+    let mut per_table = Vec::new();
+    for table in PurgeTable::ALL {
+        let WriteOutcome::Purged(p) = store
+            .write(WriteOp::PurgeBatch {
+                table,
+                now,
+                batch: 100,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("purging {}: {e}", table.name()))
+        else {
+            panic!("expected Purged from {}", table.name());
+        };
+        per_table.push((table.name(), p.rows));
+    }
+    let deleted = |name: &str| per_table.iter().find(|(n, _)| *n == name).map(|(_, r)| *r);
+    assert_eq!(deleted("messages"), Some(1), "{per_table:?}");
+    assert_eq!(deleted("conversations"), Some(1), "{per_table:?}");
+    assert!(!store.tenant_has_data(&t.id).await.unwrap());
+}
+
 both!(purge_from_two_stores_deletes_each_row_once);
 async fn purge_from_two_stores_deletes_each_row_once(b: &Backend) {
     const CONVERSATIONS: usize = 40;
@@ -1315,7 +1355,8 @@ async fn cluster_events_reach_the_other_node(b: &Backend) {
     assert_eq!(
         next_event(&mut rx).await,
         ClusterEvent::Usage {
-            deltas: vec![(t.id.clone(), 1, 2, 1)]
+            deltas: vec![(t.id.clone(), 1, 2, 1)],
+            trace: 1
         }
     );
     assert_eq!(
@@ -1329,7 +1370,8 @@ async fn cluster_events_reach_the_other_node(b: &Backend) {
     assert_eq!(
         next_event(&mut rx).await,
         ClusterEvent::Usage {
-            deltas: vec![(t.id.clone(), 1, 6, 0)]
+            deltas: vec![(t.id.clone(), 1, 6, 0)],
+            trace: 1
         }
     );
     // A node does not hear its own events.

@@ -482,6 +482,9 @@ pub enum ClusterEvent {
     /// from) tenants' stored data: (tenant, messages, bytes, conversations).
     Usage {
         deltas: Vec<(String, i64, i64, i64)>,
+        /// Messages the batch added to the traffic trace, less those its
+        /// purge deleted from it (the retention report's trace total).
+        trace: i64,
     },
     /// Events may have been missed (the listener reconnected): reload all.
     Resync,
@@ -638,6 +641,29 @@ pub trait Store: Send + Sync + 'static {
         _from_s: i64,
         _to_s: i64,
     ) -> Result<Vec<(i64, i16, i64, i64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Publishes this node's per-second counts per tenant, as
+    /// [`Store::publish_seconds`] does platform-wide: (second, tenant,
+    /// series 0..5, messages, bytes). A no-op with one node.
+    async fn publish_tenant_seconds(
+        &self,
+        _rows: Vec<(i64, String, i16, i64, i64)>,
+        _prune_before_s: i64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The other nodes' per-tenant counts for seconds in `from_s..to_s`
+    /// (of one tenant, or all), summed per (second, tenant, series).
+    /// Empty with one node.
+    async fn other_nodes_tenant_seconds(
+        &self,
+        _from_s: i64,
+        _to_s: i64,
+        _tenant: Option<&str>,
+    ) -> Result<Vec<(i64, String, i16, i64, i64)>, StoreError> {
         Ok(Vec::new())
     }
 

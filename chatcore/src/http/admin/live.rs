@@ -65,10 +65,8 @@ pub async fn throughput(
         q.tenant.as_deref(),
         app.clock.now_ms(),
     );
-    if q.tenant.is_none() {
-        // Several nodes on one database: the platform is all of them.
-        crate::cluster::add_other_nodes(&app, &mut figures).await;
-    }
+    // Several nodes on one database: the platform (or tenant) is all of them.
+    crate::cluster::add_other_nodes(&app, &mut figures, q.tenant.as_deref()).await;
     Ok(Json(figures))
 }
 

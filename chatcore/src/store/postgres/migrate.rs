@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "traffic_trace",
         include_str!("migrations/0003_traffic_trace.sql"),
     ),
+    (
+        4,
+        "node_tenant_seconds",
+        include_str!("migrations/0004_node_tenant_seconds.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

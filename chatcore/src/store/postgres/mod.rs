@@ -11,8 +11,10 @@
 //!   connection, so ingest never waits behind a purge batch.
 //! - [`notify`]: cross-node events (`LISTEN/NOTIFY`): agent replies for
 //!   visitors connected to another node, tenant changes for its directory,
-//!   usage deltas for its counters.
-//! - This file: the [`PgStore`] and its reads (a small connection pool).
+//!   usage and traffic-trace deltas for its counters.
+//! - This file: the [`PgStore`] and its reads (a small connection pool),
+//!   and each node's published per-second figures (`node_seconds`,
+//!   `node_tenant_seconds`) that the others add to theirs.
 //!
 //! The keyring (each tenant's wrapped data key) is the table
 //! `keyring.tenant_keys`, in its own schema as SQLite keeps it in its own
@@ -837,6 +839,64 @@ impl Store for PgStore {
             .await?;
         all(rows, |r| {
             Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
+        })
+    }
+
+    async fn publish_tenant_seconds(
+        &self,
+        rows: Vec<(i64, String, i16, i64, i64)>,
+        prune_before_s: i64,
+    ) -> Result<(), StoreError> {
+        let node: &str = &self.node;
+        if !rows.is_empty() {
+            let seconds: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            let tenants: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+            let series: Vec<i16> = rows.iter().map(|r| r.2).collect();
+            let messages: Vec<i64> = rows.iter().map(|r| r.3).collect();
+            let bytes: Vec<i64> = rows.iter().map(|r| r.4).collect();
+            self.rows(
+                "INSERT INTO node_tenant_seconds (node, second, tenant_id, series, messages, bytes)
+                 SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::smallint[],
+                                          $5::bigint[], $6::bigint[])
+                 ON CONFLICT (second, node, tenant_id, series)
+                 DO UPDATE SET messages = excluded.messages, bytes = excluded.bytes",
+                &[&node, &seconds, &tenants, &series, &messages, &bytes],
+            )
+            .await?;
+        }
+        self.rows(
+            "DELETE FROM node_tenant_seconds WHERE second < $1",
+            &[&prune_before_s],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn other_nodes_tenant_seconds(
+        &self,
+        from_s: i64,
+        to_s: i64,
+        tenant: Option<&str>,
+    ) -> Result<Vec<(i64, String, i16, i64, i64)>, StoreError> {
+        let node: &str = &self.node;
+        let rows = self
+            .rows(
+                "SELECT second, tenant_id, series, sum(messages)::bigint, sum(bytes)::bigint
+                 FROM node_tenant_seconds
+                 WHERE second >= $2 AND second < $3 AND node <> $1
+                   AND ($4::text IS NULL OR tenant_id = $4)
+                 GROUP BY 1, 2, 3",
+                &[&node, &from_s, &to_s, &tenant],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            ))
         })
     }
 

@@ -42,7 +42,15 @@ enum Event {
     Usage {
         /// (tenant, messages, bytes, conversations).
         deltas: Vec<(String, i64, i64, i64)>,
+        /// Traffic-trace messages added less purged (absent from a node
+        /// that predates it: none).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        trace: i64,
     },
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// Tenants per usage notification: keeps a payload far below PostgreSQL's
@@ -64,8 +72,9 @@ pub(crate) fn payload(node: &str, event: &ClusterEvent) -> Option<String> {
         ClusterEvent::Tenant { tenant_id } => Event::Tenant {
             tenant: tenant_id.clone(),
         },
-        ClusterEvent::Usage { deltas } => Event::Usage {
+        ClusterEvent::Usage { deltas, trace } => Event::Usage {
             deltas: deltas.clone(),
+            trace: *trace,
         },
         ClusterEvent::Resync => return None,
     };
@@ -99,7 +108,7 @@ fn parse(own_node: &str, text: &str) -> Option<ClusterEvent> {
             seq,
         },
         Event::Tenant { tenant } => ClusterEvent::Tenant { tenant_id: tenant },
-        Event::Usage { deltas } => ClusterEvent::Usage { deltas },
+        Event::Usage { deltas, trace } => ClusterEvent::Usage { deltas, trace },
     })
 }
 
@@ -189,6 +198,7 @@ mod tests {
         assert_eq!(parse("node-b", &payload("node-a", &t).unwrap()), Some(t));
         let u = ClusterEvent::Usage {
             deltas: vec![("t3".into(), 2, 40, 1), ("t4".into(), -5, -100, -1)],
+            trace: -7,
         };
         assert_eq!(parse("node-b", &payload("node-a", &u).unwrap()), Some(u));
         assert_eq!(payload("node-a", &ClusterEvent::Resync), None);

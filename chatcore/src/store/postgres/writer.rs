@@ -363,8 +363,9 @@ async fn apply_batch(
             i += 1;
         }
         let Some(e) = failed else {
+            let traced = trace.count;
             trace.write(c, now).await?;
-            notify_usage(c, ctx, batch, &results).await?;
+            notify_usage(c, ctx, batch, &results, traced).await?;
             commit(c).await?;
             return Ok(results);
         };
@@ -409,8 +410,9 @@ async fn apply_batch(
             Err(e) => results.push(Err(e)),
         }
     }
+    let traced = trace.count;
     trace.write(c, now).await?;
-    notify_usage(c, ctx, batch, &results).await?;
+    notify_usage(c, ctx, batch, &results, traced).await?;
     commit(c).await?;
     Ok(results)
 }
@@ -651,6 +653,24 @@ async fn notify(c: &Conn, ctx: &Ctx, event: &ClusterEvent) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Traffic-trace messages the batch's purges deleted.
+fn trace_purged(batch: &[Job], results: &[Result<WriteOutcome, StoreError>]) -> i64 {
+    batch
+        .iter()
+        .zip(results)
+        .filter_map(|((op, _), r)| match (op, r) {
+            (
+                WriteOp::PurgeBatch {
+                    table: PurgeTable::TrafficTrace,
+                    ..
+                },
+                Ok(WriteOutcome::Purged(p)),
+            ) => Some(i64::try_from(p.rows).unwrap_or(i64::MAX)),
+            _ => None,
+        })
+        .sum()
+}
+
 /// What the batch's committed ops change in each tenant's stored data.
 fn usage_deltas(
     batch: &[Job],
@@ -693,18 +713,27 @@ fn usage_deltas(
         .collect()
 }
 
-/// Tells the other nodes what this batch changes in their usage counters,
-/// at its commit (the origin node counts its own when it acknowledges).
+/// Tells the other nodes what this batch changes in their usage counters
+/// and trace total (`traced`: the messages its trace row holds), at its
+/// commit (the origin node counts its own when it acknowledges).
 async fn notify_usage(
     c: &Conn,
     ctx: &Ctx,
     batch: &[Job],
     results: &[Result<WriteOutcome, StoreError>],
+    traced: i64,
 ) -> Result<(), StoreError> {
     let deltas = usage_deltas(batch, results);
-    for chunk in deltas.chunks(notify::USAGE_CHUNK) {
+    // The trace delta rides on the first notification (or one of its own).
+    let mut trace = traced - trace_purged(batch, results);
+    let mut chunks: Vec<&[(String, i64, i64, i64)]> = deltas.chunks(notify::USAGE_CHUNK).collect();
+    if chunks.is_empty() && trace != 0 {
+        chunks.push(&[]);
+    }
+    for chunk in chunks {
         let event = ClusterEvent::Usage {
             deltas: chunk.to_vec(),
+            trace: std::mem::take(&mut trace),
         };
         notify(c, ctx, &event).await?;
     }
@@ -828,6 +857,8 @@ async fn purge_batch(
 ) -> Result<PurgedBatch, StoreError> {
     let name = table.name();
     let key = purge_key(table);
+    // The subquery selects the key's columns, not one row value of them.
+    let columns = key.trim_start_matches('(').trim_end_matches(')');
     let returning = match table {
         PurgeTable::Messages => "tenant_id, size",
         PurgeTable::Conversations => "tenant_id, 0::bigint",
@@ -839,7 +870,7 @@ async fn purge_batch(
     // Rows another node (or ingest) holds are skipped, not waited for.
     let sql = format!(
         "DELETE FROM {name} WHERE {key} IN
-           (SELECT {key} FROM {name} WHERE purge_after <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+           (SELECT {columns} FROM {name} WHERE purge_after <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING {returning}"
     );
     let rows = query(c, &sql, &[&now, &i64::from(batch)]).await?;
