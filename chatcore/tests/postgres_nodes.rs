@@ -75,20 +75,34 @@ fn command(db: &TestDb, kek: &Path, data_dir: &Path) -> Command {
 }
 
 fn start(db: &TestDb, kek: &Path, data_dir: &Path) -> Node {
-    let mut child = command(db, kek, data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("c24-core listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Node { child, url }
+    spawn_node(command(db, kek, data_dir))
+}
+
+/// Every acknowledged (message id, content) is stored, read back through
+/// `node`'s agent API.
+async fn assert_every_ack_stored(node: &Node, api_key: &str, acked: &[(String, String)]) {
+    let api = Client::new(&node.url, api_key).unwrap();
+    let mut stored = std::collections::HashMap::new();
+    for c in api.conversations().await.unwrap().items {
+        let mut after = None;
+        loop {
+            let page = api.messages(&c.id, 1000, after.as_deref()).await.unwrap();
+            for m in page.items {
+                stored.insert(m.id, m.content);
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+    }
+    for (id, content) in acked {
+        assert_eq!(
+            stored.get(id),
+            Some(content),
+            "acknowledged message {id} lost"
+        );
+    }
 }
 
 fn kill(node: &mut Node) {
@@ -346,28 +360,7 @@ async fn sigkill_loses_no_acknowledged_message() {
     assert!(acked.len() >= 600);
 
     let p2 = start(&db, &kek, &dir.path().join("a"));
-    let api = Client::new(&p2.url, &t.api_key).unwrap();
-    let mut stored = std::collections::HashMap::new();
-    for c in api.conversations().await.unwrap().items {
-        let mut after = None;
-        loop {
-            let page = api.messages(&c.id, 1000, after.as_deref()).await.unwrap();
-            for m in page.items {
-                stored.insert(m.id, m.content);
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-    }
-    for (id, content) in &acked {
-        assert_eq!(
-            stored.get(id),
-            Some(content),
-            "acknowledged message {id} lost"
-        );
-    }
+    assert_every_ack_stored(&p2, &t.api_key, &acked).await;
     drop(p2);
     db.drop_db().await;
 }
@@ -577,28 +570,7 @@ async fn sigkill_of_one_node_loses_nothing_and_the_other_serves_on() {
     assert!(acked.len() >= 200 + 2 * PER_SOCKET);
 
     // Read back through B, still running.
-    let api = Client::new(&b.url, &t.api_key).unwrap();
-    let mut stored = std::collections::HashMap::new();
-    for c in api.conversations().await.unwrap().items {
-        let mut after = None;
-        loop {
-            let page = api.messages(&c.id, 1000, after.as_deref()).await.unwrap();
-            for m in page.items {
-                stored.insert(m.id, m.content);
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-    }
-    for (id, content) in &acked {
-        assert_eq!(
-            stored.get(id),
-            Some(content),
-            "acknowledged message {id} lost"
-        );
-    }
+    assert_every_ack_stored(&b, &t.api_key, &acked).await;
     drop(b);
     db.drop_db().await;
 }

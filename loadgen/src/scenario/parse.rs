@@ -277,42 +277,38 @@ fn table<'a, 'i>(
 ) -> Option<Tbl<'a, 'i>> {
     match v.get_ref() {
         DeValue::Table(map) => Some(Tbl { map, path, span }),
-        other => {
-            ctx.error(
-                &v.span(),
-                &path,
-                format!("expected a table, found {}", other.type_str()),
-            );
-            None
-        }
+        other => wrong_type(ctx, v, &path, "a table", other),
     }
+}
+
+/// A value of the wrong TOML type: the error names what was expected and
+/// what was found, at the value's line.
+fn wrong_type<T>(
+    ctx: &mut Ctx,
+    v: &Val<'_>,
+    path: &str,
+    expected: &str,
+    found: &DeValue<'_>,
+) -> Option<T> {
+    ctx.error(
+        &v.span(),
+        path,
+        format!("expected {expected}, found {}", found.type_str()),
+    );
+    None
 }
 
 fn array<'a, 'i>(ctx: &mut Ctx, v: &'a Val<'i>, path: &str) -> Option<&'a DeArray<'i>> {
     match v.get_ref() {
         DeValue::Array(a) => Some(a),
-        other => {
-            ctx.error(
-                &v.span(),
-                path,
-                format!("expected an array, found {}", other.type_str()),
-            );
-            None
-        }
+        other => wrong_type(ctx, v, path, "an array", other),
     }
 }
 
 fn string(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<String> {
     match v.get_ref() {
         DeValue::String(s) => Some(s.to_string()),
-        other => {
-            ctx.error(
-                &v.span(),
-                path,
-                format!("expected a string, found {}", other.type_str()),
-            );
-            None
-        }
+        other => wrong_type(ctx, v, path, "a string", other),
     }
 }
 
@@ -333,14 +329,7 @@ fn number(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<f64> {
             .ok()
             .map(|n| n as f64),
         DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
-        other => {
-            ctx.error(
-                &v.span(),
-                path,
-                format!("expected a number, found {}", other.type_str()),
-            );
-            return None;
-        }
+        other => return wrong_type(ctx, v, path, "a number", other),
     };
     match n {
         Some(n) if n.is_finite() && n >= 0.0 => Some(n),
@@ -360,28 +349,14 @@ fn uint(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<u64> {
                 None
             }
         },
-        other => {
-            ctx.error(
-                &v.span(),
-                path,
-                format!("expected a whole number, found {}", other.type_str()),
-            );
-            None
-        }
+        other => wrong_type(ctx, v, path, "a whole number", other),
     }
 }
 
 fn boolean(ctx: &mut Ctx, v: &Val<'_>, path: &str) -> Option<bool> {
     match v.get_ref() {
         DeValue::Boolean(b) => Some(*b),
-        other => {
-            ctx.error(
-                &v.span(),
-                path,
-                format!("expected true or false, found {}", other.type_str()),
-            );
-            None
-        }
+        other => wrong_type(ctx, v, path, "true or false", other),
     }
 }
 
