@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use c24_api::admin::tenants::{CreateTenant, TenantCreated};
 use c24_api::client::Client;
-use c24_chatcore::{Config, Running};
+use c24_chatcore::{Config, Database, Running};
+
+pub mod backend;
+pub mod inspect;
 
 /// How long a test waits for any single answer.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -38,6 +41,9 @@ impl Core {
         adjust: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Self> {
         let mut cfg = Config::embedded(dir.path());
+        if let Some(url) = backend::database_for(dir.path()).await? {
+            cfg.database = Database::Postgres { url };
+        }
         cfg.admin_token = Some("test-admin-token".into());
         adjust(&mut cfg);
         let running = c24_chatcore::start(cfg).await?;
@@ -106,6 +112,23 @@ impl Core {
 
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The PostgreSQL database this core runs on (`None`: SQLite in its data dir).
+    pub fn database_url(&self) -> Option<String> {
+        backend::database_of(self.dir.path())
+    }
+
+    /// Where `needle` is stored at rest: in the files of the data dir (for
+    /// SQLite the database, WAL and side files, described by
+    /// [`occurrences`]) and, on PostgreSQL, in the live rows of the core's
+    /// database ([`backend::rows_containing`]).
+    pub async fn stored(&self, needle: &[u8]) -> anyhow::Result<Vec<String>> {
+        let mut hits = occurrences(self.data_dir(), needle)?;
+        if let Some(url) = self.database_url() {
+            hits.extend(backend::rows_containing(&url, needle).await?);
+        }
+        Ok(hits)
     }
 
     pub async fn tenant(&self, name: &str, dpa_signed: bool) -> anyhow::Result<TenantCreated> {

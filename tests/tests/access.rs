@@ -15,7 +15,7 @@ async fn code(resp: reqwest::Response) -> anyhow::Result<(u16, String)> {
     ))
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn one_tenants_key_never_reads_another_tenants_data() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let a = core.tenant("A", true).await?;
@@ -52,6 +52,7 @@ async fn one_tenants_key_never_reads_another_tenants_data() -> anyhow::Result<()
     assert_eq!(core.message_count(&a).await?, 1);
     Ok(())
 }
+}
 
 /// Method, path, bearer token, raw body (sent without a Content-Type),
 /// expected status and error code.
@@ -64,7 +65,7 @@ type Case<'a> = (
     &'a str,
 );
 
-#[tokio::test]
+c24_e2e::both! {
 async fn wrong_tokens_and_bad_requests_get_json_errors() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("A", true).await?;
@@ -195,8 +196,9 @@ async fn wrong_tokens_and_bad_requests_get_json_errors() -> anyhow::Result<()> {
     assert_eq!(core.admin.list_tenants().await?.items.len(), 1);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn tenant_list_carries_no_secrets() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("A", true).await?;
@@ -222,4 +224,5 @@ async fn tenant_list_carries_no_secrets() -> anyhow::Result<()> {
     assert!(one.dpa_signed);
     assert_eq!(one.status, "active");
     Ok(())
+}
 }

@@ -214,7 +214,7 @@ async fn call(
     ))
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn the_test_table_matches_the_servers_route_table() {
     let server: BTreeSet<_> = c24_chatcore::http::guard::ADMIN_ROUTES
         .iter()
@@ -223,8 +223,9 @@ async fn the_test_table_matches_the_servers_route_table() {
     let expected: BTreeSet<_> = EXPECTED.iter().copied().collect();
     assert_eq!(server, expected);
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn every_admin_route_checks_token_role_and_second_factor() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (tokens_file, staff) = write_tokens_file(dir.path())?;
@@ -369,8 +370,9 @@ async fn every_admin_route_checks_token_role_and_second_factor() -> anyhow::Resu
     );
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn a_valid_second_factor_is_accepted_once() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (tokens_file, staff) = write_tokens_file(dir.path())?;
@@ -406,8 +408,9 @@ async fn a_valid_second_factor_is_accepted_once() -> anyhow::Result<()> {
     assert_eq!(first["status"], 200);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn the_dev_clock_route_exists_only_with_the_flag() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let token = core.running.admin_token().to_string();
@@ -415,8 +418,9 @@ async fn the_dev_clock_route_exists_only_with_the_flag() -> anyhow::Result<()> {
     assert_eq!((status, code.as_str()), (404, "not_found"));
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn a_tokens_file_with_a_plaintext_token_is_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("tokens.toml");
@@ -428,4 +432,5 @@ async fn a_tokens_file_with_a_plaintext_token_is_refused() -> anyhow::Result<()>
     let msg = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.contains("sha256"), "{msg}");
     Ok(())
+}
 }

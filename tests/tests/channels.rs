@@ -6,7 +6,7 @@ use c24_api::webchat::{ClientFrame, ServerFrame};
 use c24_e2e::{Core, WAIT, marker, unix_now, whatsapp_text};
 use serde_json::Value;
 
-#[tokio::test]
+c24_e2e::both! {
 async fn webchat_message_is_acked_stored_and_read_back() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -53,8 +53,9 @@ async fn webchat_message_is_acked_stored_and_read_back() -> anyhow::Result<()> {
     assert_eq!(convs.items[0].message_count, 3);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn webchat_resend_returns_the_same_ack_and_stores_once() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -71,8 +72,9 @@ async fn webchat_resend_returns_the_same_ack_and_stores_once() -> anyhow::Result
     assert_eq!(core.message_count(&t).await?, 1);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn agent_reply_is_pushed_to_the_visitor_and_resume_replays() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -130,8 +132,9 @@ async fn agent_reply_is_pushed_to_the_visitor_and_resume_replays() -> anyhow::Re
     assert_eq!(core.message_count(&t).await?, 2);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn webchat_bad_frames_get_error_frames_and_the_socket_stays_up() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -166,8 +169,9 @@ async fn webchat_bad_frames_get_error_frames_and_the_socket_stays_up() -> anyhow
     assert_eq!(core.message_count(&t).await?, 1);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn webchat_handshake_refusals() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -209,8 +213,9 @@ async fn webchat_handshake_refusals() -> anyhow::Result<()> {
     }
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn whatsapp_verification_handshake() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -237,8 +242,9 @@ async fn whatsapp_verification_handshake() -> anyhow::Result<()> {
     assert_eq!(body["error"]["code"], "invalid_verify_token");
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn whatsapp_message_is_stored_once_and_read_back() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -277,8 +283,9 @@ async fn whatsapp_message_is_stored_once_and_read_back() -> anyhow::Result<()> {
     assert_eq!(contents, ["Is het op voorraad?", "En in het blauw?"]);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn whatsapp_refusals_store_nothing() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -362,6 +369,7 @@ async fn whatsapp_refusals_store_nothing() -> anyhow::Result<()> {
     assert_eq!(core.message_count(&other).await?, 0);
     Ok(())
 }
+}
 
 fn multipart_email(from: &str, msg_id: &str, in_reply_to: Option<&str>) -> Vec<u8> {
     let reply = in_reply_to
@@ -391,7 +399,7 @@ PHA+R3LDvMOfZTwvcD4=\r\n\
     .into_bytes()
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn email_is_decoded_threaded_and_stored() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -437,8 +445,9 @@ async fn email_is_decoded_threaded_and_stored() -> anyhow::Result<()> {
     assert_eq!(msgs.items[0].subject.as_deref(), Some("Bestelling über"));
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn email_refusals_store_nothing() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
@@ -495,8 +504,9 @@ async fn email_refusals_store_nothing() -> anyhow::Result<()> {
     assert_eq!(core.message_count(&t).await?, before);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn tenant_without_dpa_accepts_no_personal_data() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("NoDpa", false).await?;
@@ -517,9 +527,10 @@ async fn tenant_without_dpa_accepts_no_personal_data() -> anyhow::Result<()> {
     assert_eq!(core.message_count(&t).await?, 0);
     Ok(())
 }
+}
 
-#[tokio::test]
-async fn plaintext_and_identifiers_appear_nowhere_in_the_data_dir() -> anyhow::Result<()> {
+c24_e2e::both! {
+async fn plaintext_and_identifiers_appear_nowhere_at_rest() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("Acme", true).await?;
     let web_text = marker("webchat-secret");
@@ -564,15 +575,18 @@ async fn plaintext_and_identifiers_appear_nowhere_in_the_data_dir() -> anyhow::R
         &web_text, &visitor, &wa_text, &wa_name, &mail_text, &mail_addr, &subject, &reply,
     ];
     let phone_s = phone.to_string();
-    let check = |dir: &std::path::Path| -> anyhow::Result<()> {
+    let check = async |core: &Core| -> anyhow::Result<()> {
         for n in needles.iter().copied().chain([&phone_s]) {
-            let hits = c24_e2e::files_containing(dir, n.as_bytes())?;
+            let hits = core.stored(n.as_bytes()).await?;
             assert!(hits.is_empty(), "{n} found in {hits:?}");
         }
         Ok(())
     };
-    check(core.data_dir())?;
+    check(&core).await?;
+    // After a clean stop (and on the restart that follows).
     let dir = core.stop().await;
-    check(dir.path())?;
+    let core = Core::start_in(dir, |_| {}).await?;
+    check(&core).await?;
     Ok(())
+}
 }

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 
 const ADMIN_TOTP: &str = "KRSXG5CTMVRXEZLUKN2XAZLSKNSWG4TFOQ";
 
-#[tokio::test]
+c24_e2e::both! {
 async fn the_client_covers_the_admin_api() -> anyhow::Result<()> {
     let core = Core::start_with(c24_e2e::dev_clock_with_totp(ADMIN_TOTP)).await?;
     let api = &core.admin;
@@ -135,4 +135,5 @@ async fn the_client_covers_the_admin_api() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
 }

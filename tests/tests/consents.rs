@@ -37,7 +37,7 @@ fn category(r: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn consent_is_withdrawn_per_purpose_and_kept_three_years_after_it_ends() -> anyhow::Result<()>
 {
     let core = start().await?;
@@ -128,8 +128,9 @@ async fn consent_is_withdrawn_per_purpose_and_kept_three_years_after_it_ends() -
     assert_eq!(list.items[0].status, ConsentStatus::Given);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn a_terminated_contract_ends_standing_consents() -> anyhow::Result<()> {
     let core = start().await?;
     let a = core.tenant("Leaving", true).await?;
@@ -173,4 +174,5 @@ async fn a_terminated_contract_ends_standing_consents() -> anyhow::Result<()> {
     assert_eq!(err.as_ref().and_then(|e| e.code()), Some("invalid_field"));
     assert_eq!(core.admin.consents(&a.id, None).await?.total, 1);
     Ok(())
+}
 }

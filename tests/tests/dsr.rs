@@ -1,7 +1,8 @@
 //! Data-subject requests end to end (privacy policy §9.2), driven by the
 //! dev clock: a request left alone is overdue after one calendar month (or
-//! after its extension); an erasure leaves no trace of the person in the
-//! data dir — no plaintext, no ciphertext, no blind index, in any file —
+//! after its extension); an erasure leaves no trace of the person at rest
+//! — no plaintext, no ciphertext, no blind index, in any file of the data
+//! dir (SQLite) or any live row of the database (PostgreSQL) —
 //! while everyone else's data is intact; an export is fetched once, by the
 //! role that filed the request; a restriction closes ingress for the
 //! person (403 `processing_restricted`, nothing stored, the data kept, also
@@ -9,10 +10,8 @@
 
 use c24_api::admin::tenants::TenantCreated;
 use c24_api::client::webchat::WebchatClient;
-use c24_e2e::{
-    Core, StaffTokens, TotpPool, WAIT, files_containing, marker, occurrences, whatsapp_text,
-    write_tokens_file,
-};
+use c24_e2e::inspect::{Arg, Inspector, Part};
+use c24_e2e::{Core, StaffTokens, TotpPool, WAIT, marker, whatsapp_text, write_tokens_file};
 use chrono::{DateTime, Months, Utc};
 use serde_json::{Value, json};
 
@@ -192,7 +191,7 @@ fn email_raw(
     .into_bytes()
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn a_request_left_alone_becomes_overdue_after_one_month_or_after_its_extension()
 -> anyhow::Result<()> {
     let mut t = start(true).await?;
@@ -341,69 +340,75 @@ async fn a_request_left_alone_becomes_overdue_after_one_month_or_after_its_exten
     assert_eq!(history, ["filed", "completed"]);
     Ok(())
 }
+}
 
-/// Every blob of the person's rows, read from the database before the erasure.
-/// Each is labelled with the column it came from, for the failure message.
-fn person_blobs(
-    dir: &std::path::Path,
+/// The person's values as stored (contact, messages, email threads, the
+/// sealed export), each with where it was read from.
+async fn person_blobs(
+    core: &Core,
     conversations: &[&str],
 ) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
-    let db = rusqlite::Connection::open_with_flags(
-        dir.join("c24.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    let db = Inspector::open(core, Part::Data).await?;
     let mut blobs = Vec::new();
-    for conv in conversations {
-        let (bi, ident, name): (Vec<u8>, Vec<u8>, Option<Vec<u8>>) = db.query_row(
-            "SELECT k.ident_bi, k.ident_ct, k.name_ct FROM conversations c
-             JOIN contacts k ON k.id = c.contact_id WHERE c.id = ?1",
-            [conv],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        blobs.extend([("contacts.ident_bi", bi), ("contacts.ident_ct", ident)]);
-        blobs.extend(name.map(|n| ("contacts.name_ct", n)));
-        let mut stmt = db.prepare(
-            "SELECT body_ct, subject_ct, dedupe_key, client_key FROM messages
-             WHERE conversation_id = ?1",
-        )?;
-        let rows = stmt.query_map([conv], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, Option<Vec<u8>>>(1)?,
-                r.get::<_, Option<Vec<u8>>>(2)?,
-                r.get::<_, Option<Vec<u8>>>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (body, subject, dedupe, client) = row?;
-            blobs.push(("messages.body_ct", body));
-            blobs.extend(subject.map(|v| ("messages.subject_ct", v)));
-            blobs.extend(dedupe.map(|v| ("messages.dedupe_key", v)));
-            blobs.extend(client.map(|v| ("messages.client_key", v)));
+    let mut keep = |column: &'static str, v: &Option<Vec<u8>>| {
+        if let Some(v) = v {
+            blobs.push((column, v.clone()));
         }
-        let mut stmt =
-            db.prepare("SELECT msgid_bi FROM email_threads WHERE conversation_id = ?1")?;
-        for bi in stmt.query_map([conv], |r| r.get::<_, Vec<u8>>(0))? {
-            blobs.push(("email_threads.msgid_bi", bi?));
+    };
+    for conv in conversations {
+        let contact = db
+            .rows(
+                "SELECT k.ident_bi, k.ident_ct, k.name_ct FROM conversations c
+                 JOIN contacts k ON k.id = c.contact_id WHERE c.id = ?1",
+                &[Arg::Text(conv)],
+            )
+            .await?;
+        anyhow::ensure!(contact.len() == 1, "conversation {conv} has no contact");
+        for (column, v) in ["contacts.ident_bi", "contacts.ident_ct", "contacts.name_ct"]
+            .into_iter()
+            .zip(&contact[0])
+        {
+            keep(column, v);
+        }
+        let messages = db
+            .rows(
+                "SELECT body_ct, subject_ct, dedupe_key, client_key FROM messages
+                 WHERE conversation_id = ?1",
+                &[Arg::Text(conv)],
+            )
+            .await?;
+        for row in &messages {
+            for (column, v) in [
+                "messages.body_ct",
+                "messages.subject_ct",
+                "messages.dedupe_key",
+                "messages.client_key",
+            ]
+            .into_iter()
+            .zip(row)
+            {
+                keep(column, v);
+            }
+        }
+        let threads = db
+            .rows(
+                "SELECT msgid_bi FROM email_threads WHERE conversation_id = ?1",
+                &[Arg::Text(conv)],
+            )
+            .await?;
+        for row in &threads {
+            keep("email_threads.msgid_bi", &row[0]);
         }
     }
-    let mut stmt = db.prepare("SELECT sealed FROM dsr_exports")?;
-    for s in stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))? {
-        blobs.push(("dsr_exports.sealed", s?));
+    for row in &db.rows("SELECT sealed FROM dsr_exports", &[]).await? {
+        keep("dsr_exports.sealed", &row[0]);
     }
     Ok(blobs)
 }
 
 /// The person's rows still in the database, by their blind indexes and conversations.
-fn person_rows(
-    dir: &std::path::Path,
-    bis: &[Vec<u8>],
-    conversations: &[&str],
-) -> anyhow::Result<i64> {
-    let db = rusqlite::Connection::open_with_flags(
-        dir.join("c24.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+async fn person_rows(core: &Core, bis: &[Vec<u8>], conversations: &[&str]) -> anyhow::Result<i64> {
+    let db = Inspector::open(core, Part::Data).await?;
     let mut n = 0i64;
     for bi in bis {
         for sql in [
@@ -412,7 +417,7 @@ fn person_rows(
             "SELECT count(*) FROM email_threads WHERE msgid_bi = ?1",
             "SELECT count(*) FROM messages WHERE dedupe_key = ?1 OR client_key = ?1",
         ] {
-            n += db.query_row(sql, [bi], |r| r.get::<_, i64>(0))?;
+            n += db.count(sql, &[Arg::Bytes(bi)]).await?;
         }
     }
     for conv in conversations {
@@ -421,12 +426,10 @@ fn person_rows(
             "SELECT count(*) FROM messages WHERE conversation_id = ?1",
             "SELECT count(*) FROM email_threads WHERE conversation_id = ?1",
         ] {
-            n += db.query_row(sql, [conv], |r| r.get::<_, i64>(0))?;
+            n += db.count(sql, &[Arg::Text(conv)]).await?;
         }
     }
-    n += db.query_row("SELECT count(*) FROM dsr_exports", [], |r| {
-        r.get::<_, i64>(0)
-    })?;
+    n += db.count("SELECT count(*) FROM dsr_exports", &[]).await?;
     Ok(n)
 }
 
@@ -547,8 +550,7 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["outcome"]["messages"], 3, "{v}");
 
-    let dir = t.core.data_dir().to_path_buf();
-    let blobs = person_blobs(&dir, &[&p_conv, &p_ack.conversation_id])?;
+    let blobs = person_blobs(&t.core, &[&p_conv, &p_ack.conversation_id]).await?;
     assert!(blobs.len() >= 10, "{} blobs", blobs.len());
     let plaintexts: Vec<Vec<u8>> = p_texts
         .iter()
@@ -558,19 +560,19 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
     if encrypt {
         // Encrypted at rest: the plaintext was never in any file.
         for p in &plaintexts {
-            assert!(files_containing(&dir, p)?.is_empty());
+            assert!(t.core.stored(p).await?.is_empty());
         }
     } else {
         // Stored in the clear: the grep below can see it.
-        assert!(!files_containing(&dir, p_texts[0].as_bytes())?.is_empty());
-        assert!(!files_containing(&dir, p_email.as_bytes())?.is_empty());
+        assert!(!t.core.stored(p_texts[0].as_bytes()).await?.is_empty());
+        assert!(!t.core.stored(p_email.as_bytes()).await?.is_empty());
     }
     let bis: Vec<Vec<u8>> = blobs
         .iter()
         .filter(|(_, b)| b.len() == 32)
         .map(|(_, b)| b.clone())
         .collect();
-    assert!(person_rows(&dir, &bis, &[&p_conv, &p_ack.conversation_id])? > 0);
+    assert!(person_rows(&t.core, &bis, &[&p_conv, &p_ack.conversation_id]).await? > 0);
     let stored_before = t.core.admin.tenant(&a.id).await?.stored_messages;
     // The traffic trace holds the person's messages, under the stored
     // conversation ids (packed as 16 raw bytes): the erasure must take them.
@@ -578,7 +580,7 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
     for (form, b) in &p_ids {
         if form.starts_with("raw") {
             assert!(
-                !occurrences(&dir, b)?.is_empty(),
+                !t.core.stored(b).await?.is_empty(),
                 "the trace should hold the {form} before the erasure"
             );
         }
@@ -622,7 +624,7 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
 
     // No trace in any file of the data dir (database, WAL, side files).
     for p in &plaintexts {
-        let hits = files_containing(&dir, p)?;
+        let hits = t.core.stored(p).await?;
         assert!(
             hits.is_empty(),
             "{:?} still in {hits:?}",
@@ -630,7 +632,7 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
         );
     }
     for (column, b) in &blobs {
-        let hits = occurrences(&dir, b)?;
+        let hits = t.core.stored(b).await?;
         assert!(
             hits.is_empty(),
             "a {}-byte value of the person ({column} {}) is still in {hits:#?}",
@@ -639,12 +641,12 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
         );
     }
     assert_eq!(
-        person_rows(&dir, &bis, &[&p_conv, &p_ack.conversation_id])?,
+        person_rows(&t.core, &bis, &[&p_conv, &p_ack.conversation_id]).await?,
         0
     );
     // The erased conversations' ids, in any form, are in no file.
     for (form, b) in &p_ids {
-        let hits = occurrences(&dir, b)?;
+        let hits = t.core.stored(b).await?;
         assert!(
             hits.is_empty(),
             "the erased conversation id ({form}) is still in {hits:#?}"
@@ -696,7 +698,7 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
     let w = agent.messages(&w_ack.conversation_id, 10, None).await?;
     assert_eq!(w.items[0].content, w_text);
     if !encrypt {
-        assert!(!files_containing(&dir, q_text.as_bytes())?.is_empty());
+        assert!(!t.core.stored(q_text.as_bytes()).await?.is_empty());
     }
 
     // The visitor comes back: the old conversation is gone, and a resent
@@ -742,19 +744,21 @@ async fn erasure_leaves_no_trace(encrypt: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn an_erasure_leaves_no_trace_of_the_person_and_others_intact() -> anyhow::Result<()> {
     erasure_leaves_no_trace(true).await
 }
+}
 
+c24_e2e::both! {
 /// The same with encryption at rest off, so a plaintext grep would see
 /// anything left behind (deleted rows are zeroed, the WAL truncated).
-#[tokio::test]
 async fn an_erasure_leaves_no_plaintext_even_without_encryption_at_rest() -> anyhow::Result<()> {
     erasure_leaves_no_trace(false).await
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn an_export_is_fetched_once_by_the_role_that_filed_it() -> anyhow::Result<()> {
     let mut t = start(true).await?;
     let a = t.core.tenant("Acme", true).await?;
@@ -823,11 +827,10 @@ async fn an_export_is_fetched_once_by_the_role_that_filed_it() -> anyhow::Result
     assert_eq!((s, v["error"]["code"].as_str()), (410, Some("export_gone")));
     let v = t.dsr(&a, &req).await?;
     assert_eq!(v["export"]["state"], "downloaded");
-    let db = rusqlite::Connection::open_with_flags(
-        t.core.data_dir().join("c24.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
-    let left: i64 = db.query_row("SELECT count(*) FROM dsr_exports", [], |r| r.get(0))?;
+    let left = Inspector::open(&t.core, Part::Data)
+        .await?
+        .count("SELECT count(*) FROM dsr_exports", &[])
+        .await?;
     assert_eq!(left, 0, "the sealed export is deleted by its download");
 
     // Filed by staff (an operator) for the WhatsApp number: operator or
@@ -886,8 +889,9 @@ async fn an_export_is_fetched_once_by_the_role_that_filed_it() -> anyhow::Result
     );
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn a_restriction_stops_ingress_for_the_person_and_keeps_the_data() -> anyhow::Result<()> {
     let mut t = start(true).await?;
     let a = t.core.tenant("Acme", true).await?;
@@ -1011,8 +1015,9 @@ async fn a_restriction_stops_ingress_for_the_person_and_keeps_the_data() -> anyh
     );
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn a_rectification_reseals_the_field() -> anyhow::Result<()> {
     let mut t = start(true).await?;
     let a = t.core.tenant("Acme", true).await?;
@@ -1136,6 +1141,7 @@ async fn a_rectification_reseals_the_field() -> anyhow::Result<()> {
         (201, Some(conv.as_str()))
     );
     Ok(())
+}
 }
 
 fn hex(b: &[u8]) -> String {

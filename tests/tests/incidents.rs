@@ -50,7 +50,7 @@ fn secs_between(a: &str, b: &str) -> anyhow::Result<i64> {
     Ok((b - a).num_seconds())
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn the_48_hour_clock_turns_overdue_at_48_hours_and_not_before() -> anyhow::Result<()> {
     let (core, staff, _tokens) = start().await?;
     let a = core.tenant("Acme", true).await?;
@@ -141,8 +141,9 @@ async fn the_48_hour_clock_turns_overdue_at_48_hours_and_not_before() -> anyhow:
     assert_eq!(err.as_ref().and_then(|e| e.code()), Some("forbidden"));
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn authority_and_people_clocks_follow_the_role_and_the_risk() -> anyhow::Result<()> {
     let (core, staff, _tokens) = start().await?;
     let op = core.admin.with_token(&staff.operator.token);
@@ -225,8 +226,9 @@ async fn authority_and_people_clocks_follow_the_role_and_the_risk() -> anyhow::R
     assert_eq!(err.as_ref().and_then(|e| e.code()), Some("unknown_tenant"));
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn incident_records_are_kept_three_years_then_purged() -> anyhow::Result<()> {
     let (core, staff, _tokens) = start().await?;
     let op = core.admin.with_token(&staff.operator.token);
@@ -276,4 +278,5 @@ async fn incident_records_are_kept_three_years_then_purged() -> anyhow::Result<(
         Some("incident_not_found")
     );
     Ok(())
+}
 }

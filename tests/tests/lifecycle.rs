@@ -3,7 +3,7 @@
 use c24_api::client::webchat::WebchatClient;
 use c24_e2e::{Core, WAIT};
 
-#[tokio::test]
+c24_e2e::both! {
 async fn data_and_tenants_survive_a_restart() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let t = core.tenant("A", true).await?;
@@ -42,8 +42,9 @@ async fn data_and_tenants_survive_a_restart() -> anyhow::Result<()> {
     assert_eq!(core.message_count(&t).await?, 2);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn a_database_refuses_to_reopen_with_the_other_encryption_mode() -> anyhow::Result<()> {
     let dir = Core::start().await?.stop().await;
     let refused = Core::start_in(dir, |c| c.at_rest_encryption = false).await;
@@ -58,8 +59,9 @@ async fn a_database_refuses_to_reopen_with_the_other_encryption_mode() -> anyhow
     assert!(refused.is_err());
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn a_wrong_kek_is_refused_at_start() -> anyhow::Result<()> {
     let core = Core::start().await?;
     core.tenant("A", true).await?;
@@ -69,9 +71,10 @@ async fn a_wrong_kek_is_refused_at_start() -> anyhow::Result<()> {
     assert!(refused.is_err());
     Ok(())
 }
+}
 
 #[cfg(unix)]
-#[tokio::test]
+c24_e2e::both! {
 async fn generated_kek_is_private_to_its_owner() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let core = Core::start().await?;
@@ -81,8 +84,9 @@ async fn generated_kek_is_private_to_its_owner() -> anyhow::Result<()> {
     assert_eq!(mode & 0o777, 0o600);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn tls_self_signed_serves_https() -> anyhow::Result<()> {
     let core = Core::start_with(|c| c.tls = c24_chatcore::TlsConfig::SelfSigned).await?;
     assert!(core.url().starts_with("https://"));
@@ -97,4 +101,5 @@ async fn tls_self_signed_serves_https() -> anyhow::Result<()> {
     let plain = reqwest::get(format!("{}/healthz", url.replace("https", "http"))).await;
     assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));
     Ok(())
+}
 }

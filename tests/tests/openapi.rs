@@ -471,7 +471,7 @@ async fn start() -> anyhow::Result<(T, c24_e2e::StaffTokens, tempfile::TempDir)>
     Ok((t, staff, dir))
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn the_document_and_the_server_agree() -> anyhow::Result<()> {
     let (t, staff, _dir) = start().await?;
     let doc = &t.spec.doc;
@@ -581,6 +581,7 @@ async fn the_document_and_the_server_agree() -> anyhow::Result<()> {
     );
     t.core.stop().await;
     Ok(())
+}
 }
 
 /// The guard's answers on every admin route: no token, a tenant key, a

@@ -66,7 +66,7 @@ fn rfc3339_in(days: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn registry_is_seeded_announces_with_notice_flags_and_takes_effect() -> anyhow::Result<()> {
     let core = start().await?;
     let mut codes = TotpCodes::new(ADMIN_TOTP)?;
@@ -234,8 +234,9 @@ async fn registry_is_seeded_announces_with_notice_flags_and_takes_effect() -> an
     assert_eq!(list["awaiting_approval"], 1);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn approved_changes_take_effect_and_unapproved_ones_stay_pending() -> anyhow::Result<()> {
     let (core, mut pool, _dir) = start_with_pool(6).await?;
     let announce = |name: &str, days: i64| {
@@ -350,8 +351,9 @@ async fn approved_changes_take_effect_and_unapproved_ones_stay_pending() -> anyh
     }
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn live_figures_follow_ingest() -> anyhow::Result<()> {
     let core = start().await?;
     let t = core.tenant("Busy", true).await?;
@@ -478,8 +480,9 @@ async fn live_figures_follow_ingest() -> anyhow::Result<()> {
     assert!(metrics.contains("c24_purge_runs_total"));
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn tenants_list_pages_sorts_and_filters_on_the_server() -> anyhow::Result<()> {
     let core = start().await?;
     let mut codes = TotpCodes::new(ADMIN_TOTP)?;
@@ -558,4 +561,5 @@ async fn tenants_list_pages_sorts_and_filters_on_the_server() -> anyhow::Result<
         .await?;
     assert_eq!(bad.status(), 400);
     Ok(())
+}
 }

@@ -3,9 +3,8 @@
 //! +30 days; 31 days later a purge deletes the data and destroys the key.
 
 use c24_api::client::webchat::WebchatClient;
-use c24_e2e::{
-    Core, TotpCodes, WAIT, dev_clock_with_totp, files_containing, marker, whatsapp_text,
-};
+use c24_e2e::inspect::{Arg, Inspector, Part};
+use c24_e2e::{Core, TotpCodes, WAIT, dev_clock_with_totp, marker, whatsapp_text};
 use serde_json::{Value, json};
 
 const ADMIN_TOTP: &str = "KRSXG5CTMVRXEZLUKN2XAZLSKNSWG4TFOQ";
@@ -50,7 +49,7 @@ fn category<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn suspend_closes_ingress_and_keeps_data_resume_reopens() -> anyhow::Result<()> {
     let core = start().await?;
     let mut admin = Admin {
@@ -103,8 +102,9 @@ async fn suspend_closes_ingress_and_keeps_data_resume_reopens() -> anyhow::Resul
     }
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn terminated_tenant_is_purged_after_30_days_and_its_key_destroyed() -> anyhow::Result<()> {
     let core = start().await?;
     let mut admin = Admin {
@@ -216,8 +216,9 @@ async fn terminated_tenant_is_purged_after_30_days_and_its_key_destroyed() -> an
     assert_eq!(intact.items[0].content, kept);
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() -> anyhow::Result<()>
 {
     let core = start().await?;
@@ -240,18 +241,17 @@ async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() ->
     assert_eq!(status, 200);
     // (A restart gives a fresh server, so fresh TOTP steps below.)
     // The wrapped key as stored, to look for after it is destroyed.
-    let wrapped: Vec<u8> = {
-        let db = rusqlite::Connection::open_with_flags(
-            core.data_dir().join("keyring.sqlite"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        db.query_row(
+    let wrapped: Vec<u8> = Inspector::open(&core, Part::Keyring)
+        .await?
+        .rows(
             "SELECT wrapped_dek FROM tenant_keys WHERE tenant_id = ?1",
-            [&t.id],
-            |r| r.get(0),
-        )?
-    };
-    assert!(!files_containing(core.data_dir(), &wrapped)?.is_empty());
+            &[Arg::Text(&t.id)],
+        )
+        .await?
+        .first()
+        .and_then(|r| r[0].clone())
+        .ok_or_else(|| anyhow::anyhow!("no wrapped key stored for {}", t.id))?;
+    assert!(!core.stored(&wrapped).await?.is_empty());
     let dir = core.stop().await;
     let core = Core::start_in(dir, dev_clock_with_totp(ADMIN_TOTP)).await?;
     let mut admin = Admin {
@@ -263,7 +263,7 @@ async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() ->
     assert_eq!(v["status"], "purged");
     assert!(v["key_destroyed_at"].is_string());
     // At once, not only after a restart: no file holds the wrapped key.
-    assert!(files_containing(core.data_dir(), &wrapped)?.is_empty());
+    assert!(core.stored(&wrapped).await?.is_empty());
     // The rows are still there (not yet due) but can no longer be opened.
     let read = core
         .admin
@@ -284,13 +284,14 @@ async fn destroying_the_key_makes_remaining_rows_unreadable_across_restarts() ->
         .await
         .err();
     assert_eq!(read.as_ref().and_then(|e| e.code()), Some("key_destroyed"));
-    assert!(files_containing(core.data_dir(), b"sealed forever")?.is_empty());
+    assert!(core.stored(b"sealed forever").await?.is_empty());
     // No copy of the wrapped key is left in any file (database, WAL, side files).
-    assert!(files_containing(core.data_dir(), &wrapped)?.is_empty());
+    assert!(core.stored(&wrapped).await?.is_empty());
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn access_logs_are_purged_after_90_days() -> anyhow::Result<()> {
     let core = start().await?;
     let mut admin = Admin {
@@ -332,7 +333,10 @@ async fn access_logs_are_purged_after_90_days() -> anyhow::Result<()> {
     assert!(!actions.contains(&"POST /admin/v1/tenants"), "{actions:?}");
     Ok(())
 }
+}
 
+// SQLite only: the core's own backups copy its SQLite files (on
+// PostgreSQL the database is backed up by its own tools; see the README).
 #[tokio::test]
 async fn backups_are_counted_and_deleted_after_7_days() -> anyhow::Result<()> {
     let backups = tempfile::tempdir()?;

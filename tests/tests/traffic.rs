@@ -10,6 +10,7 @@ use c24_api::Channel;
 use c24_api::admin::throughput::Direction;
 use c24_api::admin::traffic::TraceRecord;
 use c24_api::client::webchat::WebchatClient;
+use c24_e2e::inspect::{Arg, Inspector, Part};
 use c24_e2e::{Core, TotpCodes, WAIT, marker, whatsapp_text};
 use serde_json::Value;
 
@@ -64,7 +65,7 @@ async fn export(core: &Core, from: &str, to: &str) -> anyhow::Result<(String, Ve
     Ok((text, records))
 }
 
-#[tokio::test]
+c24_e2e::both! {
 async fn the_trace_records_every_message_without_content_or_identifiers() -> anyhow::Result<()> {
     let core = Core::start_with(c24_e2e::dev_clock_with_totp(ADMIN_TOTP)).await?;
     let start = core.running.clock().now_ms();
@@ -279,8 +280,9 @@ async fn the_trace_records_every_message_without_content_or_identifiers() -> any
     ws_b.close().await;
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn bad_bounds_are_refused_with_invalid_query() -> anyhow::Result<()> {
     let core = Core::start().await?;
     for q in [
@@ -319,8 +321,9 @@ async fn bad_bounds_are_refused_with_invalid_query() -> anyhow::Result<()> {
     );
     Ok(())
 }
+}
 
-#[tokio::test]
+c24_e2e::both! {
 async fn a_long_export_is_streamed_in_pages_in_order_without_gaps() -> anyhow::Result<()> {
     // Each message acknowledged before the next: one commit each, so the
     // export runs through hundreds of pages (4 commits a page).
@@ -361,11 +364,12 @@ async fn a_long_export_is_streamed_in_pages_in_order_without_gaps() -> anyhow::R
     ws.close().await;
     Ok(())
 }
+}
 
+c24_e2e::both! {
 /// A stored batch the build cannot read fails the export, never shortens
 /// it silently: on the first page a JSON 500 before any record; later, the
 /// body ends with an error after the records before it.
-#[tokio::test]
 async fn an_unreadable_batch_fails_the_export_instead_of_being_skipped() -> anyhow::Result<()> {
     let core = Core::start().await?;
     let start = core.running.clock().now_ms();
@@ -384,19 +388,19 @@ async fn an_unreadable_batch_fails_the_export_instead_of_being_skipped() -> anyh
     let (_, all) = export(&core, &from, &to).await?;
     assert_eq!(all.len(), 6);
 
-    let db = rusqlite::Connection::open(core.data_dir().join("c24.sqlite"))?;
-    db.busy_timeout(std::time::Duration::from_secs(10))?;
-    let corrupt = |which: &str| -> anyhow::Result<usize> {
-        Ok(db.execute(
+    let db = Inspector::open(&core, Part::Data).await?;
+    let corrupt = async |which: &str| -> anyhow::Result<u64> {
+        db.execute(
             &format!(
-                "UPDATE traffic_trace SET entries = x'09' WHERE id = (SELECT {which}(id) FROM traffic_trace)"
+                "UPDATE traffic_trace SET entries = ?1 WHERE id = (SELECT {which}(id) FROM traffic_trace)"
             ),
-            [],
-        )?)
+            &[Arg::Bytes(&[0x09])],
+        )
+        .await
     };
     // The last row: on a later page, after the headers were sent (or still
     // buffered with the first records: then the connection just closes).
-    assert_eq!(corrupt("max")?, 1);
+    assert_eq!(corrupt("max").await?, 1);
     let sent = core
         .http
         .get(format!("{}/admin/v1/traffic/trace", core.url()))
@@ -432,7 +436,7 @@ async fn an_unreadable_batch_fails_the_export_instead_of_being_skipped() -> anyh
     assert!(core.admin.traffic_trace(&from, &to).await.is_err());
 
     // The first row: on the first page, still a proper JSON error.
-    assert_eq!(corrupt("min")?, 1);
+    assert_eq!(corrupt("min").await?, 1);
     let resp = core
         .http
         .get(format!("{}/admin/v1/traffic/trace", core.url()))
@@ -444,4 +448,5 @@ async fn an_unreadable_batch_fails_the_export_instead_of_being_skipped() -> anyh
     let v: Value = resp.json().await?;
     assert_eq!(v["error"]["code"], "internal", "{v}");
     Ok(())
+}
 }
