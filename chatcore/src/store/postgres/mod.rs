@@ -55,6 +55,10 @@ const READERS: usize = 8;
 const EVENT_BUFFER: usize = 4096;
 /// How long a start waits for the event listener.
 const LISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a node checks that it reaches the database (`/readyz`).
+const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// A check not answered within this counts as unreachable.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct PgStore {
     /// Ingest and every other write.
@@ -69,6 +73,10 @@ pub struct PgStore {
     node: Arc<str>,
     events: broadcast::Sender<ClusterEvent>,
     stop_listener: watch::Sender<bool>,
+    /// Whether the last check reached the database: a node that cannot
+    /// commit reports not ready, so a load balancer sends its traffic to
+    /// nodes that can (all of them, once the database is back).
+    reachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
@@ -157,6 +165,12 @@ impl PgStore {
         let node: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (stop_listener, stop) = watch::channel(false);
+        let reachable = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let health = tokio::spawn(watch_health(
+            read_pool.clone(),
+            reachable.clone(),
+            stop.clone(),
+        ));
         let (ready_tx, ready_rx) = oneshot::channel();
         let listener = tokio::spawn(notify::listen(
             config.clone(),
@@ -193,12 +207,13 @@ impl PgStore {
             main: Mutex::new(Some(main_tx)),
             purge: Mutex::new(Some(purge_tx)),
             running: vec![main_running, purge_running],
-            tasks: Mutex::new(vec![main_task, purge_task, listener]),
+            tasks: Mutex::new(vec![main_task, purge_task, listener, health]),
             read_pool,
             write_pool,
             node,
             events,
             stop_listener,
+            reachable,
         })
     }
 
@@ -244,6 +259,47 @@ impl PgStore {
         self.row(sql, params)
             .await?
             .ok_or_else(|| StoreError::Io("query returned no row".into()))
+    }
+}
+
+/// Checks every [`HEALTH_EVERY`] that a read connection answers, until
+/// `stop`; a connection that failed is dropped, not returned to the pool.
+async fn watch_health(
+    pool: Pool,
+    reachable: Arc<std::sync::atomic::AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(HEALTH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let probe = async {
+            let c = pool.get().await.ok()?;
+            match c.simple_query("SELECT 1").await {
+                Ok(_) => Some(()),
+                Err(_) => {
+                    drop(deadpool_postgres::Object::take(c));
+                    None
+                }
+            }
+        };
+        let ok = matches!(
+            tokio::time::timeout(HEALTH_TIMEOUT, probe).await,
+            Ok(Some(()))
+        );
+        if reachable.swap(ok, Ordering::SeqCst) != ok {
+            if ok {
+                tracing::info!("the database is reachable again");
+            } else {
+                tracing::warn!("the database is unreachable: reporting not ready");
+            }
+        }
     }
 }
 
@@ -907,6 +963,7 @@ impl Store for PgStore {
     fn ready(&self) -> bool {
         self.running.iter().all(|r| r.load(Ordering::SeqCst))
             && self.main.lock().map(|s| s.is_some()).unwrap_or(false)
+            && self.reachable.load(Ordering::SeqCst)
     }
 
     async fn close(&self) {
