@@ -6,6 +6,7 @@
 //! - a message sent during the outage is not acknowledged until it is
 //!   committed, and is stored exactly once after the database returns;
 //! - the node serves reads and writes again without a restart.
+//!
 //! Skipped with a message without a server (see `support/pg.rs`).
 
 #[path = "support/pg.rs"]
