@@ -2053,3 +2053,138 @@ async fn tenant_conversations_page_newest_first(b: &Backend) {
     assert_eq!(seen, ids);
     store.close().await;
 }
+
+/// Waits until some connection of the test database waits on a row lock.
+async fn until_lock_wait(sql: &tokio_postgres::Client) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "nobody waited");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+// An erasure on one node while another node's batch is storing a message
+// of the same person (here that batch's statements, held open from a raw
+// connection with the locks the writer takes): into the person's existing
+// conversation, and into a new conversation of theirs. The erasure waits
+// for it and takes its rows too: nothing of the person is left behind.
+postgres_only!(erasure_waits_for_another_nodes_batch_of_the_person);
+async fn erasure_waits_for_another_nodes_batch_of_the_person(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    for new_conversation in [false, true] {
+        let v = visitor();
+        let first = send(&store, webchat(&t.id, &v, None, b"k1", b"abcd", now)).await;
+        let contact = store
+            .contact(&t.id, "visitor", &v.bi)
+            .await
+            .unwrap()
+            .unwrap();
+        let other = b.sql().await;
+        other.batch_execute("BEGIN").await.unwrap();
+        let into = if new_conversation {
+            // As `upsert_contact` + `new_conversation` do.
+            other
+                .execute(
+                    "SELECT id FROM contacts WHERE id = $1 FOR KEY SHARE",
+                    &[&contact.id],
+                )
+                .await
+                .unwrap();
+            let conv = id();
+            other
+                .execute(
+                    "INSERT INTO conversations (id, tenant_id, channel, contact_id, created_at, last_activity_at)
+                     VALUES ($1, $2, 'webchat', $3, $4, $4)",
+                    &[&conv, &t.id, &contact.id, &now],
+                )
+                .await
+                .unwrap();
+            conv
+        } else {
+            // As `lock_conversations` + the insert do.
+            other
+                .execute(
+                    "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE",
+                    &[&first.conversation_id],
+                )
+                .await
+                .unwrap();
+            first.conversation_id.clone()
+        };
+        let seq: i64 = if new_conversation { 1 } else { 2 };
+        other
+            .execute(
+                "INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, body_ct, size,
+                                       received_at, committed_at)
+                 VALUES ($1, $2, $3, $4, 'inbound', '\\x00', 1, $5, $5)",
+                &[&id(), &t.id, &into, &seq, &now],
+            )
+            .await
+            .unwrap();
+        let erasure = {
+            let store = store.clone();
+            let (tenant, bi) = (t.id.clone(), v.bi.clone());
+            tokio::spawn(async move {
+                let dsr = DsrRecord {
+                    id: id(),
+                    tenant_id: tenant,
+                    kind: "erasure".into(),
+                    subject_kind: "visitor_id".into(),
+                    subject_bi: Some(bi.clone()),
+                    status: "completed".into(),
+                    received_at: now,
+                    due_at: now + 1000,
+                    doc: "{}".into(),
+                    purge_after: None,
+                };
+                store
+                    .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
+                        record: dsr,
+                        action: DsrAction::Erase {
+                            kind: "visitor",
+                            ident_bi: bi,
+                        },
+                        at: now,
+                    })))
+                    .await
+                    .unwrap()
+            })
+        };
+        until_lock_wait(&other).await;
+        other.batch_execute("COMMIT").await.unwrap();
+        let WriteOutcome::Erased(e) = erasure.await.unwrap() else {
+            panic!("expected Erased");
+        };
+        assert_eq!(e.messages, 2, "new conversation: {new_conversation}");
+        let sql = b.sql().await;
+        let left: i64 = sql
+            .query_one(
+                "SELECT (SELECT count(*) FROM messages WHERE conversation_id = $1)
+                      + (SELECT count(*) FROM conversations WHERE contact_id = $2)
+                      + (SELECT count(*) FROM contacts WHERE id = $2)",
+                &[&into, &contact.id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            left, 0,
+            "rows of the erased person left (new conversation: {new_conversation})"
+        );
+    }
+    store.close().await;
+}

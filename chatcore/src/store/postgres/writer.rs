@@ -1045,9 +1045,19 @@ async fn upsert_contact(c: &Conn, m: &InboundMessage, now: Millis) -> Result<Str
         ],
     )
     .await?;
-    contact_id(c, &m.tenant_id, ct.kind, &ct.ident_bi)
-        .await?
-        .ok_or(StoreError::NotFound("contact"))
+    // Key-share lock: an erasure of this person on another node waits for
+    // this batch, or this batch for it (then the contact is gone, the op
+    // fails and is replayed alone, creating the contact afresh).
+    query_opt(
+        c,
+        "SELECT id FROM contacts WHERE tenant_id = $1 AND kind = $2 AND ident_bi = $3
+         FOR KEY SHARE",
+        &[&m.tenant_id, &ct.kind, &ct.ident_bi],
+    )
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()?
+    .ok_or(StoreError::NotFound("contact"))
 }
 
 async fn new_conversation(
@@ -1447,10 +1457,36 @@ async fn erase_subject(
     let Some(contact) = contact_id(c, tenant_id, kind, ident_bi).await? else {
         return Ok(out);
     };
+    // Another node may be storing a message of this person right now. Its
+    // batch holds the row lock of the conversation it writes to (taken
+    // first, in id order) and, to create a conversation, a key-share lock
+    // on the contact ([`upsert_contact`]). Taking the same locks in the same
+    // order — conversations, then the contact — waits for such a batch to
+    // commit and stops new ones; the statements below then see everything
+    // it stored (READ COMMITTED reads afresh per statement), so nothing of
+    // the person is left behind as an orphan.
+    query(
+        c,
+        "SELECT 1 FROM conversations WHERE contact_id = $1 AND tenant_id = $2
+         ORDER BY id FOR UPDATE",
+        &[&contact, &tenant_id],
+    )
+    .await?;
+    if query_opt(
+        c,
+        "SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE",
+        &[&contact],
+    )
+    .await?
+    .is_none()
+    {
+        // Erased meanwhile (by another node's erasure).
+        return Ok(out);
+    }
     let spans: Vec<(String, Millis, Millis)> = query(
         c,
         "SELECT id, created_at, last_activity_at FROM conversations
-         WHERE contact_id = $1 AND tenant_id = $2",
+         WHERE contact_id = $1 AND tenant_id = $2 ORDER BY id FOR UPDATE",
         &[&contact, &tenant_id],
     )
     .await?
