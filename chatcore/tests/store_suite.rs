@@ -2188,3 +2188,64 @@ async fn erasure_waits_for_another_nodes_batch_of_the_person(b: &Backend) {
     }
     store.close().await;
 }
+
+both!(messages_after_the_stamp_go_with_their_conversation);
+// A terminated tenant's rows are stamped for purge; a message that reaches
+// one of its conversations after that (another node not yet told of the
+// termination, or a reply) is stamped with the conversation, so the purge
+// of the conversation takes it too instead of leaving it unstamped forever.
+async fn messages_after_the_stamp_go_with_their_conversation(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let v = visitor();
+    let first = send(&store, webchat(&t.id, &v, None, b"k1", b"1234", now)).await;
+    loop {
+        let stamped = store
+            .write(WriteOp::StampTenantPurge {
+                tenant_id: t.id.clone(),
+                purge_after: now - 1,
+                batch: 100,
+            })
+            .await
+            .unwrap();
+        if matches!(stamped, WriteOutcome::Count(0)) {
+            break;
+        }
+    }
+    send(
+        &store,
+        webchat(&t.id, &v, Some(&first.conversation_id), b"k2", b"late", now),
+    )
+    .await;
+    store
+        .write(reply(&t, &first.conversation_id, b"reply", now))
+        .await
+        .unwrap();
+    for table in PurgeTable::ALL {
+        store
+            .write(WriteOp::PurgeBatch {
+                table,
+                now,
+                batch: 100,
+            })
+            .await
+            .unwrap();
+    }
+    let left = store
+        .usage()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.0 == t.id)
+        .map(|u| u.1)
+        .unwrap_or(0);
+    assert_eq!(left, 0, "messages of the purged conversation left behind");
+    assert!(
+        store
+            .conversation(&first.conversation_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

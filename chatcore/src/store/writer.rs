@@ -1189,9 +1189,13 @@ fn insert_message(
     now: Millis,
 ) -> Result<(), StoreError> {
     c.prepare_cached(
+        // A message into a conversation already stamped for purge (its
+        // tenant terminated a moment ago) is stamped with it, so it goes
+        // with the conversation and never outlives it.
         "INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
-            client_key, body_ct, subject_ct, size, received_at, committed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            client_key, body_ct, subject_ct, size, received_at, committed_at, purge_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+                 (SELECT purge_after FROM conversations WHERE id = ?3))",
     )?
     .execute(params![
         id,

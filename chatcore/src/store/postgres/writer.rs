@@ -478,11 +478,12 @@ const INBOUND_EXISTING: &str = "WITH conv AS (
                                  WHERE tenant_id = $3 AND kind = $5 AND ident_bi = $6)
                AND ($7::bytea IS NULL OR NOT EXISTS
                      (SELECT 1 FROM messages WHERE conversation_id = $2 AND client_key = $7))
-             RETURNING message_count
+             RETURNING message_count, purge_after
          )
          INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
-             client_key, body_ct, subject_ct, size, received_at, committed_at)
-         SELECT $8, $3, $2, conv.message_count, 'inbound', NULL, $7, $9, $10, $11, $12, $1
+             client_key, body_ct, subject_ct, size, received_at, committed_at, purge_after)
+         SELECT $8, $3, $2, conv.message_count, 'inbound', NULL, $7, $9, $10, $11, $12, $1,
+                conv.purge_after
          FROM conv
          RETURNING seq";
 /// An agent reply: the owner check, the seq and the insert; returns the
@@ -490,11 +491,12 @@ const INBOUND_EXISTING: &str = "WITH conv AS (
 const OUTBOUND: &str = "WITH conv AS (
              UPDATE conversations SET message_count = message_count + 1, last_activity_at = $1
              WHERE id = $2 AND tenant_id = $3
-             RETURNING message_count, channel
+             RETURNING message_count, channel, purge_after
          ), ins AS (
              INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
-                 client_key, body_ct, subject_ct, size, received_at, committed_at)
-             SELECT $4, $3, $2, conv.message_count, 'outbound', NULL, NULL, $5, NULL, $6, $7, $1
+                 client_key, body_ct, subject_ct, size, received_at, committed_at, purge_after)
+             SELECT $4, $3, $2, conv.message_count, 'outbound', NULL, NULL, $5, NULL, $6, $7, $1,
+                    conv.purge_after
              FROM conv
              RETURNING seq
          )
@@ -1169,9 +1171,12 @@ struct NewMessage<'a> {
 async fn insert_message(c: &Conn, m: NewMessage<'_>, now: Millis) -> Result<(), StoreError> {
     exec(
         c,
+        // Stamped like its conversation if that is already due for purge
+        // (see the SQLite writer's `insert_message`).
         "INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, dedupe_key,
-            client_key, body_ct, subject_ct, size, received_at, committed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            client_key, body_ct, subject_ct, size, received_at, committed_at, purge_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                 (SELECT purge_after FROM conversations WHERE id = $3))",
         &[
             &m.id,
             &m.tenant_id,
