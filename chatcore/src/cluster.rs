@@ -3,7 +3,9 @@
 //!
 //! - An agent reply stored by another node reaches the visitor sockets
 //!   connected here: the sealed row is read and opened with the tenant's key
-//!   (the event carries ids only), then pushed like a local reply.
+//!   (the event carries ids only), then pushed like a local reply. After
+//!   missed events (a listener reconnect) each conversation followed here
+//!   gets the replies committed meanwhile, once each and in order.
 //! - A tenant created or changed elsewhere (state, DPA, key destruction) is
 //!   reloaded into this node's directory, so ingress here admits and refuses
 //!   as there.
@@ -64,6 +66,7 @@ pub fn spawn(state: AppState) {
                     reload_tenants(&state, None).await;
                     recount_usage(&state).await;
                     recount_trace(&state).await;
+                    catch_up_pushes(&state).await;
                 }
                 Err(RecvError::Closed) => return,
             }
@@ -102,6 +105,8 @@ async fn recount_trace(state: &AppState) {
     }
 }
 
+/// Pushes another node's reply `seq` to the sockets here that follow the
+/// conversation and have not had it.
 async fn push_reply(
     state: &AppState,
     tenant_id: &str,
@@ -126,19 +131,90 @@ async fn push_reply(
         // Erased or purged since.
         return Ok(());
     };
+    let frame = push_frame(&cipher, tenant_id, m)?;
+    state.hub.publish(conversation_id, seq, frame);
+    Ok(())
+}
+
+/// A stored message as a `msg.new` push.
+fn push_frame(
+    cipher: &crate::crypto::TenantCipher,
+    tenant_id: &str,
+    m: crate::store::MessageRecord,
+) -> Result<crate::push::Push, String> {
     let content =
-        ingress::open_body(&cipher, tenant_id, &m.id, &m.body_ct).map_err(|e| e.to_string())?;
+        ingress::open_body(cipher, tenant_id, &m.id, &m.body_ct).map_err(|e| e.to_string())?;
     let frame = ServerFrame::MsgNew(MsgNew {
-        conversation_id: m.conversation_id.clone(),
+        conversation_id: m.conversation_id,
         message_id: m.id,
         seq: m.seq,
         direction: m.direction,
         content,
         created_ts: m.received_at,
     });
-    let text = serde_json::to_string(&frame).map_err(|e| e.to_string())?;
-    state.hub.publish(&m.conversation_id, text.into());
-    Ok(())
+    Ok(serde_json::to_string(&frame)
+        .map_err(|e| e.to_string())?
+        .into())
+}
+
+/// Messages read per page when catching up.
+const CATCH_UP_PAGE: u32 = 256;
+
+/// After missed events (a listener reconnect, a lagging receiver): every
+/// conversation followed here gets the agent replies committed since the
+/// lowest mark among its sockets, oldest first; each socket only those it
+/// has not had ([`crate::push::PushHub::publish`]).
+async fn catch_up_pushes(state: &AppState) {
+    for (conversation_id, seen) in state.hub.following() {
+        match catch_up(state, &conversation_id, seen).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                conversation = %conversation_id,
+                pushed = n,
+                "pushed replies committed while cluster events were missed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "catching up on missed replies failed"),
+        }
+    }
+}
+
+/// Pushes the conversation's agent replies after `after`; returns how many
+/// reached a socket.
+async fn catch_up(state: &AppState, conversation_id: &str, mut after: i64) -> Result<usize, String> {
+    let Some(conv) = state
+        .store
+        .conversation(conversation_id)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(0);
+    };
+    let Some(cipher) = state.tenants.get(&conv.tenant_id).and_then(|t| t.cipher()) else {
+        return Ok(0);
+    };
+    let mut pushed = 0;
+    loop {
+        let rows = state
+            .store
+            .messages(conversation_id, after, CATCH_UP_PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let full = rows.len() == CATCH_UP_PAGE as usize;
+        for m in rows {
+            after = m.seq;
+            if m.direction != "outbound" {
+                continue;
+            }
+            let seq = m.seq;
+            let frame = push_frame(&cipher, &conv.tenant_id, m)?;
+            if state.hub.publish(conversation_id, seq, frame) > 0 {
+                pushed += 1;
+            }
+        }
+        if !full {
+            return Ok(pushed);
+        }
+    }
 }
 
 /// Brings the directory up to the database: new tenants are added, known

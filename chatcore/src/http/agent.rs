@@ -260,7 +260,7 @@ pub async fn post_message(
         created_ts: m.received_at,
     });
     if let Ok(text) = serde_json::to_string(&frame) {
-        app.hub.publish(&m.conversation_id, text.into());
+        app.hub.publish(&m.conversation_id, m.seq, text.into());
     }
     Ok((
         StatusCode::CREATED,

@@ -11,9 +11,12 @@
 //!   index on (conversation, client key), so a resend reaching another node
 //!   is still answered with its first ack (any resend in the conversation,
 //!   where SQLite recognises one among the newest 256);
-//! - a batch first locks the existing conversations it writes to, in id
+//! - a batch first locks the contacts whose WhatsApp or email messages it
+//!   stores, then the existing conversations it writes to, each in id
 //!   order, so two nodes' batches over the same conversations queue behind
-//!   each other instead of deadlocking;
+//!   each other instead of deadlocking, and two nodes getting a sender's
+//!   first message of a session (or thread) at once start one conversation,
+//!   not one each ([`lock_contacts`]);
 //! - a web-chat message into an existing conversation, and an agent reply,
 //!   is one statement, and runs of them into distinct conversations are
 //!   pipelined (one round trip for the run);
@@ -307,9 +310,11 @@ async fn apply_batch(
     batch: &[Job],
     now: Millis,
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, BatchError> {
+    let contacts = session_contacts(batch);
     let conversations = existing_conversations(batch);
     for _ in 0..TRANSIENT_TRIES {
         c.batch_execute("BEGIN").await?;
+        lock_contacts(c, &contacts).await?;
         lock_conversations(c, &conversations).await?;
         // Rebuilt on every attempt: a rolled-back attempt's entries are gone.
         let mut trace = Trace::default();
@@ -379,6 +384,7 @@ async fn apply_batch(
         tracing::debug!(error = %e, "batch hit a transient conflict; retrying");
     }
     c.batch_execute("BEGIN").await?;
+    lock_contacts(c, &contacts).await?;
     lock_conversations(c, &conversations).await?;
     // Only ops that keep their savepoint add their entry.
     let mut trace = Trace::default();
@@ -415,6 +421,62 @@ async fn apply_batch(
     notify_usage(c, ctx, batch, &results, traced).await?;
     commit(c).await?;
     Ok(results)
+}
+
+/// The contacts (tenant, kind, identifier blind index) whose messages may
+/// start a conversation: a WhatsApp session or an email thread, where the
+/// store, not the client, decides between an existing conversation and a
+/// new one. Sorted, once each.
+fn session_contacts(batch: &[Job]) -> Vec<(&str, &str, &[u8])> {
+    let mut keys: Vec<(&str, &str, &[u8])> = batch
+        .iter()
+        .filter_map(|(op, _)| match op {
+            WriteOp::Inbound(m)
+                if matches!(
+                    m.target,
+                    ConversationTarget::LatestForContact { .. }
+                        | ConversationTarget::EmailThread { .. }
+                ) =>
+            {
+                Some((
+                    m.tenant_id.as_str(),
+                    m.contact.kind,
+                    m.contact.ident_bi.as_slice(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Locks the existing rows of those contacts, in id order, before any op
+/// runs. Two nodes' batches with a message of one sender then run one after
+/// the other: the second looks up the sender's conversation only once the
+/// first committed, so it finds the conversation the first created instead
+/// of creating another (and a second delivery of one email or WhatsApp
+/// message finds the first, rather than failing on its unique key). A
+/// contact not stored yet needs no lock: the second node's insert of it
+/// waits on the first's uniquely indexed row, with the same effect.
+async fn lock_contacts(c: &Conn, keys: &[(&str, &str, &[u8])]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let kinds: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let idents: Vec<&[u8]> = keys.iter().map(|k| k.2).collect();
+    query(
+        c,
+        "SELECT 1 FROM contacts c
+         JOIN unnest($1::text[], $2::text[], $3::bytea[]) AS k (tenant_id, kind, ident_bi)
+           ON c.tenant_id = k.tenant_id AND c.kind = k.kind AND c.ident_bi = k.ident_bi
+         ORDER BY c.id FOR UPDATE OF c",
+        &[&tenants, &kinds, &idents],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The existing conversations the batch's messages go to, sorted.
