@@ -180,7 +180,11 @@ async fn catch_up_pushes(state: &AppState) {
 
 /// Pushes the conversation's agent replies after `after`; returns how many
 /// reached a socket.
-async fn catch_up(state: &AppState, conversation_id: &str, mut after: i64) -> Result<usize, String> {
+async fn catch_up(
+    state: &AppState,
+    conversation_id: &str,
+    mut after: i64,
+) -> Result<usize, String> {
     let Some(conv) = state
         .store
         .conversation(conversation_id)

@@ -50,7 +50,13 @@ impl PushHub {
     /// `seen` (its first ack's seq, a resume's `last_seq`). A socket already
     /// following it keeps its mark: a later ack must not pass over an agent
     /// reply committed before it whose push is still on its way.
-    pub fn subscribe(&self, conversation_id: &str, socket: u64, tx: &mpsc::Sender<Push>, seen: i64) {
+    pub fn subscribe(
+        &self,
+        conversation_id: &str,
+        socket: u64,
+        tx: &mpsc::Sender<Push>,
+        seen: i64,
+    ) {
         let mut g = self.lock();
         let list = g.entry(conversation_id.to_string()).or_default();
         if !list.iter().any(|s| s.socket == socket) {
