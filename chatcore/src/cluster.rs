@@ -22,11 +22,9 @@
 //!   nodes' ([`add_other_nodes`], [`add_other_nodes_to_overview`], the
 //!   stats' other-nodes overlay), so either node shows the sum.
 
-use c24_api::webchat::{MsgNew, ServerFrame};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::http::AppState;
-use crate::ingress;
 use crate::store::ClusterEvent;
 use crate::tenants;
 
@@ -105,68 +103,34 @@ async fn recount_trace(state: &AppState) {
     }
 }
 
-/// Pushes another node's reply `seq` to the sockets here that follow the
-/// conversation and have not had it.
+/// Pushes another node's reply `seq` (and any earlier one not yet pushed)
+/// to the sockets here that follow the conversation.
 async fn push_reply(
     state: &AppState,
     tenant_id: &str,
     conversation_id: &str,
     seq: i64,
 ) -> Result<(), String> {
-    if !state.hub.has_subscribers(conversation_id) {
-        return Ok(());
-    }
-    let Some(tenant) = state.tenants.get(tenant_id) else {
-        return Ok(());
-    };
-    let Some(cipher) = tenant.cipher() else {
-        return Ok(());
-    };
-    let rows = state
-        .store
-        .messages(conversation_id, seq - 1, 1)
+    crate::push::push_replies(state, tenant_id, conversation_id, seq, None)
         .await
-        .map_err(|e| e.to_string())?;
-    let Some(m) = rows.into_iter().find(|m| m.seq == seq) else {
-        // Erased or purged since.
-        return Ok(());
-    };
-    let frame = push_frame(&cipher, tenant_id, m)?;
-    state.hub.publish(conversation_id, seq, frame);
-    Ok(())
+        .map(|_| ())
 }
-
-/// A stored message as a `msg.new` push.
-fn push_frame(
-    cipher: &crate::crypto::TenantCipher,
-    tenant_id: &str,
-    m: crate::store::MessageRecord,
-) -> Result<crate::push::Push, String> {
-    let content =
-        ingress::open_body(cipher, tenant_id, &m.id, &m.body_ct).map_err(|e| e.to_string())?;
-    let frame = ServerFrame::MsgNew(MsgNew {
-        conversation_id: m.conversation_id,
-        message_id: m.id,
-        seq: m.seq,
-        direction: m.direction,
-        content,
-        created_ts: m.received_at,
-    });
-    Ok(serde_json::to_string(&frame)
-        .map_err(|e| e.to_string())?
-        .into())
-}
-
-/// Messages read per page when catching up.
-const CATCH_UP_PAGE: u32 = 256;
 
 /// After missed events (a listener reconnect, a lagging receiver): every
 /// conversation followed here gets the agent replies committed since the
 /// lowest mark among its sockets, oldest first; each socket only those it
-/// has not had ([`crate::push::PushHub::publish`]).
+/// has not had.
 async fn catch_up_pushes(state: &AppState) {
-    for (conversation_id, seen) in state.hub.following() {
-        match catch_up(state, &conversation_id, seen).await {
+    for (conversation_id, _) in state.hub.following() {
+        let tenant = match state.store.conversation(&conversation_id).await {
+            Ok(Some(c)) => c.tenant_id,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "catching up on missed replies failed");
+                continue;
+            }
+        };
+        match crate::push::push_replies(state, &tenant, &conversation_id, i64::MAX, None).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 conversation = %conversation_id,
@@ -174,49 +138,6 @@ async fn catch_up_pushes(state: &AppState) {
                 "pushed replies committed while cluster events were missed"
             ),
             Err(e) => tracing::warn!(error = %e, "catching up on missed replies failed"),
-        }
-    }
-}
-
-/// Pushes the conversation's agent replies after `after`; returns how many
-/// reached a socket.
-async fn catch_up(
-    state: &AppState,
-    conversation_id: &str,
-    mut after: i64,
-) -> Result<usize, String> {
-    let Some(conv) = state
-        .store
-        .conversation(conversation_id)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(0);
-    };
-    let Some(cipher) = state.tenants.get(&conv.tenant_id).and_then(|t| t.cipher()) else {
-        return Ok(0);
-    };
-    let mut pushed = 0;
-    loop {
-        let rows = state
-            .store
-            .messages(conversation_id, after, CATCH_UP_PAGE)
-            .await
-            .map_err(|e| e.to_string())?;
-        let full = rows.len() == CATCH_UP_PAGE as usize;
-        for m in rows {
-            after = m.seq;
-            if m.direction != "outbound" {
-                continue;
-            }
-            let seq = m.seq;
-            let frame = push_frame(&cipher, &conv.tenant_id, m)?;
-            if state.hub.publish(conversation_id, seq, frame) > 0 {
-                pushed += 1;
-            }
-        }
-        if !full {
-            return Ok(pushed);
         }
     }
 }

@@ -5,16 +5,23 @@
 //! up loses pushes (it can `resume`) rather than stalling the publisher.
 //!
 //! Each subscription remembers the highest seq the socket has had (from its
-//! ack or resume, then from pushes): a push is delivered only above it, so a
-//! socket never gets one message twice nor an older one after a newer. The
-//! cluster layer uses the same mark to catch up, after missed events, on
-//! what was committed elsewhere since ([`PushHub::following`]).
+//! first ack or a resume, then from pushes): a push is delivered only above
+//! it, so a socket never gets one message twice nor an older one after a
+//! newer. Replies reach the hub through [`push_replies`], which first reads
+//! the conversation's replies since the lowest mark: a reply stored here and
+//! one another node stored just before it (its event still on the way), or
+//! replies committed while this node missed events, are then pushed in seq
+//! order rather than the earlier one being passed over.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use c24_api::webchat::{MsgNew, ServerFrame};
 use tokio::sync::mpsc;
+
+use crate::http::AppState;
+use crate::ingress;
 
 /// A serialised server frame.
 pub type Push = std::sync::Arc<str>;
@@ -94,6 +101,13 @@ impl PushHub {
         self.lock().contains_key(conversation_id)
     }
 
+    /// The lowest mark among the conversation's sockets, if any follows it.
+    pub fn floor(&self, conversation_id: &str) -> Option<i64> {
+        self.lock()
+            .get(conversation_id)
+            .and_then(|list| list.iter().map(|s| s.seen).min())
+    }
+
     /// Every followed conversation, with the lowest mark among its sockets:
     /// what was committed after it may not have reached all of them.
     pub fn following(&self) -> Vec<(String, i64)> {
@@ -119,6 +133,96 @@ impl PushHub {
         }
         delivered
     }
+}
+
+/// Messages read per page when catching up.
+const PAGE: u32 = 256;
+
+/// Pushes the conversation's agent replies up to seq `upto` (committed) to
+/// the sockets here that follow it and have not had them, oldest first;
+/// returns how many reached a socket. `own` is the frame of `upto` itself
+/// when the caller has it (a reply stored on this node: not read back).
+///
+/// Replies of one conversation commit in seq order (each takes the
+/// conversation's row lock for its seq), so a read made once `upto`
+/// committed finds every earlier one.
+pub async fn push_replies(
+    app: &AppState,
+    tenant_id: &str,
+    conversation_id: &str,
+    upto: i64,
+    own: Option<Push>,
+) -> Result<usize, String> {
+    let Some(mut after) = app.hub.floor(conversation_id) else {
+        return Ok(0);
+    };
+    let mut pushed = 0;
+    let mut own = own;
+    if after < upto.saturating_sub(1) || (after < upto && own.is_none()) {
+        let Some(cipher) = app.tenants.get(tenant_id).and_then(|t| t.cipher()) else {
+            return Ok(0);
+        };
+        'pages: loop {
+            let rows = app
+                .store
+                .messages(conversation_id, after, PAGE)
+                .await
+                .map_err(|e| e.to_string())?;
+            let full = rows.len() == PAGE as usize;
+            for m in rows {
+                if m.seq > upto {
+                    break 'pages;
+                }
+                after = m.seq;
+                if m.direction != "outbound" {
+                    continue;
+                }
+                let seq = m.seq;
+                let frame = match own.take_if(|_| seq == upto) {
+                    Some(f) => f,
+                    None => frame_of(&cipher, tenant_id, m)?,
+                };
+                if app.hub.publish(conversation_id, seq, frame) > 0 {
+                    pushed += 1;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    // The reply itself, when the read did not reach it (or was not needed).
+    if let Some(frame) = own
+        && app.hub.publish(conversation_id, upto, frame) > 0
+    {
+        pushed += 1;
+    }
+    Ok(pushed)
+}
+
+/// A stored message as a `msg.new` push.
+fn frame_of(
+    cipher: &crate::crypto::TenantCipher,
+    tenant_id: &str,
+    m: crate::store::MessageRecord,
+) -> Result<Push, String> {
+    let content =
+        ingress::open_body(cipher, tenant_id, &m.id, &m.body_ct).map_err(|e| e.to_string())?;
+    frame(MsgNew {
+        conversation_id: m.conversation_id,
+        message_id: m.id,
+        seq: m.seq,
+        direction: m.direction,
+        content,
+        created_ts: m.received_at,
+    })
+}
+
+/// A `msg.new` frame, serialised.
+pub fn frame(m: MsgNew) -> Result<Push, String> {
+    Ok(serde_json::to_string(&ServerFrame::MsgNew(m))
+        .map_err(|e| e.to_string())?
+        .into())
 }
 
 #[cfg(test)]

@@ -1665,3 +1665,52 @@ async fn replies_committed_while_the_listener_is_down_reach_the_visitor_once_in_
     drop((a, b));
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replies_from_both_nodes_at_once_reach_the_visitor_once_in_seq_order() {
+    const ROUNDS: usize = 25;
+    let Some(db) = TestDb::create("replies_from_both_nodes_at_once").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let t = tenant_on_both(&a, &b, "Two agents").await;
+    let key = t.channels.webchat.widget_key.clone();
+    let mut visitor = WebchatClient::connect(&b.ws(), &key, "visitor-b")
+        .await
+        .unwrap();
+    let (ack, _) = visitor
+        .send_message("c1", None, "hello", WAIT)
+        .await
+        .unwrap();
+    let conv = ack.conversation_id;
+    // An agent on each node; B's replies are pushed from B itself, A's
+    // through its event: each pair races.
+    let (agent_a, agent_b) = (
+        Client::new(&a.url, &t.api_key).unwrap(),
+        Client::new(&b.url, &t.api_key).unwrap(),
+    );
+    let mut posted = Vec::new();
+    for r in 0..ROUNDS {
+        let (on_a, on_b) = (format!("A {r}"), format!("B {r}"));
+        let (x, y) = tokio::join!(
+            agent_a.post_message(&conv, &on_a),
+            agent_b.post_message(&conv, &on_b)
+        );
+        posted.push((x.unwrap().seq, on_a));
+        posted.push((y.unwrap().seq, on_b));
+    }
+    posted.sort();
+    let last = posted.last().unwrap().0;
+    let mut got = Vec::new();
+    while got.last().is_none_or(|(seq, _)| *seq < last) {
+        let m = next_push(&mut visitor).await;
+        got.push((m.seq, m.content));
+    }
+    // Every reply once, in seq order (none passed over by a later one).
+    assert_eq!(got, posted);
+    drop((a, b));
+    db.drop_db().await;
+}
