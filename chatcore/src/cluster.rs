@@ -3,7 +3,9 @@
 //!
 //! - An agent reply stored by another node reaches the visitor sockets
 //!   connected here: the sealed row is read and opened with the tenant's key
-//!   (the event carries ids only), then pushed like a local reply.
+//!   (the event carries ids only), then pushed like a local reply. After
+//!   missed events (a listener reconnect) each conversation followed here
+//!   gets the replies committed meanwhile, once each and in order.
 //! - A tenant created or changed elsewhere (state, DPA, key destruction) is
 //!   reloaded into this node's directory, so ingress here admits and refuses
 //!   as there.
@@ -20,11 +22,9 @@
 //!   nodes' ([`add_other_nodes`], [`add_other_nodes_to_overview`], the
 //!   stats' other-nodes overlay), so either node shows the sum.
 
-use c24_api::webchat::{MsgNew, ServerFrame};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::http::AppState;
-use crate::ingress;
 use crate::store::ClusterEvent;
 use crate::tenants;
 
@@ -64,6 +64,7 @@ pub fn spawn(state: AppState) {
                     reload_tenants(&state, None).await;
                     recount_usage(&state).await;
                     recount_trace(&state).await;
+                    catch_up_pushes(&state).await;
                 }
                 Err(RecvError::Closed) => return,
             }
@@ -102,43 +103,43 @@ async fn recount_trace(state: &AppState) {
     }
 }
 
+/// Pushes another node's reply `seq` (and any earlier one not yet pushed)
+/// to the sockets here that follow the conversation.
 async fn push_reply(
     state: &AppState,
     tenant_id: &str,
     conversation_id: &str,
     seq: i64,
 ) -> Result<(), String> {
-    if !state.hub.has_subscribers(conversation_id) {
-        return Ok(());
-    }
-    let Some(tenant) = state.tenants.get(tenant_id) else {
-        return Ok(());
-    };
-    let Some(cipher) = tenant.cipher() else {
-        return Ok(());
-    };
-    let rows = state
-        .store
-        .messages(conversation_id, seq - 1, 1)
+    crate::push::push_replies(state, tenant_id, conversation_id, seq, None)
         .await
-        .map_err(|e| e.to_string())?;
-    let Some(m) = rows.into_iter().find(|m| m.seq == seq) else {
-        // Erased or purged since.
-        return Ok(());
-    };
-    let content =
-        ingress::open_body(&cipher, tenant_id, &m.id, &m.body_ct).map_err(|e| e.to_string())?;
-    let frame = ServerFrame::MsgNew(MsgNew {
-        conversation_id: m.conversation_id.clone(),
-        message_id: m.id,
-        seq: m.seq,
-        direction: m.direction,
-        content,
-        created_ts: m.received_at,
-    });
-    let text = serde_json::to_string(&frame).map_err(|e| e.to_string())?;
-    state.hub.publish(&m.conversation_id, text.into());
-    Ok(())
+        .map(|_| ())
+}
+
+/// After missed events (a listener reconnect, a lagging receiver): every
+/// conversation followed here gets the agent replies committed since the
+/// lowest mark among its sockets, oldest first; each socket only those it
+/// has not had.
+async fn catch_up_pushes(state: &AppState) {
+    for (conversation_id, _) in state.hub.following() {
+        let tenant = match state.store.conversation(&conversation_id).await {
+            Ok(Some(c)) => c.tenant_id,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "catching up on missed replies failed");
+                continue;
+            }
+        };
+        match crate::push::push_replies(state, &tenant, &conversation_id, i64::MAX, None).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                conversation = %conversation_id,
+                pushed = n,
+                "pushed replies committed while cluster events were missed"
+            ),
+            Err(e) => tracing::warn!(error = %e, "catching up on missed replies failed"),
+        }
+    }
 }
 
 /// Brings the directory up to the database: new tenants are added, known

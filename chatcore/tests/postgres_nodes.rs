@@ -1177,3 +1177,540 @@ async fn ingress_errors_of_either_node_sum_both_nodes() {
     drop((a, b));
     db.drop_db().await;
 }
+
+// ------------------------------------------- email, WhatsApp and missed pushes
+
+fn start_dev_clock(db: &TestDb, kek: &Path, data_dir: &Path) -> Node {
+    let mut cmd = command(db, kek, data_dir);
+    cmd.arg("--dev-clock");
+    spawn_node(cmd)
+}
+
+/// A tenant created on `a`, once `b` knows it too.
+async fn tenant_on_both(a: &Node, b: &Node, name: &str) -> c24_api::admin::tenants::TenantCreated {
+    let t = tenant(a, name).await;
+    let admin_b = Client::new(&b.url, TOKEN).unwrap();
+    eventually("B knows A's new tenant", || async {
+        admin_b.tenant(&t.id).await.map_err(|e| e.to_string())
+    })
+    .await;
+    t
+}
+
+/// Posts one signed WhatsApp text message to `node`; gives the receipt.
+async fn whatsapp_in(
+    node: &Node,
+    t: &c24_api::admin::tenants::TenantCreated,
+    from: &str,
+    wamid: &str,
+    body: &str,
+) -> serde_json::Value {
+    let n = c24_api::whatsapp::Notification::text_message(
+        &t.channels.whatsapp.phone_number_id,
+        from,
+        "Customer",
+        wamid,
+        0,
+        body,
+    );
+    let raw = serde_json::to_vec(&n).unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/whatsapp/{}/webhook", node.url, t.id))
+        .header("content-type", "application/json")
+        .header(
+            c24_api::whatsapp::SIGNATURE_HEADER,
+            c24_api::whatsapp::signature_header(&t.channels.whatsapp.app_secret, &raw),
+        )
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", node.url);
+    r.json().await.unwrap()
+}
+
+/// A plain-text email from `from` with Message-ID `msgid`, replying to `reply_to`.
+fn raw_email(
+    t: &c24_api::admin::tenants::TenantCreated,
+    from: &str,
+    msgid: &str,
+    reply_to: Option<&str>,
+    body: &str,
+) -> Vec<u8> {
+    let mut m = format!(
+        "From: Customer <{from}>\r\nTo: {}\r\nSubject: Order question\r\nMessage-ID: {msgid}\r\n",
+        t.channels.email.address
+    );
+    if let Some(r) = reply_to {
+        m.push_str(&format!("In-Reply-To: {r}\r\nReferences: {r}\r\n"));
+    }
+    m.push_str(&format!("Content-Type: text/plain\r\n\r\n{body}\r\n"));
+    m.into_bytes()
+}
+
+/// Posts a raw email to `node`, signed at `unix_s` (the node's clock); gives
+/// the status and the receipt.
+async fn email_in(
+    node: &Node,
+    t: &c24_api::admin::tenants::TenantCreated,
+    raw: &[u8],
+    unix_s: i64,
+) -> (u16, serde_json::Value) {
+    let ts = unix_s.to_string();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/email/{}/inbound", node.url, t.id))
+        .header("content-type", c24_api::email::CONTENT_TYPE)
+        .header(c24_api::email::TIMESTAMP_HEADER, &ts)
+        .header(
+            c24_api::email::SIGNATURE_HEADER,
+            c24_api::email::signature_header(&t.channels.email.signing_key, &ts, raw),
+        )
+        .body(raw.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+/// Every message of a conversation through `node`'s agent API.
+async fn conversation_messages(
+    node: &Node,
+    api_key: &str,
+    conversation_id: &str,
+) -> Vec<c24_api::agent::MessageView> {
+    let page = Client::new(&node.url, api_key)
+        .unwrap()
+        .messages(conversation_id, 1000, None)
+        .await
+        .unwrap();
+    assert!(page.next.is_none());
+    page.items
+}
+
+fn unix_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn receipt_conversation(r: &serde_json::Value) -> String {
+    r["messages"][0]["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_messages_of_a_sender_on_both_nodes_start_one_conversation() {
+    const ROUNDS: usize = 15;
+    let Some(db) = TestDb::create("first_messages_of_a_sender_on_both").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start_dev_clock(&db, &kek, &dir.path().join("a"));
+    let b = start_dev_clock(&db, &kek, &dir.path().join("b"));
+    let t = tenant_on_both(&a, &b, "Races").await;
+    let (admin_a, admin_b) = (
+        Client::new(&a.url, TOKEN).unwrap(),
+        Client::new(&b.url, TOKEN).unwrap(),
+    );
+    // The dev clocks start at the system's.
+    let now_s = unix_now_s();
+    // Each sender known from an earlier WhatsApp session and email thread.
+    let mut expired = Vec::new();
+    for r in 0..ROUNDS {
+        let w = whatsapp_in(
+            &a,
+            &t,
+            &format!("4915100000{r:02}"),
+            &format!("wamid.old{r}"),
+            "old",
+        )
+        .await;
+        let raw = raw_email(
+            &t,
+            &format!("c{r}@example.com"),
+            &format!("<old{r}@example.com>"),
+            None,
+            "old",
+        );
+        let (status, e) = email_in(&a, &t, &raw, now_s).await;
+        assert_eq!(status, 201, "{e}");
+        expired.push(receipt_conversation(&w));
+    }
+    // Both clocks a day on: every WhatsApp session has expired.
+    let (na, nb) = tokio::join!(
+        admin_a.advance_clock(25 * 3600),
+        admin_b.advance_clock(25 * 3600)
+    );
+    let (now_a, now_b) = (na.unwrap().now_ms / 1000, nb.unwrap().now_ms / 1000);
+
+    let mut sessions = Vec::new();
+    let mut threads = Vec::new();
+    for (r, old) in expired.iter().enumerate() {
+        // Two messages of a sender, one to each node at once.
+        let from = format!("4915100000{r:02}");
+        let (ida, idb) = (format!("wamid.{r}.a"), format!("wamid.{r}.b"));
+        let (via_a, via_b) = (format!("first {r} via A"), format!("first {r} via B"));
+        let (x, y) = tokio::join!(
+            whatsapp_in(&a, &t, &from, &ida, &via_a),
+            whatsapp_in(&b, &t, &from, &idb, &via_b),
+        );
+        assert_eq!(
+            (x["stored"].as_u64(), y["stored"].as_u64()),
+            (Some(1), Some(1))
+        );
+        let conv = receipt_conversation(&x);
+        assert_eq!(
+            conv,
+            receipt_conversation(&y),
+            "round {r}: two conversations"
+        );
+        assert_ne!(&conv, old, "round {r}: the expired session reused");
+        sessions.push((conv, [x, y]));
+
+        // The first email of a thread, delivered to both nodes at once.
+        let raw = raw_email(
+            &t,
+            &format!("c{r}@example.com"),
+            &format!("<first{r}@example.com>"),
+            None,
+            &format!("thread {r}"),
+        );
+        let ((sa, ea), (sb, eb)) = tokio::join!(
+            email_in(&a, &t, &raw, now_a),
+            email_in(&b, &t, &raw, now_b + 1)
+        );
+        let mut statuses = [sa, sb];
+        statuses.sort();
+        assert_eq!(statuses, [200, 201], "round {r}: stored once ({ea}, {eb})");
+        assert_eq!(
+            (&ea["message_id"], &ea["conversation_id"], &ea["seq"]),
+            (&eb["message_id"], &eb["conversation_id"], &eb["seq"]),
+            "round {r}: both receipts name the stored email"
+        );
+        threads.push(ea["conversation_id"].as_str().unwrap().to_string());
+    }
+
+    // Either node's agent API lists exactly those conversations, each with
+    // every accepted message once.
+    for node in [&a, &b] {
+        let listed = Client::new(&node.url, &t.api_key)
+            .unwrap()
+            .conversations()
+            .await
+            .unwrap();
+        assert!(listed.next.is_none());
+        assert_eq!(listed.items.len(), 4 * ROUNDS, "{}", node.url);
+        for (conv, receipts) in &sessions {
+            let got = conversation_messages(node, &t.api_key, conv).await;
+            let mut ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
+            let mut want: Vec<&str> = receipts
+                .iter()
+                .map(|r| r["messages"][0]["message_id"].as_str().unwrap())
+                .collect();
+            ids.sort();
+            want.sort();
+            assert_eq!(ids, want, "{conv} on {}", node.url);
+        }
+        for conv in &threads {
+            assert_eq!(conversation_messages(node, &t.api_key, conv).await.len(), 1);
+        }
+    }
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn email_and_whatsapp_in_on_a_answered_on_b_read_the_same_on_both() {
+    let Some(db) = TestDb::create("email_and_whatsapp_across_nodes").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let t = tenant_on_both(&a, &b, "Across").await;
+    let now_s = unix_now_s();
+
+    // In on A.
+    let w = whatsapp_in(&a, &t, "491520000001", "wamid.in1", "Where is my parcel?").await;
+    let wa_conv = receipt_conversation(&w);
+    let raw = raw_email(
+        &t,
+        "anna@example.com",
+        "<q1@example.com>",
+        None,
+        "Invoice please",
+    );
+    let (status, e) = email_in(&a, &t, &raw, now_s).await;
+    assert_eq!(status, 201, "{e}");
+    let mail_conv = e["conversation_id"].as_str().unwrap().to_string();
+
+    // Answered on B.
+    let agent_b = Client::new(&b.url, &t.api_key).unwrap();
+    let listed: Vec<String> = agent_b
+        .conversations()
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(
+        listed.contains(&wa_conv) && listed.contains(&mail_conv),
+        "{listed:?}"
+    );
+    let wa_reply = agent_b
+        .post_message(&wa_conv, "It ships today.")
+        .await
+        .unwrap();
+    let mail_reply = agent_b
+        .post_message(&mail_conv, "Attached, with thanks.")
+        .await
+        .unwrap();
+    assert_eq!((wa_reply.seq, mail_reply.seq), (2, 2));
+
+    // The customer answers, through A again: the same conversations.
+    let w2 = whatsapp_in(&a, &t, "491520000001", "wamid.in2", "Thanks!").await;
+    assert_eq!(receipt_conversation(&w2), wa_conv);
+    let raw = raw_email(
+        &t,
+        "anna@example.com",
+        "<q2@example.com>",
+        Some("<q1@example.com>"),
+        "Got it",
+    );
+    let (status, e2) = email_in(&b, &t, &raw, now_s).await;
+    assert_eq!(status, 201, "{e2}");
+    assert_eq!(e2["conversation_id"].as_str(), Some(mail_conv.as_str()));
+
+    // Both nodes read each conversation identically: in, the reply once, in.
+    for (conv, want) in [
+        (
+            &wa_conv,
+            ["Where is my parcel?", "It ships today.", "Thanks!"],
+        ),
+        (
+            &mail_conv,
+            ["Invoice please", "Attached, with thanks.", "Got it"],
+        ),
+    ] {
+        let on_a = conversation_messages(&a, &t.api_key, conv).await;
+        let on_b = conversation_messages(&b, &t.api_key, conv).await;
+        assert_eq!(on_a, on_b, "{conv}");
+        let got: Vec<(i64, &str, &str)> = on_a
+            .iter()
+            .map(|m| (m.seq, m.direction.as_str(), m.content.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "inbound", want[0]),
+                (2, "outbound", want[1]),
+                (3, "inbound", want[2])
+            ]
+        );
+    }
+    assert_eq!(
+        conversation_messages(&a, &t.api_key, &mail_conv).await[2]
+            .subject
+            .as_deref(),
+        Some("Order question")
+    );
+    // The core stores a reply and delivers nothing itself: each reply is
+    // one row, whichever node stored it, and both nodes count it once.
+    let sql = db.sql().await;
+    let outbound: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM messages WHERE tenant_id = $1 AND direction = 'outbound'",
+            &[&t.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(outbound, 2);
+    for node in [&a, &b] {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        eventually("either node counts both nodes' messages once", || async {
+            let v = admin.tenant(&t.id).await.map_err(|e| e.to_string())?;
+            match (v.stored_messages, v.conversations) {
+                (6, 2) => Ok(()),
+                got => Err(format!("{}: {got:?}", node.url)),
+            }
+        })
+        .await;
+    }
+    drop((a, b));
+    db.drop_db().await;
+}
+
+/// The cluster-event listeners of the test database (both nodes'), by pid,
+/// once LISTEN is in place.
+async fn listeners(sql: &tokio_postgres::Client) -> Vec<i32> {
+    sql.query(
+        "SELECT pid FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'c24-listen'
+           AND query LIKE 'LISTEN%'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// The next `msg.new` push on the visitor's socket.
+async fn next_push(visitor: &mut WebchatClient) -> c24_api::webchat::MsgNew {
+    loop {
+        match visitor.next(WAIT).await.unwrap() {
+            ServerFrame::MsgNew(m) => return m,
+            ServerFrame::Pong { .. } => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replies_committed_while_the_listener_is_down_reach_the_visitor_once_in_order() {
+    const REPLIES: usize = 4;
+    let Some(db) = TestDb::create("replies_while_listener_down").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let t = tenant_on_both(&a, &b, "Missed pushes").await;
+    let key = t.channels.webchat.widget_key.clone();
+    let mut visitor = WebchatClient::connect(&b.ws(), &key, "visitor-b")
+        .await
+        .unwrap();
+    let (ack, _) = visitor
+        .send_message("c1", None, "hello", WAIT)
+        .await
+        .unwrap();
+    let conv = ack.conversation_id;
+    let agent_a = Client::new(&a.url, &t.api_key).unwrap();
+    let sql = db.sql().await;
+    let wait_listeners = || async {
+        eventually("both nodes listen", || async {
+            let l = listeners(&sql).await;
+            if l.len() == 2 {
+                Ok(l)
+            } else {
+                Err(format!("{l:?}"))
+            }
+        })
+        .await
+    };
+
+    let mut posted = vec![agent_a.post_message(&conv, "reply 0").await.unwrap().id];
+    assert_eq!(next_push(&mut visitor).await.message_id, posted[0]);
+    // Kill both listener connections; while they are down, A commits
+    // replies. A round counts only if no listener was back before the last
+    // reply committed (they reconnect after a second).
+    let mut missed_rounds = 0;
+    for round in 0..3 {
+        let killed = wait_listeners().await;
+        let n: i64 = sql
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM unnest($1::int4[]) AS pid",
+                &[&killed],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 2);
+        for i in 0..REPLIES {
+            let m = agent_a
+                .post_message(&conv, &format!("round {round} reply {i}"))
+                .await
+                .unwrap();
+            posted.push(m.id);
+        }
+        // No listener connection at all now: none heard those commits.
+        let early: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'c24-listen'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if early == 0 {
+            missed_rounds += 1;
+        }
+    }
+    assert!(missed_rounds > 0, "a listener was always back too soon");
+    // Listening again: one more reply, pushed as usual.
+    wait_listeners().await;
+    posted.push(agent_a.post_message(&conv, "after").await.unwrap().id);
+    let mut got = Vec::new();
+    while got.last() != posted.last() {
+        let m = next_push(&mut visitor).await;
+        assert!(
+            got.len() < posted.len(),
+            "more pushes than replies: {got:?} then {m:?}"
+        );
+        got.push(m.message_id);
+    }
+    // Every reply exactly once, in commit order.
+    assert_eq!(got, posted[1..]);
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replies_from_both_nodes_at_once_reach_the_visitor_once_in_seq_order() {
+    const ROUNDS: usize = 25;
+    let Some(db) = TestDb::create("replies_from_both_nodes_at_once").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let t = tenant_on_both(&a, &b, "Two agents").await;
+    let key = t.channels.webchat.widget_key.clone();
+    let mut visitor = WebchatClient::connect(&b.ws(), &key, "visitor-b")
+        .await
+        .unwrap();
+    let (ack, _) = visitor
+        .send_message("c1", None, "hello", WAIT)
+        .await
+        .unwrap();
+    let conv = ack.conversation_id;
+    // An agent on each node; B's replies are pushed from B itself, A's
+    // through its event: each pair races.
+    let (agent_a, agent_b) = (
+        Client::new(&a.url, &t.api_key).unwrap(),
+        Client::new(&b.url, &t.api_key).unwrap(),
+    );
+    let mut posted = Vec::new();
+    for r in 0..ROUNDS {
+        let (on_a, on_b) = (format!("A {r}"), format!("B {r}"));
+        let (x, y) = tokio::join!(
+            agent_a.post_message(&conv, &on_a),
+            agent_b.post_message(&conv, &on_b)
+        );
+        posted.push((x.unwrap().seq, on_a));
+        posted.push((y.unwrap().seq, on_b));
+    }
+    posted.sort();
+    let last = posted.last().unwrap().0;
+    let mut got = Vec::new();
+    while got.last().is_none_or(|(seq, _)| *seq < last) {
+        let m = next_push(&mut visitor).await;
+        got.push((m.seq, m.content));
+    }
+    // Every reply once, in seq order (none passed over by a later one).
+    assert_eq!(got, posted);
+    drop((a, b));
+    db.drop_db().await;
+}

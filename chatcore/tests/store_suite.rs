@@ -2249,3 +2249,276 @@ async fn messages_after_the_stamp_go_with_their_conversation(b: &Backend) {
             .is_none()
     );
 }
+
+/// A WhatsApp message from the sender `phone_bi`, in its session.
+fn whatsapp(tenant_id: &str, phone_bi: &[u8], wamid: &str, now: Millis) -> InboundMessage {
+    InboundMessage {
+        tenant_id: tenant_id.to_string(),
+        channel: Channel::Whatsapp,
+        contact: NewContact {
+            id: id(),
+            kind: "phone",
+            ident_bi: phone_bi.to_vec(),
+            ident_ct: bytes("phone-ct"),
+            name_ct: None,
+        },
+        target: ConversationTarget::LatestForContact {
+            new_id: id(),
+            within_ms: 24 * 3600 * 1000,
+        },
+        message_id: id(),
+        dedupe_key: Some(wamid.as_bytes().to_vec()),
+        client_key: None,
+        body_ct: wamid.as_bytes().to_vec(),
+        subject_ct: None,
+        size: wamid.len() as i64,
+        received_at: now,
+        thread_key: None,
+        encrypt_ns: 0,
+    }
+}
+
+/// An email from `sender_bi` with Message-ID `msgid`, replying to `refs`.
+fn email(
+    tenant_id: &str,
+    sender_bi: &[u8],
+    msgid: &str,
+    refs: &[&str],
+    now: Millis,
+) -> InboundMessage {
+    InboundMessage {
+        tenant_id: tenant_id.to_string(),
+        channel: Channel::Email,
+        contact: NewContact {
+            id: id(),
+            kind: "email",
+            ident_bi: sender_bi.to_vec(),
+            ident_ct: bytes("email-ct"),
+            name_ct: None,
+        },
+        target: ConversationTarget::EmailThread {
+            candidates: refs.iter().map(|r| r.as_bytes().to_vec()).collect(),
+            new_id: id(),
+        },
+        message_id: id(),
+        dedupe_key: Some(msgid.as_bytes().to_vec()),
+        client_key: None,
+        body_ct: msgid.as_bytes().to_vec(),
+        subject_ct: Some(b"subject".to_vec()),
+        size: msgid.len() as i64,
+        received_at: now,
+        thread_key: Some(msgid.as_bytes().to_vec()),
+        encrypt_ns: 0,
+    }
+}
+
+/// Writes `x` through store `a` and `y` through store `b` at the same instant.
+async fn at_once(
+    a: &Arc<dyn Store>,
+    b: &Arc<dyn Store>,
+    x: InboundMessage,
+    y: InboundMessage,
+) -> (StoredMessage, StoredMessage) {
+    let (a, b) = (a.clone(), b.clone());
+    let (x, y) = tokio::join!(
+        tokio::spawn(async move { send(&a, x).await }),
+        tokio::spawn(async move { send(&b, y).await })
+    );
+    (x.unwrap(), y.unwrap())
+}
+
+/// The bodies stored in a conversation, oldest first.
+async fn bodies(store: &Arc<dyn Store>, conversation_id: &str) -> Vec<Vec<u8>> {
+    let rows = store.messages(conversation_id, 0, 100).await.unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=rows.len() as i64).collect::<Vec<_>>());
+    rows.into_iter().map(|m| m.body_ct).collect()
+}
+
+both!(first_message_of_a_sender_on_two_stores_starts_one_conversation);
+/// Two nodes (stores on one database) get a sender's first message of a
+/// conversation at the same instant, round after round: a WhatsApp sender
+/// known from an expired session, a new one, and one email (or WhatsApp
+/// message) delivered to both. Each round makes one conversation holding
+/// every message once, and both acks name it.
+async fn first_message_of_a_sender_on_two_stores_starts_one_conversation(b: &Backend) {
+    const ROUNDS: usize = 30;
+    let a = b.open().await;
+    let other = b.open().await;
+    let t = create_tenant(&a, b.clock.now_ms()).await;
+    // Senders known from an earlier session (and an earlier email thread).
+    let mut known = Vec::new();
+    for r in 0..ROUNDS {
+        let (phone, mail) = (bytes("phone-bi"), bytes("email-bi"));
+        let now = b.clock.now_ms();
+        let old = send(&a, whatsapp(&t.id, &phone, &format!("old.{r}"), now)).await;
+        send(&a, email(&t.id, &mail, &format!("<old{r}@x>"), &[], now)).await;
+        known.push((phone, mail, old.conversation_id));
+    }
+    // Every session expires.
+    b.clock.advance(25 * 3600 * 1000);
+    let now = b.clock.now_ms();
+    let mut conversations = std::collections::HashSet::new();
+    for (r, (phone, mail, old)) in known.iter().enumerate() {
+        // Known sender, two messages: a new session, one conversation.
+        let (x, y) = at_once(
+            &a,
+            &other,
+            whatsapp(&t.id, phone, &format!("wa.{r}.a"), now),
+            whatsapp(&t.id, phone, &format!("wa.{r}.b"), now),
+        )
+        .await;
+        assert_eq!(
+            x.conversation_id, y.conversation_id,
+            "round {r}: two sessions"
+        );
+        assert_ne!(
+            &x.conversation_id, old,
+            "round {r}: the expired session reused"
+        );
+        assert_eq!(
+            (
+                x.new_conversation as u8 + y.new_conversation as u8,
+                x.duplicate || y.duplicate
+            ),
+            (1, false),
+            "round {r}"
+        );
+        let mut want = vec![
+            format!("wa.{r}.a").into_bytes(),
+            format!("wa.{r}.b").into_bytes(),
+        ];
+        let mut got = bodies(&a, &x.conversation_id).await;
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "round {r}: each message stored once");
+        conversations.insert(x.conversation_id);
+
+        // A new sender, two messages.
+        let fresh = bytes("phone-bi");
+        let (x, y) = at_once(
+            &a,
+            &other,
+            whatsapp(&t.id, &fresh, &format!("new.{r}.a"), now),
+            whatsapp(&t.id, &fresh, &format!("new.{r}.b"), now),
+        )
+        .await;
+        assert_eq!(
+            x.conversation_id, y.conversation_id,
+            "round {r}: new sender"
+        );
+        assert_eq!(bodies(&other, &x.conversation_id).await.len(), 2);
+        conversations.insert(x.conversation_id);
+
+        // One email, the first of its thread, delivered to both nodes; and
+        // one WhatsApp message delivered to both.
+        let msgid = format!("<first{r}@x>");
+        let (x, y) = at_once(
+            &a,
+            &other,
+            email(&t.id, mail, &msgid, &[], now),
+            email(&t.id, mail, &msgid, &[], now),
+        )
+        .await;
+        assert_eq!(
+            (&x.message_id, &x.conversation_id, x.seq),
+            (&y.message_id, &y.conversation_id, y.seq),
+            "round {r}: both acks name the stored email"
+        );
+        assert!(x.duplicate != y.duplicate, "round {r}: stored once");
+        assert_eq!(bodies(&a, &x.conversation_id).await, [msgid.into_bytes()]);
+        conversations.insert(x.conversation_id);
+        let wamid = format!("twice.{r}");
+        let (x, y) = at_once(
+            &a,
+            &other,
+            whatsapp(&t.id, phone, &wamid, now),
+            whatsapp(&t.id, phone, &wamid, now),
+        )
+        .await;
+        assert_eq!((&x.message_id, x.seq), (&y.message_id, y.seq), "round {r}");
+        assert!(x.duplicate != y.duplicate, "round {r}: stored once");
+        assert!(conversations.contains(&x.conversation_id), "round {r}");
+    }
+    // The expired sessions and first threads, and one conversation per
+    // round's session, new sender and email: no other.
+    assert_eq!(conversations.len(), 3 * ROUNDS);
+    let mut listed = 0;
+    let mut cursor = None;
+    loop {
+        let page = other
+            .conversations(&t.id, 100, cursor.clone())
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.id.clone());
+        listed += page.len();
+    }
+    assert_eq!(listed, 5 * ROUNDS);
+    other.close().await;
+    a.close().await;
+}
+
+postgres_only!(keyring_rewrite_never_stalls_ingest);
+// Destroying a key rewrites the keyring table (VACUUM FULL), which needs
+// its exclusive lock. A long reader of the keyring (a backup, a replica's
+// query) must not stall the lane: the rewrite is tried with a short lock
+// timeout, ingest goes on, and the rewrite happens once the reader is gone.
+async fn keyring_rewrite_never_stalls_ingest(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let gone = create_tenant(&store, now).await;
+    let kept = create_tenant(&store, now).await;
+    let sql = b.sql().await;
+    let filenode = async |sql: &tokio_postgres::Client| -> u32 {
+        sql.query_one(
+            "SELECT pg_relation_filenode('keyring.tenant_keys')::oid",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    };
+    let reader = b.sql().await;
+    reader.batch_execute("BEGIN").await.unwrap();
+    reader
+        .query("SELECT * FROM keyring.tenant_keys", &[])
+        .await
+        .unwrap();
+    let before = filenode(&sql).await;
+    store
+        .write(WriteOp::DestroyKey {
+            tenant_id: gone.id.clone(),
+            at: now,
+        })
+        .await
+        .unwrap();
+    // The lane goes on while the reader holds the table.
+    let v = visitor();
+    let stored = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        send_result(&store, webchat(&kept.id, &v, None, b"k1", b"go on", now)),
+    )
+    .await
+    .expect("ingest stalled behind the keyring rewrite");
+    assert!(stored.is_ok(), "{stored:?}");
+    assert_eq!(filenode(&sql).await, before, "rewritten despite the reader");
+    reader.batch_execute("COMMIT").await.unwrap();
+    // Then the owed rewrite happens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while filenode(&sql).await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the keyring was never rewritten"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    store.close().await;
+}
+
+async fn send_result(
+    store: &Arc<dyn Store>,
+    m: InboundMessage,
+) -> Result<c24_chatcore::store::WriteOutcome, StoreError> {
+    store.write(WriteOp::Inbound(Box::new(m))).await
+}

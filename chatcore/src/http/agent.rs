@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use c24_api::agent::{
     ConversationList, ConversationSummary, MessageList, MessageView, PostMessage,
 };
-use c24_api::webchat::{MsgNew, ServerFrame};
+use c24_api::webchat::MsgNew;
 use serde::Deserialize;
 
 use super::AppState;
@@ -251,16 +251,32 @@ pub async fn post_message(
         .await?
         .message()?;
     acct.committed(&m);
-    let frame = ServerFrame::MsgNew(MsgNew {
-        conversation_id: m.conversation_id.clone(),
-        message_id: m.message_id.clone(),
-        seq: m.seq,
-        direction: "outbound".into(),
-        content: body.content.clone(),
-        created_ts: m.received_at,
-    });
-    if let Ok(text) = serde_json::to_string(&frame) {
-        app.hub.publish(&m.conversation_id, text.into());
+    if app.hub.has_subscribers(&m.conversation_id)
+        && let Ok(frame) = crate::push::frame(MsgNew {
+            conversation_id: m.conversation_id.clone(),
+            message_id: m.message_id.clone(),
+            seq: m.seq,
+            direction: "outbound".into(),
+            content: body.content.clone(),
+            created_ts: m.received_at,
+        })
+    {
+        // After any earlier reply not pushed yet (see `push::push_replies`);
+        // the agent's answer does not wait for it.
+        let (app, tenant_id, conversation_id, seq) = (
+            app.clone(),
+            tenant.id.clone(),
+            m.conversation_id.clone(),
+            m.seq,
+        );
+        tokio::spawn(async move {
+            if let Err(e) =
+                crate::push::push_replies(&app, &tenant_id, &conversation_id, seq, Some(frame))
+                    .await
+            {
+                tracing::warn!(error = %e, "pushing a reply failed");
+            }
+        });
     }
     Ok((
         StatusCode::CREATED,

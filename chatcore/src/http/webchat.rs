@@ -164,11 +164,13 @@ struct Session {
 }
 
 impl Session {
-    fn subscribe(&mut self, conversation_id: &str) {
+    /// Follows the conversation's pushes; the socket has had it up to `seen`
+    /// (see [`crate::push::PushHub::subscribe`]).
+    fn subscribe(&mut self, conversation_id: &str, seen: i64) {
         if !self.subscribed.iter().any(|c| c == conversation_id) {
             self.app
                 .hub
-                .subscribe(conversation_id, self.socket_id, &self.push_tx);
+                .subscribe(conversation_id, self.socket_id, &self.push_tx, seen);
             self.subscribed.push(conversation_id.to_string());
         }
     }
@@ -283,7 +285,7 @@ impl Session {
         if conv.tenant_id != self.tenant.id || conv.contact_bi != me || conv.channel != "webchat" {
             return not_found();
         }
-        self.subscribe(&conversation_id);
+        self.subscribe(&conversation_id, last_seq);
         let rows = match self
             .app
             .store
@@ -293,6 +295,11 @@ impl Session {
             Ok(r) => r,
             Err(e) => return vec![error_frame(None, &ApiError::from(e))],
         };
+        if let Some(last) = rows.last() {
+            self.app
+                .hub
+                .mark_seen(&conversation_id, self.socket_id, last.seq);
+        }
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             match ingress::open_body(&cipher, &self.tenant.id, &r.id, &r.body_ct) {
@@ -346,7 +353,7 @@ async fn session(app: AppState, tenant: Arc<TenantEntry>, visitor: String, socke
                 match &frame {
                     ServerFrame::Ack(a) => {
                         let id = a.conversation_id.clone();
-                        s.subscribe(&id);
+                        s.subscribe(&id, a.seq);
                     }
                     ServerFrame::Error { code, .. } => {
                         s.app.stats.record_error(Channel::Webchat, code, s.app.clock.now_ms());

@@ -4,8 +4,10 @@
 //! so other nodes hear of a change only once it is committed (and never of
 //! an op rolled back). Payloads carry ids only, never message content: a node
 //! that needs the reply reads its sealed row. Each node listens on one
-//! dedicated connection, reconnecting after a loss; events missed meanwhile
-//! are answered by a [`ClusterEvent::Resync`].
+//! dedicated connection (`application_name` [`LISTENER_APPLICATION_NAME`]),
+//! reconnecting after a loss; events missed meanwhile are answered by a
+//! [`ClusterEvent::Resync`] (after which the cluster layer recounts, and
+//! pushes the replies committed meanwhile to the visitors connected here).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,15 +116,20 @@ fn parse(own_node: &str, text: &str) -> Option<ClusterEvent> {
 
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
+/// The listener connection's `application_name`: an operator (or a test)
+/// can tell it from the pool's in `pg_stat_activity`.
+pub const LISTENER_APPLICATION_NAME: &str = "c24-listen";
+
 /// Listens until `stop` turns true, forwarding other nodes' events to `tx`;
 /// `ready` fires once the first LISTEN is in place.
 pub(crate) async fn listen(
-    config: tokio_postgres::Config,
+    mut config: tokio_postgres::Config,
     node: Arc<str>,
     tx: broadcast::Sender<ClusterEvent>,
     mut stop: watch::Receiver<bool>,
     ready: oneshot::Sender<()>,
 ) {
+    config.application_name(LISTENER_APPLICATION_NAME);
     let mut ready = Some(ready);
     let mut first = true;
     while !*stop.borrow() {

@@ -11,9 +11,12 @@
 //!   index on (conversation, client key), so a resend reaching another node
 //!   is still answered with its first ack (any resend in the conversation,
 //!   where SQLite recognises one among the newest 256);
-//! - a batch first locks the existing conversations it writes to, in id
+//! - a batch first locks the contacts whose WhatsApp or email messages it
+//!   stores, then the existing conversations it writes to, each in id
 //!   order, so two nodes' batches over the same conversations queue behind
-//!   each other instead of deadlocking;
+//!   each other instead of deadlocking, and two nodes getting a sender's
+//!   first message of a session (or thread) at once start one conversation,
+//!   not one each ([`lock_contacts`]);
 //! - a web-chat message into an existing conversation, and an agent reply,
 //!   is one statement, and runs of them into distinct conversations are
 //!   pipelined (one round trip for the run);
@@ -76,7 +79,10 @@ pub(crate) fn spawn_lane(
     let running = Arc::new(AtomicBool::new(true));
     let flag = running.clone();
     let task = tokio::spawn(async move {
-        run(pool, rx, clock, node, traffic_trace).await;
+        // Key destructions go through the main lane: it owes the keyring
+        // rewrite at start too (a node stopped before rewriting it).
+        let keyring_owed = name == "main";
+        run(pool, rx, clock, node, traffic_trace, keyring_owed).await;
         flag.store(false, Ordering::SeqCst);
         tracing::debug!(lane = name, "PostgreSQL writer stopped");
     });
@@ -159,9 +165,23 @@ async fn run(
     clock: Arc<dyn Clock>,
     node: Arc<str>,
     traffic_trace: bool,
+    mut keyring_owed: bool,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    loop {
+        if keyring_owed {
+            keyring_owed = !rewrite_keyring(&pool).await;
+        }
+        let next = if keyring_owed {
+            // Owed: tried again after the next batch, or after a pause.
+            match tokio::time::timeout(KEYRING_RETRY, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => continue,
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(first) = next else { break };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -169,7 +189,39 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, &node, traffic_trace, &mut batch, clock.as_ref()).await;
+        keyring_owed |= commit_batch(&pool, &node, traffic_trace, &mut batch, clock.as_ref()).await;
+    }
+}
+
+/// How long the keyring rewrite may wait for its table lock, so ingest on
+/// this lane never stalls behind a long reader of the keyring (it is
+/// tried again instead, as SQLite's owed WAL truncation is).
+const KEYRING_LOCK_TIMEOUT: &str = "100ms";
+/// Pause between tries of an owed keyring rewrite on an idle lane.
+const KEYRING_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Rewrites the keyring table (`VACUUM FULL`) so a destroyed key's old row
+/// version leaves the table's files; `false` when it could not (the lock
+/// was not had in time, or the database is away).
+async fn rewrite_keyring(pool: &Pool) -> bool {
+    let Ok(conn) = pool.get().await else {
+        return false;
+    };
+    // VACUUM cannot run in a multi-statement string: one call each.
+    let result = async {
+        conn.batch_execute(&format!("SET lock_timeout = '{KEYRING_LOCK_TIMEOUT}'"))
+            .await?;
+        let vacuumed = conn.batch_execute("VACUUM FULL keyring.tenant_keys").await;
+        conn.batch_execute("RESET lock_timeout").await?;
+        vacuumed
+    }
+    .await;
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "rewriting the keyring after a key destruction: trying again later");
+            false
+        }
     }
 }
 
@@ -179,7 +231,7 @@ async fn commit_batch(
     traffic_trace: bool,
     batch: &mut Vec<Job>,
     clock: &dyn Clock,
-) {
+) -> bool {
     let mut ctx = Ctx {
         node: node.clone(),
         vacuum_keyring: false,
@@ -203,11 +255,6 @@ async fn commit_batch(
         };
         match apply_batch(&conn, &mut ctx, batch, clock.now_ms()).await {
             Ok(results) => {
-                if ctx.vacuum_keyring
-                    && let Err(e) = conn.batch_execute("VACUUM FULL keyring.tenant_keys").await
-                {
-                    tracing::warn!(error = %e, "rewriting the keyring after a key destruction failed");
-                }
                 outcome = Ok(results);
                 break;
             }
@@ -224,6 +271,9 @@ async fn commit_batch(
             }
         }
     }
+    // A key destruction may have committed (even when COMMIT's answer was
+    // lost): the keyring rewrite is owed; a needless one is harmless.
+    let keyring_owed = ctx.vacuum_keyring;
     let committed = clock.now_ms();
     match outcome {
         Ok(results) => {
@@ -243,6 +293,7 @@ async fn commit_batch(
             }
         }
     }
+    keyring_owed
 }
 
 /// Why a batch did not commit.
@@ -307,9 +358,11 @@ async fn apply_batch(
     batch: &[Job],
     now: Millis,
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, BatchError> {
+    let contacts = session_contacts(batch);
     let conversations = existing_conversations(batch);
     for _ in 0..TRANSIENT_TRIES {
         c.batch_execute("BEGIN").await?;
+        lock_contacts(c, &contacts).await?;
         lock_conversations(c, &conversations).await?;
         // Rebuilt on every attempt: a rolled-back attempt's entries are gone.
         let mut trace = Trace::default();
@@ -379,6 +432,7 @@ async fn apply_batch(
         tracing::debug!(error = %e, "batch hit a transient conflict; retrying");
     }
     c.batch_execute("BEGIN").await?;
+    lock_contacts(c, &contacts).await?;
     lock_conversations(c, &conversations).await?;
     // Only ops that keep their savepoint add their entry.
     let mut trace = Trace::default();
@@ -415,6 +469,62 @@ async fn apply_batch(
     notify_usage(c, ctx, batch, &results, traced).await?;
     commit(c).await?;
     Ok(results)
+}
+
+/// The contacts (tenant, kind, identifier blind index) whose messages may
+/// start a conversation: a WhatsApp session or an email thread, where the
+/// store, not the client, decides between an existing conversation and a
+/// new one. Sorted, once each.
+fn session_contacts(batch: &[Job]) -> Vec<(&str, &str, &[u8])> {
+    let mut keys: Vec<(&str, &str, &[u8])> = batch
+        .iter()
+        .filter_map(|(op, _)| match op {
+            WriteOp::Inbound(m)
+                if matches!(
+                    m.target,
+                    ConversationTarget::LatestForContact { .. }
+                        | ConversationTarget::EmailThread { .. }
+                ) =>
+            {
+                Some((
+                    m.tenant_id.as_str(),
+                    m.contact.kind,
+                    m.contact.ident_bi.as_slice(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Locks the existing rows of those contacts, in id order, before any op
+/// runs. Two nodes' batches with a message of one sender then run one after
+/// the other: the second looks up the sender's conversation only once the
+/// first committed, so it finds the conversation the first created instead
+/// of creating another (and a second delivery of one email or WhatsApp
+/// message finds the first, rather than failing on its unique key). A
+/// contact not stored yet needs no lock: the second node's insert of it
+/// waits on the first's uniquely indexed row, with the same effect.
+async fn lock_contacts(c: &Conn, keys: &[(&str, &str, &[u8])]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let kinds: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let idents: Vec<&[u8]> = keys.iter().map(|k| k.2).collect();
+    query(
+        c,
+        "SELECT 1 FROM contacts c
+         JOIN unnest($1::text[], $2::text[], $3::bytea[]) AS k (tenant_id, kind, ident_bi)
+           ON c.tenant_id = k.tenant_id AND c.kind = k.kind AND c.ident_bi = k.ident_bi
+         ORDER BY c.id FOR UPDATE OF c",
+        &[&tenants, &kinds, &idents],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The existing conversations the batch's messages go to, sorted.
@@ -1463,20 +1573,14 @@ async fn erase_subject(
         return Ok(out);
     };
     // Another node may be storing a message of this person right now. Its
-    // batch holds the row lock of the conversation it writes to (taken
-    // first, in id order) and, to create a conversation, a key-share lock
-    // on the contact ([`upsert_contact`]). Taking the same locks in the same
-    // order — conversations, then the contact — waits for such a batch to
-    // commit and stops new ones; the statements below then see everything
-    // it stored (READ COMMITTED reads afresh per statement), so nothing of
-    // the person is left behind as an orphan.
-    query(
-        c,
-        "SELECT 1 FROM conversations WHERE contact_id = $1 AND tenant_id = $2
-         ORDER BY id FOR UPDATE",
-        &[&contact, &tenant_id],
-    )
-    .await?;
+    // batch holds the contact's row lock (WhatsApp and email senders: see
+    // [`lock_contacts`]; a new web-chat conversation key-shares it in
+    // [`upsert_contact`]) and the row lock of a conversation it writes to.
+    // Taking the same locks in the same order — the contact, then its
+    // conversations — waits for such a batch to commit and keeps new ones
+    // out; the statements below then see everything it stored (READ
+    // COMMITTED reads afresh per statement), so nothing of the person is
+    // left behind as an orphan.
     if query_opt(
         c,
         "SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE",
