@@ -326,7 +326,11 @@ async fn add_other_nodes_latency(
     now_ms: i64,
 ) {
     let w = crate::stats::latency_window(window_ms, now_ms);
-    let rows = match state.store.other_nodes_latency(w.ring, w.first, w.last).await {
+    let rows = match state
+        .store
+        .other_nodes_latency(w.ring, w.first, w.last)
+        .await
+    {
         Ok(r) if !r.is_empty() => r,
         Ok(_) => return,
         Err(e) => {

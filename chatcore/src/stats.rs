@@ -19,6 +19,12 @@
 //!   time spent sealing, summed in the same slots.
 //! - Totals since start for `/metrics`: counters, and a Prometheus histogram
 //!   with fixed buckets, counted exactly rather than derived from HDR buckets.
+//! - Several nodes on one database (see `cluster.rs`): what this node
+//!   publishes for the others comes from here (per-second counts, latency
+//!   slots, totals), and the other nodes' recent per-tenant counts are an
+//!   overlay added to the tenant rates and histories and to the active
+//!   tenants (a union). Everything else of theirs is added on read by
+//!   `cluster.rs`; `/metrics` stays this node's own.
 //!
 //! Every page and slot records the epoch (time ÷ width) it holds and a read
 //! checks it, so time skipped while idle reads as zero without any sweeping;
@@ -1296,9 +1302,7 @@ impl LiveStats {
         let window = now_s - (ACTIVE_WINDOW_S as i64 - 1)..=now_s;
         let map = read(&self.tenants);
         for (id, seconds) in others.iter() {
-            let elsewhere = seconds
-                .iter()
-                .any(|(s, c)| *c > 0 && window.contains(s));
+            let elsewhere = seconds.iter().any(|(s, c)| *c > 0 && window.contains(s));
             let here = map.get(id).is_some_and(|t| {
                 let last = lock(t).last_ms;
                 last != i64::MIN && window.contains(&last.div_euclid(SECOND_MS))

@@ -1192,10 +1192,7 @@ async fn slow_fill(db: &TestDb, node: &Node, widget_key: &str, n: usize, hold: D
             .map_err(|e| e.to_string())
     })
     .await;
-    let (ack, _) = v
-        .send_message("slow-0", None, "first", WAIT)
-        .await
-        .unwrap();
+    let (ack, _) = v.send_message("slow-0", None, "first", WAIT).await.unwrap();
     let sql = db.sql().await;
     sql.batch_execute("BEGIN").await.unwrap();
     sql.execute(
@@ -1262,8 +1259,9 @@ async fn published_latency(
     for r in rows {
         let node: String = r.get(0);
         let bytes: Vec<u8> = r.get(1);
-        let h: hdrhistogram::Histogram<u32> =
-            Deserializer::new().deserialize(&mut bytes.as_slice()).unwrap();
+        let h: hdrhistogram::Histogram<u32> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap();
         per_node
             .entry(node)
             .or_insert_with(|| c24_chatcore::stats::latency_histogram().unwrap())
@@ -1347,8 +1345,11 @@ async fn latency_of_either_node_merges_both_nodes_histograms() {
     db.drop_db().await;
 }
 
-/// A Prometheus exposition's samples: (name, labels, value).
-fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// One Prometheus sample: (name, labels, value).
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// A Prometheus exposition's samples.
+fn samples(text: &str) -> Vec<Sample> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
@@ -1401,10 +1402,7 @@ async fn own_figures(node: &Node) -> Result<OwnFigures, String> {
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    let info: Vec<_> = samples
-        .iter()
-        .filter(|s| s.0 == "c24_node_info")
-        .collect();
+    let info: Vec<_> = samples.iter().filter(|s| s.0 == "c24_node_info").collect();
     if info.len() != 1 || info[0].2 != 1.0 {
         return Err(format!("c24_node_info: {info:?}"));
     }

@@ -53,7 +53,11 @@ pub fn merge_latency(local: &mut [ChannelLatency], others: &[NodeLatencyRow]) ->
             continue;
         };
         let Some(h) = decode(&row.histogram) else {
-            tracing::debug!(ring = row.ring, slot = row.slot, "an undecodable latency slot");
+            tracing::debug!(
+                ring = row.ring,
+                slot = row.slot,
+                "an undecodable latency slot"
+            );
             continue;
         };
         add(&mut l.histogram, &h);

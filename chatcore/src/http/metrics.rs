@@ -79,14 +79,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         "Rows deleted by purge runs since start.",
         app.purge.rows.load(Relaxed) as f64,
     ));
-    extra.push(
-        PromSample::gauge(
-            "c24_node_info",
-            "This node (always 1): every other figure here is this node's own, to be summed over the nodes by the query.",
-            1.0,
-        )
-        .label("node", app.store.node_id().unwrap_or(SINGLE_NODE)),
-    );
+    extra.push(node_info(app.store.node_id()));
     (
         [(
             header::CONTENT_TYPE,
@@ -94,4 +87,34 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         )],
         app.stats.render_prometheus(&extra, now),
     )
+}
+
+/// `c24_node_info{node}`: this node's id among several on one database
+/// (`node_id`), or [`SINGLE_NODE`].
+fn node_info(node_id: Option<&str>) -> PromSample {
+    PromSample::gauge(
+        "c24_node_info",
+        "This node (always 1): every other figure here is this node's own, to be summed over the nodes by the query.",
+        1.0,
+    )
+    .label("node", node_id.unwrap_or(SINGLE_NODE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_info_names_the_node() {
+        let one = node_info(None);
+        assert_eq!((one.name.as_str(), one.value), ("c24_node_info", 1.0));
+        assert_eq!(one.labels, [("node".to_string(), SINGLE_NODE.to_string())]);
+        let pg = node_info(Some("4f1c"));
+        assert_eq!(pg.labels, [("node".to_string(), "4f1c".to_string())]);
+        let text = crate::stats::LiveStats::new(0).render_prometheus(&[pg], 0);
+        assert!(
+            text.contains("# TYPE c24_node_info gauge\nc24_node_info{node=\"4f1c\"} 1\n"),
+            "{text}"
+        );
+    }
 }

@@ -722,7 +722,11 @@ pub trait Store: Send + Sync + 'static {
     /// Upserts this node's heartbeat and totals (`row.node` is ignored:
     /// the store's own node id is used); forgets nodes whose heartbeat is
     /// before `forget_before_ms`. A no-op with one node.
-    async fn publish_node(&self, _row: NodeRow, _forget_before_ms: Millis) -> Result<(), StoreError> {
+    async fn publish_node(
+        &self,
+        _row: NodeRow,
+        _forget_before_ms: Millis,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 
