@@ -33,11 +33,9 @@
 use c24_api::webchat::{MsgNew, ServerFrame};
 use tokio::sync::broadcast::error::RecvError;
 
-mod figures;
-
 use crate::http::AppState;
 use crate::ingress;
-use crate::store::{ClusterEvent, NodeLatencyRow};
+use crate::store::ClusterEvent;
 use crate::tenants;
 
 /// Follows the store's cluster events, if it has any (one SQLite node has
@@ -206,6 +204,8 @@ const ERROR_SERIES: i16 = 6;
 /// Published seconds are kept this long (the longest throughput window, and then some).
 const KEEP_S: i64 = 25 * 3600;
 
+mod figures;
+
 /// A node heard from this recently counts in the overview's totals and
 /// `nodes` (it publishes every second).
 pub const NODE_LIVE_MS: i64 = 10_000;
@@ -298,7 +298,7 @@ async fn publish_latency(state: &AppState, now_ms: i64, published: &mut LatencyP
         let Some(histogram) = figures::encode(&l.latency.histogram) else {
             continue;
         };
-        rows.push(NodeLatencyRow {
+        rows.push(crate::store::NodeLatencyRow {
             ring: l.ring,
             slot: l.slot,
             channel: l.channel,
