@@ -169,7 +169,7 @@ pub struct OverviewFigures {
 pub struct ErrorCodeCount {
     /// `webchat`, `whatsapp` or `email`.
     pub channel: String,
-    /// The error's `code`, e.g. `unknown_widget_key`.
+    /// The error's `code`, e.g. `unauthorized` (an unknown widget key).
     pub code: String,
     pub count: u64,
 }

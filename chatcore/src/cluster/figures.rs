@@ -322,13 +322,13 @@ mod tests {
     fn totals_add_up_over_the_live_nodes() {
         let s = LiveStats::new(T0 + 5_000);
         s.record("a", W, IN, 100, 1_000, 0, T0 + 6_000);
-        s.record_error(W, "unknown_widget_key", T0 + 6_000);
+        s.record_error(W, "unauthorized", T0 + 6_000);
         s.record_error(Channel::Email, "bad_signature", T0 + 6_000);
         let own = s.node_totals();
         assert_eq!(
             own.error_codes,
             [
-                code("webchat", "unknown_widget_key", 1),
+                code("webchat", "unauthorized", 1),
                 code("email", "bad_signature", 1)
             ]
         );
@@ -338,7 +338,7 @@ mod tests {
             errors_total: 4,
             error_codes: vec![
                 code("whatsapp", "bad_signature", 1),
-                code("webchat", "unknown_widget_key", 2),
+                code("webchat", "unauthorized", 2),
                 code("webchat", "rate_limited", 1),
             ],
         };
@@ -367,7 +367,7 @@ mod tests {
             live.error_codes,
             [
                 code("webchat", "rate_limited", 1),
-                code("webchat", "unknown_widget_key", 3),
+                code("webchat", "unauthorized", 3),
                 code("whatsapp", "bad_signature", 1),
                 code("email", "bad_signature", 1),
             ]
