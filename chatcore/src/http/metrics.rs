@@ -3,7 +3,7 @@
 //!
 //! With several nodes on one database every figure here stays this node's
 //! own, unlike the admin API's, which sum the nodes: Prometheus scrapes
-//! each node and sums across them itself (`sum without (instance, node)`),
+//! each node and sums across them itself (`sum without (instance)`),
 //! so a node adding the others' counts would count every message once per
 //! node. `c24_node_info{node}` names the node (its id in the published
 //! figures; `single` on SQLite), to join a scrape target to it.
