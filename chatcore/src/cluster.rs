@@ -21,6 +21,16 @@
 //!   the tenant list's `msgs_per_s` and `msgs_per_sec_history` add the other
 //!   nodes' ([`add_other_nodes`], [`add_other_nodes_to_overview`], the
 //!   stats' other-nodes overlay), so either node shows the sum.
+//! - What does not add up second by second ([`figures`]): each node also
+//!   publishes its latency slots' histograms, which a reader merges into
+//!   its own (percentiles of every node's messages), and a heartbeat with
+//!   its totals since start, which the overview sums over the nodes heard
+//!   from in the last [`NODE_LIVE_MS`] (`nodes`; `started_at` the earliest
+//!   of their starts). The overview's active tenants are the union of the
+//!   nodes' (from the per-tenant counts), and its `error_codes` the sum.
+//! - `/metrics` stays each node's own: Prometheus scrapes every node and
+//!   sums there, so a node adding the others' would be counted once per
+//!   node. `c24_node_info` names the node it is.
 
 use tokio::sync::broadcast::error::RecvError;
 
@@ -195,11 +205,19 @@ const ERROR_SERIES: i16 = 6;
 /// Published seconds are kept this long (the longest throughput window, and then some).
 const KEEP_S: i64 = 25 * 3600;
 
-/// Every second, upserts this node's counts of the last complete seconds.
+mod figures;
+
+/// A node heard from this recently counts in the overview's totals and
+/// `nodes` (it publishes every second).
+pub const NODE_LIVE_MS: i64 = 10_000;
+
+/// Every second, upserts this node's counts of the last complete seconds,
+/// its latency slots being filled, and its heartbeat with its totals.
 async fn publish_seconds(state: AppState) {
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut latency_published = LatencyPublished::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -253,6 +271,79 @@ async fn publish_seconds(state: AppState) {
             tracing::debug!(error = %e, "publishing this node's tenant figures failed");
         }
         refresh_other_tenants(&state, now_s).await;
+        publish_latency(&state, now, &mut latency_published).await;
+        let row = figures::node_row(state.stats.started_at_ms(), now, &state.stats.node_totals());
+        if let Err(e) = state.store.publish_node(row, now - KEEP_S * 1000).await {
+            tracing::debug!(error = %e, "publishing this node's heartbeat failed");
+        }
+    }
+}
+
+/// The message count of each latency slot as last published:
+/// (ring, slot, channel) → messages. A slot unchanged since is not sent again.
+type LatencyPublished = std::collections::HashMap<(i16, i64, i16), u64>;
+
+/// Upserts this node's current and previous latency slots that changed
+/// since last published, and prunes every node's slots no window reads.
+async fn publish_latency(state: &AppState, now_ms: i64, published: &mut LatencyPublished) {
+    let slots = state.stats.recent_latency_slots(now_ms);
+    let mut counts = LatencyPublished::with_capacity(slots.len());
+    let mut rows = Vec::new();
+    for l in slots {
+        let key = (l.ring, l.slot, l.channel);
+        let n = l.latency.histogram.len();
+        counts.insert(key, n);
+        if published.get(&key) == Some(&n) {
+            continue;
+        }
+        let Some(histogram) = figures::encode(&l.latency.histogram) else {
+            continue;
+        };
+        rows.push(crate::store::NodeLatencyRow {
+            ring: l.ring,
+            slot: l.slot,
+            channel: l.channel,
+            histogram,
+            encrypt_ns: i64::try_from(l.latency.encrypt_ns).unwrap_or(i64::MAX),
+        });
+    }
+    let horizons = crate::stats::latency_horizons(now_ms);
+    match state.store.publish_latency(rows, horizons).await {
+        // Only the slots still current or previous are remembered.
+        Ok(()) => *published = counts,
+        Err(e) => tracing::debug!(error = %e, "publishing this node's latency failed"),
+    }
+}
+
+/// Merges the other nodes' latency slots of a `window_ms` read at `now_ms`
+/// into this node's, and sets the figures' per-channel and overall latency
+/// (and sealing time) from the merged histograms. Leaves this node's
+/// figures as they are when no other node has slots there.
+async fn add_other_nodes_latency(
+    state: &AppState,
+    per_channel: &mut [crate::stats::ChannelFigures],
+    overall: &mut crate::stats::Percentiles,
+    window_ms: i64,
+    now_ms: i64,
+) {
+    let w = crate::stats::latency_window(window_ms, now_ms);
+    let rows = match state
+        .store
+        .other_nodes_latency(w.ring, w.first, w.last)
+        .await
+    {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the other nodes' latency failed");
+            return;
+        }
+    };
+    let Some(mut latency) = state.stats.latency(window_ms, now_ms) else {
+        return;
+    };
+    if figures::merge_latency(&mut latency, &rows) > 0 {
+        crate::stats::set_latency(per_channel, overall, &latency);
     }
 }
 
@@ -283,8 +374,9 @@ async fn refresh_other_tenants(state: &AppState, now_s: i64) {
 
 /// Adds the other nodes' published counts to this node's throughput, of the
 /// platform or of one `tenant` (series, per-channel totals and rates, and
-/// the platform's errors; latency stays this node's). Their latest second
-/// may lag by about a second.
+/// the platform's errors), and merges their latency histograms into this
+/// node's (platform-wide, as the latency is even with a tenant). Their
+/// latest second may lag by about a second.
 pub async fn add_other_nodes(
     state: &AppState,
     t: &mut crate::stats::Throughput,
@@ -297,6 +389,16 @@ pub async fn add_other_nodes(
     // The window's buckets, and the one before it (the rates' complete buckets).
     let from_s = (t.from_ms - t.bucket_ms).div_euclid(1000);
     let current_ms = t.from_ms + (n as i64 - 1) * t.bucket_ms;
+    // The current bucket's start picks the same latency slots as the read's
+    // own time did: slot widths are whole multiples of the bucket width.
+    add_other_nodes_latency(
+        state,
+        &mut t.per_channel,
+        &mut t.ingest_latency_us,
+        t.window_ms,
+        current_ms,
+    )
+    .await;
     let to_s = (current_ms + t.bucket_ms).div_euclid(1000);
     let rows = match tenant {
         None => state.store.other_nodes_seconds(from_s, to_s).await,
@@ -371,10 +473,40 @@ pub async fn add_other_nodes(
     }
 }
 
-/// Adds the other nodes' counts to the overview's last-60-seconds figures
-/// (messages and errors, per-channel totals and rates, `msgs_per_s`); the
-/// totals since start and latency stay this node's.
+/// Makes the overview's figures all nodes': adds the other nodes' counts
+/// to the last-60-seconds figures (messages and errors, per-channel totals
+/// and rates, `msgs_per_s`), merges their latency histograms into this
+/// node's, and sums the totals since start over the live nodes (see
+/// [`figures::apply_totals`]). The active tenants are already a union (the
+/// stats' other-nodes overlay).
 pub async fn add_other_nodes_to_overview(
+    state: &AppState,
+    live: &mut c24_api::admin::throughput::OverviewFigures,
+    now_ms: i64,
+) {
+    match state.store.other_live_nodes(now_ms - NODE_LIVE_MS).await {
+        Ok(others) => figures::apply_totals(
+            live,
+            &state.stats.node_totals(),
+            state.stats.started_at_ms(),
+            &others,
+            now_ms,
+        ),
+        Err(e) => tracing::warn!(error = %e, "reading the other nodes' totals failed"),
+    }
+    add_other_nodes_latency(
+        state,
+        &mut live.per_channel,
+        &mut live.ingest_latency_us,
+        60_000,
+        now_ms,
+    )
+    .await;
+    add_other_nodes_recent(state, live, now_ms).await;
+}
+
+/// The last-60-seconds counts of [`add_other_nodes_to_overview`].
+async fn add_other_nodes_recent(
     state: &AppState,
     live: &mut c24_api::admin::throughput::OverviewFigures,
     now_ms: i64,

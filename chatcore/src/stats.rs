@@ -19,6 +19,12 @@
 //!   time spent sealing, summed in the same slots.
 //! - Totals since start for `/metrics`: counters, and a Prometheus histogram
 //!   with fixed buckets, counted exactly rather than derived from HDR buckets.
+//! - Several nodes on one database (see `cluster.rs`): what this node
+//!   publishes for the others comes from here (per-second counts, latency
+//!   slots, totals), and the other nodes' recent per-tenant counts are an
+//!   overlay added to the tenant rates and histories and to the active
+//!   tenants (a union). Everything else of theirs is added on read by
+//!   `cluster.rs`; `/metrics` stays this node's own.
 //!
 //! Every page and slot records the epoch (time ÷ width) it holds and a read
 //! checks it, so time skipped while idle reads as zero without any sweeping;
@@ -128,7 +134,8 @@ const RESERVED_NAMES: [&str; 11] = [
 // ---------------------------------------------------------------------------
 
 pub use c24_api::admin::throughput::{
-    ChannelFigures, Direction, OverviewFigures, Percentiles, Series, TenantFigures, Throughput,
+    ChannelFigures, Direction, ErrorCodeCount, OverviewFigures, Percentiles, Series, TenantFigures,
+    Throughput,
 };
 
 fn direction_index(d: Direction) -> usize {
@@ -146,7 +153,8 @@ fn channel_index(c: Channel) -> usize {
     }
 }
 
-fn percentiles_of(h: &Histogram<u32>) -> Percentiles {
+/// The percentiles of one histogram (all zero when it is empty).
+pub fn percentiles_of(h: &Histogram<u32>) -> Percentiles {
     if h.is_empty() {
         return Percentiles::default();
     }
@@ -177,6 +185,74 @@ pub struct MemoryFigures {
     /// Estimated heap bytes of all the above, from struct sizes (map
     /// overhead and allocator slack approximated).
     pub approx_bytes: u64,
+}
+
+/// What this node counted since it started (the overview's totals), for
+/// the other nodes on one database to add up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeTotals {
+    pub messages_total: u64,
+    pub bytes_total: u64,
+    pub errors_total: u64,
+    /// Channel then code order.
+    pub error_codes: Vec<ErrorCodeCount>,
+}
+
+/// One channel's latency over a window: receive → commit µs and the time
+/// spent sealing the same messages.
+#[derive(Debug, Clone)]
+pub struct ChannelLatency {
+    pub histogram: Histogram<u32>,
+    pub encrypt_ns: u64,
+}
+
+/// One latency slot of one channel, as kept in memory: what a node
+/// publishes for the other nodes ([`LiveStats::recent_latency_slots`]).
+#[derive(Debug, Clone)]
+pub struct LatencySlotFigures {
+    /// Which ring: see [`LatencyWindow::ring`].
+    pub ring: i16,
+    /// The slot's epoch: time ÷ the ring's slot width.
+    pub slot: i64,
+    /// Index into [`Channel::ALL`].
+    pub channel: i16,
+    pub latency: ChannelLatency,
+}
+
+/// The latency slots a window is served from ([`latency_window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyWindow {
+    /// 0: 10-second slots (windows up to 5 min), 1: 1-minute slots (up to
+    /// 1 h), 2: 1-hour slots (up to 24 h).
+    pub ring: i16,
+    /// First and last slot epoch, both included.
+    pub first: i64,
+    pub last: i64,
+}
+
+/// The latency slots serving a `window_ms` read at `now_ms`: the same ones
+/// on every node, so other nodes' published slots merge with this node's.
+pub fn latency_window(window_ms: i64, now_ms: i64) -> LatencyWindow {
+    let plan = LatencyPlan::new(window_ms, now_ms);
+    LatencyWindow {
+        ring: plan.ring.index(),
+        first: plan.first,
+        last: plan.last,
+    }
+}
+
+/// Per ring, the oldest slot epoch any window can still read at `now_ms`:
+/// published slots before it can go.
+pub fn latency_horizons(now_ms: i64) -> [(i16, i64); 3] {
+    LatRing::ALL.map(|r| {
+        let (width, slots) = r.geometry();
+        (r.index(), now_ms.div_euclid(width) - (slots as i64 - 1))
+    })
+}
+
+/// A fresh latency histogram with the bounds every node uses.
+pub fn latency_histogram() -> Option<Histogram<u32>> {
+    new_histogram()
 }
 
 /// The kind of an extra Prometheus sample.
@@ -712,6 +788,15 @@ impl ChannelState {
         (hist, encrypt, plan.covers_ms)
     }
 
+    /// The slot of `ring` holding `epoch`, if any.
+    fn latency_slot(&self, ring: LatRing, epoch: i64) -> Option<&LatSlot> {
+        match ring {
+            LatRing::Fine => self.fine.get(epoch),
+            LatRing::Mid => self.mid.get(epoch),
+            LatRing::Coarse => self.coarse.get(epoch),
+        }
+    }
+
     fn prune(&mut self, now_ms: i64, mem: &Mem) {
         for s in &mut self.traffic {
             s.prune(now_ms, mem);
@@ -725,6 +810,27 @@ enum LatRing {
     Fine,
     Mid,
     Coarse,
+}
+
+impl LatRing {
+    const ALL: [LatRing; 3] = [LatRing::Fine, LatRing::Mid, LatRing::Coarse];
+
+    fn index(self) -> i16 {
+        match self {
+            LatRing::Fine => 0,
+            LatRing::Mid => 1,
+            LatRing::Coarse => 2,
+        }
+    }
+
+    /// Slot width in ms and slots kept.
+    fn geometry(self) -> (i64, usize) {
+        match self {
+            LatRing::Fine => (FINE_SLOT_MS, FINE_SLOTS),
+            LatRing::Mid => (MID_SLOT_MS, MID_SLOTS),
+            LatRing::Coarse => (COARSE_SLOT_MS, COARSE_SLOTS),
+        }
+    }
 }
 
 /// Which latency slots serve a window: the finest ring that keeps it, its
@@ -1087,11 +1193,125 @@ impl LiveStats {
             msgs_per_s: recent as f64 / RATE_WINDOW_S as f64,
             errors_total,
             errors_last_60s: t.per_channel.iter().map(|c| c.errors).sum(),
-            active_tenants_last_60s: self.active_tenants(now_ms),
+            active_tenants_last_60s: self.active_tenants_with_other_nodes(now_ms),
             tenants_tracked: self.mem.tenants.load(Ordering::Relaxed) as u64,
             ingest_latency_us: t.ingest_latency_us,
             per_channel: t.per_channel,
+            nodes: 1,
+            error_codes: self.error_codes(),
         }
+    }
+
+    /// When these figures started counting.
+    pub fn started_at_ms(&self) -> Millis {
+        self.started_at_ms
+    }
+
+    /// This node's totals since start (for the other nodes on one database).
+    pub fn node_totals(&self) -> NodeTotals {
+        let mut t = NodeTotals {
+            error_codes: self.error_codes(),
+            ..NodeTotals::default()
+        };
+        for ch in &self.channels {
+            let ch = lock(ch);
+            t.messages_total = t
+                .messages_total
+                .saturating_add(ch.messages_total.iter().sum());
+            t.bytes_total = t.bytes_total.saturating_add(ch.bytes_total.iter().sum());
+            t.errors_total = t.errors_total.saturating_add(ch.errors_total);
+        }
+        t
+    }
+
+    /// Errors since start per channel and code, channel then code order.
+    fn error_codes(&self) -> Vec<ErrorCodeCount> {
+        let mut out = Vec::new();
+        for (c, ch) in self.channels.iter().enumerate() {
+            let mut codes = lock(ch).error_codes.clone();
+            codes.sort();
+            out.extend(codes.into_iter().map(|(code, count)| ErrorCodeCount {
+                channel: Channel::ALL[c].as_str().to_string(),
+                code: code.into(),
+                count,
+            }));
+        }
+        out
+    }
+
+    /// This node's latency per channel (in [`Channel::ALL`] order) over the
+    /// slots serving `window_ms` at `now_ms`, as [`LiveStats::throughput`]
+    /// reads them, to merge other nodes' slots into; `None` if a histogram
+    /// cannot be made.
+    pub fn latency(&self, window_ms: i64, now_ms: i64) -> Option<Vec<ChannelLatency>> {
+        self.channels
+            .iter()
+            .map(|ch| {
+                let (hist, encrypt_ns, _) = lock(ch).latency(window_ms, now_ms);
+                hist.map(|histogram| ChannelLatency {
+                    histogram,
+                    encrypt_ns,
+                })
+            })
+            .collect()
+    }
+
+    /// The current and the previous slot of every latency ring, per
+    /// channel, those holding messages: what this node publishes each
+    /// second for the other nodes (the previous slot again, for messages
+    /// committed as it closed).
+    pub fn recent_latency_slots(&self, now_ms: i64) -> Vec<LatencySlotFigures> {
+        let mut out = Vec::new();
+        for (c, ch) in self.channels.iter().enumerate() {
+            let ch = lock(ch);
+            for ring in LatRing::ALL {
+                let (width, _) = ring.geometry();
+                let last = now_ms.div_euclid(width);
+                for epoch in [last - 1, last] {
+                    let Some(slot) = ch.latency_slot(ring, epoch) else {
+                        continue;
+                    };
+                    if slot.hist.is_empty() {
+                        continue;
+                    }
+                    out.push(LatencySlotFigures {
+                        ring: ring.index(),
+                        slot: epoch,
+                        channel: c as i16,
+                        latency: ChannelLatency {
+                            histogram: slot.hist.clone(),
+                            encrypt_ns: slot.encrypt_ns,
+                        },
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Distinct tenants active in the last 60 s here or, per the other
+    /// nodes' counts ([`LiveStats::set_other_nodes`]), on another node: a
+    /// tenant active on several counts once.
+    fn active_tenants_with_other_nodes(&self, now_ms: i64) -> u64 {
+        let mut n = self.active_tenants(now_ms);
+        let others = read(&self.other_nodes);
+        if others.is_empty() {
+            return n;
+        }
+        let now_s = now_ms.div_euclid(SECOND_MS);
+        let window = now_s - (ACTIVE_WINDOW_S as i64 - 1)..=now_s;
+        let map = read(&self.tenants);
+        for (id, seconds) in others.iter() {
+            let elsewhere = seconds.iter().any(|(s, c)| *c > 0 && window.contains(s));
+            let here = map.get(id).is_some_and(|t| {
+                let last = lock(t).last_ms;
+                last != i64::MIN && window.contains(&last.div_euclid(SECOND_MS))
+            });
+            if elsewhere && !here {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Distinct tenants with a message in the last 60 s (current second included).
@@ -1485,6 +1705,28 @@ impl LiveStats {
 
 fn per_msg(total: u64, n: u64) -> f64 {
     if n == 0 { 0.0 } else { total as f64 / n as f64 }
+}
+
+/// Sets a window's latency figures, per channel (`latency` in
+/// [`Channel::ALL`] order, as `per_channel` is) and across channels, from
+/// the per-channel histograms, as [`LiveStats::throughput`] computes them.
+pub fn set_latency(
+    per_channel: &mut [ChannelFigures],
+    overall: &mut Percentiles,
+    latency: &[ChannelLatency],
+) {
+    let mut all = new_histogram();
+    for (ch, l) in per_channel.iter_mut().zip(latency) {
+        ch.ingest_latency_us = percentiles_of(&l.histogram);
+        ch.encrypt_ns_per_msg = per_msg(l.encrypt_ns, l.histogram.len());
+        if let Some(all) = all.as_mut() {
+            // Same bounds on both sides, so the add cannot fail.
+            let _ = all.add(&l.histogram);
+        }
+    }
+    if let Some(all) = all {
+        *overall = percentiles_of(&all);
+    }
 }
 
 // ---------------------------------------------------------------------------

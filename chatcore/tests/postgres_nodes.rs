@@ -1714,3 +1714,417 @@ async fn replies_from_both_nodes_at_once_reach_the_visitor_once_in_seq_order() {
     drop((a, b));
     db.drop_db().await;
 }
+
+/// How long `slow_fill` holds back its messages' commit.
+const HOLD: Duration = Duration::from_millis(400);
+
+/// Stores `n` web-chat messages through `node` in one conversation, all but
+/// the first committed only after `hold`: meanwhile a transaction of this
+/// test holds the conversation's row lock, which the node's writer waits
+/// for, so their ingest latency (receive → commit) is at least `hold`.
+async fn slow_fill(db: &TestDb, node: &Node, widget_key: &str, n: usize, hold: Duration) {
+    let mut v = eventually("the node admits the tenant", || async {
+        WebchatClient::connect(&node.ws(), widget_key, "slow-visitor")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    let (ack, _) = v.send_message("slow-0", None, "first", WAIT).await.unwrap();
+    let sql = db.sql().await;
+    sql.batch_execute("BEGIN").await.unwrap();
+    sql.execute(
+        "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE",
+        &[&ack.conversation_id],
+    )
+    .await
+    .unwrap();
+    for i in 1..n {
+        v.send(&ClientFrame::MsgSend {
+            client_msg_id: format!("slow-{i}"),
+            conversation_id: Some(ack.conversation_id.clone()),
+            content: format!("held back {i}"),
+            client_ts: None,
+        })
+        .await
+        .unwrap();
+    }
+    eventually("the node's writer waits for the row lock", || async {
+        let waiting: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if waiting > 0 {
+            Ok(())
+        } else {
+            Err("no writer waiting".to_string())
+        }
+    })
+    .await;
+    // Not a wait for a condition: the length of the hold is the latency
+    // this test gives the node's messages.
+    tokio::time::sleep(hold).await;
+    sql.batch_execute("COMMIT").await.unwrap();
+    for _ in 1..n {
+        match v.next(WAIT).await.unwrap() {
+            ServerFrame::Ack(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Every node's published latency of the 10-second slots from `first_slot`
+/// on, all channels merged: node → histogram (decoded here, independently
+/// of the node's own merge).
+async fn published_latency(
+    sql: &tokio_postgres::Client,
+    first_slot: i64,
+) -> std::collections::BTreeMap<String, hdrhistogram::Histogram<u32>> {
+    use hdrhistogram::serialization::Deserializer;
+    let rows = sql
+        .query(
+            "SELECT node, histogram FROM node_latency WHERE ring = 0 AND slot >= $1",
+            &[&first_slot],
+        )
+        .await
+        .unwrap();
+    let mut per_node = std::collections::BTreeMap::new();
+    for r in rows {
+        let node: String = r.get(0);
+        let bytes: Vec<u8> = r.get(1);
+        let h: hdrhistogram::Histogram<u32> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap();
+        per_node
+            .entry(node)
+            .or_insert_with(|| c24_chatcore::stats::latency_histogram().unwrap())
+            .add(&h)
+            .unwrap();
+    }
+    per_node
+}
+
+fn webchat_figures(
+    per_channel: &[c24_api::admin::throughput::ChannelFigures],
+) -> &c24_api::admin::throughput::ChannelFigures {
+    per_channel.iter().find(|c| c.channel == "webchat").unwrap()
+}
+
+/// The latency percentiles of either node (throughput with and without a
+/// tenant, the overview) are those of both nodes' histograms merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn latency_of_either_node_merges_both_nodes_histograms() {
+    let Some(db) = TestDb::create("latency_of_either_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let t = tenant(&a, "Latency on both").await;
+    let key = t.channels.webchat.widget_key.clone();
+    // A: 20 messages committed as they come; B: 60, 59 of them held back.
+    fill(&a, &key, "a", 1, 20).await;
+    slow_fill(&db, &b, &key, 60, HOLD).await;
+
+    let sql = db.sql().await;
+    for node in [&a, &b] {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        let (want, per_node) = eventually("either node merges both nodes' latency", || async {
+            let e = |e: ClientError| e.to_string();
+            let platform = admin.throughput("60s", None).await.map_err(e)?;
+            let of_tenant = admin.throughput("60s", Some(&t.id)).await.map_err(e)?;
+            let live = admin.overview().await.map_err(e)?.live;
+            // The 10-second slots the 60 s window is read from.
+            let current_ms = platform.from_ms + 59 * platform.bucket_ms;
+            let per_node = published_latency(&sql, current_ms.div_euclid(10_000) - 6).await;
+            let mut all = c24_chatcore::stats::latency_histogram().unwrap();
+            for h in per_node.values() {
+                all.add(h).unwrap();
+            }
+            let want = c24_chatcore::stats::percentiles_of(&all);
+            let got = [
+                &platform.ingest_latency_us,
+                &webchat_figures(&platform.per_channel).ingest_latency_us,
+                &of_tenant.ingest_latency_us,
+                &webchat_figures(&of_tenant.per_channel).ingest_latency_us,
+                &live.ingest_latency_us,
+                &webchat_figures(&live.per_channel).ingest_latency_us,
+            ];
+            let counts: Vec<u64> = per_node.values().map(|h| h.len()).collect();
+            // The mean is a float: rounding aside (a value in another bucket
+            // would move it by far more than this allows).
+            let same = |g: &c24_api::admin::throughput::Percentiles| {
+                (g.count, g.p50, g.p90, g.p99, g.p999, g.max)
+                    == (
+                        want.count, want.p50, want.p90, want.p99, want.p999, want.max,
+                    )
+                    && (g.mean - want.mean).abs() <= want.mean * 1e-9
+            };
+            if want.count == 80 && got.iter().all(|g| same(g)) {
+                Ok((want, per_node))
+            } else {
+                Err(format!(
+                    "{}: published {counts:?}, merged {want:?}, shown {got:?}",
+                    node.url
+                ))
+            }
+        })
+        .await;
+        // Each node published its own: 20 fast ones, 60 mostly slow ones.
+        let mut own: Vec<&hdrhistogram::Histogram<u32>> = per_node.values().collect();
+        own.sort_by_key(|h| h.len());
+        let (fast, slow) = (own[0], own[1]);
+        assert_eq!((fast.len(), slow.len()), (20, 60));
+        let slow_p50 = slow.value_at_quantile(0.5);
+        assert!(slow_p50 >= 300_000, "slow node's p50 {slow_p50} µs");
+        // The merged percentiles are of every message: p99 is the slow
+        // node's (never below its p50), p50 too (59 of the 80 were held).
+        assert!(want.p99 >= slow_p50, "{want:?}");
+        assert!(want.p50 >= 300_000, "{want:?}");
+    }
+    drop((a, b));
+    db.drop_db().await;
+}
+
+/// One Prometheus sample: (name, labels, value).
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// A Prometheus exposition's samples.
+fn samples(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split("\",")
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once("=\""))
+            .map(|(k, v)| (k.to_string(), v.trim_end_matches('"').to_string()))
+            .collect();
+        out.push((name.to_string(), labels, value.parse().unwrap_or(f64::NAN)));
+    }
+    out
+}
+
+/// One node's own figures, from its `/metrics`.
+#[derive(Debug, PartialEq)]
+struct OwnFigures {
+    node: String,
+    messages: u64,
+    bytes: u64,
+    errors: u64,
+    /// (channel, code) → count.
+    codes: std::collections::BTreeMap<(String, String), u64>,
+}
+
+async fn own_figures(node: &Node) -> Result<OwnFigures, String> {
+    let text = Client::new(&node.url, TOKEN)
+        .unwrap()
+        .metrics()
+        .await
+        .map_err(|e| e.to_string())?;
+    let samples = samples(&text);
+    let sum = |name: &str| -> u64 {
+        samples
+            .iter()
+            .filter(|s| s.0 == name)
+            .map(|s| s.2 as u64)
+            .sum()
+    };
+    let label = |labels: &[(String, String)], k: &str| {
+        labels
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let info: Vec<_> = samples.iter().filter(|s| s.0 == "c24_node_info").collect();
+    if info.len() != 1 || info[0].2 != 1.0 {
+        return Err(format!("c24_node_info: {info:?}"));
+    }
+    let mut codes = std::collections::BTreeMap::new();
+    for s in samples.iter().filter(|s| s.0 == "c24_ingest_errors_total") {
+        *codes
+            .entry((label(&s.1, "channel"), label(&s.1, "code")))
+            .or_default() += s.2 as u64;
+    }
+    Ok(OwnFigures {
+        node: label(&info[0].1, "node"),
+        messages: sum("c24_messages_total"),
+        bytes: sum("c24_message_bytes_total"),
+        errors: sum("c24_ingest_errors_total"),
+        codes,
+    })
+}
+
+/// The overview's error codes, as (channel, code) → count.
+fn codes_of(
+    live: &c24_api::admin::throughput::OverviewFigures,
+) -> std::collections::BTreeMap<(String, String), u64> {
+    live.error_codes
+        .iter()
+        .map(|c| ((c.channel.clone(), c.code.clone()), c.count))
+        .collect()
+}
+
+/// Each node's published start: node id → started_at_ms.
+async fn node_starts(db: &TestDb) -> std::collections::HashMap<String, i64> {
+    db.sql()
+        .await
+        .query("SELECT node, started_at_ms FROM nodes", &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The overview's totals since start and error codes on either node are
+/// the sum over the live nodes, its active tenants their union, its start
+/// the earliest node's; `/metrics` stays each node's own; a stopped node
+/// drops out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn totals_tenants_and_error_codes_of_either_node_sum_both_nodes() {
+    let Some(db) = TestDb::create("totals_of_either_node").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    // A's clock can be moved on, to age B's heartbeat once B is gone.
+    let mut cmd = command(&db, &kek, &dir.path().join("a"));
+    cmd.arg("--dev-clock");
+    let a = spawn_node(cmd);
+    let mut b = start(&db, &kek, &dir.path().join("b"));
+    let both = tenant(&a, "On both").await;
+    let only_a = tenant(&a, "Only on A").await;
+    let only_b = tenant(&a, "Only on B").await;
+    // B knows the tenants before its visitors connect: a connection refused
+    // meanwhile would count as an ingress error.
+    let admin_b = Client::new(&b.url, TOKEN).unwrap();
+    for t in [&both, &only_b] {
+        eventually("B knows A's new tenant", || async {
+            admin_b
+                .tenant(&t.id)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    }
+    // A: 10 + 5 messages, B: 15 + 7; three tenants active, "both" on each.
+    fill(&a, &both.channels.webchat.widget_key, "a", 1, 10).await;
+    fill(&b, &both.channels.webchat.widget_key, "b", 1, 15).await;
+    fill(&a, &only_a.channels.webchat.widget_key, "x", 1, 5).await;
+    fill(&b, &only_b.channels.webchat.widget_key, "y", 1, 7).await;
+    // Refused web-chat connections: 2 on A, 3 on B.
+    for (node, n) in [(&a, 2), (&b, 3)] {
+        for i in 0..n {
+            let r =
+                WebchatClient::connect(&node.ws(), "no-such-widget-key", &format!("v{i}")).await;
+            assert!(r.is_err(), "a bogus widget key was admitted");
+        }
+    }
+
+    // `/metrics` stays each node's own (Prometheus sums the nodes), and
+    // names the node.
+    let mut own = Vec::new();
+    for (node, messages, errors) in [(&a, 15, 2), (&b, 22, 3)] {
+        own.push(
+            eventually("a node's /metrics counts its own traffic", || async {
+                let f = own_figures(node).await?;
+                if (f.messages, f.errors) == (messages, errors) {
+                    Ok(f)
+                } else {
+                    Err(format!("{}: {f:?}", node.url))
+                }
+            })
+            .await,
+        );
+    }
+    let (fa, fb) = (&own[0], &own[1]);
+    assert_ne!(fa.node, fb.node);
+    let starts = eventually("both nodes' heartbeats are published", || async {
+        let s = node_starts(&db).await;
+        if s.contains_key(&fa.node) && s.contains_key(&fb.node) && s.len() == 2 {
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+    // A started first: the cluster's start is A's, also on B.
+    assert!(starts[&fa.node] < starts[&fb.node], "{starts:?}");
+    let started_at = c24_chatcore::clock::rfc3339(starts[&fa.node]);
+
+    let mut codes = fa.codes.clone();
+    for (k, n) in &fb.codes {
+        *codes.entry(k.clone()).or_default() += n;
+    }
+    assert_eq!(codes.values().sum::<u64>(), 5);
+    for node in [&a, &b] {
+        let admin = Client::new(&node.url, TOKEN).unwrap();
+        eventually("either node sums both nodes' totals", || async {
+            let o = admin.overview().await.map_err(|e| e.to_string())?.live;
+            let got = (
+                o.nodes,
+                o.messages_total,
+                o.bytes_total,
+                o.errors_total,
+                codes_of(&o),
+                o.active_tenants_last_60s,
+                o.started_at.clone(),
+            );
+            let want = (
+                2,
+                37,
+                fa.bytes + fb.bytes,
+                5,
+                codes.clone(),
+                3,
+                started_at.clone(),
+            );
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("{}: {got:?}, want {want:?}", node.url))
+            }
+        })
+        .await;
+    }
+
+    // B stops; once its heartbeat is older than 10 s (A's clock moved on),
+    // the totals are A's alone again.
+    kill(&mut b);
+    let admin_a = Client::new(&a.url, TOKEN).unwrap();
+    admin_a.advance_clock(11).await.unwrap();
+    eventually("a stopped node drops out of the totals", || async {
+        let o = admin_a.overview().await.map_err(|e| e.to_string())?.live;
+        let got = (
+            o.nodes,
+            o.messages_total,
+            o.bytes_total,
+            o.errors_total,
+            codes_of(&o),
+            o.started_at.clone(),
+        );
+        let want = (1, 15, fa.bytes, 2, fa.codes.clone(), started_at.clone());
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{got:?}, want {want:?}"))
+        }
+    })
+    .await;
+    drop((a, b));
+    db.drop_db().await;
+}

@@ -76,10 +76,11 @@ pub struct ChannelFigures {
     pub errors_per_s: f64,
     /// Receive → commit latency in µs. Platform-wide even when a tenant
     /// filter is set, and over the slots covering the window (see
-    /// `Throughput::latency_window_ms`).
+    /// `Throughput::latency_window_ms`). With several nodes on one
+    /// database, of every node's messages (their histograms merged).
     pub ingest_latency_us: Percentiles,
     /// Mean time spent sealing one message, in ns, over the same slots as
-    /// the latency. Platform-wide.
+    /// the latency. Platform-wide (all nodes).
     pub encrypt_ns_per_msg: f64,
 }
 
@@ -98,6 +99,9 @@ pub struct Throughput {
     /// One per channel × direction, always all six, in channel then direction order.
     pub series: Vec<Series>,
     /// Receive → commit latency in µs across all channels, platform-wide.
+    /// With several nodes on one database, of every node's messages: the
+    /// percentiles of the nodes' histograms merged, never an average of
+    /// their percentiles.
     pub ingest_latency_us: Percentiles,
     /// The span the latency figures cover, in ms: whole latency slots
     /// (10 s up to a 5-minute window, 1 min up to 1 h, 1 h beyond) reaching
@@ -110,10 +114,14 @@ pub struct Throughput {
 /// The answer to `GET /admin/v1/overview`: platform totals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OverviewFigures {
-    /// When these figures started counting (RFC 3339).
+    /// When these figures started counting (RFC 3339): this node's start,
+    /// or with several nodes the earliest start among the live ones (see
+    /// `nodes`).
     pub started_at: String,
+    /// Seconds since `started_at`.
     pub uptime_s: i64,
-    /// Messages committed since start, all channels and directions.
+    /// Messages committed since start, all channels and directions (summed
+    /// over the live nodes, see `nodes`).
     pub messages_total: u64,
     /// Message bytes since start.
     pub bytes_total: u64,
@@ -123,16 +131,47 @@ pub struct OverviewFigures {
     pub msgs_per_s: f64,
     /// Per channel, over the last 60 s.
     pub per_channel: Vec<ChannelFigures>,
-    /// Receive → commit latency in µs over the last ~60 s, all channels.
+    /// Receive → commit latency in µs over the last ~60 s, all channels
+    /// (with several nodes, of all their messages: percentiles of the
+    /// merged histograms).
     pub ingest_latency_us: Percentiles,
     /// Ingress errors since start.
     pub errors_total: u64,
     /// Ingress errors in the last 60 s.
     pub errors_last_60s: u64,
-    /// Tenants with a committed message in the last 60 s (the current second included).
+    /// Tenants with a committed message in the last 60 s (the current
+    /// second included). With several nodes, distinct tenants over all of
+    /// them: a tenant active on two nodes counts once.
     pub active_tenants_last_60s: u64,
-    /// Tenants the live figures currently hold (active in the last 24 h, or not yet pruned).
+    /// Tenants the live figures currently hold (active in the last 24 h, or
+    /// not yet pruned). This node's own, even with several nodes: it
+    /// measures this node's memory.
     pub tenants_tracked: u64,
+    /// Nodes these figures cover: 1 on SQLite; on PostgreSQL every node
+    /// with a heartbeat in the last 10 s, this one included. The totals
+    /// since start (`messages_total`, `bytes_total`, `errors_total`,
+    /// `error_codes`) are the sum of what each of these nodes counted since
+    /// it started, and `started_at` is the earliest of their starts: a node
+    /// that stops drops out of them (so they can go down), and one that
+    /// restarts counts from zero. 0 from a server that predates the field.
+    #[serde(default)]
+    pub nodes: u64,
+    /// Ingress requests refused or failed since start, per channel and
+    /// error code (the codes of `c24_ingest_errors_total` in `/metrics`),
+    /// summed over the nodes as `errors_total` is; channel then code order.
+    /// At most 32 codes per channel and node, more counted as `other`.
+    #[serde(default)]
+    pub error_codes: Vec<ErrorCodeCount>,
+}
+
+/// Refused or failed ingress requests of one channel with one error code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorCodeCount {
+    /// `webchat`, `whatsapp` or `email`.
+    pub channel: String,
+    /// The error's `code`, e.g. `unauthorized` (an unknown widget key).
+    pub code: String,
+    pub count: u64,
 }
 
 /// One tenant's recent activity, for the tenants list.

@@ -1,5 +1,12 @@
 //! `GET /metrics`: Prometheus text format. Platform-level figures only (no
 //! tenant labels), so it needs no token; everything comes from memory.
+//!
+//! With several nodes on one database every figure here stays this node's
+//! own, unlike the admin API's, which sum the nodes: Prometheus scrapes
+//! each node and sums across them itself (`sum without (instance)`),
+//! so a node adding the others' counts would count every message once per
+//! node. `c24_node_info{node}` names the node (its id in the published
+//! figures; `single` on SQLite), to join a scrape target to it.
 
 use axum::extract::State;
 use axum::http::header;
@@ -7,6 +14,9 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 use crate::stats::PromSample;
+
+/// `c24_node_info`'s `node` with one node (SQLite).
+pub const SINGLE_NODE: &str = "single";
 
 /// Prometheus text exposition (version 0.0.4): platform figures only.
 #[utoipa::path(
@@ -16,7 +26,7 @@ use crate::stats::PromSample;
     operation_id = "metrics",
     responses((
         status = 200,
-        description = "Prometheus text format: ingest counters and latencies, tenants by status, retention and purge figures. No tenant labels, so no token.",
+        description = "Prometheus text format: ingest counters and latencies, tenants by status, retention and purge figures, all of this node only (c24_node_info names it). No tenant labels, so no token.",
         body = String,
         content_type = "text/plain",
     )),
@@ -69,6 +79,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         "Rows deleted by purge runs since start.",
         app.purge.rows.load(Relaxed) as f64,
     ));
+    extra.push(node_info(app.store.node_id()));
     (
         [(
             header::CONTENT_TYPE,
@@ -76,4 +87,34 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         )],
         app.stats.render_prometheus(&extra, now),
     )
+}
+
+/// `c24_node_info{node}`: this node's id among several on one database
+/// (`node_id`), or [`SINGLE_NODE`].
+fn node_info(node_id: Option<&str>) -> PromSample {
+    PromSample::gauge(
+        "c24_node_info",
+        "This node (always 1): every other figure here is this node's own, to be summed over the nodes by the query.",
+        1.0,
+    )
+    .label("node", node_id.unwrap_or(SINGLE_NODE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_info_names_the_node() {
+        let one = node_info(None);
+        assert_eq!((one.name.as_str(), one.value), ("c24_node_info", 1.0));
+        assert_eq!(one.labels, [("node".to_string(), SINGLE_NODE.to_string())]);
+        let pg = node_info(Some("4f1c"));
+        assert_eq!(pg.labels, [("node".to_string(), "4f1c".to_string())]);
+        let text = crate::stats::LiveStats::new(0).render_prometheus(&[pg], 0);
+        assert!(
+            text.contains("# TYPE c24_node_info gauge\nc24_node_info{node=\"4f1c\"} 1\n"),
+            "{text}"
+        );
+    }
 }

@@ -350,6 +350,36 @@ pub struct ConsentCounts {
     pub by_purpose: Vec<(String, u64, u64)>,
 }
 
+/// One latency slot of one channel as a node publishes it for the others
+/// (several nodes on one database; see `cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLatencyRow {
+    /// 0: 10-second slots, 1: 1-minute slots, 2: 1-hour slots.
+    pub ring: i16,
+    /// Time ÷ the ring's slot width.
+    pub slot: i64,
+    /// Index into [`Channel::ALL`].
+    pub channel: i16,
+    /// Receive → commit µs: an HdrHistogram, V2 format with DEFLATE.
+    pub histogram: Vec<u8>,
+    /// Time spent sealing the same messages.
+    pub encrypt_ns: i64,
+}
+
+/// A node's heartbeat and its totals since start, as it publishes them
+/// for the others (several nodes on one database; see `cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub node: String,
+    pub started_at_ms: Millis,
+    pub heartbeat_ms: Millis,
+    pub messages_total: i64,
+    pub bytes_total: i64,
+    pub errors_total: i64,
+    /// JSON: `[{"channel","code","count"}]`.
+    pub error_codes: String,
+}
+
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     CreateTenant(Box<TenantRecord>),
@@ -665,6 +695,51 @@ pub trait Store: Send + Sync + 'static {
         _tenant: Option<&str>,
     ) -> Result<Vec<(i64, String, i16, i64, i64)>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Publishes this node's latency slots for the other nodes (upserting
+    /// each); drops every node's slots older than each ring's horizon
+    /// (ring, oldest slot kept). A no-op with one node.
+    async fn publish_latency(
+        &self,
+        _rows: Vec<NodeLatencyRow>,
+        _horizons: [(i16, i64); 3],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The other nodes' latency slots of `ring` from `first` to `last`
+    /// (both included). Empty with one node.
+    async fn other_nodes_latency(
+        &self,
+        _ring: i16,
+        _first: i64,
+        _last: i64,
+    ) -> Result<Vec<NodeLatencyRow>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Upserts this node's heartbeat and totals (`row.node` is ignored:
+    /// the store's own node id is used); forgets nodes whose heartbeat is
+    /// before `forget_before_ms`. A no-op with one node.
+    async fn publish_node(
+        &self,
+        _row: NodeRow,
+        _forget_before_ms: Millis,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The other nodes with a heartbeat at or after `since_ms`. Empty with
+    /// one node.
+    async fn other_live_nodes(&self, _since_ms: Millis) -> Result<Vec<NodeRow>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// This node's id among several on one database (the `node` column of
+    /// the published figures); `None` when this node is the only one.
+    fn node_id(&self) -> Option<&str> {
+        None
     }
 
     /// Changes other nodes commit; `None` when this node is the only one.

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "node_tenant_seconds",
         include_str!("migrations/0004_node_tenant_seconds.sql"),
     ),
+    (
+        5,
+        "node_latency_and_nodes",
+        include_str!("migrations/0005_node_latency_and_nodes.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

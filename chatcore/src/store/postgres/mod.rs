@@ -13,8 +13,10 @@
 //!   visitors connected to another node, tenant changes for its directory,
 //!   usage and traffic-trace deltas for its counters.
 //! - This file: the [`PgStore`] and its reads (a small connection pool),
-//!   and each node's published per-second figures (`node_seconds`,
-//!   `node_tenant_seconds`) that the others add to theirs.
+//!   and each node's published figures that the others combine with theirs:
+//!   per-second counts (`node_seconds`, `node_tenant_seconds`), latency
+//!   histograms per slot (`node_latency`), and a heartbeat with the totals
+//!   since start (`nodes`).
 //!
 //! The keyring (each tenant's wrapped data key) is the table
 //! `keyring.tenant_keys`, in its own schema as SQLite keeps it in its own
@@ -44,8 +46,8 @@ use tokio_postgres::{NoTls, Row};
 use self::writer::{Job, Lane};
 use super::{
     AuditRecord, ClusterEvent, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord,
-    DsrRecord, DueCounts, IncidentRecord, MessageRecord, PendingWrite, PurgeTable, Store,
-    StoreError, TenantRecord, TraceBatch, TraceCursor, WriteOp,
+    DsrRecord, DueCounts, IncidentRecord, MessageRecord, NodeLatencyRow, NodeRow, PendingWrite,
+    PurgeTable, Store, StoreError, TenantRecord, TraceBatch, TraceCursor, WriteOp,
 };
 use crate::clock::{Clock, Millis};
 
@@ -954,6 +956,122 @@ impl Store for PgStore {
                 r.try_get(4)?,
             ))
         })
+    }
+
+    async fn publish_latency(
+        &self,
+        rows: Vec<NodeLatencyRow>,
+        horizons: [(i16, i64); 3],
+    ) -> Result<(), StoreError> {
+        let node: &str = &self.node;
+        if !rows.is_empty() {
+            let rings: Vec<i16> = rows.iter().map(|r| r.ring).collect();
+            let slots: Vec<i64> = rows.iter().map(|r| r.slot).collect();
+            let channels: Vec<i16> = rows.iter().map(|r| r.channel).collect();
+            let histograms: Vec<&[u8]> = rows.iter().map(|r| r.histogram.as_slice()).collect();
+            let encrypt: Vec<i64> = rows.iter().map(|r| r.encrypt_ns).collect();
+            self.rows(
+                "INSERT INTO node_latency (node, ring, slot, channel, histogram, encrypt_ns)
+                 SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::smallint[],
+                                          $5::bytea[], $6::bigint[])
+                 ON CONFLICT (ring, slot, node, channel)
+                 DO UPDATE SET histogram = excluded.histogram, encrypt_ns = excluded.encrypt_ns",
+                &[&node, &rings, &slots, &channels, &histograms, &encrypt],
+            )
+            .await?;
+        }
+        // Per ring, a range of the primary key: no scan of the table.
+        let rings: Vec<i16> = horizons.iter().map(|h| h.0).collect();
+        let oldest: Vec<i64> = horizons.iter().map(|h| h.1).collect();
+        self.rows(
+            "DELETE FROM node_latency l
+             USING unnest($1::smallint[], $2::bigint[]) AS h(ring, oldest)
+             WHERE l.ring = h.ring AND l.slot < h.oldest",
+            &[&rings, &oldest],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn other_nodes_latency(
+        &self,
+        ring: i16,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<NodeLatencyRow>, StoreError> {
+        let node: &str = &self.node;
+        let rows = self
+            .rows(
+                "SELECT ring, slot, channel, histogram, encrypt_ns FROM node_latency
+                 WHERE ring = $2 AND slot >= $3 AND slot <= $4 AND node <> $1",
+                &[&node, &ring, &first, &last],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok(NodeLatencyRow {
+                ring: r.try_get(0)?,
+                slot: r.try_get(1)?,
+                channel: r.try_get(2)?,
+                histogram: r.try_get(3)?,
+                encrypt_ns: r.try_get(4)?,
+            })
+        })
+    }
+
+    async fn publish_node(&self, row: NodeRow, forget_before_ms: Millis) -> Result<(), StoreError> {
+        let node: &str = &self.node;
+        self.rows(
+            "INSERT INTO nodes (node, started_at_ms, heartbeat_ms, messages_total, bytes_total,
+                                errors_total, error_codes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (node) DO UPDATE SET
+                 started_at_ms = excluded.started_at_ms, heartbeat_ms = excluded.heartbeat_ms,
+                 messages_total = excluded.messages_total, bytes_total = excluded.bytes_total,
+                 errors_total = excluded.errors_total, error_codes = excluded.error_codes",
+            &[
+                &node,
+                &row.started_at_ms,
+                &row.heartbeat_ms,
+                &row.messages_total,
+                &row.bytes_total,
+                &row.errors_total,
+                &row.error_codes,
+            ],
+        )
+        .await?;
+        self.rows(
+            "DELETE FROM nodes WHERE heartbeat_ms < $1",
+            &[&forget_before_ms],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn other_live_nodes(&self, since_ms: Millis) -> Result<Vec<NodeRow>, StoreError> {
+        let node: &str = &self.node;
+        let rows = self
+            .rows(
+                "SELECT node, started_at_ms, heartbeat_ms, messages_total, bytes_total,
+                        errors_total, error_codes
+                 FROM nodes WHERE heartbeat_ms >= $2 AND node <> $1 ORDER BY node",
+                &[&node, &since_ms],
+            )
+            .await?;
+        all(rows, |r| {
+            Ok(NodeRow {
+                node: r.try_get(0)?,
+                started_at_ms: r.try_get(1)?,
+                heartbeat_ms: r.try_get(2)?,
+                messages_total: r.try_get(3)?,
+                bytes_total: r.try_get(4)?,
+                errors_total: r.try_get(5)?,
+                error_codes: r.try_get(6)?,
+            })
+        })
+    }
+
+    fn node_id(&self) -> Option<&str> {
+        Some(&self.node)
     }
 
     fn cluster_events(&self) -> Option<broadcast::Receiver<ClusterEvent>> {
