@@ -74,6 +74,9 @@ pub struct Config {
     /// Where the data lives; SQLite in `data_dir` unless PostgreSQL is chosen.
     /// The data dir still holds a generated KEK and the dev certificate.
     pub database: Database,
+    /// Extra trust anchors (PEM) for PostgreSQL's certificate, besides the
+    /// system's roots (`--database-ca-file`; used with `sslmode=require`).
+    pub database_ca_files: Vec<PathBuf>,
     /// Bootstrap admin bearer token; `None` generates one (see `Running::admin_token`).
     pub admin_token: Option<String>,
     pub kek: KekSource,
@@ -113,6 +116,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
             database: Database::Sqlite,
+            database_ca_files: Vec::new(),
             admin_token: None,
             kek: KekSource::DataDir,
             at_rest_encryption: true,

@@ -220,11 +220,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             )
         }
         Database::Postgres { url } => Arc::new(
-            PgStore::open_with(
+            PgStore::open_with_trust(
                 url,
                 config.at_rest_encryption,
                 config.clock.clone(),
                 config.traffic_trace,
+                &config.database_ca_files,
             )
             .await?,
         ),

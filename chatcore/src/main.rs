@@ -68,6 +68,16 @@ struct ServeArgs {
     /// (several nodes may share one). Migrates the schema at start; refuses a newer one.
     #[arg(long, env = "C24_DATABASE_URL", hide_env_values = true, value_parser = Database::parse)]
     database: Option<Database>,
+    /// A PEM file of CA certificates to trust for PostgreSQL's TLS
+    /// certificate besides the system's (with `sslmode=require` in
+    /// `--database`); may be repeated. A plain connection is refused for any
+    /// host but this machine's.
+    #[arg(
+        long = "database-ca-file",
+        value_name = "PEM",
+        env = "C24_DATABASE_CA_FILE"
+    )]
+    database_ca_files: Vec<PathBuf>,
     /// Bootstrap admin bearer token. Without one, a token is generated and printed.
     #[arg(long, env = "C24_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -224,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
         listen: cli.listen,
         data_dir: cli.data_dir.clone(),
         database: cli.database.clone().unwrap_or_default(),
+        database_ca_files: cli.database_ca_files.clone(),
         admin_token: cli.admin_token.clone(),
         kek,
         at_rest_encryption: !cli.no_at_rest_encryption,

@@ -10,7 +10,6 @@ use std::sync::{Arc, OnceLock};
 use rustls::ClientConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// What to trust, as asked on the command line.
@@ -46,18 +45,10 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// The certificates in one PEM file; a file without any is an error.
 pub fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |message: String| TlsError::CaFile {
+    c24_chatcore::tls::read_pem_certs(path).map_err(|message| TlsError::CaFile {
         path: path.display().to_string(),
         message,
-    };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(format!("not a PEM certificate file: {e:?}")))?;
-    if certs.is_empty() {
-        return Err(err("holds no PEM certificate".into()));
-    }
-    Ok(certs)
+    })
 }
 
 impl ClientTls {

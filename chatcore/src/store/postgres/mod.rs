@@ -31,6 +31,7 @@
 
 pub mod migrate;
 pub(crate) mod notify;
+pub mod transport;
 pub(crate) mod writer;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use self::transport::Transport;
 use self::writer::{Job, Lane};
 use super::{
     AuditRecord, ClusterEvent, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord,
@@ -81,14 +83,18 @@ pub struct PgStore {
     reachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
-fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
-    let manager = Manager::from_config(
-        config.clone(),
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+fn pool(
+    config: &tokio_postgres::Config,
+    transport: &Transport,
+    size: usize,
+) -> Result<Pool, StoreError> {
+    let manager_config = || ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match transport {
+        Transport::Plain => Manager::from_config(config.clone(), NoTls, manager_config()),
+        Transport::Tls(tls) => Manager::from_config(config.clone(), tls.clone(), manager_config()),
+    };
     Pool::builder(manager)
         .max_size(size)
         .build()
@@ -133,14 +139,27 @@ impl PgStore {
         Self::open_with(url, at_rest_encryption, clock, true).await
     }
 
-    /// [`Self::open`], with the traffic trace on or off (`traffic_trace`:
-    /// each stored message is also recorded in its batch's trace row, in
-    /// the same commit), as [`super::sqlite::SqliteStore::open_with`].
+    /// [`Self::open_with_trust`] trusting the system's roots only.
     pub async fn open_with(
         url: &str,
         at_rest_encryption: bool,
         clock: Arc<dyn Clock>,
         traffic_trace: bool,
+    ) -> Result<Self, StoreError> {
+        Self::open_with_trust(url, at_rest_encryption, clock, traffic_trace, &[]).await
+    }
+
+    /// [`Self::open`], with the traffic trace on or off (`traffic_trace`:
+    /// each stored message is also recorded in its batch's trace row, in
+    /// the same commit), as [`super::sqlite::SqliteStore::open_with`]; TLS
+    /// as the URL's `sslmode` asks, trusting the system's roots and
+    /// `ca_files` ([`transport`]).
+    pub async fn open_with_trust(
+        url: &str,
+        at_rest_encryption: bool,
+        clock: Arc<dyn Clock>,
+        traffic_trace: bool,
+        ca_files: &[std::path::PathBuf],
     ) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -152,8 +171,9 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
-        let write_pool = pool(&config, 3)?;
-        let read_pool = pool(&config, READERS)?;
+        let transport = transport::transport(&config, ca_files)?;
+        let write_pool = pool(&config, &transport, 3)?;
+        let read_pool = pool(&config, &transport, READERS)?;
         {
             let mut conn = write_pool.get().await.map_err(|e| {
                 StoreError::Io(format!(
@@ -174,13 +194,24 @@ impl PgStore {
             stop.clone(),
         ));
         let (ready_tx, ready_rx) = oneshot::channel();
-        let listener = tokio::spawn(notify::listen(
-            config.clone(),
-            node.clone(),
-            events.clone(),
-            stop,
-            ready_tx,
-        ));
+        let listener = match &transport {
+            Transport::Plain => tokio::spawn(notify::listen(
+                config.clone(),
+                NoTls,
+                node.clone(),
+                events.clone(),
+                stop,
+                ready_tx,
+            )),
+            Transport::Tls(tls) => tokio::spawn(notify::listen(
+                config.clone(),
+                tls.clone(),
+                node.clone(),
+                events.clone(),
+                stop,
+                ready_tx,
+            )),
+        };
         // Listening before this node serves, so no event committed after
         // its start is missed.
         if tokio::time::timeout(LISTEN_WAIT, ready_rx).await.is_err() {

@@ -15,7 +15,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, Socket};
 
 use crate::store::ClusterEvent;
 
@@ -122,18 +123,22 @@ pub const LISTENER_APPLICATION_NAME: &str = "c24-listen";
 
 /// Listens until `stop` turns true, forwarding other nodes' events to `tx`;
 /// `ready` fires once the first LISTEN is in place.
-pub(crate) async fn listen(
+pub(crate) async fn listen<T>(
     mut config: tokio_postgres::Config,
+    tls: T,
     node: Arc<str>,
     tx: broadcast::Sender<ClusterEvent>,
     mut stop: watch::Receiver<bool>,
     ready: oneshot::Sender<()>,
-) {
+) where
+    T: MakeTlsConnect<Socket> + Clone,
+    T::Stream: Send + 'static,
+{
     config.application_name(LISTENER_APPLICATION_NAME);
     let mut ready = Some(ready);
     let mut first = true;
     while !*stop.borrow() {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
