@@ -2522,3 +2522,63 @@ async fn send_result(
 ) -> Result<c24_chatcore::store::WriteOutcome, StoreError> {
     store.write(WriteOp::Inbound(Box::new(m))).await
 }
+
+postgres_only!(an_erasure_moves_the_other_nodes_trace_total);
+// The traffic-trace entries an erasure removes leave the other nodes'
+// trace totals too (the retention report's access logs), as purges do:
+// the erasure's usage notification carries them.
+async fn an_erasure_moves_the_other_nodes_trace_total(b: &Backend) {
+    let a = b.open().await;
+    let other = b.open().await;
+    let mut rx = other.cluster_events().unwrap();
+    let now = b.clock.now_ms();
+    let t = create_tenant(&a, now).await;
+    let v = visitor();
+    let first = send(&a, webchat(&t.id, &v, None, b"k1", b"one", now)).await;
+    for key in [b"k2", b"k3"] {
+        send(
+            &a,
+            webchat(&t.id, &v, Some(&first.conversation_id), key, b"more", now),
+        )
+        .await;
+    }
+    let dsr = DsrRecord {
+        id: id(),
+        tenant_id: t.id.clone(),
+        kind: "erasure".into(),
+        subject_kind: "visitor_id".into(),
+        subject_bi: Some(v.bi.clone()),
+        status: "completed".into(),
+        received_at: now,
+        due_at: now + 1000,
+        doc: "{}".into(),
+        purge_after: None,
+    };
+    let WriteOutcome::Erased(e) = a
+        .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
+            record: dsr,
+            action: DsrAction::Erase {
+                kind: "visitor",
+                ident_bi: v.bi.clone(),
+            },
+            at: now,
+        })))
+        .await
+        .unwrap()
+    else {
+        panic!("expected Erased");
+    };
+    assert_eq!(e.trace_entries, 3);
+    // The erasure's notification: the tenant's messages go down by 3, and
+    // the trace total with them.
+    loop {
+        if let ClusterEvent::Usage { deltas, trace } = next_event(&mut rx).await
+            && deltas.iter().any(|d| d.0 == t.id && d.1 < 0)
+        {
+            assert_eq!(trace, -3, "{deltas:?}");
+            break;
+        }
+    }
+    a.close().await;
+    other.close().await;
+}

@@ -106,6 +106,9 @@ struct Ctx {
 struct Trace {
     entries: Vec<u8>,
     count: i64,
+    /// Entries of this batch an erasure in it removed before they were
+    /// written (counted in the erasure's `trace_entries` too).
+    forgotten: i64,
 }
 
 impl Trace {
@@ -132,6 +135,7 @@ impl Trace {
             self.entries = kept.entries;
             self.count = kept.count;
             x.trace_entries += kept.removed;
+            self.forgotten += i64::try_from(kept.removed).unwrap_or(i64::MAX);
         }
     }
 
@@ -416,7 +420,7 @@ async fn apply_batch(
             i += 1;
         }
         let Some(e) = failed else {
-            let traced = trace.count;
+            let traced = trace.count + trace.forgotten;
             trace.write(c, now).await?;
             notify_usage(c, ctx, batch, &results, traced).await?;
             commit(c).await?;
@@ -464,7 +468,7 @@ async fn apply_batch(
             Err(e) => results.push(Err(e)),
         }
     }
-    let traced = trace.count;
+    let traced = trace.count + trace.forgotten;
     trace.write(c, now).await?;
     notify_usage(c, ctx, batch, &results, traced).await?;
     commit(c).await?;
@@ -783,6 +787,17 @@ fn trace_purged(batch: &[Job], results: &[Result<WriteOutcome, StoreError>]) -> 
         .sum()
 }
 
+/// The trace entries the batch's erasures removed.
+fn trace_erased(results: &[Result<WriteOutcome, StoreError>]) -> i64 {
+    results
+        .iter()
+        .filter_map(|r| match r {
+            Ok(WriteOutcome::Erased(e)) => Some(i64::try_from(e.trace_entries).unwrap_or(i64::MAX)),
+            _ => None,
+        })
+        .sum()
+}
+
 /// What the batch's committed ops change in each tenant's stored data.
 fn usage_deltas(
     batch: &[Job],
@@ -826,8 +841,12 @@ fn usage_deltas(
 }
 
 /// Tells the other nodes what this batch changes in their usage counters
-/// and trace total (`traced`: the messages its trace row holds), at its
-/// commit (the origin node counts its own when it acknowledges).
+/// and trace total, at its commit (the origin node counts its own when it
+/// acknowledges). `traced`: the messages its trace row holds plus those an
+/// erasure in the batch removed before the row was written — the erasures'
+/// `trace_entries` count those too, and are subtracted whole, as the
+/// origin node does, so the net change is what was written less what was
+/// removed from rows written before.
 async fn notify_usage(
     c: &Conn,
     ctx: &Ctx,
@@ -837,7 +856,7 @@ async fn notify_usage(
 ) -> Result<(), StoreError> {
     let deltas = usage_deltas(batch, results);
     // The trace delta rides on the first notification (or one of its own).
-    let mut trace = traced - trace_purged(batch, results);
+    let mut trace = traced - trace_purged(batch, results) - trace_erased(results);
     let mut chunks: Vec<&[(String, i64, i64, i64)]> = deltas.chunks(notify::USAGE_CHUNK).collect();
     if chunks.is_empty() && trace != 0 {
         chunks.push(&[]);
