@@ -8,14 +8,16 @@
 //! test database's. Skipped with a message without a server or its CA
 //! (`support/pg.rs`, `C24_TEST_POSTGRES_CA`).
 
+#[path = "support/node.rs"]
+#[allow(dead_code)]
+mod node;
 #[path = "support/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use pg::TestDb;
 use yaml_rust2::{Yaml, YamlLoader};
@@ -210,19 +212,8 @@ async fn the_containers_args_and_env_start_a_node_over_tls() {
             cmd.arg(arg);
         }
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("c24-core listening on ")
-        .map(str::to_string);
+    let node = node::spawn_node(cmd);
+    let base = Some(node.url.clone());
     let ready = match &base {
         Some(base) => reqwest::get(format!("{base}/readyz"))
             .await
@@ -244,9 +235,7 @@ async fn the_containers_args_and_env_start_a_node_over_tls() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(base.is_some(), "the node did not start: {line:?}");
+    drop(node);
     assert_eq!(ready, Some(200));
     assert!(!ssl.is_empty(), "no connection of the node seen");
     assert!(ssl.iter().all(|s| *s), "a plaintext connection: {ssl:?}");

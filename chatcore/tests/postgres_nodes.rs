@@ -13,12 +13,14 @@
 //! do the ingress errors.
 //! Skipped with a message without a server (see `support/pg.rs`).
 
+#[path = "support/node.rs"]
+mod node;
 #[path = "support/pg.rs"]
 mod pg;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use c24_api::admin::tenants::CreateTenant;
@@ -26,36 +28,11 @@ use c24_api::admin::throughput::Direction;
 use c24_api::client::webchat::WebchatClient;
 use c24_api::client::{Client, ClientError};
 use c24_api::webchat::{ClientFrame, ServerFrame};
+use node::{Node, kek_file, spawn_node};
 use pg::TestDb;
 
 const TOKEN: &str = "pg-nodes-admin";
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Node {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    fn ws(&self) -> String {
-        self.url.replacen("http", "ws", 1)
-    }
-}
-
-/// A KEK file shared by the nodes (each opens the others' tenants with it).
-fn kek_file(dir: &Path) -> PathBuf {
-    let (_, text) = c24_chatcore::crypto::Kek::generate().unwrap();
-    let path = dir.join("kek.b64");
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn command(db: &TestDb, kek: &Path, data_dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_c24-core"));
@@ -686,24 +663,6 @@ fn start_retention(db: &TestDb, kek: &Path, data_dir: &Path, purge_interval: &st
         purge_interval,
     ]);
     spawn_node(cmd)
-}
-
-fn spawn_node(mut cmd: Command) -> Node {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("c24-core listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Node { child, url }
 }
 
 /// Two TOTP codes (this step and the next): each node accepts a code once.

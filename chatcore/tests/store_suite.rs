@@ -1285,26 +1285,7 @@ async fn survives_lost_connections(b: &Backend) {
     let Hold::Postgres(holder) = &hold else {
         unreachable!()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let waiting: i64 = holder
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the writer never waited"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_lock_wait(holder).await;
     assert!(terminate_backends(holder).await >= 1);
     hold.release().await;
     stalled.await.unwrap().unwrap();
