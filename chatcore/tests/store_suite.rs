@@ -697,6 +697,7 @@ async fn erasure_and_key_destruction(b: &Backend) {
         due_at: now + 1000,
         doc: "{}".into(),
         purge_after: None,
+        version: 0,
     };
     let out = store
         .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
@@ -832,6 +833,7 @@ async fn erasure_removes_trace_entries(b: &Backend) {
                 due_at: now + 1000,
                 doc: "{}".into(),
                 purge_after: None,
+                version: 0,
             },
             action: DsrAction::Erase {
                 kind: "visitor",
@@ -883,6 +885,7 @@ async fn erasure_removes_trace_entries(b: &Backend) {
                 due_at: now + 1000,
                 doc: "{}".into(),
                 purge_after: None,
+                version: 0,
             },
             action: DsrAction::Erase {
                 kind: "visitor",
@@ -924,6 +927,7 @@ async fn consents_and_audit_paging(b: &Backend) {
             },
             doc: doc.to_string(),
             purge_after: None,
+            version: 0,
         };
         ids.push(r.id.clone());
         store.write(WriteOp::PutConsent(Box::new(r))).await.unwrap();

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "node_tenant_seconds",
         include_str!("migrations/0004_node_tenant_seconds.sql"),
     ),
+    (10, "versions", include_str!("migrations/0010_versions.sql")),
 ];
 
 /// The newest schema version this binary knows.
