@@ -643,7 +643,17 @@ fn complete_dsr(
     let r = &d.record;
     // The version check first, as on PostgreSQL: a request changed since
     // it was read runs no action.
-    put_dsr(c, r)?;
+    if r.version > 0 {
+        let stored: Option<i64> = c
+            .prepare_cached("SELECT version FROM dsr_requests WHERE id = ?1 AND tenant_id = ?2")?
+            .query_row(params![r.id, r.tenant_id], |row| row.get(0))
+            .optional()?;
+        match stored {
+            None => return Err(StoreError::NotFound("data-subject request")),
+            Some(v) if v != r.version => return Err(StoreError::Stale("data-subject request")),
+            Some(_) => {}
+        }
+    }
     let outcome = match &d.action {
         DsrAction::None => WriteOutcome::Done,
         DsrAction::Erase { kind, ident_bi } => {
@@ -652,6 +662,7 @@ fn complete_dsr(
             ctx.recent = RecentKeys::default();
             ctx.truncate_wal = true;
             let mut erased = erase_subject(c, &r.tenant_id, kind, ident_bi)?;
+            put_dsr(c, r)?;
             // Entries of this batch not yet written (a message stored earlier
             // in the same commit) go too; only now that nothing can fail.
             erased.trace_entries += drop_pending_trace(ctx, &erased.conversation_ids);
@@ -721,6 +732,7 @@ fn complete_dsr(
             WriteOutcome::Done
         }
     };
+    put_dsr(c, r)?;
     Ok(outcome)
 }
 

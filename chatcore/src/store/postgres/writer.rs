@@ -1413,7 +1413,21 @@ async fn complete_dsr(c: &Conn, d: &DsrCompletion) -> Result<WriteOutcome, Store
     // The version check first: it locks the request's row, so a second
     // node completing the same request waits here, then finds it changed
     // and runs no action (no second export, no duplicate key).
-    put_dsr(c, r).await?;
+    if r.version > 0 {
+        let stored: Option<i64> = query_opt(
+            c,
+            "SELECT version FROM dsr_requests WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+            &[&r.id, &r.tenant_id],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+        match stored {
+            None => return Err(StoreError::NotFound("data-subject request")),
+            Some(v) if v != r.version => return Err(StoreError::Stale("data-subject request")),
+            Some(_) => {}
+        }
+    }
     let outcome = match &d.action {
         DsrAction::None => WriteOutcome::Done,
         DsrAction::Erase { kind, ident_bi } => {
@@ -1498,6 +1512,7 @@ async fn complete_dsr(c: &Conn, d: &DsrCompletion) -> Result<WriteOutcome, Store
             WriteOutcome::Done
         }
     };
+    put_dsr(c, r).await?;
     Ok(outcome)
 }
 
