@@ -195,7 +195,9 @@ async fn visit(node: &Node, widget_key: &str, visitor_id: &str) {
 /// The 409 and its code, or a panic naming what came instead.
 fn conflict_code(what: &str, e: &ClientError) -> String {
     match e {
-        ClientError::Api { status: 409, code, .. } => code.clone(),
+        ClientError::Api {
+            status: 409, code, ..
+        } => code.clone(),
         other => panic!("{what}: expected a 409, got {other}"),
     }
 }
@@ -313,7 +315,10 @@ async fn withdrawals_on_two_nodes_at_once_both_stand() {
         wa.unwrap();
         wb.unwrap();
         let stored = admin_a
-            .consents(&t.id, Some(&DsrSubject::email(&format!("p{round}@example.com"))))
+            .consents(
+                &t.id,
+                Some(&DsrSubject::email(&format!("p{round}@example.com"))),
+            )
             .await
             .unwrap();
         let record = stored.items.iter().find(|r| r.id == c.id).unwrap();
@@ -385,7 +390,11 @@ async fn erasure_on_a_while_b_extends_stays_completed() {
         }
         for node in [&admin_a, &admin_b] {
             let stored = node.dsr(&t.id, &r.id).await.unwrap();
-            assert_eq!(stored.status, DsrStatus::Completed, "round {round}: reopened");
+            assert_eq!(
+                stored.status,
+                DsrStatus::Completed,
+                "round {round}: reopened"
+            );
             assert!(stored.completed_at.is_some());
         }
         let row = sql
@@ -397,7 +406,10 @@ async fn erasure_on_a_while_b_extends_stays_completed() {
             .unwrap();
         let (status, forgotten): (String, bool) = (row.get(0), row.get(1));
         assert_eq!(status, "completed", "round {round}");
-        assert!(forgotten, "round {round}: the erased person's blind index is back");
+        assert!(
+            forgotten,
+            "round {round}: the erased person's blind index is back"
+        );
         let contacts: i64 = sql
             .query_one(
                 "SELECT count(*) FROM contacts WHERE tenant_id = $1",
@@ -406,7 +418,10 @@ async fn erasure_on_a_while_b_extends_stays_completed() {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(contacts, 0, "round {round}: the erased contact is still there");
+        assert_eq!(
+            contacts, 0,
+            "round {round}: the erased contact is still there"
+        );
     }
     eprintln!("{ROUNDS} rounds: extension first {extended_first}, refused {refused}");
     drop((a, b));

@@ -2559,3 +2559,55 @@ async fn a_rectification_meeting_the_unique_index_is_a_conflict(b: &Backend) {
     );
     store.close().await;
 }
+
+/// A SQLite file written before requests, consents and incidents had a
+/// version gains the column at open (existing rows at 1), and versioned
+/// writes then work on those rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_from_before_versions_gains_the_column() {
+    let b = Backend::sqlite();
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    store
+        .write(WriteOp::PutDsr(Box::new(dsr_record(
+            &t.id, "received", "old", 0,
+        ))))
+        .await
+        .unwrap();
+    store.close().await;
+    let Kind::Sqlite(dir) = &b.kind else {
+        unreachable!()
+    };
+    {
+        let c = rusqlite::Connection::open(dir.path().join("c24.sqlite")).unwrap();
+        for table in ["dsr_requests", "consent_records", "security_incidents"] {
+            c.execute_batch(&format!("ALTER TABLE {table} DROP COLUMN version"))
+                .unwrap();
+        }
+    }
+    let store = b.open().await;
+    let read = store.dsr_request("dsr-versioned").await.unwrap().unwrap();
+    assert_eq!((read.version, read.doc.as_str()), (1, "old"));
+    store
+        .write(WriteOp::PutDsr(Box::new(dsr_record(
+            &t.id, "extended", "new", 1,
+        ))))
+        .await
+        .unwrap();
+    let stale = store
+        .write(WriteOp::PutDsr(Box::new(dsr_record(
+            &t.id, "extended", "lost", 1,
+        ))))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+    assert!(store.incidents(10, None).await.unwrap().is_empty());
+    assert!(
+        store
+            .consents(&t.id, None, 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+}
