@@ -1,6 +1,7 @@
 //! Two real `c24-core` nodes on one PostgreSQL database, each acting on
 //! its own copy of a record at the same moment (the lost-update races of a
 //! read-modify-write guarded only in-process):
+//! - a tenant suspended on A and on B at once: both 200 (the same change);
 //! - a suspended tenant terminated on A while B resumes it: exactly one
 //!   wins (the other answers 409 `invalid_state`), and the tenant ends
 //!   terminated with every row stamped for purge, or active with none —
@@ -215,7 +216,12 @@ async fn terminate_on_a_and_resume_on_b_leave_the_tenant_consistent() {
     for round in 0..ROUNDS {
         let t = tenant(&a, &format!("Race {round}")).await;
         visit(&a, &t.channels.webchat.widget_key, &format!("v-{round}")).await;
-        admin_a.suspend(&t.id).await.unwrap();
+        // Suspended on both at once: the same change, so both answer 200
+        // (the loser finds the tenant as asked).
+        sees_status(&b, &t.id, "active").await;
+        let (sa, sb) = tokio::join!(admin_a.suspend(&t.id), admin_b.suspend(&t.id));
+        assert_eq!(sa.unwrap().status, "suspended", "round {round}");
+        assert_eq!(sb.unwrap().status, "suspended", "round {round}");
         // Both nodes hold the tenant as suspended: each call passes its
         // node's own check, and only the store can tell them apart.
         sees_status(&b, &t.id, "suspended").await;

@@ -494,7 +494,7 @@ async fn complete_once(
     let plan = match kind {
         DsrType::Erasure => {
             // Counted before; the store's own count after the deletion wins.
-            let outcome = dsr::held(&app, &r).await?;
+            let outcome = dsr::held(app, &r).await?;
             Plan {
                 action: match &r.subject_bi {
                     Some(bi) => DsrAction::Erase {
@@ -508,9 +508,9 @@ async fn complete_once(
                 export: None,
             }
         }
-        DsrType::Rectification => plan_rectification(&app, &cipher, &r, &req).await?,
+        DsrType::Rectification => plan_rectification(app, &cipher, &r, req).await?,
         DsrType::Restriction | DsrType::Objection => {
-            let mut outcome = dsr::held(&app, &r).await?;
+            let mut outcome = dsr::held(app, &r).await?;
             outcome.processing_restricted = r.subject_bi.is_some();
             Plan {
                 action: match &r.subject_bi {
@@ -525,7 +525,7 @@ async fn complete_once(
             }
         }
         DsrType::Access | DsrType::Portability => {
-            let (export, outcome) = dsr::build_export(&app, &cipher, &r, now).await?;
+            let (export, outcome) = dsr::build_export(app, &cipher, &r, now).await?;
             let json = serde_json::to_vec(&export)
                 .map_err(|e| ApiError::internal(format!("encoding the export: {e}")))?;
             let sealed = cipher.seal(export_aad(&t.id, &r.id), &json)?;

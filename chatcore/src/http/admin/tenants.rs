@@ -541,9 +541,13 @@ pub async fn sign_dpa(
         return Ok(Json(view(&app, &t, app.clock.now_ms())));
     }
     let now = app.clock.now_ms();
-    Ok(Json(
-        transition(&app, &t, "dpa_signed", |s| s.dpa_signed_at = Some(now)).await?,
-    ))
+    match transition(&app, &t, "dpa_signed", |s| s.dpa_signed_at = Some(now)).await {
+        // Another node signed it first: signed, as asked.
+        Err(e) if e.code == "invalid_state" && t.with_state(|s| s.dpa_signed_at.is_some()) => {
+            Ok(Json(view(&app, &t, app.clock.now_ms())))
+        }
+        r => r.map(Json),
+    }
 }
 
 /// `POST /admin/v1/tenants/{id}/suspend`: ingress answers 403, data kept.
@@ -583,9 +587,13 @@ async fn switch_status(
     if status != from {
         return Err(conflict(format!("a {status} tenant cannot become {to}")));
     }
-    Ok(Json(
-        transition(app, &t, change, |s| s.status = to.into()).await?,
-    ))
+    match transition(app, &t, change, |s| s.status = to.into()).await {
+        // Another node made the same change first: the tenant is as asked.
+        Err(e) if e.code == "invalid_state" && t.with_state(|s| s.status == to) => {
+            Ok(Json(view(app, &t, app.clock.now_ms())))
+        }
+        r => r.map(Json),
+    }
 }
 
 /// `POST /admin/v1/tenants/{id}/resume`.
