@@ -377,6 +377,8 @@ pub struct ConsentCounts {
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     CreateTenant(Box<TenantRecord>),
+    /// Writes a tenant's lifecycle state whatever is stored (the admin API
+    /// uses [`WriteOp::TransitionTenant`], which cannot lose another node's change).
     UpdateTenant(Box<TenantUpdate>),
     /// A conditional [`WriteOp::UpdateTenant`] (see [`TenantTransition`]).
     TransitionTenant(Box<TenantTransition>),
