@@ -151,6 +151,9 @@ pub struct Request {
     pub tenant_id: String,
     pub subject_bi: Option<Vec<u8>>,
     pub doc: DsrDoc,
+    /// The stored version it was read at (0: not stored yet); a write
+    /// checks it (`DsrRecord::version`).
+    pub version: i64,
 }
 
 impl Request {
@@ -190,6 +193,7 @@ impl Request {
                     detail: None,
                 }],
             },
+            version: 0,
         })
     }
 
@@ -202,6 +206,7 @@ impl Request {
             tenant_id: r.tenant_id.clone(),
             subject_bi: r.subject_bi.clone(),
             doc,
+            version: r.version,
         })
     }
 
@@ -218,6 +223,7 @@ impl Request {
             doc: serde_json::to_string(&self.doc)
                 .map_err(|e| ApiError::internal(format!("encoding a request: {e}")))?,
             purge_after: None,
+            version: self.version,
         })
     }
 

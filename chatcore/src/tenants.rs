@@ -124,6 +124,15 @@ impl TenantEntry {
         g.clone()
     }
 
+    /// Takes the stored state, as at start (another node changed the tenant
+    /// and this node lost a race against it).
+    pub fn catch_up(&self, r: &TenantRecord) -> TenantState {
+        if r.wrapped_dek.is_none() {
+            self.drop_key();
+        }
+        self.update(|s| *s = stored_state(r))
+    }
+
     /// Forgets the data key (crypto-shredding; the store has dropped it already).
     pub fn drop_key(&self) {
         let mut g = match self.cipher.write() {
@@ -269,21 +278,25 @@ pub fn restore(
         email_address: r.email_address.clone(),
         secrets,
         cipher: RwLock::new(cipher),
-        state: RwLock::new(TenantState {
-            // The keyring is the truth about keys: a database restored from a
-            // backup taken before the key was destroyed still says otherwise.
-            status: if r.key_destroyed_at.is_some() {
-                "purged".to_string()
-            } else {
-                r.status.clone()
-            },
-            dpa_signed_at: r.dpa_signed_at,
-            terminated_at: r.terminated_at,
-            purge_after: r.purge_after,
-            key_destroyed_at: r.key_destroyed_at,
-        }),
+        state: RwLock::new(stored_state(r)),
         usage: TenantUsage::default(),
     })
+}
+
+fn stored_state(r: &TenantRecord) -> TenantState {
+    TenantState {
+        // The keyring is the truth about keys: a database restored from a
+        // backup taken before the key was destroyed still says otherwise.
+        status: if r.key_destroyed_at.is_some() {
+            "purged".to_string()
+        } else {
+            r.status.clone()
+        },
+        dpa_signed_at: r.dpa_signed_at,
+        terminated_at: r.terminated_at,
+        purge_after: r.purge_after,
+        key_destroyed_at: r.key_destroyed_at,
+    }
 }
 
 #[derive(Default)]

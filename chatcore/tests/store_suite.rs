@@ -697,6 +697,7 @@ async fn erasure_and_key_destruction(b: &Backend) {
         due_at: now + 1000,
         doc: "{}".into(),
         purge_after: None,
+        version: 0,
     };
     let out = store
         .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
@@ -832,6 +833,7 @@ async fn erasure_removes_trace_entries(b: &Backend) {
                 due_at: now + 1000,
                 doc: "{}".into(),
                 purge_after: None,
+                version: 0,
             },
             action: DsrAction::Erase {
                 kind: "visitor",
@@ -883,6 +885,7 @@ async fn erasure_removes_trace_entries(b: &Backend) {
                 due_at: now + 1000,
                 doc: "{}".into(),
                 purge_after: None,
+                version: 0,
             },
             action: DsrAction::Erase {
                 kind: "visitor",
@@ -924,6 +927,7 @@ async fn consents_and_audit_paging(b: &Backend) {
             },
             doc: doc.to_string(),
             purge_after: None,
+            version: 0,
         };
         ids.push(r.id.clone());
         store.write(WriteOp::PutConsent(Box::new(r))).await.unwrap();
@@ -2131,6 +2135,7 @@ async fn erasure_waits_for_another_nodes_batch_of_the_person(b: &Backend) {
                     due_at: now + 1000,
                     doc: "{}".into(),
                     purge_after: None,
+                    version: 0,
                 };
                 store
                     .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
@@ -2534,6 +2539,7 @@ async fn an_erasure_moves_the_other_nodes_trace_total(b: &Backend) {
         due_at: now + 1000,
         doc: "{}".into(),
         purge_after: None,
+        version: 0,
     };
     let WriteOutcome::Erased(e) = a
         .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
@@ -2562,4 +2568,558 @@ async fn an_erasure_moves_the_other_nodes_trace_total(b: &Backend) {
     }
     a.close().await;
     other.close().await;
+}
+
+// ------------------------------------------------ conditional writes (nodes)
+
+/// Two writers on one backend: two stores ("nodes") on one PostgreSQL
+/// database; SQLite has one writer, so both are the same store.
+async fn two_writers(b: &Backend) -> (Arc<dyn Store>, Arc<dyn Store>) {
+    let first = b.open().await;
+    let second = if b.is_postgres() {
+        b.open().await
+    } else {
+        first.clone()
+    };
+    (first, second)
+}
+
+fn lifecycle(
+    t: &TenantRecord,
+    status: &str,
+    terminated_at: Option<Millis>,
+    purge_after: Option<Millis>,
+) -> c24_chatcore::store::TenantUpdate {
+    c24_chatcore::store::TenantUpdate {
+        id: t.id.clone(),
+        status: status.into(),
+        dpa_signed_at: t.dpa_signed_at,
+        terminated_at,
+        purge_after,
+    }
+}
+
+fn transition(
+    from: c24_chatcore::store::TenantUpdate,
+    to: c24_chatcore::store::TenantUpdate,
+) -> WriteOp {
+    WriteOp::TransitionTenant(Box::new(c24_chatcore::store::TenantTransition { from, to }))
+}
+
+both!(tenant_transitions_apply_only_from_the_state_read);
+/// A lifecycle change applies only while the stored tenant is in the state
+/// it was computed from; of two computed from one state (two nodes, each
+/// from its own copy), exactly one applies, and the other changes nothing.
+async fn tenant_transitions_apply_only_from_the_state_read(b: &Backend) {
+    let (a, other) = two_writers(b).await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&a, now).await;
+    let active = lifecycle(&t, "active", None, None);
+    let suspended = lifecycle(&t, "suspended", None, None);
+    a.write(transition(active.clone(), suspended.clone()))
+        .await
+        .unwrap();
+    // From a state no longer stored (a node that has not seen the suspension).
+    let stale = a
+        .write(transition(
+            active.clone(),
+            lifecycle(&t, "active", None, None),
+        ))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Stale("tenant"))),
+        "{stale:?}"
+    );
+    // The DPA date is part of the state compared.
+    let mut wrong_dpa = suspended.clone();
+    wrong_dpa.dpa_signed_at = None;
+    let stale = a.write(transition(wrong_dpa, active.clone())).await;
+    assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+    let mut missing = suspended.clone();
+    missing.id = id();
+    let mut missing_to = active.clone();
+    missing_to.id = missing.id.clone();
+    let gone = a.write(transition(missing, missing_to)).await;
+    assert!(
+        matches!(gone, Err(StoreError::NotFound("tenant"))),
+        "{gone:?}"
+    );
+
+    // Terminate and resume, both from "suspended", at once, many times.
+    for round in 0..10 {
+        let t = create_tenant(&a, now).await;
+        let active = lifecycle(&t, "active", None, None);
+        let suspended = lifecycle(&t, "suspended", None, None);
+        a.write(transition(active.clone(), suspended.clone()))
+            .await
+            .unwrap();
+        let terminated = lifecycle(&t, "terminated", Some(now), Some(now + 1000));
+        let (x, y) = if round % 2 == 0 {
+            (&a, &other)
+        } else {
+            (&other, &a)
+        };
+        let terminate = x
+            .submit(transition(suspended.clone(), terminated))
+            .await
+            .unwrap();
+        let resume = y
+            .submit(transition(suspended.clone(), active.clone()))
+            .await
+            .unwrap();
+        let (terminate, resume) = (terminate.await.unwrap(), resume.await.unwrap());
+        assert!(
+            terminate.is_ok() != resume.is_ok(),
+            "round {round}: exactly one wins: {terminate:?} / {resume:?}"
+        );
+        let lost = if terminate.is_ok() { resume } else { terminate };
+        assert!(matches!(lost, Err(StoreError::Stale("tenant"))), "{lost:?}");
+        let stored = a
+            .load_tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.id == t.id)
+            .unwrap();
+        match stored.status.as_str() {
+            "terminated" => assert_eq!(
+                (stored.terminated_at, stored.purge_after),
+                (Some(now), Some(now + 1000))
+            ),
+            "active" => assert_eq!((stored.terminated_at, stored.purge_after), (None, None)),
+            other => panic!("round {round}: status {other}"),
+        }
+    }
+    if b.is_postgres() {
+        other.close().await;
+    }
+    a.close().await;
+}
+
+fn dsr_record(tenant_id: &str, status: &str, doc: &str, version: i64) -> DsrRecord {
+    DsrRecord {
+        id: "dsr-versioned".into(),
+        tenant_id: tenant_id.to_string(),
+        kind: "restriction".into(),
+        subject_kind: "visitor_id".into(),
+        subject_bi: Some(b"subject".to_vec()),
+        status: status.into(),
+        received_at: 1,
+        due_at: 2,
+        doc: doc.into(),
+        purge_after: None,
+        version,
+    }
+}
+
+both!(versioned_documents_refuse_a_stale_write);
+/// Requests, consents and incidents are written only at the version they
+/// were read at, and each write stores the next; a write from an older
+/// read changes nothing (a completion runs no action), and of two writes
+/// from one read, on two nodes at once, exactly one applies.
+async fn versioned_documents_refuse_a_stale_write(b: &Backend) {
+    let (a, other) = two_writers(b).await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&a, now).await;
+
+    // A request: inserted at 0 (stored as 1), then updated from 1.
+    a.write(WriteOp::PutDsr(Box::new(dsr_record(
+        &t.id, "received", "v1", 0,
+    ))))
+    .await
+    .unwrap();
+    let dup = a
+        .write(WriteOp::PutDsr(Box::new(dsr_record(
+            &t.id, "received", "dup", 0,
+        ))))
+        .await;
+    assert!(matches!(dup, Err(StoreError::Stale(_))), "{dup:?}");
+    let read = a.dsr_request("dsr-versioned").await.unwrap().unwrap();
+    assert_eq!((read.version, read.doc.as_str()), (1, "v1"));
+    a.write(WriteOp::PutDsr(Box::new(dsr_record(
+        &t.id, "extended", "v2", 1,
+    ))))
+    .await
+    .unwrap();
+    // Another writer still holding version 1 (B extending what A changed).
+    let stale = other
+        .write(WriteOp::PutDsr(Box::new(dsr_record(
+            &t.id, "extended", "lost", 1,
+        ))))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Stale("data-subject request"))),
+        "{stale:?}"
+    );
+    // A completion from version 1 runs no action (no restriction appears).
+    let stale = other
+        .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
+            record: dsr_record(&t.id, "completed", "lost", 1),
+            action: DsrAction::Restrict {
+                ident_bi: b"subject".to_vec(),
+            },
+            at: now,
+        })))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+    assert!(a.restrictions().await.unwrap().is_empty());
+    let read = a.dsr_request("dsr-versioned").await.unwrap().unwrap();
+    assert_eq!(
+        (read.version, read.status.as_str(), read.doc.as_str()),
+        (2, "extended", "v2")
+    );
+    // Two completions from version 2 at once: one restricts, one is refused.
+    let first = a
+        .submit(WriteOp::CompleteDsr(Box::new(DsrCompletion {
+            record: dsr_record(&t.id, "completed", "done-a", 2),
+            action: DsrAction::Restrict {
+                ident_bi: b"subject".to_vec(),
+            },
+            at: now,
+        })))
+        .await
+        .unwrap();
+    let second = other
+        .submit(WriteOp::CompleteDsr(Box::new(DsrCompletion {
+            record: dsr_record(&t.id, "completed", "done-b", 2),
+            action: DsrAction::Restrict {
+                ident_bi: b"subject".to_vec(),
+            },
+            at: now,
+        })))
+        .await
+        .unwrap();
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert!(first.is_ok() != second.is_ok(), "{first:?} / {second:?}");
+    let read = a.dsr_request("dsr-versioned").await.unwrap().unwrap();
+    assert_eq!(read.version, 3);
+    assert_eq!(read.doc, if first.is_ok() { "done-a" } else { "done-b" });
+    assert_eq!(a.restrictions().await.unwrap().len(), 1);
+    let missing = a
+        .write(WriteOp::PutDsr(Box::new(DsrRecord {
+            id: id(),
+            ..dsr_record(&t.id, "received", "x", 4)
+        })))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    // A consent record: a stale withdrawal changes nothing; a purge date
+    // set by the store (the contract's end) survives a write without one.
+    let consent = |doc: &str, purge_after: Option<Millis>, version: i64| ConsentRecord {
+        id: "consent-versioned".into(),
+        tenant_id: t.id.clone(),
+        subject_kind: "email".into(),
+        subject_bi: b"person".to_vec(),
+        doc: doc.into(),
+        purge_after,
+        version,
+    };
+    a.write(WriteOp::PutConsent(Box::new(consent("c1", None, 0))))
+        .await
+        .unwrap();
+    a.write(WriteOp::EndTenantConsents {
+        tenant_id: t.id.clone(),
+        purge_after: now + 9,
+    })
+    .await
+    .unwrap();
+    // Concurrent withdrawals from version 1: exactly one applies.
+    let x = a
+        .submit(WriteOp::PutConsent(Box::new(consent(
+            "withdrew-a",
+            None,
+            1,
+        ))))
+        .await
+        .unwrap();
+    let y = other
+        .submit(WriteOp::PutConsent(Box::new(consent(
+            "withdrew-b",
+            None,
+            1,
+        ))))
+        .await
+        .unwrap();
+    let (x, y) = (x.await.unwrap(), y.await.unwrap());
+    assert!(x.is_ok() != y.is_ok(), "{x:?} / {y:?}");
+    let lost = if x.is_ok() { y } else { x };
+    assert!(
+        matches!(lost, Err(StoreError::Stale("consent record"))),
+        "{lost:?}"
+    );
+    let read = a.consent("consent-versioned").await.unwrap().unwrap();
+    assert_eq!(read.version, 2);
+    assert_eq!(read.purge_after, Some(now + 9));
+
+    // A breach record.
+    let incident = |doc: &str, version: i64| c24_chatcore::store::IncidentRecord {
+        id: "incident-versioned".into(),
+        aware_at: now,
+        doc: doc.into(),
+        purge_after: now + 10,
+        version,
+    };
+    a.write(WriteOp::PutIncident(Box::new(incident("i1", 0))))
+        .await
+        .unwrap();
+    a.write(WriteOp::PutIncident(Box::new(incident("i2", 1))))
+        .await
+        .unwrap();
+    let stale = other
+        .write(WriteOp::PutIncident(Box::new(incident("lost", 1))))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Stale("incident"))),
+        "{stale:?}"
+    );
+    let read = a.incident("incident-versioned").await.unwrap().unwrap();
+    assert_eq!((read.version, read.doc.as_str()), (2, "i2"));
+    if b.is_postgres() {
+        other.close().await;
+    }
+    a.close().await;
+}
+
+fn rectify_to(tenant_id: &str, contact_id: &str, ident_bi: &[u8], new_bi: &[u8]) -> WriteOp {
+    WriteOp::CompleteDsr(Box::new(DsrCompletion {
+        record: DsrRecord {
+            id: id(),
+            tenant_id: tenant_id.to_string(),
+            kind: "rectification".into(),
+            subject_kind: "visitor_id".into(),
+            subject_bi: Some(ident_bi.to_vec()),
+            status: "completed".into(),
+            received_at: 1,
+            due_at: 2,
+            doc: "{}".into(),
+            purge_after: None,
+            version: 0,
+        },
+        action: DsrAction::Rectify {
+            contact_id: contact_id.to_string(),
+            ident_bi: ident_bi.to_vec(),
+            name_ct: None,
+            ident: Some((bytes("new-ct"), new_bi.to_vec())),
+        },
+        at: 3,
+    }))
+}
+
+both!(rectifications_to_one_identifier_conflict);
+/// Two rectifications giving two contacts one identifier, on two nodes at
+/// once: one applies, the other is `Conflict` (whether the check saw the
+/// first or the unique index did), never a storage error; an identifier
+/// of a contact of another kind does not count.
+async fn rectifications_to_one_identifier_conflict(b: &Backend) {
+    let (a, other) = two_writers(b).await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&a, now).await;
+    for round in 0..10 {
+        let (p, q) = (visitor(), visitor());
+        send(&a, webchat(&t.id, &p, None, &bytes("k"), b"p", now)).await;
+        send(&a, webchat(&t.id, &q, None, &bytes("k"), b"q", now)).await;
+        let cp = a.contact(&t.id, "visitor", &p.bi).await.unwrap().unwrap();
+        let cq = a.contact(&t.id, "visitor", &q.bi).await.unwrap().unwrap();
+        let target = bytes("same-new-identifier");
+        let x = a
+            .submit(rectify_to(&t.id, &cp.id, &p.bi, &target))
+            .await
+            .unwrap();
+        let y = other
+            .submit(rectify_to(&t.id, &cq.id, &q.bi, &target))
+            .await
+            .unwrap();
+        let (x, y) = (x.await.unwrap(), y.await.unwrap());
+        assert!(x.is_ok() != y.is_ok(), "round {round}: {x:?} / {y:?}");
+        let lost = if x.is_ok() { y } else { x };
+        assert!(
+            matches!(&lost, Err(StoreError::Conflict(_))),
+            "round {round}: {lost:?}"
+        );
+        let holders = [
+            a.contact(&t.id, "visitor", &target).await.unwrap(),
+            a.contact(&t.id, "visitor", &p.bi).await.unwrap(),
+            a.contact(&t.id, "visitor", &q.bi).await.unwrap(),
+        ];
+        assert_eq!(holders.iter().filter(|h| h.is_some()).count(), 2);
+    }
+
+    // A phone contact already holds the blind index: a visitor may too
+    // (unique per kind, as the index is).
+    let phone_bi = bytes("phone-bi");
+    let mut m = webchat(&t.id, &visitor(), None, &bytes("k"), b"w", now);
+    m.channel = Channel::Whatsapp;
+    m.contact.kind = "phone";
+    m.contact.ident_bi = phone_bi.clone();
+    m.target = ConversationTarget::New { id: id() };
+    send(&a, m).await;
+    let v = visitor();
+    send(&a, webchat(&t.id, &v, None, &bytes("k"), b"v", now)).await;
+    let cv = a.contact(&t.id, "visitor", &v.bi).await.unwrap().unwrap();
+    a.write(rectify_to(&t.id, &cv.id, &v.bi, &phone_bi))
+        .await
+        .unwrap();
+    assert!(
+        a.contact(&t.id, "visitor", &phone_bi)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        a.contact(&t.id, "phone", &phone_bi)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    if b.is_postgres() {
+        other.close().await;
+    }
+    a.close().await;
+}
+
+postgres_only!(a_rectification_meeting_the_unique_index_is_a_conflict);
+/// The race the check alone cannot see: another node's rectification to
+/// the same identifier is not committed yet when this one checks, so this
+/// one's update meets the unique index once that commits. It is a
+/// `Conflict` (409), not a storage error, and changes nothing (the
+/// violation is mapped, and the writer's savepoint replay of the batch
+/// finds the identifier taken by the check as well).
+async fn a_rectification_meeting_the_unique_index_is_a_conflict(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let (p, q) = (visitor(), visitor());
+    send(&store, webchat(&t.id, &p, None, &bytes("k"), b"p", now)).await;
+    send(&store, webchat(&t.id, &q, None, &bytes("k"), b"q", now)).await;
+    let cp = store
+        .contact(&t.id, "visitor", &p.bi)
+        .await
+        .unwrap()
+        .unwrap();
+    let cq = store
+        .contact(&t.id, "visitor", &q.bi)
+        .await
+        .unwrap()
+        .unwrap();
+    let target = bytes("same-new-identifier");
+    // "Node A": its rectification of p, not committed yet.
+    let node_a = b.sql().await;
+    node_a.batch_execute("BEGIN").await.unwrap();
+    node_a
+        .execute(
+            "UPDATE contacts SET ident_bi = $2 WHERE id = $1",
+            &[&cp.id, &target],
+        )
+        .await
+        .unwrap();
+    // This node's check passes (A's row is not visible); its update waits
+    // on the unique index for A's transaction.
+    let pending = store
+        .submit(rectify_to(&t.id, &cq.id, &q.bi, &target))
+        .await
+        .unwrap();
+    let watcher = b.sql().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE 'UPDATE contacts SET ident_ct%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rectification never waited on the other transaction"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    node_a.batch_execute("COMMIT").await.unwrap();
+    let lost = pending.await.unwrap();
+    assert!(matches!(&lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    // Nothing of it stayed: q keeps its identifier, its request is not stored.
+    assert!(
+        store
+            .contact(&t.id, "visitor", &q.bi)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .contact(&t.id, "visitor", &target)
+            .await
+            .unwrap()
+            .map(|c| c.id),
+        Some(cp.id)
+    );
+    assert!(
+        store
+            .dsr_requests(&t.id, 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+}
+
+/// A SQLite file written before requests, consents and incidents had a
+/// version gains the column at open (existing rows at 1), and versioned
+/// writes then work on those rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_from_before_versions_gains_the_column() {
+    let b = Backend::sqlite();
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    store
+        .write(WriteOp::PutDsr(Box::new(dsr_record(
+            &t.id, "received", "old", 0,
+        ))))
+        .await
+        .unwrap();
+    store.close().await;
+    let Kind::Sqlite(dir) = &b.kind else {
+        unreachable!()
+    };
+    {
+        let c = rusqlite::Connection::open(dir.path().join("c24.sqlite")).unwrap();
+        for table in ["dsr_requests", "consent_records", "security_incidents"] {
+            c.execute_batch(&format!("ALTER TABLE {table} DROP COLUMN version"))
+                .unwrap();
+        }
+    }
+    let store = b.open().await;
+    let read = store.dsr_request("dsr-versioned").await.unwrap().unwrap();
+    assert_eq!((read.version, read.doc.as_str()), (1, "old"));
+    store
+        .write(WriteOp::PutDsr(Box::new(dsr_record(
+            &t.id, "extended", "new", 1,
+        ))))
+        .await
+        .unwrap();
+    let stale = store
+        .write(WriteOp::PutDsr(Box::new(dsr_record(
+            &t.id, "extended", "lost", 1,
+        ))))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+    assert!(store.incidents(10, None).await.unwrap().is_empty());
+    assert!(
+        store
+            .consents(&t.id, None, 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
 }

@@ -98,6 +98,7 @@ impl From<StoreError> for ApiError {
                 other => ApiError::not_found("not_found", format!("{other} not found")),
             },
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Stale(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             StoreError::Closed => ApiError::unavailable("the server is shutting down"),
             other => {
                 tracing::error!(error = %other, "storage error");

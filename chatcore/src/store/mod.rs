@@ -23,6 +23,11 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// A conditional write found the record changed since it was read
+    /// (another node, or another request, wrote it first): nothing was
+    /// written. Re-read it and decide again.
+    #[error("the {0} was changed concurrently; nothing was written")]
+    Stale(&'static str),
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("database: {}", postgres::migrate::describe(.0))]
@@ -75,6 +80,16 @@ pub struct TenantUpdate {
     pub dpa_signed_at: Option<Millis>,
     pub terminated_at: Option<Millis>,
     pub purge_after: Option<Millis>,
+}
+
+/// A lifecycle change computed from the state `from`: it applies only while
+/// the stored tenant is still in exactly that state (status, DPA,
+/// termination, purge date), else [`StoreError::Stale`] and nothing is
+/// written. Two nodes each acting on their own copy cannot both win.
+#[derive(Debug, Clone)]
+pub struct TenantTransition {
+    pub from: TenantUpdate,
+    pub to: TenantUpdate,
 }
 
 /// Tables the purge worker deletes from, each row carrying `purge_after`.
@@ -250,6 +265,8 @@ pub struct DsrRecord {
     pub doc: String,
     /// Set by the store (tenant termination); writes leave it as it is.
     pub purge_after: Option<Millis>,
+    /// See [`IncidentRecord::version`].
+    pub version: i64,
 }
 
 /// What completing a data-subject request does, in the same transaction
@@ -324,6 +341,11 @@ pub struct IncidentRecord {
     pub aware_at: Millis,
     pub doc: String,
     pub purge_after: Millis,
+    /// Optimistic concurrency: the stored version this record was read at
+    /// (0: not stored yet). A write applies only while the stored version
+    /// is still this one (0: while no record has the id) and stores
+    /// version + 1; else [`StoreError::Stale`], nothing written.
+    pub version: i64,
 }
 
 /// A consent record: the person as a blind index, the receipt as JSON.
@@ -336,6 +358,8 @@ pub struct ConsentRecord {
     pub doc: String,
     /// Consent end + 3 years; `None` leaves a stored value as it is.
     pub purge_after: Option<Millis>,
+    /// See [`IncidentRecord::version`].
+    pub version: i64,
 }
 
 /// Consent counts over a tenant's records (or one person's).
@@ -383,7 +407,11 @@ pub struct NodeRow {
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     CreateTenant(Box<TenantRecord>),
+    /// Writes a tenant's lifecycle state whatever is stored (the admin API
+    /// uses [`WriteOp::TransitionTenant`], which cannot lose another node's change).
     UpdateTenant(Box<TenantUpdate>),
+    /// A conditional [`WriteOp::UpdateTenant`] (see [`TenantTransition`]).
+    TransitionTenant(Box<TenantTransition>),
     /// Sets `purge_after` on up to `batch` conversations of the tenant still
     /// without one (and on their messages), and on its contacts and threads.
     StampTenantPurge {
@@ -407,16 +435,19 @@ pub enum WriteOp {
     Outbound(Box<OutboundMessage>),
     /// Upserts sub-processor registry entries: (id, JSON document).
     PutSubprocessors(Vec<(String, String)>),
-    /// Inserts or updates a data-subject request.
+    /// Inserts or updates a data-subject request, checking its version
+    /// ([`IncidentRecord::version`]).
     PutDsr(Box<DsrRecord>),
-    /// Runs a request's action and stores its completed state, atomically.
+    /// Runs a request's action and stores its completed state, atomically;
+    /// the request's version is checked first, so of two nodes completing
+    /// one request only one runs the action.
     CompleteDsr(Box<DsrCompletion>),
     /// Deletes a request's export and answers it ([`WriteOutcome::Blob`]),
-    /// storing the request's new state; `NotFound("export")` when gone.
+    /// storing the request's new state (version checked); `NotFound("export")` when gone.
     TakeDsrExport(Box<DsrRecord>),
-    /// Inserts or updates a breach record.
+    /// Inserts or updates a breach record, checking its version.
     PutIncident(Box<IncidentRecord>),
-    /// Inserts or updates a consent record.
+    /// Inserts or updates a consent record, checking its version.
     PutConsent(Box<ConsentRecord>),
     /// The tenant's contract ended: consents still standing end now, and
     /// are due for deletion at `purge_after`.
@@ -536,6 +567,11 @@ pub trait Store: Send + Sync + 'static {
     }
 
     async fn load_tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
+
+    /// One tenant as stored (after a lost race, to catch up with it).
+    async fn load_tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
+        Ok(self.load_tenants().await?.into_iter().find(|t| t.id == id))
+    }
 
     /// The tenant's conversations, newest first, `limit` after the cursor id.
     async fn conversations(

@@ -2,6 +2,8 @@
 -- Every personal field is a sealed BLOB (AES-256-GCM, AAD = tenant/table/row/column);
 -- lookups go through *_bi blind-index columns (HMAC), never plaintext.
 -- Every row that holds personal data carries `purge_after` (ms since epoch, NULL = not scheduled).
+-- Columns added after a table's first release are also in ADDED_COLUMNS
+-- (sqlite.rs), which adds them to an existing file at open.
 
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -114,7 +116,8 @@ CREATE TABLE IF NOT EXISTS dsr_requests (
     received_at   INTEGER NOT NULL,
     due_at        INTEGER NOT NULL,
     doc           TEXT NOT NULL,
-    purge_after   INTEGER
+    purge_after   INTEGER,
+    version       INTEGER NOT NULL DEFAULT 1
 ) STRICT;
 CREATE INDEX IF NOT EXISTS dsr_requests_tenant ON dsr_requests (tenant_id, id);
 CREATE INDEX IF NOT EXISTS dsr_requests_open ON dsr_requests (status) WHERE status <> 'completed';
@@ -150,7 +153,8 @@ CREATE TABLE IF NOT EXISTS security_incidents (
     id           TEXT PRIMARY KEY,
     aware_at     INTEGER NOT NULL,
     doc          TEXT NOT NULL,
-    purge_after  INTEGER NOT NULL
+    purge_after  INTEGER NOT NULL,
+    version      INTEGER NOT NULL DEFAULT 1
 ) STRICT;
 CREATE INDEX IF NOT EXISTS security_incidents_purge ON security_incidents (purge_after);
 
@@ -163,7 +167,8 @@ CREATE TABLE IF NOT EXISTS consent_records (
     subject_kind  TEXT NOT NULL,
     subject_bi    BLOB NOT NULL,
     doc           TEXT NOT NULL,
-    purge_after   INTEGER
+    purge_after   INTEGER,
+    version       INTEGER NOT NULL DEFAULT 1
 ) STRICT;
 CREATE INDEX IF NOT EXISTS consent_records_tenant ON consent_records (tenant_id, id);
 CREATE INDEX IF NOT EXISTS consent_records_subject ON consent_records (tenant_id, subject_bi);

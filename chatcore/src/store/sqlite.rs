@@ -115,6 +115,7 @@ impl SqliteStore {
              PRAGMA keyring.secure_delete = ON;",
         )?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         conn.execute_batch(KEYRING_SCHEMA)?;
         check_meta(&conn, at_rest_encryption)?;
 
@@ -211,6 +212,37 @@ fn attach_keyring(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 /// Records the encryption mode on first open; refuses a mismatch later.
+/// Columns added to tables after their first release: (table, column,
+/// definition). `CREATE TABLE IF NOT EXISTS` leaves an existing file's
+/// tables as they were, so these are added at open when missing.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // Optimistic concurrency of read-modify-write documents (see
+    // `IncidentRecord::version`); PostgreSQL migration 0010.
+    ("dsr_requests", "version", "INTEGER NOT NULL DEFAULT 1"),
+    ("consent_records", "version", "INTEGER NOT NULL DEFAULT 1"),
+    (
+        "security_incidents",
+        "version",
+        "INTEGER NOT NULL DEFAULT 1",
+    ),
+];
+
+fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+    for (table, column, definition) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            params![table, column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 fn check_meta(conn: &Connection, at_rest_encryption: bool) -> Result<(), StoreError> {
     let stored: Option<String> = conn
         .query_row(
@@ -250,7 +282,7 @@ fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRecor
 }
 
 const DSR_COLUMNS: &str = "id, tenant_id, kind, subject_kind, subject_bi, status, received_at,
-    due_at, doc, purge_after FROM dsr_requests";
+    due_at, doc, purge_after, version FROM dsr_requests";
 
 fn dsr_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DsrRecord> {
     Ok(DsrRecord {
@@ -264,6 +296,7 @@ fn dsr_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DsrRecord> {
         due_at: r.get(7)?,
         doc: r.get(8)?,
         purge_after: r.get(9)?,
+        version: r.get(10)?,
     })
 }
 
@@ -273,11 +306,12 @@ fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRecord> {
         aware_at: r.get(1)?,
         doc: r.get(2)?,
         purge_after: r.get(3)?,
+        version: r.get(4)?,
     })
 }
 
 const CONSENT_COLUMNS: &str =
-    "id, tenant_id, subject_kind, subject_bi, doc, purge_after FROM consent_records";
+    "id, tenant_id, subject_kind, subject_bi, doc, purge_after, version FROM consent_records";
 
 fn consent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsentRecord> {
     Ok(ConsentRecord {
@@ -287,6 +321,7 @@ fn consent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsentRecord> {
         subject_bi: r.get(3)?,
         doc: r.get(4)?,
         purge_after: r.get(5)?,
+        version: r.get(6)?,
     })
 }
 
@@ -698,7 +733,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<IncidentRecord>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, aware_at, doc, purge_after FROM security_incidents
+                "SELECT id, aware_at, doc, purge_after, version FROM security_incidents
                  WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
             )?;
             let rows = stmt
@@ -713,7 +748,7 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.read(move |c| {
             Ok(c.prepare_cached(
-                "SELECT id, aware_at, doc, purge_after FROM security_incidents WHERE id = ?1",
+                "SELECT id, aware_at, doc, purge_after, version FROM security_incidents WHERE id = ?1",
             )?
             .query_row(params![id], incident_row)
             .optional()?)

@@ -17,7 +17,7 @@ use super::Channel;
 use super::{
     AuditRecord, ConsentRecord, ConversationTarget, DsrAction, DsrCompletion, DsrRecord, Erased,
     InboundMessage, IncidentRecord, OutboundMessage, PurgeTable, PurgedBatch, StoreError,
-    StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
+    StoredMessage, TenantRecord, TenantTransition, TenantUpdate, WriteOp, WriteOutcome,
 };
 use crate::clock::{Clock, Millis};
 
@@ -533,6 +533,7 @@ fn apply(
         WriteOp::CreateTenant(t) => create_tenant(c, t).map(|_| WriteOutcome::Done),
         WriteOp::Audit(a) => audit(c, a).map(|_| WriteOutcome::Done),
         WriteOp::UpdateTenant(u) => update_tenant(c, u).map(|_| WriteOutcome::Done),
+        WriteOp::TransitionTenant(t) => transition_tenant(c, t).map(|_| WriteOutcome::Done),
         WriteOp::StampTenantPurge {
             tenant_id,
             purge_after,
@@ -562,27 +563,76 @@ fn apply(
     }
 }
 
+/// Stores a request at its next version (see `IncidentRecord::version`).
 fn put_dsr(c: &Connection, r: &DsrRecord) -> Result<(), StoreError> {
     // purge_after is the store's (set at termination): an update keeps it.
-    c.prepare_cached(
-        "INSERT INTO dsr_requests (id, tenant_id, kind, subject_kind, subject_bi, status,
-            received_at, due_at, doc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (id) DO UPDATE SET subject_bi = excluded.subject_bi,
-            status = excluded.status, due_at = excluded.due_at, doc = excluded.doc",
-    )?
-    .execute(params![
-        r.id,
-        r.tenant_id,
-        r.kind,
-        r.subject_kind,
-        r.subject_bi,
-        r.status,
-        r.received_at,
-        r.due_at,
-        r.doc
-    ])?;
+    let n = if r.version == 0 {
+        c.prepare_cached(
+            "INSERT INTO dsr_requests (id, tenant_id, kind, subject_kind, subject_bi, status,
+                received_at, due_at, doc, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![
+            r.id,
+            r.tenant_id,
+            r.kind,
+            r.subject_kind,
+            r.subject_bi,
+            r.status,
+            r.received_at,
+            r.due_at,
+            r.doc
+        ])?
+    } else {
+        c.prepare_cached(
+            "UPDATE dsr_requests SET subject_bi = ?3, status = ?4, due_at = ?5, doc = ?6,
+                version = version + 1
+             WHERE id = ?1 AND tenant_id = ?2 AND version = ?7",
+        )?
+        .execute(params![
+            r.id,
+            r.tenant_id,
+            r.subject_bi,
+            r.status,
+            r.due_at,
+            r.doc,
+            r.version
+        ])?
+    };
+    if n == 0 {
+        return Err(stale_or_missing(
+            c,
+            "dsr_requests",
+            "data-subject request",
+            &r.id,
+        )?);
+    }
     Ok(())
+}
+
+/// Why a conditional write of row `id` changed nothing: it was changed
+/// concurrently ([`StoreError::Stale`]), or it does not exist.
+fn stale_or_missing(
+    c: &Connection,
+    table: &str,
+    what: &'static str,
+    id: &str,
+) -> Result<StoreError, StoreError> {
+    let exists: bool = c
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = ?1)"
+        ))?
+        .query_row(params![id], |r| r.get(0))?;
+    Ok(if exists {
+        StoreError::Stale(what)
+    } else {
+        StoreError::NotFound(what)
+    })
+}
+
+fn identifier_taken() -> StoreError {
+    StoreError::Conflict("another contact of this tenant already has that identifier".into())
 }
 
 fn complete_dsr(
@@ -591,6 +641,19 @@ fn complete_dsr(
     d: &DsrCompletion,
 ) -> Result<WriteOutcome, StoreError> {
     let r = &d.record;
+    // The version check first, as on PostgreSQL: a request changed since
+    // it was read runs no action.
+    if r.version > 0 {
+        let stored: Option<i64> = c
+            .prepare_cached("SELECT version FROM dsr_requests WHERE id = ?1 AND tenant_id = ?2")?
+            .query_row(params![r.id, r.tenant_id], |row| row.get(0))
+            .optional()?;
+        match stored {
+            None => return Err(StoreError::NotFound("data-subject request")),
+            Some(v) if v != r.version => return Err(StoreError::Stale("data-subject request")),
+            Some(_) => {}
+        }
+    }
     let outcome = match &d.action {
         DsrAction::None => WriteOutcome::Done,
         DsrAction::Erase { kind, ident_bi } => {
@@ -619,16 +682,16 @@ fn complete_dsr(
                     )?
                     .execute(params![contact_id, r.tenant_id, ident_bi, name])?,
                 (None, Some((ct, bi))) => {
+                    // Unique per (tenant, kind, identifier), as the index is.
                     let taken: bool = c
                         .prepare_cached(
-                            "SELECT EXISTS (SELECT 1 FROM contacts k
-                               WHERE k.tenant_id = ?1 AND k.ident_bi = ?2 AND k.id <> ?3)",
+                            "SELECT EXISTS (SELECT 1 FROM contacts k JOIN contacts me ON me.id = ?3
+                               WHERE k.tenant_id = ?1 AND k.kind = me.kind AND k.ident_bi = ?2
+                                 AND k.id <> ?3)",
                         )?
                         .query_row(params![r.tenant_id, bi, contact_id], |row| row.get(0))?;
                     if taken {
-                        return Err(StoreError::Conflict(
-                            "another contact of this tenant already has that identifier".into(),
-                        ));
+                        return Err(identifier_taken());
                     }
                     // The old identifier's ciphertext leaves the WAL too.
                     ctx.truncate_wal = true;
@@ -636,13 +699,11 @@ fn complete_dsr(
                         "UPDATE contacts SET ident_ct = ?4, ident_bi = ?5
                          WHERE id = ?1 AND tenant_id = ?2 AND ident_bi = ?3",
                     )?
-                    .execute(params![
-                        contact_id,
-                        r.tenant_id,
-                        ident_bi,
-                        ct,
-                        bi
-                    ])?
+                    .execute(params![contact_id, r.tenant_id, ident_bi, ct, bi])
+                    .map_err(|e| match e.sqlite_error_code() {
+                        Some(rusqlite::ErrorCode::ConstraintViolation) => identifier_taken(),
+                        _ => e.into(),
+                    })?
                 }
                 _ => return Err(StoreError::Io("a rectification changes one field".into())),
             };
@@ -693,7 +754,7 @@ fn erase_subject(
     )?
     .execute(params![tenant_id, ident_bi])?;
     c.prepare_cached(
-        "UPDATE dsr_requests SET subject_bi = NULL
+        "UPDATE dsr_requests SET subject_bi = NULL, version = version + 1
          WHERE tenant_id = ?1 AND subject_bi = ?2 AND status = 'completed'",
     )?
     .execute(params![tenant_id, ident_bi])?;
@@ -814,30 +875,64 @@ fn take_dsr_export(c: &Connection, r: &DsrRecord) -> Result<Vec<u8>, StoreError>
     Ok(sealed)
 }
 
+/// Stores a breach record at its next version (see `IncidentRecord::version`).
 fn put_incident(c: &Connection, i: &IncidentRecord) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO security_incidents (id, aware_at, doc, purge_after) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
-    )?
-    .execute(params![i.id, i.aware_at, i.doc, i.purge_after])?;
+    let n = if i.version == 0 {
+        c.prepare_cached(
+            "INSERT INTO security_incidents (id, aware_at, doc, purge_after, version)
+             VALUES (?1, ?2, ?3, ?4, 1) ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![i.id, i.aware_at, i.doc, i.purge_after])?
+    } else {
+        c.prepare_cached(
+            "UPDATE security_incidents SET doc = ?2, version = version + 1
+             WHERE id = ?1 AND version = ?3",
+        )?
+        .execute(params![i.id, i.doc, i.version])?
+    };
+    if n == 0 {
+        return Err(stale_or_missing(
+            c,
+            "security_incidents",
+            "incident",
+            &i.id,
+        )?);
+    }
     Ok(())
 }
 
+/// Stores a consent record at its next version (see `IncidentRecord::version`).
 fn put_consent(c: &Connection, r: &ConsentRecord) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO consent_records (id, tenant_id, subject_kind, subject_bi, doc, purge_after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (id) DO UPDATE SET doc = excluded.doc,
-            purge_after = coalesce(excluded.purge_after, consent_records.purge_after)",
-    )?
-    .execute(params![
-        r.id,
-        r.tenant_id,
-        r.subject_kind,
-        r.subject_bi,
-        r.doc,
-        r.purge_after
-    ])?;
+    let n = if r.version == 0 {
+        c.prepare_cached(
+            "INSERT INTO consent_records (id, tenant_id, subject_kind, subject_bi, doc,
+                purge_after, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![
+            r.id,
+            r.tenant_id,
+            r.subject_kind,
+            r.subject_bi,
+            r.doc,
+            r.purge_after
+        ])?
+    } else {
+        c.prepare_cached(
+            "UPDATE consent_records SET doc = ?3,
+                purge_after = coalesce(?4, purge_after), version = version + 1
+             WHERE id = ?1 AND tenant_id = ?2 AND version = ?5",
+        )?
+        .execute(params![r.id, r.tenant_id, r.doc, r.purge_after, r.version])?
+    };
+    if n == 0 {
+        return Err(stale_or_missing(
+            c,
+            "consent_records",
+            "consent record",
+            &r.id,
+        )?);
+    }
     Ok(())
 }
 
@@ -884,6 +979,31 @@ fn update_tenant(c: &Connection, u: &TenantUpdate) -> Result<(), StoreError> {
         .execute(params![u.id, u.status, u.dpa_signed_at, u.terminated_at, u.purge_after])?;
     if n == 0 {
         return Err(StoreError::NotFound("tenant"));
+    }
+    Ok(())
+}
+
+fn transition_tenant(c: &Connection, t: &TenantTransition) -> Result<(), StoreError> {
+    let (from, to) = (&t.from, &t.to);
+    let n = c
+        .prepare_cached(
+            "UPDATE tenants SET status = ?2, dpa_signed_at = ?3, terminated_at = ?4, purge_after = ?5
+             WHERE id = ?1 AND status = ?6 AND dpa_signed_at IS ?7 AND terminated_at IS ?8
+               AND purge_after IS ?9",
+        )?
+        .execute(params![
+            to.id,
+            to.status,
+            to.dpa_signed_at,
+            to.terminated_at,
+            to.purge_after,
+            from.status,
+            from.dpa_signed_at,
+            from.terminated_at,
+            from.purge_after
+        ])?;
+    if n == 0 {
+        return Err(stale_or_missing(c, "tenants", "tenant", &to.id)?);
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Principal, QueryParams};
 use crate::http::page;
-use crate::store::{ConsentRecord, WriteOp};
+use crate::store::{ConsentRecord, StoreError, WriteOp};
 
 const MAX_TEXT: usize = 200;
 const MAX_PURPOSES: usize = 50;
@@ -98,6 +98,7 @@ pub async fn record(
         subject_bi: cipher.blind_index(dsr::blind_kind(kind), &value),
         doc: doc.encode()?,
         purge_after: None,
+        version: 0,
     };
     app.store
         .write(WriteOp::PutConsent(Box::new(r.clone())))
@@ -120,7 +121,7 @@ pub async fn record(
     responses(
         (status = 200, description = "Withdrawn; once no purpose stands, purge_after is consent end + 3 years.", body = Consent),
         (status = 404, description = "`tenant_not_found`: no such tenant; `consent_not_found`: no such consent record for this tenant.", body = c24_api::ErrorBody),
-        (status = 409, description = "`invalid_state`: the purposes named are withdrawn already.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the purposes named are withdrawn already; `conflict`: the record was changed concurrently twice, nothing changed.", body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: a purpose that is not one of the record's.", body = c24_api::ErrorBody),
         crate::http::openapi::JsonWriteErrors,
         crate::http::openapi::ForeignTenantKey,
@@ -134,41 +135,53 @@ pub async fn withdraw(
 ) -> Result<Json<Consent>, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
     let _serial = app.compliance.lock.lock().await;
-    let mut r = app
-        .store
-        .consent(&consent_id)
-        .await?
-        .filter(|r| r.tenant_id == t.id)
-        .ok_or_else(|| ApiError::not_found("consent_not_found", "no such consent record"))?;
-    let mut doc = ConsentDoc::parse(&r.doc)?;
-    let now = app.clock.now_ms();
     let which: Vec<String> = req
         .purposes
         .unwrap_or_default()
         .iter()
         .map(|p| p.trim().to_string())
         .collect();
-    match doc.withdraw(&which, now) {
-        Err(unknown) => {
-            return Err(invalid_field(format!(
-                "not a purpose of this consent: {}",
-                unknown.join(", ")
-            )));
+    // Read from the store, changed, written back only if still at the
+    // version read; a write that lost to another node's is redone once on
+    // a fresh read (both withdrawals then stand), a second loss is 409 `conflict`.
+    let mut attempt = 1;
+    let (r, doc, now) = loop {
+        let mut r = app
+            .store
+            .consent(&consent_id)
+            .await?
+            .filter(|r| r.tenant_id == t.id)
+            .ok_or_else(|| ApiError::not_found("consent_not_found", "no such consent record"))?;
+        let mut doc = ConsentDoc::parse(&r.doc)?;
+        let now = app.clock.now_ms();
+        match doc.withdraw(&which, now) {
+            Err(unknown) => {
+                return Err(invalid_field(format!(
+                    "not a purpose of this consent: {}",
+                    unknown.join(", ")
+                )));
+            }
+            Ok(false) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "invalid_state",
+                    "those purposes are withdrawn already",
+                ));
+            }
+            Ok(true) => {}
         }
-        Ok(false) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "invalid_state",
-                "those purposes are withdrawn already",
-            ));
+        r.doc = doc.encode()?;
+        r.purge_after = doc.purge_after();
+        match app
+            .store
+            .write(WriteOp::PutConsent(Box::new(r.clone())))
+            .await
+        {
+            Ok(_) => break (r, doc, now),
+            Err(StoreError::Stale(_)) if attempt < 2 => attempt += 1,
+            Err(e) => return Err(e.into()),
         }
-        Ok(true) => {}
-    }
-    r.doc = doc.encode()?;
-    r.purge_after = doc.purge_after();
-    app.store
-        .write(WriteOp::PutConsent(Box::new(r.clone())))
-        .await?;
+    };
     // The store keeps a purge date set earlier (the contract's end).
     let stored = app.store.consent(&r.id).await?.unwrap_or(r);
     publish(&app, &stored, "withdrawn", now);

@@ -95,11 +95,22 @@ fn publish(app: &AppState, r: &Request, change: &str, now: i64) {
     );
 }
 
-/// Stores the request's new state; then memory follows.
-async fn save(app: &AppState, r: &Request) -> Result<(), ApiError> {
-    app.store
-        .write(WriteOp::PutDsr(Box::new(r.to_record()?)))
-        .await?;
+/// Attempts of a read-modify-write: a write that finds the request changed
+/// since it was read (another node, or request, wrote first) is redone
+/// once on a fresh read; losing twice answers 409 `conflict`.
+const TRIES: usize = 2;
+
+/// Whether a write lost a race and the change should be redone on a fresh read.
+fn retry(e: &StoreError, attempt: usize) -> bool {
+    matches!(e, StoreError::Stale(_)) && attempt < TRIES
+}
+
+/// Stores the request's new state (if it is still at the version read);
+/// then memory follows.
+async fn save(app: &AppState, r: &mut Request) -> Result<(), StoreError> {
+    let record = r.to_record().map_err(|e| StoreError::Io(e.message))?;
+    app.store.write(WriteOp::PutDsr(Box::new(record))).await?;
+    r.version += 1;
     app.compliance
         .track_dsr(&r.id, &r.tenant_id, r.doc.due_at, r.is_open());
     Ok(())
@@ -152,8 +163,8 @@ pub async fn file(
     let cipher = cipher_of(&t)?;
     let bi = cipher.blind_index(dsr::blind_kind(kind), &value);
     let (actor, role) = who.actor();
-    let r = Request::new(&t.id, req.kind, kind, bi, received_at, (actor, role), now)?;
-    save(&app, &r).await?;
+    let mut r = Request::new(&t.id, req.kind, kind, bi, received_at, (actor, role), now)?;
+    save(&app, &mut r).await?;
     tracing::info!(tenant = %t.id, dsr = %r.id, kind = req.kind.as_str(), "data-subject request filed");
     publish(&app, &r, "filed", now);
     Ok((StatusCode::CREATED, Json(r.view(now))))
@@ -249,7 +260,7 @@ pub async fn show(
     responses(
         (status = 200, description = "Extended: due_at moved.", body = Dsr),
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant.", body = c24_api::ErrorBody),
-        (status = 409, description = "`invalid_state`: the request is completed.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the request is completed (also when another node completed it meanwhile); `conflict`: changed concurrently twice, nothing changed.", body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: months not 1 or 2, reason empty or over 2000 characters, person_informed_at unparsable, in the future or before receipt; `extension_limit`: the extensions would add up to more than two months; `extension_too_late`: the person was told after the first month.", body = c24_api::ErrorBody),
         crate::http::openapi::JsonWriteErrors,
         crate::http::openapi::ForeignTenantKey,
@@ -266,12 +277,30 @@ pub async fn extend(
     let informed = parse_time(&req.person_informed_at)
         .ok_or_else(|| invalid_field("person_informed_at must be an RFC 3339 timestamp"))?;
     let _serial = app.compliance.lock.lock().await;
-    let mut r = find(&app, &t, &dsr_id).await?;
-    if !r.is_open() {
-        return Err(invalid_state("a completed request cannot be extended"));
+    let mut attempt = 1;
+    loop {
+        // Read from the store each time: another node may have changed it.
+        let mut r = find(&app, &t, &dsr_id).await?;
+        if !r.is_open() {
+            return Err(invalid_state("a completed request cannot be extended"));
+        }
+        let now = app.clock.now_ms();
+        check_extension(&r, req.months, informed, now)?;
+        let (actor, _) = who.actor();
+        r.extend(req.months, reason.clone(), informed, &actor, now)?;
+        match save(&app, &mut r).await {
+            Ok(()) => {
+                publish(&app, &r, "extended", now);
+                return Ok(Json(r.view(now)));
+            }
+            Err(e) if retry(&e, attempt) => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
     }
-    let now = app.clock.now_ms();
-    dsr::check_extension(&r, req.months, informed, now).map_err(|e| match e {
+}
+
+fn check_extension(r: &Request, months: u32, informed: i64, now: i64) -> Result<(), ApiError> {
+    dsr::check_extension(r, months, informed, now).map_err(|e| match e {
         ExtensionRefusal::Months => invalid_field("months must be 1 or 2"),
         ExtensionRefusal::InformedAt => invalid_field(
             "person_informed_at must not be in the future, nor before the request was received",
@@ -288,12 +317,7 @@ pub async fn extend(
                 r.extended_months()
             ),
         ),
-    })?;
-    let (actor, _) = who.actor();
-    r.extend(req.months, reason, informed, &actor, now)?;
-    save(&app, &r).await?;
-    publish(&app, &r, "extended", now);
-    Ok(Json(r.view(now)))
+    })
 }
 
 /// What a completion will do, with the outcome to record.
@@ -396,7 +420,7 @@ async fn plan_rectification(
     responses(
         (status = 200, description = "Completed; the outcome says what was done.", body = Dsr),
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant; `subject_not_found`: a rectification, and nothing is held on the person.", body = c24_api::ErrorBody),
-        (status = 409, description = "`invalid_state`: the request is already completed; `conflict`: a rectified identifier belongs to another contact of the tenant.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the request is already completed (also when another node completed it meanwhile); `conflict`: a rectified identifier belongs to another contact of the tenant, or the request was changed concurrently twice.", body = c24_api::ErrorBody),
         (status = 410, description = "`key_destroyed`: the tenant's data key was destroyed.", body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: field/value missing for a rectification, given for another type, or not valid.", body = c24_api::ErrorBody),
         crate::http::openapi::JsonWriteErrors,
@@ -410,22 +434,67 @@ pub async fn complete(
 ) -> Result<Json<Dsr>, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
     let _serial = app.compliance.lock.lock().await;
-    let mut r = find(&app, &t, &dsr_id).await?;
+    let mut attempt = 1;
+    loop {
+        match complete_once(&app, &who, &t, &dsr_id, &req).await {
+            Ok(dsr) => return Ok(Json(dsr)),
+            Err(Attempt::Lost(e)) if retry(&e, attempt) => attempt += 1,
+            Err(Attempt::Lost(e)) => return Err(e.into()),
+            Err(Attempt::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+/// Why one attempt of a read-modify-write did not finish.
+enum Attempt {
+    /// The write found the request changed since it was read.
+    Lost(StoreError),
+    Failed(ApiError),
+}
+
+impl From<ApiError> for Attempt {
+    fn from(e: ApiError) -> Self {
+        Attempt::Failed(e)
+    }
+}
+
+impl From<crate::crypto::CryptoError> for Attempt {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        Attempt::Failed(e.into())
+    }
+}
+
+impl From<StoreError> for Attempt {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Stale(_) => Attempt::Lost(e),
+            e => Attempt::Failed(e.into()),
+        }
+    }
+}
+
+/// One attempt of [`complete`], on the request as stored now.
+async fn complete_once(
+    app: &AppState,
+    who: &Principal,
+    t: &TenantEntry,
+    dsr_id: &str,
+    req: &CompleteDsr,
+) -> Result<Dsr, Attempt> {
+    let mut r = find(app, t, dsr_id).await?;
     if !r.is_open() {
-        return Err(invalid_state("the request is already completed"));
+        return Err(invalid_state("the request is already completed").into());
     }
     let kind = r.doc.kind;
     if kind != DsrType::Rectification && (req.field.is_some() || req.value.is_some()) {
-        return Err(invalid_field(
-            "field and value are for a rectification only",
-        ));
+        return Err(invalid_field("field and value are for a rectification only").into());
     }
-    let cipher = cipher_of(&t)?;
+    let cipher = cipher_of(t)?;
     let now = app.clock.now_ms();
     let plan = match kind {
         DsrType::Erasure => {
             // Counted before; the store's own count after the deletion wins.
-            let outcome = dsr::held(&app, &r).await?;
+            let outcome = dsr::held(app, &r).await?;
             Plan {
                 action: match &r.subject_bi {
                     Some(bi) => DsrAction::Erase {
@@ -439,9 +508,9 @@ pub async fn complete(
                 export: None,
             }
         }
-        DsrType::Rectification => plan_rectification(&app, &cipher, &r, &req).await?,
+        DsrType::Rectification => plan_rectification(app, &cipher, &r, req).await?,
         DsrType::Restriction | DsrType::Objection => {
-            let mut outcome = dsr::held(&app, &r).await?;
+            let mut outcome = dsr::held(app, &r).await?;
             outcome.processing_restricted = r.subject_bi.is_some();
             Plan {
                 action: match &r.subject_bi {
@@ -456,7 +525,7 @@ pub async fn complete(
             }
         }
         DsrType::Access | DsrType::Portability => {
-            let (export, outcome) = dsr::build_export(&app, &cipher, &r, now).await?;
+            let (export, outcome) = dsr::build_export(app, &cipher, &r, now).await?;
             let json = serde_json::to_vec(&export)
                 .map_err(|e| ApiError::internal(format!("encoding the export: {e}")))?;
             let sealed = cipher.seal(export_aad(&t.id, &r.id), &json)?;
@@ -534,16 +603,27 @@ pub async fn complete(
             if let Some(last) = r.doc.history.last_mut() {
                 last.detail = Some(erased_detail(exact.0, exact.1, exact.2));
             }
-            app.store
+            r.version += 1;
+            match app
+                .store
                 .write(WriteOp::PutDsr(Box::new(r.to_record()?)))
-                .await?;
+                .await
+            {
+                Ok(_) => {}
+                // Completed and erased either way: only the counts in its
+                // outcome stay the estimate (a concurrent write came first).
+                Err(StoreError::Stale(_)) => {
+                    tracing::warn!(dsr = %r.id, "erasure counts not recorded: the request was changed concurrently")
+                }
+                Err(e) => return Err(Attempt::Failed(e.into())),
+            }
         }
     }
     app.compliance
         .track_dsr(&r.id, &r.tenant_id, r.doc.due_at, false);
     tracing::info!(tenant = %t.id, dsr = %r.id, kind = kind.as_str(), "data-subject request completed");
-    publish(&app, &r, "completed", now);
-    Ok(Json(r.view(now)))
+    publish(app, &r, "completed", now);
+    Ok(r.view(now))
 }
 
 /// Fetches the export of a completed access or portability request, once.
@@ -564,7 +644,7 @@ pub async fn complete(
         (status = 200, description = "The export: everything held on the person, decrypted.", body = DsrExport),
         (status = 403, description = "`forbidden`: a tenant key for another tenant, or not the role that filed the request.", body = c24_api::ErrorBody),
         (status = 404, description = "`tenant_not_found`: no such tenant; `dsr_not_found`: no such request for this tenant.", body = c24_api::ErrorBody),
-        (status = 409, description = "`invalid_state`: not an access or portability request, or not completed yet.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: not an access or portability request, or not completed yet; `conflict`: changed concurrently twice.", body = c24_api::ErrorBody),
         (status = 410, description = "`export_gone`: already downloaded, or expired unfetched; `key_destroyed`: the tenant's data key was destroyed.", body = c24_api::ErrorBody),
         crate::http::openapi::WriteErrors,
     ),
@@ -576,58 +656,62 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
     let _serial = app.compliance.lock.lock().await;
-    let mut r = find(&app, &t, &dsr_id).await?;
-    if !r.doc.kind.has_export() {
-        return Err(invalid_state(
-            "only access and portability requests have an export",
-        ));
-    }
-    let Some(info) = r.doc.export.clone() else {
-        return Err(invalid_state("the request is not completed yet"));
-    };
-    let allowed = match (&who, r.doc.requested_role.as_str()) {
-        (Principal::Tenant(_), "tenant") => true,
-        (Principal::Staff(s), filed) => {
-            filed != "tenant" && s.role >= role_named(filed).unwrap_or(Role::Admin)
+    let mut attempt = 1;
+    let (r, sealed, now, cipher) = loop {
+        let mut r = find(&app, &t, &dsr_id).await?;
+        if !r.doc.kind.has_export() {
+            return Err(invalid_state(
+                "only access and portability requests have an export",
+            ));
         }
-        _ => false,
-    };
-    if !allowed {
-        return Err(ApiError::forbidden(
-            "forbidden",
-            format!(
-                "the export is for the role that filed the request ({})",
-                r.doc.requested_role
-            ),
-        ));
-    }
-    let now = app.clock.now_ms();
-    let gone = || {
-        ApiError::new(
-            StatusCode::GONE,
-            "export_gone",
-            "the export was already downloaded, or expired",
-        )
-    };
-    if dsr::export_state(&info, now) != ExportState::Ready {
-        return Err(gone());
-    }
-    let cipher = cipher_of(&t)?;
-    let (actor, _) = who.actor();
-    r.doc.export = Some(ExportDoc {
-        downloaded_at: Some(now),
-        ..info
-    });
-    r.event(now, "export_downloaded", &actor, None);
-    let sealed = match app
-        .store
-        .write(WriteOp::TakeDsrExport(Box::new(r.to_record()?)))
-        .await
-    {
-        Ok(WriteOutcome::Blob(b)) => b,
-        Ok(_) => return Err(ApiError::internal("unexpected store answer")),
-        Err(StoreError::NotFound(_)) => return Err(gone()),
-        Err(e) => return Err(e.into()),
+        let Some(info) = r.doc.export.clone() else {
+            return Err(invalid_state("the request is not completed yet"));
+        };
+        let allowed = match (&who, r.doc.requested_role.as_str()) {
+            (Principal::Tenant(_), "tenant") => true,
+            (Principal::Staff(s), filed) => {
+                filed != "tenant" && s.role >= role_named(filed).unwrap_or(Role::Admin)
+            }
+            _ => false,
+        };
+        if !allowed {
+            return Err(ApiError::forbidden(
+                "forbidden",
+                format!(
+                    "the export is for the role that filed the request ({})",
+                    r.doc.requested_role
+                ),
+            ));
+        }
+        let now = app.clock.now_ms();
+        let gone = || {
+            ApiError::new(
+                StatusCode::GONE,
+                "export_gone",
+                "the export was already downloaded, or expired",
+            )
+        };
+        if dsr::export_state(&info, now) != ExportState::Ready {
+            return Err(gone());
+        }
+        let cipher = cipher_of(&t)?;
+        let (actor, _) = who.actor();
+        r.doc.export = Some(ExportDoc {
+            downloaded_at: Some(now),
+            ..info
+        });
+        r.event(now, "export_downloaded", &actor, None);
+        match app
+            .store
+            .write(WriteOp::TakeDsrExport(Box::new(r.to_record()?)))
+            .await
+        {
+            Ok(WriteOutcome::Blob(b)) => break (r, b, now, cipher),
+            Ok(_) => return Err(ApiError::internal("unexpected store answer")),
+            Err(StoreError::NotFound(_)) => return Err(gone()),
+            Err(e) if retry(&e, attempt) => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
     };
     let json = cipher.open(export_aad(&t.id, &r.id), &sealed)?;
     tracing::info!(tenant = %t.id, dsr = %r.id, "data-subject export downloaded (and deleted)");

@@ -16,7 +16,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, Principal, QueryParams};
 use crate::http::page;
 use crate::incidents::{IncidentDoc, NotificationDoc, RETENTION_MONTHS};
-use crate::store::{IncidentRecord, WriteOp};
+use crate::store::{IncidentRecord, StoreError, WriteOp};
 
 const MAX_TEXT: usize = 10_000;
 const MAX_ITEM: usize = 200;
@@ -32,24 +32,39 @@ fn not_found() -> ApiError {
 }
 
 async fn load(app: &AppState, id: &str) -> Result<IncidentDoc, ApiError> {
-    let r = app.store.incident(id).await?.ok_or_else(not_found)?;
-    IncidentDoc::parse(&r.doc)
-        .map_err(|e| ApiError::internal(format!("a stored incident record is unreadable: {e}")))
+    Ok(load_versioned(app, id).await?.0)
 }
 
-async fn save(app: &AppState, id: &str, d: &IncidentDoc) -> Result<(), ApiError> {
+/// The record as stored now, with its version (for [`save`]).
+async fn load_versioned(app: &AppState, id: &str) -> Result<(IncidentDoc, i64), ApiError> {
+    let r = app.store.incident(id).await?.ok_or_else(not_found)?;
+    let d = IncidentDoc::parse(&r.doc)
+        .map_err(|e| ApiError::internal(format!("a stored incident record is unreadable: {e}")))?;
+    Ok((d, r.version))
+}
+
+/// Stores the record if it is still at `version` (0: a new one), else
+/// `Ok(false)`: another node or request wrote it first, nothing written.
+async fn save(app: &AppState, id: &str, d: &IncidentDoc, version: i64) -> Result<bool, ApiError> {
     let doc = serde_json::to_string(d)
         .map_err(|e| ApiError::internal(format!("encoding an incident: {e}")))?;
-    app.store
+    match app
+        .store
         .write(WriteOp::PutIncident(Box::new(IncidentRecord {
             id: id.to_string(),
             aware_at: d.aware_at,
             doc,
             purge_after: d.purge_after,
+            version,
         })))
-        .await?;
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Stale(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
     app.compliance.track_incident(id, d.next_deadline());
-    Ok(())
+    Ok(true)
 }
 
 fn publish(app: &AppState, id: &str, d: &IncidentDoc, change: &str, now: i64) {
@@ -127,7 +142,9 @@ pub async fn record(
         purge_after,
     };
     let id = crate::ingress::new_id();
-    save(&app, &id, &doc).await?;
+    if !save(&app, &id, &doc, 0).await? {
+        return Err(ApiError::internal("a new incident's id is taken"));
+    }
     tracing::warn!(incident = %id, tenants = doc.affected_tenants.len(), "personal-data breach recorded");
     publish(&app, &id, &doc, "recorded", now);
     Ok((StatusCode::CREATED, Json(doc.view(&id, now))))
@@ -205,7 +222,7 @@ pub async fn show(
     responses(
         (status = 201, description = "Recorded; the incident with its clocks.", body = Incident),
         (status = 404, description = "`incident_not_found`: no such incident.", body = c24_api::ErrorBody),
-        (status = 409, description = "`already_notified`: this clock's notification is recorded already.", body = c24_api::ErrorBody),
+        (status = 409, description = "`already_notified`: this clock's notification is recorded already; `conflict`: the record was changed concurrently twice, nothing changed.", body = c24_api::ErrorBody),
         (status = 422, description = "`invalid_field`: tenant_id missing for a controller, or given for another target; `no_such_clock`: the tenant is not affected, the platform is not the controller (authority), or the risk is not high (subjects).", body = c24_api::ErrorBody),
         crate::http::openapi::JsonWriteErrors,
     ),
@@ -230,34 +247,46 @@ pub async fn notify(
         _ => {}
     }
     let _serial = app.compliance.lock.lock().await;
-    let mut d = load(&app, &id).await?;
-    let clock = d.clock_for(req.to, req.tenant_id.as_deref()).ok_or_else(|| {
-        unprocessable(
-            "no_such_clock",
-            match req.to {
-                NotifyTarget::Controller => "that tenant is not affected by this incident",
-                NotifyTarget::Authority => {
-                    "the platform is not the controller here: the controllers notify the authority"
-                }
-                NotifyTarget::Subjects => "the risk is not recorded as high",
-            },
-        )
-    })?;
-    if clock.notified.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_notified",
-            "this notification is recorded already",
-        ));
-    }
-    let now = app.clock.now_ms();
-    d.notifications.push(NotificationDoc {
-        to: req.to,
-        tenant_id: req.tenant_id.clone(),
-        at: now,
-        by: who.actor().0,
-    });
-    save(&app, &id, &d).await?;
+    // Read from the store, changed, written back only if still at the
+    // version read; a write that lost to another node's is redone once on
+    // a fresh read (both notifications then stand), a second loss is 409 `conflict`.
+    let mut attempt = 1;
+    let (d, now) = loop {
+        let (mut d, version) = load_versioned(&app, &id).await?;
+        let clock = d.clock_for(req.to, req.tenant_id.as_deref()).ok_or_else(|| {
+            unprocessable(
+                "no_such_clock",
+                match req.to {
+                    NotifyTarget::Controller => "that tenant is not affected by this incident",
+                    NotifyTarget::Authority => {
+                        "the platform is not the controller here: the controllers notify the authority"
+                    }
+                    NotifyTarget::Subjects => "the risk is not recorded as high",
+                },
+            )
+        })?;
+        if clock.notified.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_notified",
+                "this notification is recorded already",
+            ));
+        }
+        let now = app.clock.now_ms();
+        d.notifications.push(NotificationDoc {
+            to: req.to,
+            tenant_id: req.tenant_id.clone(),
+            at: now,
+            by: who.actor().0,
+        });
+        if save(&app, &id, &d, version).await? {
+            break (d, now);
+        }
+        if attempt == 2 {
+            return Err(StoreError::Stale("incident").into());
+        }
+        attempt += 1;
+    };
     publish(&app, &id, &d, "notified", now);
     Ok((StatusCode::CREATED, Json(d.view(&id, now))))
 }

@@ -21,7 +21,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::page;
 use crate::retention::{END_USER_GRACE_MS, stamp_tenant};
-use crate::store::{TenantUpdate, WriteOp};
+use crate::store::{StoreError, TenantTransition, TenantUpdate, WriteOp};
 use crate::tenants::{self, TenantEntry, TenantState};
 
 const MAX_NAME: usize = 200;
@@ -456,23 +456,48 @@ pub async fn show(
 }
 
 /// Commits a new state, then applies it in memory and announces it.
+///
+/// The store applies it only while the stored tenant is still in the state
+/// this node's copy shows: another node (or request) that changed it first
+/// wins, and this one answers 409 `invalid_state` having caught up.
 async fn transition(
     app: &AppState,
     t: &TenantEntry,
     change: &'static str,
     f: impl FnOnce(&mut TenantState),
 ) -> Result<Tenant, ApiError> {
-    let mut next = t.state();
+    let before = t.state();
+    let mut next = before.clone();
     f(&mut next);
-    app.store
-        .write(WriteOp::UpdateTenant(Box::new(TenantUpdate {
-            id: t.id.clone(),
-            status: next.status.clone(),
-            dpa_signed_at: next.dpa_signed_at,
-            terminated_at: next.terminated_at,
-            purge_after: next.purge_after,
-        })))
-        .await?;
+    let lifecycle = |s: &TenantState| TenantUpdate {
+        id: t.id.clone(),
+        status: s.status.clone(),
+        dpa_signed_at: s.dpa_signed_at,
+        terminated_at: s.terminated_at,
+        purge_after: s.purge_after,
+    };
+    let op = WriteOp::TransitionTenant(Box::new(TenantTransition {
+        from: lifecycle(&before),
+        to: lifecycle(&next),
+    }));
+    match app.store.write(op).await {
+        Ok(_) => {}
+        Err(StoreError::Stale(_)) => {
+            let status = match app.store.load_tenant(&t.id).await? {
+                Some(r) => {
+                    let s = t.catch_up(&r);
+                    app.tenants.bump();
+                    s.status
+                }
+                None => before.status,
+            };
+            tracing::info!(tenant = %t.id, change, %status, "tenant changed concurrently; change refused");
+            return Err(conflict(format!(
+                "the tenant was changed concurrently (another node or request) and is now {status}; nothing was changed"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let s = t.update(|s| *s = next);
     app.tenants.bump();
     let now = app.clock.now_ms();
@@ -498,7 +523,7 @@ fn conflict(message: impl Into<String>) -> ApiError {
     params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Signed (or already was).", body = Tenant),
-        (status = 409, description = "`invalid_state`: the tenant is terminated.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the tenant is terminated; also when another node changed it meanwhile (this node then reloads it).", body = c24_api::ErrorBody),
         crate::http::openapi::WriteErrors,
         crate::http::openapi::TenantNotFound,
     ),
@@ -516,9 +541,13 @@ pub async fn sign_dpa(
         return Ok(Json(view(&app, &t, app.clock.now_ms())));
     }
     let now = app.clock.now_ms();
-    Ok(Json(
-        transition(&app, &t, "dpa_signed", |s| s.dpa_signed_at = Some(now)).await?,
-    ))
+    match transition(&app, &t, "dpa_signed", |s| s.dpa_signed_at = Some(now)).await {
+        // Another node signed it first: signed, as asked.
+        Err(e) if e.code == "invalid_state" && t.with_state(|s| s.dpa_signed_at.is_some()) => {
+            Ok(Json(view(&app, &t, app.clock.now_ms())))
+        }
+        r => r.map(Json),
+    }
 }
 
 /// `POST /admin/v1/tenants/{id}/suspend`: ingress answers 403, data kept.
@@ -530,7 +559,7 @@ pub async fn sign_dpa(
     params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Suspended (or already was).", body = Tenant),
-        (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the tenant is terminated or purged; also when another node changed it meanwhile (this node then reloads it).", body = c24_api::ErrorBody),
         crate::http::openapi::WriteErrors,
         crate::http::openapi::TenantNotFound,
     ),
@@ -558,9 +587,13 @@ async fn switch_status(
     if status != from {
         return Err(conflict(format!("a {status} tenant cannot become {to}")));
     }
-    Ok(Json(
-        transition(app, &t, change, |s| s.status = to.into()).await?,
-    ))
+    match transition(app, &t, change, |s| s.status = to.into()).await {
+        // Another node made the same change first: the tenant is as asked.
+        Err(e) if e.code == "invalid_state" && t.with_state(|s| s.status == to) => {
+            Ok(Json(view(app, &t, app.clock.now_ms())))
+        }
+        r => r.map(Json),
+    }
 }
 
 /// `POST /admin/v1/tenants/{id}/resume`.
@@ -572,7 +605,7 @@ async fn switch_status(
     params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Active again (or already was).", body = Tenant),
-        (status = 409, description = "`invalid_state`: the tenant is terminated or purged.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the tenant is terminated or purged; also when another node changed it meanwhile (this node then reloads it).", body = c24_api::ErrorBody),
         crate::http::openapi::WriteErrors,
         crate::http::openapi::TenantNotFound,
     ),
@@ -594,7 +627,7 @@ pub async fn resume(
     params(crate::http::openapi::TenantIdPath),
     responses(
         (status = 200, description = "Terminated; purge_after is set.", body = Tenant),
-        (status = 409, description = "`invalid_state`: the tenant is already terminated or purged.", body = c24_api::ErrorBody),
+        (status = 409, description = "`invalid_state`: the tenant is already terminated or purged; also when another node changed it meanwhile (this node then reloads it).", body = c24_api::ErrorBody),
         crate::http::openapi::WriteErrors,
         crate::http::openapi::TenantNotFound,
     ),

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "node_latency_and_nodes",
         include_str!("migrations/0005_node_latency_and_nodes.sql"),
     ),
+    (6, "versions", include_str!("migrations/0006_versions.sql")),
 ];
 
 /// The newest schema version this binary knows.

@@ -382,7 +382,7 @@ const CONVERSATION_COLUMNS: &str = "c.id, c.tenant_id, c.channel, c.contact_id, 
     FROM conversations c JOIN contacts k ON k.id = c.contact_id";
 
 const DSR_COLUMNS: &str = "id, tenant_id, kind, subject_kind, subject_bi, status, received_at,
-    due_at, doc, purge_after FROM dsr_requests";
+    due_at, doc, purge_after, version FROM dsr_requests";
 
 fn dsr_row(r: &Row) -> Result<DsrRecord, tokio_postgres::Error> {
     Ok(DsrRecord {
@@ -396,6 +396,7 @@ fn dsr_row(r: &Row) -> Result<DsrRecord, tokio_postgres::Error> {
         due_at: r.try_get(7)?,
         doc: r.try_get(8)?,
         purge_after: r.try_get(9)?,
+        version: r.try_get(10)?,
     })
 }
 
@@ -405,11 +406,12 @@ fn incident_row(r: &Row) -> Result<IncidentRecord, tokio_postgres::Error> {
         aware_at: r.try_get(1)?,
         doc: r.try_get(2)?,
         purge_after: r.try_get(3)?,
+        version: r.try_get(4)?,
     })
 }
 
 const CONSENT_COLUMNS: &str =
-    "id, tenant_id, subject_kind, subject_bi, doc, purge_after FROM consent_records";
+    "id, tenant_id, subject_kind, subject_bi, doc, purge_after, version FROM consent_records";
 
 fn consent_row(r: &Row) -> Result<ConsentRecord, tokio_postgres::Error> {
     Ok(ConsentRecord {
@@ -419,6 +421,7 @@ fn consent_row(r: &Row) -> Result<ConsentRecord, tokio_postgres::Error> {
         subject_bi: r.try_get(3)?,
         doc: r.try_get(4)?,
         purge_after: r.try_get(5)?,
+        version: r.try_get(6)?,
     })
 }
 
@@ -793,7 +796,7 @@ impl Store for PgStore {
     ) -> Result<Vec<IncidentRecord>, StoreError> {
         let rows = self
             .rows(
-                "SELECT id, aware_at, doc, purge_after FROM security_incidents
+                "SELECT id, aware_at, doc, purge_after, version FROM security_incidents
                  WHERE ($1::text IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
                 &[&before_id, &i64::from(limit)],
             )
@@ -804,7 +807,7 @@ impl Store for PgStore {
     async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
         Ok(self
             .row(
-                "SELECT id, aware_at, doc, purge_after FROM security_incidents WHERE id = $1",
+                "SELECT id, aware_at, doc, purge_after, version FROM security_incidents WHERE id = $1",
                 &[&id],
             )
             .await?

@@ -46,7 +46,8 @@ use crate::stats::Direction;
 use crate::store::{
     AuditRecord, Channel, ClusterEvent, ConsentRecord, ConversationTarget, DsrAction,
     DsrCompletion, DsrRecord, Erased, InboundMessage, IncidentRecord, OutboundMessage, PurgeTable,
-    PurgedBatch, StoreError, StoredMessage, TenantRecord, TenantUpdate, WriteOp, WriteOutcome,
+    PurgedBatch, StoreError, StoredMessage, TenantRecord, TenantTransition, TenantUpdate, WriteOp,
+    WriteOutcome,
 };
 
 /// Most ops in one transaction; bounds commit latency under a flood.
@@ -725,6 +726,11 @@ async fn apply_other(
             notify_tenant(c, ctx, &u.id).await?;
             Ok(WriteOutcome::Done)
         }
+        WriteOp::TransitionTenant(t) => {
+            transition_tenant(c, t).await?;
+            notify_tenant(c, ctx, &t.to.id).await?;
+            Ok(WriteOutcome::Done)
+        }
         WriteOp::StampTenantPurge {
             tenant_id,
             purge_after,
@@ -925,6 +931,46 @@ async fn update_tenant(c: &Conn, u: &TenantUpdate) -> Result<(), StoreError> {
         return Err(StoreError::NotFound("tenant"));
     }
     Ok(())
+}
+
+async fn transition_tenant(c: &Conn, t: &TenantTransition) -> Result<(), StoreError> {
+    let (from, to) = (&t.from, &t.to);
+    let n = exec(
+        c,
+        "UPDATE tenants SET status = $2, dpa_signed_at = $3, terminated_at = $4, purge_after = $5
+         WHERE id = $1 AND status = $6 AND dpa_signed_at IS NOT DISTINCT FROM $7
+           AND terminated_at IS NOT DISTINCT FROM $8 AND purge_after IS NOT DISTINCT FROM $9",
+        &[
+            &to.id,
+            &to.status,
+            &to.dpa_signed_at,
+            &to.terminated_at,
+            &to.purge_after,
+            &from.status,
+            &from.dpa_signed_at,
+            &from.terminated_at,
+            &from.purge_after,
+        ],
+    )
+    .await?;
+    if n == 0 {
+        return Err(stale_or_missing(c, "tenants", "tenant", &to.id).await);
+    }
+    Ok(())
+}
+
+/// Why a conditional write of row `id` changed nothing: it was changed
+/// concurrently ([`StoreError::Stale`]), or it does not exist.
+async fn stale_or_missing(c: &Conn, table: &str, what: &'static str, id: &str) -> StoreError {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)");
+    match query_one(c, &sql, &[&id]).await {
+        Ok(row) => match row.try_get::<_, bool>(0) {
+            Ok(true) => StoreError::Stale(what),
+            Ok(false) => StoreError::NotFound(what),
+            Err(e) => e.into(),
+        },
+        Err(e) => e,
+    }
 }
 
 async fn stamp_tenant_purge(
@@ -1459,33 +1505,73 @@ async fn outbound(
     Ok((stored, row.try_get(1)?))
 }
 
+/// Stores a request at its next version (see `IncidentRecord::version`).
 async fn put_dsr(c: &Conn, r: &DsrRecord) -> Result<(), StoreError> {
     // purge_after is the store's (set at termination): an update keeps it.
-    exec(
-        c,
-        "INSERT INTO dsr_requests (id, tenant_id, kind, subject_kind, subject_bi, status,
-            received_at, due_at, doc)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (id) DO UPDATE SET subject_bi = excluded.subject_bi,
-            status = excluded.status, due_at = excluded.due_at, doc = excluded.doc",
-        &[
-            &r.id,
-            &r.tenant_id,
-            &r.kind,
-            &r.subject_kind,
-            &r.subject_bi,
-            &r.status,
-            &r.received_at,
-            &r.due_at,
-            &r.doc,
-        ],
-    )
-    .await?;
+    let n = if r.version == 0 {
+        exec(
+            c,
+            "INSERT INTO dsr_requests (id, tenant_id, kind, subject_kind, subject_bi, status,
+                received_at, due_at, doc, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                &r.id,
+                &r.tenant_id,
+                &r.kind,
+                &r.subject_kind,
+                &r.subject_bi,
+                &r.status,
+                &r.received_at,
+                &r.due_at,
+                &r.doc,
+            ],
+        )
+        .await?
+    } else {
+        exec(
+            c,
+            "UPDATE dsr_requests SET subject_bi = $3, status = $4, due_at = $5, doc = $6,
+                version = version + 1
+             WHERE id = $1 AND tenant_id = $2 AND version = $7",
+            &[
+                &r.id,
+                &r.tenant_id,
+                &r.subject_bi,
+                &r.status,
+                &r.due_at,
+                &r.doc,
+                &r.version,
+            ],
+        )
+        .await?
+    };
+    if n == 0 {
+        return Err(stale_or_missing(c, "dsr_requests", "data-subject request", &r.id).await);
+    }
     Ok(())
 }
 
 async fn complete_dsr(c: &Conn, d: &DsrCompletion) -> Result<WriteOutcome, StoreError> {
     let r = &d.record;
+    // The version check first: it locks the request's row, so a second
+    // node completing the same request waits here, then finds it changed
+    // and runs no action (no second export, no duplicate key).
+    if r.version > 0 {
+        let stored: Option<i64> = query_opt(
+            c,
+            "SELECT version FROM dsr_requests WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+            &[&r.id, &r.tenant_id],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+        match stored {
+            None => return Err(StoreError::NotFound("data-subject request")),
+            Some(v) if v != r.version => return Err(StoreError::Stale("data-subject request")),
+            Some(_) => {}
+        }
+    }
     let outcome = match &d.action {
         DsrAction::None => WriteOutcome::Done,
         DsrAction::Erase { kind, ident_bi } => {
@@ -1508,26 +1594,36 @@ async fn complete_dsr(c: &Conn, d: &DsrCompletion) -> Result<WriteOutcome, Store
                     .await?
                 }
                 (None, Some((ct, bi))) => {
+                    // Unique per (tenant, kind, identifier), as the index is.
                     let taken: bool = query_one(
                         c,
-                        "SELECT EXISTS (SELECT 1 FROM contacts k
-                           WHERE k.tenant_id = $1 AND k.ident_bi = $2 AND k.id <> $3)",
+                        "SELECT EXISTS (SELECT 1 FROM contacts k JOIN contacts me ON me.id = $3
+                           WHERE k.tenant_id = $1 AND k.kind = me.kind AND k.ident_bi = $2
+                             AND k.id <> $3)",
                         &[&r.tenant_id, bi, contact_id],
                     )
                     .await?
                     .try_get(0)?;
                     if taken {
-                        return Err(StoreError::Conflict(
-                            "another contact of this tenant already has that identifier".into(),
-                        ));
+                        return Err(identifier_taken());
                     }
+                    // Another node's rectification to the same identifier,
+                    // not committed when we checked, meets the unique index.
                     exec(
                         c,
                         "UPDATE contacts SET ident_ct = $4, ident_bi = $5
                          WHERE id = $1 AND tenant_id = $2 AND ident_bi = $3",
                         &[contact_id, &r.tenant_id, ident_bi, ct, bi],
                     )
-                    .await?
+                    .await
+                    .map_err(|e| match &e {
+                        StoreError::Postgres(pe)
+                            if pe.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+                        {
+                            identifier_taken()
+                        }
+                        _ => e,
+                    })?
                 }
                 _ => return Err(StoreError::Io("a rectification changes one field".into())),
             };
@@ -1564,6 +1660,10 @@ async fn complete_dsr(c: &Conn, d: &DsrCompletion) -> Result<WriteOutcome, Store
     Ok(outcome)
 }
 
+fn identifier_taken() -> StoreError {
+    StoreError::Conflict("another contact of this tenant already has that identifier".into())
+}
+
 /// Erasure: everything stored of one contact, with its conversations, their
 /// messages, email threads and traffic-trace entries (as
 /// `writer::erase_subject` on SQLite).
@@ -1583,7 +1683,7 @@ async fn erase_subject(
     .await?;
     exec(
         c,
-        "UPDATE dsr_requests SET subject_bi = NULL
+        "UPDATE dsr_requests SET subject_bi = NULL, version = version + 1
          WHERE tenant_id = $1 AND subject_bi = $2 AND status = 'completed'",
         &[&tenant_id, &ident_bi],
     )
@@ -1708,34 +1808,62 @@ async fn take_dsr_export(c: &Conn, r: &DsrRecord) -> Result<Vec<u8>, StoreError>
     Ok(sealed)
 }
 
+/// Stores a breach record at its next version (see `IncidentRecord::version`).
 async fn put_incident(c: &Conn, i: &IncidentRecord) -> Result<(), StoreError> {
-    exec(
-        c,
-        "INSERT INTO security_incidents (id, aware_at, doc, purge_after) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
-        &[&i.id, &i.aware_at, &i.doc, &i.purge_after],
-    )
-    .await?;
+    let n = if i.version == 0 {
+        exec(
+            c,
+            "INSERT INTO security_incidents (id, aware_at, doc, purge_after, version)
+             VALUES ($1, $2, $3, $4, 1) ON CONFLICT (id) DO NOTHING",
+            &[&i.id, &i.aware_at, &i.doc, &i.purge_after],
+        )
+        .await?
+    } else {
+        exec(
+            c,
+            "UPDATE security_incidents SET doc = $2, version = version + 1
+             WHERE id = $1 AND version = $3",
+            &[&i.id, &i.doc, &i.version],
+        )
+        .await?
+    };
+    if n == 0 {
+        return Err(stale_or_missing(c, "security_incidents", "incident", &i.id).await);
+    }
     Ok(())
 }
 
+/// Stores a consent record at its next version (see `IncidentRecord::version`).
 async fn put_consent(c: &Conn, r: &ConsentRecord) -> Result<(), StoreError> {
-    exec(
-        c,
-        "INSERT INTO consent_records (id, tenant_id, subject_kind, subject_bi, doc, purge_after)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (id) DO UPDATE SET doc = excluded.doc,
-            purge_after = coalesce(excluded.purge_after, consent_records.purge_after)",
-        &[
-            &r.id,
-            &r.tenant_id,
-            &r.subject_kind,
-            &r.subject_bi,
-            &r.doc,
-            &r.purge_after,
-        ],
-    )
-    .await?;
+    let n = if r.version == 0 {
+        exec(
+            c,
+            "INSERT INTO consent_records (id, tenant_id, subject_kind, subject_bi, doc,
+                purge_after, version)
+             VALUES ($1, $2, $3, $4, $5, $6, 1) ON CONFLICT (id) DO NOTHING",
+            &[
+                &r.id,
+                &r.tenant_id,
+                &r.subject_kind,
+                &r.subject_bi,
+                &r.doc,
+                &r.purge_after,
+            ],
+        )
+        .await?
+    } else {
+        exec(
+            c,
+            "UPDATE consent_records SET doc = $3,
+                purge_after = coalesce($4, purge_after), version = version + 1
+             WHERE id = $1 AND tenant_id = $2 AND version = $5",
+            &[&r.id, &r.tenant_id, &r.doc, &r.purge_after, &r.version],
+        )
+        .await?
+    };
+    if n == 0 {
+        return Err(stale_or_missing(c, "consent_records", "consent record", &r.id).await);
+    }
     Ok(())
 }
 
