@@ -142,8 +142,10 @@ async fn catch_up_pushes(state: &AppState) {
         };
         match crate::push::push_replies(state, &tenant, &conversation_id, i64::MAX, None).await {
             Ok(0) => {}
+            // No conversation id in the logs (kept 90 days; a person's
+            // conversation must not outlive their erasure there).
             Ok(n) => tracing::info!(
-                conversation = %conversation_id,
+                tenant = %tenant,
                 pushed = n,
                 "pushed replies committed while cluster events were missed"
             ),

@@ -75,6 +75,31 @@ impl PushHub {
         }
     }
 
+    /// Holds the socket's pushes of the conversation back (while a resume
+    /// reads its replay); gives what it had seen, for [`Self::mark_seen`].
+    pub fn hold(&self, conversation_id: &str, socket: u64) -> i64 {
+        let mut g = self.lock();
+        match g
+            .get_mut(conversation_id)
+            .and_then(|list| list.iter_mut().find(|s| s.socket == socket))
+        {
+            Some(s) => std::mem::replace(&mut s.seen, i64::MAX),
+            None => 0,
+        }
+    }
+
+    /// Sets what the socket has had: after a [`Self::hold`], the replay's
+    /// last seq (or what it had before, if more).
+    pub fn set_seen(&self, conversation_id: &str, socket: u64, seen: i64) {
+        let mut g = self.lock();
+        if let Some(s) = g
+            .get_mut(conversation_id)
+            .and_then(|list| list.iter_mut().find(|s| s.socket == socket))
+        {
+            s.seen = seen;
+        }
+    }
+
     /// The socket has had everything up to `seen` (a resume's replay).
     pub fn mark_seen(&self, conversation_id: &str, socket: u64, seen: i64) {
         let mut g = self.lock();
@@ -180,7 +205,16 @@ pub async fn push_replies(
                 let seq = m.seq;
                 let frame = match own.take_if(|_| seq == upto) {
                     Some(f) => f,
-                    None => frame_of(&cipher, tenant_id, m)?,
+                    None => match frame_of(&cipher, tenant_id, m) {
+                        Ok(f) => f,
+                        // One unreadable reply must not hold back the
+                        // ones after it: skipped (the visitor can still
+                        // resume), the rest pushed.
+                        Err(e) => {
+                            tracing::warn!(tenant = tenant_id, seq, error = %e, "a stored reply could not be opened for its push; skipped");
+                            continue;
+                        }
+                    },
                 };
                 if app.hub.publish(conversation_id, seq, frame) > 0 {
                     pushed += 1;

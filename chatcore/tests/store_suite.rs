@@ -3123,3 +3123,74 @@ async fn a_sqlite_file_from_before_versions_gains_the_column() {
     );
     store.close().await;
 }
+
+postgres_only!(a_deadlock_while_taking_the_batchs_locks_is_retried);
+// Another node's transaction holds conversation Y and then asks for X while
+// this node's batch (a reply into X, a message into Y) holds X and waits for
+// Y: PostgreSQL aborts this batch's transaction (it waited first). The
+// batch starts again instead of failing every op in it.
+async fn a_deadlock_while_taking_the_batchs_locks_is_retried(b: &Backend) {
+    let store = b.open().await;
+    let now = b.clock.now_ms();
+    let t = create_tenant(&store, now).await;
+    let (vx, vy) = (visitor(), visitor());
+    // Ids are time-ordered: X < Y, so the batch locks X first.
+    let x = send(&store, webchat(&t.id, &vx, None, b"x1", b"x", now)).await;
+    let y = send(&store, webchat(&t.id, &vy, None, b"y1", b"y", now)).await;
+    assert!(x.conversation_id < y.conversation_id);
+    // Queue both ops behind a stalled batch, so they form one batch.
+    let hold = b.hold_writes(&t.id).await;
+    let stalled = stalled_write(&store, &t).await;
+    let Hold::Postgres(holder) = &hold else {
+        unreachable!()
+    };
+    until_lock_wait(holder).await;
+    let reply = store
+        .submit(reply(&t, &x.conversation_id, b"reply", now))
+        .await
+        .unwrap();
+    let message = store
+        .submit(inbound(webchat(
+            &t.id,
+            &vy,
+            Some(&y.conversation_id),
+            b"y2",
+            b"more",
+            now,
+        )))
+        .await
+        .unwrap();
+    let other = b.sql().await;
+    other.batch_execute("BEGIN").await.unwrap();
+    other
+        .execute(
+            "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE",
+            &[&y.conversation_id],
+        )
+        .await
+        .unwrap();
+    hold.release().await;
+    stalled.await.unwrap().unwrap();
+    // The batch holds X and waits for Y; now the other asks for X.
+    until_lock_wait(&other).await;
+    let other = std::sync::Arc::new(other);
+    let takes_x = {
+        let other = other.clone();
+        let xid = x.conversation_id.clone();
+        tokio::spawn(async move {
+            other
+                .execute(
+                    "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE",
+                    &[&xid],
+                )
+                .await
+        })
+    };
+    takes_x.await.unwrap().unwrap();
+    other.batch_execute("COMMIT").await.unwrap();
+    let r = reply.await.unwrap();
+    let m = message.await.unwrap();
+    assert!(r.is_ok(), "the reply failed: {r:?}");
+    assert!(m.is_ok(), "the message failed: {m:?}");
+    store.close().await;
+}

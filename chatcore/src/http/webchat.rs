@@ -286,19 +286,32 @@ impl Session {
             return not_found();
         }
         self.subscribe(&conversation_id, last_seq);
-        let rows = match self
+        // Pushes to this socket wait while the replay is read, so none
+        // repeats or overtakes it; replies committed meanwhile are pushed
+        // right after (read from the store, in seq order).
+        let had = self.app.hub.hold(&conversation_id, self.socket_id);
+        let rows = self
             .app
             .store
             .messages(&conversation_id, last_seq, RESUME_LIMIT)
-            .await
-        {
+            .await;
+        let replayed = rows
+            .as_ref()
+            .ok()
+            .and_then(|r| r.last())
+            .map_or(last_seq, |m| m.seq);
+        self.app
+            .hub
+            .set_seen(&conversation_id, self.socket_id, had.max(replayed));
+        let rows = match rows {
             Ok(r) => r,
             Err(e) => return vec![error_frame(None, &ApiError::from(e))],
         };
-        if let Some(last) = rows.last() {
-            self.app
-                .hub
-                .mark_seen(&conversation_id, self.socket_id, last.seq);
+        if let Err(e) =
+            crate::push::push_replies(&self.app, &self.tenant.id, &conversation_id, i64::MAX, None)
+                .await
+        {
+            tracing::warn!(error = %e, "pushing replies after a resume failed");
         }
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -333,6 +346,24 @@ async fn session(app: AppState, tenant: Arc<TenantEntry>, visitor: String, socke
     let mut pending = FuturesOrdered::new();
     loop {
         tokio::select! {
+            // Replies, acks and a resume's replay go out before pushes
+            // queued meanwhile (a push after a resume's replay, never before).
+            biased;
+            Some(frame) = pending.next(), if !pending.is_empty() => {
+                match &frame {
+                    ServerFrame::Ack(a) => {
+                        let id = a.conversation_id.clone();
+                        s.subscribe(&id, a.seq);
+                    }
+                    ServerFrame::Error { code, .. } => {
+                        s.app.stats.record_error(Channel::Webchat, code, s.app.clock.now_ms());
+                    }
+                    _ => {}
+                }
+                if sink.send(Message::Text(to_text(&frame))).await.is_err() {
+                    break;
+                }
+            }
             incoming = stream.next() => {
                 let Some(Ok(msg)) = incoming else { break };
                 match msg {
@@ -347,21 +378,6 @@ async fn session(app: AppState, tenant: Arc<TenantEntry>, visitor: String, socke
                     )))),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => {}
-                }
-            }
-            Some(frame) = pending.next(), if !pending.is_empty() => {
-                match &frame {
-                    ServerFrame::Ack(a) => {
-                        let id = a.conversation_id.clone();
-                        s.subscribe(&id, a.seq);
-                    }
-                    ServerFrame::Error { code, .. } => {
-                        s.app.stats.record_error(Channel::Webchat, code, s.app.clock.now_ms());
-                    }
-                    _ => {}
-                }
-                if sink.send(Message::Text(to_text(&frame))).await.is_err() {
-                    break;
                 }
             }
             Some(push) = push_rx.recv() => {

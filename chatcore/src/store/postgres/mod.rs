@@ -312,6 +312,13 @@ async fn watch_health(
         if *stop.borrow() {
             return;
         }
+        let status = pool.status();
+        if status.available == 0 && status.size >= status.max_size {
+            // Every read connection is busy with a query, so the database
+            // answers; a probe would only queue behind them (and a slow
+            // report must not take every node out of the load balancer).
+            continue;
+        }
         let probe = async {
             let c = pool.get().await.ok()?;
             match c.simple_query("SELECT 1").await {

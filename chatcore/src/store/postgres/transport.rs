@@ -34,6 +34,13 @@ pub fn transport(
             tokio_postgres_rustls::MakeRustlsConnect::new(client),
         ));
     }
+    // `hostaddr` wins over `host` when given: the address actually dialled.
+    if let Some(addr) = config.get_hostaddrs().iter().find(|a| !a.is_loopback()) {
+        return Err(StoreError::Io(format!(
+            "--database: the connection to {addr} would carry data in plaintext; \
+             add sslmode=require to the URL (and --database-ca-file for a private CA)"
+        )));
+    }
     if let Some(host) = config.get_hosts().iter().find(|h| !is_local(h)) {
         let name = match host {
             Host::Tcp(name) => name.clone(),
@@ -94,6 +101,8 @@ mod tests {
             "postgres://u:p@db.internal:5432/db",
             "postgres://u:p@10.0.0.5/db?sslmode=prefer",
             "postgres://u:p@127.0.0.1,db2.internal/db",
+            "postgres://u:p@/db?hostaddr=10.0.0.5",
+            "postgres://u:p@localhost/db?hostaddr=10.0.0.5",
         ] {
             let Err(e) = transport(&parse(remote), &[]) else {
                 panic!("{remote} accepted in plaintext");

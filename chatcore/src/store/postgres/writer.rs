@@ -173,13 +173,16 @@ async fn run(
     mut keyring_owed: bool,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    // An owed rewrite is tried at once, then at most every KEYRING_RETRY
+    // (each try may wait its lock timeout: never before every batch).
+    let mut keyring_try_at = tokio::time::Instant::now();
     loop {
-        if keyring_owed {
+        if keyring_owed && tokio::time::Instant::now() >= keyring_try_at {
             keyring_owed = !rewrite_keyring(&pool).await;
+            keyring_try_at = tokio::time::Instant::now() + KEYRING_RETRY;
         }
         let next = if keyring_owed {
-            // Owed: tried again after the next batch, or after a pause.
-            match tokio::time::timeout(KEYRING_RETRY, rx.recv()).await {
+            match tokio::time::timeout_at(keyring_try_at, rx.recv()).await {
                 Ok(next) => next,
                 Err(_) => continue,
             }
@@ -194,7 +197,10 @@ async fn run(
                 Err(_) => break,
             }
         }
-        keyring_owed |= commit_batch(&pool, &node, traffic_trace, &mut batch, clock.as_ref()).await;
+        if commit_batch(&pool, &node, traffic_trace, &mut batch, clock.as_ref()).await {
+            keyring_owed = true;
+            keyring_try_at = tokio::time::Instant::now();
+        }
     }
 }
 
@@ -354,6 +360,38 @@ fn is_transient(e: &StoreError) -> bool {
     }
 }
 
+/// Begins the batch's transaction and takes its advance locks (contacts,
+/// then conversations, each in id order). Rows an op finds only as it runs
+/// (a WhatsApp session's conversation) are locked then, so another node's
+/// batch can still meet these in another order: PostgreSQL then aborts one
+/// of the two, and if it is this one while it takes its advance locks, it
+/// starts again rather than failing the whole batch.
+async fn begin_locked(
+    c: &Conn,
+    contacts: &[(&str, &str, &[u8])],
+    conversations: &[&str],
+) -> Result<(), StoreError> {
+    let mut last = StoreError::Closed;
+    for _ in 0..TRANSIENT_TRIES {
+        c.batch_execute("BEGIN").await?;
+        let locked = async {
+            lock_contacts(c, contacts).await?;
+            lock_conversations(c, conversations).await
+        }
+        .await;
+        match locked {
+            Ok(()) => return Ok(()),
+            Err(e) if is_transient(&e) => {
+                tracing::debug!(error = %e, "advance locks met another batch's; starting again");
+                c.batch_execute("ROLLBACK").await?;
+                last = e;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
 /// Applies the batch in one transaction. Fast path: no savepoints. If an op
 /// fails, the transaction is rolled back; a deadlock retries the fast path,
 /// anything else replays the batch with a savepoint per op.
@@ -366,9 +404,7 @@ async fn apply_batch(
     let contacts = session_contacts(batch);
     let conversations = existing_conversations(batch);
     for _ in 0..TRANSIENT_TRIES {
-        c.batch_execute("BEGIN").await?;
-        lock_contacts(c, &contacts).await?;
-        lock_conversations(c, &conversations).await?;
+        begin_locked(c, &contacts, &conversations).await?;
         // Rebuilt on every attempt: a rolled-back attempt's entries are gone.
         let mut trace = Trace::default();
         let mut results = Vec::with_capacity(batch.len());
@@ -436,9 +472,7 @@ async fn apply_batch(
         }
         tracing::debug!(error = %e, "batch hit a transient conflict; retrying");
     }
-    c.batch_execute("BEGIN").await?;
-    lock_contacts(c, &contacts).await?;
-    lock_conversations(c, &conversations).await?;
+    begin_locked(c, &contacts, &conversations).await?;
     // Only ops that keep their savepoint add their entry.
     let mut trace = Trace::default();
     let mut results = Vec::with_capacity(batch.len());
