@@ -377,6 +377,9 @@ pub enum WriteOp {
     Outbound(Box<OutboundMessage>),
     /// Upserts sub-processor registry entries: (id, JSON document).
     PutSubprocessors(Vec<(String, String)>),
+    /// Inserts registry entries whose id is not stored yet, leaving stored
+    /// ones as they are (the seed: two nodes starting at once seed once).
+    SeedSubprocessors(Vec<(String, String)>),
     /// Inserts or updates a data-subject request.
     PutDsr(Box<DsrRecord>),
     /// Runs a request's action and stores its completed state, atomically.
@@ -486,6 +489,11 @@ pub enum ClusterEvent {
         /// purge deleted from it (the retention report's trace total).
         trace: i64,
     },
+    /// Data-subject requests, restrictions or breach records changed:
+    /// reload what ingress and the overview keep of them.
+    Compliance,
+    /// The sub-processor registry changed: reload it.
+    Registry,
     /// Events may have been missed (the listener reconnected): reload all.
     Resync,
 }
@@ -665,6 +673,24 @@ pub trait Store: Send + Sync + 'static {
         _tenant: Option<&str>,
     ) -> Result<Vec<(i64, String, i16, i64, i64)>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Tells the other nodes of a change this node committed (sent after
+    /// the commit). A no-op with one node.
+    async fn announce(&self, _event: ClusterEvent) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Records that staff token `token_key` used TOTP step `step`; `false`
+    /// if some node recorded it already (a replayed code). Drops steps
+    /// below `prune_below`. With one node its memory suffices: always `true`.
+    async fn claim_totp_step(
+        &self,
+        _token_key: &str,
+        _step: i64,
+        _prune_below: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     /// Changes other nodes commit; `None` when this node is the only one.

@@ -544,6 +544,7 @@ fn apply(
             purge_batch(c, *table, *now, *batch).map(WriteOutcome::Purged)
         }
         WriteOp::PutSubprocessors(docs) => put_subprocessors(c, docs).map(|_| WriteOutcome::Done),
+        WriteOp::SeedSubprocessors(docs) => seed_subprocessors(c, docs).map(|_| WriteOutcome::Done),
         WriteOp::DestroyKey { tenant_id, at } => {
             ctx.truncate_wal = true;
             destroy_key(c, tenant_id, *at).map(|_| WriteOutcome::Done)
@@ -1006,6 +1007,16 @@ fn put_subprocessors(c: &Connection, docs: &[(String, String)]) -> Result<(), St
     let mut stmt = c.prepare_cached(
         "INSERT INTO subprocessors (id, doc) VALUES (?1, ?2)
          ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+    )?;
+    for (id, doc) in docs {
+        stmt.execute(params![id, doc])?;
+    }
+    Ok(())
+}
+
+fn seed_subprocessors(c: &Connection, docs: &[(String, String)]) -> Result<(), StoreError> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO subprocessors (id, doc) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
     )?;
     for (id, doc) in docs {
         stmt.execute(params![id, doc])?;

@@ -102,6 +102,7 @@ async fn save(app: &AppState, r: &Request) -> Result<(), ApiError> {
         .await?;
     app.compliance
         .track_dsr(&r.id, &r.tenant_id, r.doc.due_at, r.is_open());
+    crate::compliance::announce(app).await;
     Ok(())
 }
 
@@ -153,7 +154,10 @@ pub async fn file(
     let bi = cipher.blind_index(dsr::blind_kind(kind), &value);
     let (actor, role) = who.actor();
     let r = Request::new(&t.id, req.kind, kind, bi, received_at, (actor, role), now)?;
+    // Held so that a reload for another node's change does not miss this one.
+    let serial = app.compliance.lock.lock().await;
     save(&app, &r).await?;
+    drop(serial);
     tracing::info!(tenant = %t.id, dsr = %r.id, kind = req.kind.as_str(), "data-subject request filed");
     publish(&app, &r, "filed", now);
     Ok((StatusCode::CREATED, Json(r.view(now))))
@@ -541,6 +545,7 @@ pub async fn complete(
     }
     app.compliance
         .track_dsr(&r.id, &r.tenant_id, r.doc.due_at, false);
+    crate::compliance::announce(&app).await;
     tracing::info!(tenant = %t.id, dsr = %r.id, kind = kind.as_str(), "data-subject request completed");
     publish(&app, &r, "completed", now);
     Ok(Json(r.view(now)))

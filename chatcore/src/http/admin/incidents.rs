@@ -49,6 +49,7 @@ async fn save(app: &AppState, id: &str, d: &IncidentDoc) -> Result<(), ApiError>
         })))
         .await?;
     app.compliance.track_incident(id, d.next_deadline());
+    crate::compliance::announce(app).await;
     Ok(())
 }
 
@@ -127,7 +128,10 @@ pub async fn record(
         purge_after,
     };
     let id = crate::ingress::new_id();
+    // Held so that a reload for another node's change does not miss this one.
+    let serial = app.compliance.lock.lock().await;
     save(&app, &id, &doc).await?;
+    drop(serial);
     tracing::warn!(incident = %id, tenants = doc.affected_tenants.len(), "personal-data breach recorded");
     publish(&app, &id, &doc, "recorded", now);
     Ok((StatusCode::CREATED, Json(doc.view(&id, now))))

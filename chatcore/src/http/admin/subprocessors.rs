@@ -14,7 +14,7 @@ use crate::http::extract::{JsonBody, Principal, RawBody};
 use crate::registry::{
     self, Announcement, ChangeRequest, ObjectionRequest, RegistryError, Status, SubProcessor,
 };
-use crate::store::WriteOp;
+use crate::store::{ClusterEvent, WriteOp};
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
@@ -26,7 +26,9 @@ impl From<RegistryError> for ApiError {
     }
 }
 
-/// The registry in memory; the store holds each entry as a JSON document.
+/// The registry in memory; the store holds each entry as a JSON document
+/// (the truth: every change re-reads it first, and other nodes' changes
+/// reload it, see [`reload`]).
 #[derive(Default)]
 pub struct RegistryState {
     pub entries: tokio::sync::Mutex<Vec<SubProcessor>>,
@@ -45,8 +47,8 @@ async fn persist(app: &AppState, changed: &[&SubProcessor]) -> Result<(), ApiErr
     Ok(())
 }
 
-/// Loads the registry, seeding it from the policy on first start.
-pub async fn load(app: &AppState) -> Result<(), ApiError> {
+/// Every stored entry.
+async fn read(app: &AppState) -> Result<Vec<SubProcessor>, ApiError> {
     let docs = app.store.subprocessors().await?;
     let mut entries = Vec::with_capacity(docs.len());
     for d in docs {
@@ -55,24 +57,69 @@ pub async fn load(app: &AppState) -> Result<(), ApiError> {
         })?;
         entries.push(sp);
     }
+    Ok(entries)
+}
+
+/// The registry locked, as the store holds it now: another node may have
+/// changed it since, and a change here must start from that, not write a
+/// stale entry back over it.
+async fn fresh(app: &AppState) -> Result<tokio::sync::MutexGuard<'_, Vec<SubProcessor>>, ApiError> {
+    let mut entries = app.registry.entries.lock().await;
+    *entries = read(app).await?;
+    Ok(entries)
+}
+
+/// Loads the registry, seeding it from the policy on first start. The
+/// seed's ids are fixed and stored entries are kept, so nodes starting at
+/// once on an empty database seed it once.
+pub async fn load(app: &AppState) -> Result<(), ApiError> {
+    let mut entries = read(app).await?;
     if entries.is_empty() {
-        entries = registry::seed(app.clock.now_ms());
-        persist(app, &entries.iter().collect::<Vec<_>>()).await?;
+        let seed = registry::seed(app.clock.now_ms());
+        let mut docs = Vec::with_capacity(seed.len());
+        for sp in &seed {
+            let doc = serde_json::to_string(sp)
+                .map_err(|e| ApiError::internal(format!("encoding registry entry: {e}")))?;
+            docs.push((sp.id.clone(), doc));
+        }
+        app.store.write(WriteOp::SeedSubprocessors(docs)).await?;
+        // Another node's seed may have landed first: the stored one wins.
+        entries = read(app).await?;
     }
     *app.registry.entries.lock().await = entries;
     Ok(())
 }
 
+/// Reloads the registry after another node's change (or missed events).
+pub async fn reload(app: &AppState) {
+    if let Err(e) = fresh(app).await {
+        tracing::warn!(error = %e.message, "reloading the sub-processor registry failed");
+    }
+}
+
+/// Tells the other nodes (if any) that the registry changed; best effort
+/// after the commit (a node that missed it reloads before its next change).
+async fn tell_other_nodes(app: &AppState) {
+    if let Err(e) = app.store.announce(ClusterEvent::Registry).await {
+        tracing::warn!(error = %e, "announcing a registry change to the other nodes failed");
+    }
+}
+
 /// Applies what has come due (proposals taking effect); persists and announces it.
 pub async fn advance(app: &AppState) -> Result<(), ApiError> {
-    let mut entries = app.registry.entries.lock().await;
+    let mut entries = fresh(app).await?;
+    advance_locked(app, &mut entries).await
+}
+
+async fn advance_locked(app: &AppState, entries: &mut Vec<SubProcessor>) -> Result<(), ApiError> {
     let now = app.clock.now_ms();
-    let ids = registry::advance_all(&mut entries, now);
+    let ids = registry::advance_all(entries, now);
     if ids.is_empty() {
         return Ok(());
     }
     let changed: Vec<&SubProcessor> = entries.iter().filter(|e| ids.contains(&e.id)).collect();
     persist(app, &changed).await?;
+    tell_other_nodes(app).await;
     for sp in changed {
         app.events.publish(
             "registry.changed",
@@ -117,8 +164,8 @@ async fn mutate<F>(app: &AppState, change: &'static str, f: F) -> Result<SubProc
 where
     F: FnOnce(&mut Vec<SubProcessor>, i64) -> Result<String, RegistryError>,
 {
-    advance(app).await?;
-    let mut entries = app.registry.entries.lock().await;
+    let mut entries = fresh(app).await?;
+    advance_locked(app, &mut entries).await?;
     let now = app.clock.now_ms();
     let before = entries.clone();
     let id = f(&mut entries, now)?;
@@ -132,6 +179,7 @@ where
         *entries = before;
         return Err(e);
     }
+    tell_other_nodes(app).await;
     tracing::info!(subprocessor = %sp.id, change, "registry changed");
     app.events.publish(
         "registry.changed",

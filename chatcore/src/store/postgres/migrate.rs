@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "node_tenant_seconds",
         include_str!("migrations/0004_node_tenant_seconds.sql"),
     ),
+    (
+        9,
+        "totp_steps",
+        include_str!("migrations/0009_totp_steps.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

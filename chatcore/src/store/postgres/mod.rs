@@ -956,6 +956,32 @@ impl Store for PgStore {
         })
     }
 
+    async fn announce(&self, event: ClusterEvent) -> Result<(), StoreError> {
+        if let Some(p) = notify::payload(&self.node, &event) {
+            self.rows("SELECT pg_notify($1, $2)", &[&notify::CHANNEL, &p])
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn claim_totp_step(
+        &self,
+        token_key: &str,
+        step: i64,
+        prune_below: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = self
+            .rows(
+                "INSERT INTO totp_steps (token_key, step) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING RETURNING step",
+                &[&token_key, &step],
+            )
+            .await?;
+        self.rows("DELETE FROM totp_steps WHERE step < $1", &[&prune_below])
+            .await?;
+        Ok(!inserted.is_empty())
+    }
+
     fn cluster_events(&self) -> Option<broadcast::Receiver<ClusterEvent>> {
         Some(self.events.subscribe())
     }

@@ -47,6 +47,8 @@ enum Event {
         #[serde(default, skip_serializing_if = "is_zero")]
         trace: i64,
     },
+    Compliance,
+    Registry,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -76,6 +78,8 @@ pub(crate) fn payload(node: &str, event: &ClusterEvent) -> Option<String> {
             deltas: deltas.clone(),
             trace: *trace,
         },
+        ClusterEvent::Compliance => Event::Compliance,
+        ClusterEvent::Registry => Event::Registry,
         ClusterEvent::Resync => return None,
     };
     serde_json::to_string(&Payload {
@@ -109,6 +113,8 @@ fn parse(own_node: &str, text: &str) -> Option<ClusterEvent> {
         },
         Event::Tenant { tenant } => ClusterEvent::Tenant { tenant_id: tenant },
         Event::Usage { deltas, trace } => ClusterEvent::Usage { deltas, trace },
+        Event::Compliance => ClusterEvent::Compliance,
+        Event::Registry => ClusterEvent::Registry,
     })
 }
 
@@ -201,6 +207,10 @@ mod tests {
             trace: -7,
         };
         assert_eq!(parse("node-b", &payload("node-a", &u).unwrap()), Some(u));
+        for ev in [ClusterEvent::Compliance, ClusterEvent::Registry] {
+            let text = payload("node-a", &ev).unwrap();
+            assert_eq!(parse("node-b", &text), Some(ev));
+        }
         assert_eq!(payload("node-a", &ClusterEvent::Resync), None);
         assert_eq!(parse("node-b", "not json"), None);
     }

@@ -622,6 +622,9 @@ async fn apply_other(
         WriteOp::PutSubprocessors(docs) => {
             put_subprocessors(c, docs).await.map(|_| WriteOutcome::Done)
         }
+        WriteOp::SeedSubprocessors(docs) => seed_subprocessors(c, docs)
+            .await
+            .map(|_| WriteOutcome::Done),
         WriteOp::DestroyKey { tenant_id, at } => {
             ctx.vacuum_keyring = true;
             destroy_key(c, tenant_id, *at).await?;
@@ -928,6 +931,18 @@ async fn put_subprocessors(c: &Conn, docs: &[(String, String)]) -> Result<(), St
             c,
             "INSERT INTO subprocessors (id, doc) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+            &[id, doc],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn seed_subprocessors(c: &Conn, docs: &[(String, String)]) -> Result<(), StoreError> {
+    for (id, doc) in docs {
+        exec(
+            c,
+            "INSERT INTO subprocessors (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
             &[id, doc],
         )
         .await?;
