@@ -453,7 +453,17 @@ async fn nodes_starting_at_once_seed_the_registry_once() {
     };
     let dir = tempfile::tempdir().unwrap();
     let kek = kek_file(dir.path());
-    // Every process started before any is waited for.
+    // The schema first, then the registry's table locked against writes
+    // (reads go on): every node finds it empty and queues its seed.
+    let mut sql = db.sql().await;
+    c24_chatcore::store::postgres::migrate::run(&mut sql, true)
+        .await
+        .unwrap();
+    let lock = sql.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE subprocessors IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    const NODES: i64 = 3;
     let children: Vec<Child> = ["a", "b", "c"]
         .iter()
         .map(|n| {
@@ -464,11 +474,29 @@ async fn nodes_starting_at_once_seed_the_registry_once() {
                 .unwrap()
         })
         .collect();
+    let watch = db.sql().await;
+    eventually("every node waits to seed", || async {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_locks
+                 WHERE relation = 'subprocessors'::regclass AND NOT granted",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if waiting == NODES {
+            Ok(())
+        } else {
+            Err(format!("{waiting} waiting"))
+        }
+    })
+    .await;
+    // All seeds go ahead together.
+    lock.commit().await.unwrap();
     let nodes: Vec<Node> = children.into_iter().map(listening).collect();
     let seeded = c24_chatcore::registry::seed(0).len();
-    let rows: i64 = db
-        .sql()
-        .await
+    let rows: i64 = watch
         .query_one("SELECT count(*) FROM subprocessors", &[])
         .await
         .unwrap()
