@@ -111,7 +111,7 @@ pub async fn advance(app: &AppState) -> Result<(), ApiError> {
     advance_locked(app, &mut entries).await
 }
 
-async fn advance_locked(app: &AppState, entries: &mut Vec<SubProcessor>) -> Result<(), ApiError> {
+async fn advance_locked(app: &AppState, entries: &mut [SubProcessor]) -> Result<(), ApiError> {
     let now = app.clock.now_ms();
     let ids = registry::advance_all(entries, now);
     if ids.is_empty() {
