@@ -446,6 +446,66 @@ async fn registry_changes_of_a_reach_b_and_b_keeps_a_objection() {
     db.drop_db().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objections_on_both_nodes_at_once_are_all_kept() {
+    let Some(db) = TestDb::create("objections_on_both_nodes").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let (admin_a, admin_b) = (a.admin(), b.admin());
+    const TENANTS: usize = 12;
+    let mut tenants = Vec::new();
+    for i in 0..TENANTS {
+        tenants.push(tenant(&a, &format!("Objector {i}")).await.id);
+    }
+    for id in &tenants {
+        eventually("B knows A's tenants", || async {
+            admin_b.tenant(id).await.map_err(|e| e.to_string())
+        })
+        .await;
+    }
+    let sp = admin_a.subprocessors().await.unwrap().items[0].id.clone();
+    // Every tenant objects at once, half of them through each node: each
+    // node's change starts from an entry the other is changing too.
+    let objections = tenants.iter().enumerate().map(|(i, t)| {
+        let node = if i % 2 == 0 { &admin_a } else { &admin_b };
+        let sp = sp.clone();
+        async move {
+            node.object(
+                &sp,
+                &ObjectionRequest {
+                    tenant_id: t.clone(),
+                    reason: None,
+                },
+            )
+            .await
+        }
+    });
+    for r in futures_util::future::join_all(objections).await {
+        r.unwrap();
+    }
+    for node in [&admin_a, &admin_b] {
+        let e = node
+            .subprocessors()
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.id == sp)
+            .unwrap();
+        let mut by: Vec<String> = e.objections.into_iter().map(|o| o.tenant_id).collect();
+        by.sort();
+        let mut want = tenants.clone();
+        want.sort();
+        assert_eq!(by, want, "every objection kept");
+    }
+    drop((a, b));
+    db.drop_db().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_starting_at_once_seed_the_registry_once() {
     let Some(db) = TestDb::create("nodes_starting_at_once_seed").await else {

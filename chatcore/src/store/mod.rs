@@ -380,6 +380,15 @@ pub enum WriteOp {
     /// Inserts registry entries whose id is not stored yet, leaving stored
     /// ones as they are (the seed: two nodes starting at once seed once).
     SeedSubprocessors(Vec<(String, String)>),
+    /// Writes one registry entry if it is still as read: `expected` is the
+    /// stored document (or `None`: no entry of that id yet); otherwise
+    /// `StoreError::Conflict` and nothing changes (another node changed it
+    /// since).
+    ReplaceSubprocessor {
+        id: String,
+        expected: Option<String>,
+        doc: String,
+    },
     /// Inserts or updates a data-subject request.
     PutDsr(Box<DsrRecord>),
     /// Runs a request's action and stores its completed state, atomically.

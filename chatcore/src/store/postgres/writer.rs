@@ -625,6 +625,11 @@ async fn apply_other(
         WriteOp::SeedSubprocessors(docs) => seed_subprocessors(c, docs)
             .await
             .map(|_| WriteOutcome::Done),
+        WriteOp::ReplaceSubprocessor { id, expected, doc } => {
+            replace_subprocessor(c, id, expected.as_deref(), doc)
+                .await
+                .map(|_| WriteOutcome::Done)
+        }
         WriteOp::DestroyKey { tenant_id, at } => {
             ctx.vacuum_keyring = true;
             destroy_key(c, tenant_id, *at).await?;
@@ -946,6 +951,37 @@ async fn seed_subprocessors(c: &Conn, docs: &[(String, String)]) -> Result<(), S
             &[id, doc],
         )
         .await?;
+    }
+    Ok(())
+}
+
+async fn replace_subprocessor(
+    c: &Conn,
+    id: &str,
+    expected: Option<&str>,
+    doc: &str,
+) -> Result<(), StoreError> {
+    let n =
+        match expected {
+            Some(old) => {
+                exec(
+                    c,
+                    "UPDATE subprocessors SET doc = $3 WHERE id = $1 AND doc = $2",
+                    &[&id, &old, &doc],
+                )
+                .await?
+            }
+            None => exec(
+                c,
+                "INSERT INTO subprocessors (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                &[&id, &doc],
+            )
+            .await?,
+        };
+    if n == 0 {
+        return Err(StoreError::Conflict(format!(
+            "sub-processor {id} changed meanwhile"
+        )));
     }
     Ok(())
 }
