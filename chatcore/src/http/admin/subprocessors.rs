@@ -16,7 +16,7 @@ use crate::registry::{
 };
 use std::collections::HashMap;
 
-use crate::store::{ClusterEvent, StoreError, WriteOp};
+use crate::store::{StoreError, WriteOp};
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
@@ -73,8 +73,8 @@ async fn fresh(app: &AppState) -> Result<(Locked<'_>, Stored), ApiError> {
 }
 
 /// Writes one entry over the document `stored` holds for it (none: a new
-/// entry). `Ok(false)`: another node wrote it since it was read; nothing
-/// changed.
+/// entry); the other nodes hear of it at the commit. `Ok(false)`: another
+/// node wrote it since it was read; nothing changed.
 async fn replace(app: &AppState, sp: &SubProcessor, stored: &mut Stored) -> Result<bool, ApiError> {
     let doc = encode(sp)?;
     let op = WriteOp::ReplaceSubprocessor {
@@ -130,14 +130,6 @@ pub async fn reload(app: &AppState) {
     }
 }
 
-/// Tells the other nodes (if any) that the registry changed; best effort
-/// after the commit (a node that missed it reloads before its next change).
-async fn tell_other_nodes(app: &AppState) {
-    if let Err(e) = app.store.announce(ClusterEvent::Registry).await {
-        tracing::warn!(error = %e, "announcing a registry change to the other nodes failed");
-    }
-}
-
 /// Applies what has come due (proposals taking effect); persists and announces it.
 pub async fn advance(app: &AppState) -> Result<(), ApiError> {
     for _ in 0..ATTEMPTS {
@@ -172,7 +164,6 @@ async fn advance_locked(
             serde_json::json!({"id": sp.id, "change": "effective", "status": sp.status}),
         );
     }
-    tell_other_nodes(app).await;
     Ok(done)
 }
 
@@ -238,7 +229,6 @@ where
             }
         }
         drop(entries);
-        tell_other_nodes(app).await;
         tracing::info!(subprocessor = %sp.id, change, "registry changed");
         app.events.publish(
             "registry.changed",

@@ -626,9 +626,10 @@ async fn apply_other(
             .await
             .map(|_| WriteOutcome::Done),
         WriteOp::ReplaceSubprocessor { id, expected, doc } => {
-            replace_subprocessor(c, id, expected.as_deref(), doc)
-                .await
-                .map(|_| WriteOutcome::Done)
+            replace_subprocessor(c, id, expected.as_deref(), doc).await?;
+            // The other nodes reload the registry once this commits.
+            notify(c, ctx, &ClusterEvent::Registry).await?;
+            Ok(WriteOutcome::Done)
         }
         WriteOp::DestroyKey { tenant_id, at } => {
             ctx.vacuum_keyring = true;
