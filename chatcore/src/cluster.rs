@@ -64,7 +64,7 @@ pub fn spawn(state: AppState) {
                         .trace_rows
                         .fetch_add(trace, std::sync::atomic::Ordering::Relaxed);
                 }
-                Ok(ClusterEvent::Compliance) => crate::compliance::reload(&state).await,
+                Ok(ClusterEvent::Compliance) => crate::compliance::reload(&state),
                 Ok(ClusterEvent::Registry) => {
                     crate::http::admin::subprocessors::reload(&state).await;
                 }
@@ -72,7 +72,7 @@ pub fn spawn(state: AppState) {
                     reload_tenants(&state, None).await;
                     recount_usage(&state).await;
                     recount_trace(&state).await;
-                    crate::compliance::reload(&state).await;
+                    crate::compliance::reload(&state);
                     crate::http::admin::subprocessors::reload(&state).await;
                 }
                 Err(RecvError::Closed) => return,

@@ -35,6 +35,9 @@ pub struct ComplianceState {
     /// Serialises read-modify-write of request, incident and consent
     /// documents, so two concurrent changes never lose one another.
     pub lock: tokio::sync::Mutex<()>,
+    /// A reload for other nodes' changes is queued and has not read yet
+    /// (further events until it does need no reload of their own).
+    reload_queued: AtomicBool,
 }
 
 impl ComplianceState {
@@ -201,16 +204,27 @@ pub async fn load(app: &AppState) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reloads it all after another node's change (or missed events). Taken
-/// under [`ComplianceState::lock`], which this node's own changes hold
-/// from before their commit until memory follows it, so a reload never
-/// drops one of them.
-pub async fn reload(app: &AppState) {
-    let _serial = app.compliance.lock.lock().await;
-    match read(app).await {
-        Ok(l) => app.compliance.replace(l),
-        Err(e) => tracing::warn!(error = %e, "reloading restrictions and open requests failed"),
+/// Reloads it all after another node's change (or missed events), in a
+/// task of its own: it waits for [`ComplianceState::lock`], which this
+/// node's own changes hold from before their commit until memory follows
+/// it (so a reload never drops one of them), and the cluster events behind
+/// it must not wait as long. Events arriving before the queued reload reads
+/// are covered by it.
+pub fn reload(app: &AppState) {
+    if app.compliance.reload_queued.swap(true, Ordering::AcqRel) {
+        return;
     }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let _serial = app.compliance.lock.lock().await;
+        app.compliance.reload_queued.store(false, Ordering::Release);
+        match read(&app).await {
+            Ok(l) => app.compliance.replace(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading restrictions and open requests failed")
+            }
+        }
+    });
 }
 
 /// Tells the other nodes (if any) that this node committed a change to
