@@ -19,7 +19,7 @@ use chrono::{DateTime, Months, Utc};
 use crate::clock::Millis;
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::store::{ClusterEvent, StoreError};
+use crate::store::{ClusterEvent, ClusterLock, StoreError};
 
 #[derive(Default)]
 pub struct ComplianceState {
@@ -225,6 +225,28 @@ pub fn reload(app: &AppState) {
             }
         }
     });
+}
+
+/// Key of the database lock over request, incident and consent
+/// documents ("c24cmp").
+const CLUSTER_LOCK: i64 = 0x6332_3463_6d70;
+
+/// Held for a read-modify-write of a request, incident or consent
+/// document: no other change of one runs meanwhile, on this node or
+/// (several nodes on one database) on any other.
+pub struct Serial<'a> {
+    _cluster: Option<ClusterLock>,
+    _local: tokio::sync::MutexGuard<'a, ()>,
+}
+
+/// Takes this node's lock, then the database's.
+pub async fn serial(app: &AppState) -> Result<Serial<'_>, ApiError> {
+    let local = app.compliance.lock.lock().await;
+    let cluster = app.store.cluster_lock(CLUSTER_LOCK).await?;
+    Ok(Serial {
+        _cluster: cluster,
+        _local: local,
+    })
 }
 
 /// Tells the other nodes (if any) that this node committed a change to

@@ -340,6 +340,92 @@ async fn requests_and_incidents_of_a_count_in_b_overview() {
     db.drop_db().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notifications_recorded_on_both_nodes_at_once_are_all_kept() {
+    let Some(db) = TestDb::create("notifications_on_both_nodes").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek_file(dir.path());
+    let a = start(&db, &kek, &dir.path().join("a"));
+    let b = start(&db, &kek, &dir.path().join("b"));
+    let (admin_a, admin_b) = (a.admin(), b.admin());
+    const TENANTS: usize = 10;
+    let mut tenants = Vec::new();
+    for i in 0..TENANTS {
+        tenants.push(tenant(&a, &format!("Controller {i}")).await.id);
+    }
+    let incident = admin_a
+        .record_incident(&CreateIncident {
+            aware_at: None,
+            nature: "misdirected export".into(),
+            categories: vec!["chat messages".into()],
+            records: 100,
+            subjects: 10,
+            affected_tenants: tenants.clone(),
+            consequences: "disclosure to one recipient".into(),
+            measures: "recipient deleted it".into(),
+            platform_is_controller: false,
+            high_risk: false,
+        })
+        .await
+        .unwrap();
+    // Each controller's notification at once, half through each node: each
+    // node's change starts from the record the other is changing too.
+    let notified = tenants.iter().enumerate().map(|(i, t)| {
+        let node = if i % 2 == 0 { &admin_a } else { &admin_b };
+        let id = incident.id.clone();
+        async move {
+            node.record_notification(
+                &id,
+                &RecordNotification {
+                    to: NotifyTarget::Controller,
+                    tenant_id: Some(t.clone()),
+                },
+            )
+            .await
+        }
+    });
+    for r in futures_util::future::join_all(notified).await {
+        r.unwrap();
+    }
+    let stored: String = db
+        .sql()
+        .await
+        .query_one(
+            "SELECT doc FROM security_incidents WHERE id = $1",
+            &[&incident.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let doc: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let mut by: Vec<String> = doc["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["tenant_id"].as_str().unwrap().to_string())
+        .collect();
+    by.sort();
+    let mut want = tenants.clone();
+    want.sort();
+    assert_eq!(by, want, "every controller's notification kept");
+    // Every clock notified: the incident is closed on both nodes.
+    eventually("both overviews count no open incident", || async {
+        let (oa, ob) = (
+            admin_a.overview().await.map_err(|e| e.to_string())?,
+            admin_b.overview().await.map_err(|e| e.to_string())?,
+        );
+        match (oa.incidents_open, ob.incidents_open) {
+            (Some(0), Some(0)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    drop((a, b));
+    db.drop_db().await;
+}
+
 fn announcement(name: &str) -> Announcement {
     let effective = (chrono::Utc::now() + chrono::Duration::days(40))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

@@ -507,6 +507,15 @@ pub enum ClusterEvent {
     Resync,
 }
 
+/// A lock other nodes wait for ([`Store::cluster_lock`]); released on drop.
+pub struct ClusterLock(#[allow(dead_code)] Box<dyn Send>);
+
+impl ClusterLock {
+    pub fn new(held: impl Send + 'static) -> Self {
+        Self(Box::new(held))
+    }
+}
+
 /// A queued write; await it for the commit.
 pub type PendingWrite = tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>;
 
@@ -700,6 +709,13 @@ pub trait Store: Send + Sync + 'static {
         _prune_below: i64,
     ) -> Result<bool, StoreError> {
         Ok(true)
+    }
+
+    /// Held while this node reads, changes and writes back a shared
+    /// document: no other node holds the same `key` meanwhile (released
+    /// when dropped). `None` with one node: its own lock suffices.
+    async fn cluster_lock(&self, _key: i64) -> Result<Option<ClusterLock>, StoreError> {
+        Ok(None)
     }
 
     /// Changes other nodes commit; `None` when this node is the only one.

@@ -269,7 +269,7 @@ pub async fn extend(
     let reason = text_field("reason", &req.reason, MAX_REASON)?;
     let informed = parse_time(&req.person_informed_at)
         .ok_or_else(|| invalid_field("person_informed_at must be an RFC 3339 timestamp"))?;
-    let _serial = app.compliance.lock.lock().await;
+    let _serial = crate::compliance::serial(&app).await?;
     let mut r = find(&app, &t, &dsr_id).await?;
     if !r.is_open() {
         return Err(invalid_state("a completed request cannot be extended"));
@@ -413,7 +413,7 @@ pub async fn complete(
     JsonBody(req): JsonBody<CompleteDsr>,
 ) -> Result<Json<Dsr>, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
-    let _serial = app.compliance.lock.lock().await;
+    let _serial = crate::compliance::serial(&app).await?;
     let mut r = find(&app, &t, &dsr_id).await?;
     if !r.is_open() {
         return Err(invalid_state("the request is already completed"));
@@ -580,7 +580,7 @@ pub async fn export(
     Path((id, dsr_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
-    let _serial = app.compliance.lock.lock().await;
+    let _serial = crate::compliance::serial(&app).await?;
     let mut r = find(&app, &t, &dsr_id).await?;
     if !r.doc.kind.has_export() {
         return Err(invalid_state(

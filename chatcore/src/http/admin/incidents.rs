@@ -233,7 +233,7 @@ pub async fn notify(
         }
         _ => {}
     }
-    let _serial = app.compliance.lock.lock().await;
+    let _serial = crate::compliance::serial(&app).await?;
     let mut d = load(&app, &id).await?;
     let clock = d.clock_for(req.to, req.tenant_id.as_deref()).ok_or_else(|| {
         unprocessable(
