@@ -7,7 +7,9 @@
 //! after each commit. With several nodes on one database, a node that
 //! commits such a change announces it ([`announce`]) and every other node
 //! reloads all of it from the store ([`reload`]), so a restriction filed
-//! on one node is enforced by every node's ingress. The rules themselves
+//! on one node is enforced by every node's ingress; and a change to a
+//! stored document holds [`serial`], a lock of the node and of the
+//! database, so changes on two nodes never lose one another. The rules themselves
 //! are in [`crate::dsr`], [`crate::incidents`] and [`crate::consent`].
 
 use std::collections::{HashMap, HashSet};
