@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use serde::Deserialize;
 use totp_rs::{Algorithm, Secret, TOTP};
 
+use crate::store::Store;
 use crate::tenants::sha256;
 
 /// Least privilege: each role includes the ones before it.
@@ -112,7 +113,13 @@ pub enum MfaRefusal {
     Missing,
     Invalid,
     NotEnrolled,
+    /// The shared record of used steps could not be reached.
+    Unavailable,
 }
+
+/// Steps kept in the shared record: a code is valid one step either side,
+/// so older steps can never match again.
+const KEEP_STEPS: i64 = 10;
 
 impl StaffToken {
     pub fn new(
@@ -201,13 +208,50 @@ impl AccessList {
     }
 
     /// Checks a TOTP code for token `idx` at real time `unix_secs`; each
-    /// 30-second step is accepted once per token.
+    /// 30-second step is accepted once per token (by this node).
     pub fn check_totp(
         &self,
         idx: usize,
         code: Option<&str>,
         unix_secs: u64,
     ) -> Result<(), MfaRefusal> {
+        self.check_totp_step(idx, code, unix_secs).map(|_| ())
+    }
+
+    /// [`Self::check_totp`], then once across every node sharing `store`'s
+    /// database: the step is recorded there, and a step some node recorded
+    /// already is refused (a code replayed on another node).
+    pub async fn check_totp_shared(
+        &self,
+        store: &dyn Store,
+        idx: usize,
+        code: Option<&str>,
+        unix_secs: u64,
+    ) -> Result<(), MfaRefusal> {
+        let step = self.check_totp_step(idx, code, unix_secs)?;
+        let key = self
+            .tokens
+            .get(idx)
+            .map(|t| hex::encode(sha256(&format!("totp-step:{}", hex::encode(&t.hash)))))
+            .ok_or(MfaRefusal::Invalid)?;
+        let step = i64::try_from(step).map_err(|_| MfaRefusal::Invalid)?;
+        match store.claim_totp_step(&key, step, step - KEEP_STEPS).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MfaRefusal::Invalid),
+            Err(e) => {
+                tracing::warn!(error = %e, "recording a TOTP step failed");
+                Err(MfaRefusal::Unavailable)
+            }
+        }
+    }
+
+    /// The step a code matched, recorded in this node's memory.
+    fn check_totp_step(
+        &self,
+        idx: usize,
+        code: Option<&str>,
+        unix_secs: u64,
+    ) -> Result<u64, MfaRefusal> {
         let t = self.tokens.get(idx).ok_or(MfaRefusal::Invalid)?;
         let totp = t.totp.as_ref().ok_or(MfaRefusal::NotEnrolled)?;
         let code = code
@@ -231,7 +275,7 @@ impl AccessList {
             return Err(MfaRefusal::Invalid);
         }
         last.insert(idx, step);
-        Ok(())
+        Ok(step)
     }
 
     pub fn len(&self) -> usize {

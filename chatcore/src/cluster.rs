@@ -9,6 +9,10 @@
 //! - A tenant created or changed elsewhere (state, DPA, key destruction) is
 //!   reloaded into this node's directory, so ingress here admits and refuses
 //!   as there.
+//! - A data-subject request, restriction or breach record changed elsewhere
+//!   reloads this node's restrictions and open requests and incidents
+//!   (`compliance::reload`); a registry change reloads the sub-processor
+//!   registry.
 //! - What other nodes store, purge or erase moves this node's per-tenant
 //!   usage counters too (the tenant listing's stored messages and bytes).
 //!   So does the traffic trace's total (the retention report's access-logs
@@ -70,11 +74,17 @@ pub fn spawn(state: AppState) {
                         .trace_rows
                         .fetch_add(trace, std::sync::atomic::Ordering::Relaxed);
                 }
+                Ok(ClusterEvent::Compliance) => crate::compliance::reload(&state),
+                Ok(ClusterEvent::Registry) => {
+                    crate::http::admin::subprocessors::reload(&state).await;
+                }
                 Ok(ClusterEvent::Resync) | Err(RecvError::Lagged(_)) => {
                     reload_tenants(&state, None).await;
                     recount_usage(&state).await;
                     recount_trace(&state).await;
                     catch_up_pushes(&state).await;
+                    crate::compliance::reload(&state);
+                    crate::http::admin::subprocessors::reload(&state).await;
                 }
                 Err(RecvError::Closed) => return,
             }

@@ -4,8 +4,13 @@
 //! incidents are still open (for the overview, built every second).
 //!
 //! The store is the truth; this is loaded from it at start and updated
-//! after each commit. The rules themselves are in [`crate::dsr`],
-//! [`crate::incidents`] and [`crate::consent`].
+//! after each commit. With several nodes on one database, a node that
+//! commits such a change announces it ([`announce`]) and every other node
+//! reloads all of it from the store ([`reload`]), so a restriction filed
+//! on one node is enforced by every node's ingress; and a change to a
+//! stored document holds [`serial`], a lock of the node and of the
+//! database, so changes on two nodes never lose one another. The rules themselves
+//! are in [`crate::dsr`], [`crate::incidents`] and [`crate::consent`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +21,7 @@ use chrono::{DateTime, Months, Utc};
 use crate::clock::Millis;
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::store::StoreError;
+use crate::store::{ClusterLock, StoreError};
 
 #[derive(Default)]
 pub struct ComplianceState {
@@ -32,6 +37,9 @@ pub struct ComplianceState {
     /// Serialises read-modify-write of request, incident and consent
     /// documents, so two concurrent changes never lose one another.
     pub lock: tokio::sync::Mutex<()>,
+    /// A reload for other nodes' changes is queued and has not read yet
+    /// (further events until it does need no reload of their own).
+    reload_queued: AtomicBool,
 }
 
 impl ComplianceState {
@@ -130,30 +138,117 @@ pub fn restricted_error() -> ApiError {
     )
 }
 
-/// Loads restrictions, open requests and open incidents from the store.
-pub async fn load(app: &AppState) -> Result<(), StoreError> {
+/// Everything [`ComplianceState`] keeps, as read from the store.
+#[derive(Default)]
+struct Loaded {
+    restricted: HashMap<String, HashSet<Vec<u8>>>,
+    open_dsrs: HashMap<String, (String, Millis)>,
+    open_incidents: HashMap<String, Millis>,
+}
+
+async fn read(app: &AppState) -> Result<Loaded, StoreError> {
+    let mut l = Loaded::default();
     for (tenant, bi) in app.store.restrictions().await? {
-        app.compliance.restrict(&tenant, bi);
+        l.restricted.entry(tenant).or_default().insert(bi);
     }
     for (id, tenant, due) in app.store.open_dsrs().await? {
-        app.compliance.track_dsr(&id, &tenant, due, true);
+        l.open_dsrs.insert(id, (tenant, due));
     }
     let mut before = None;
     loop {
         let page = app.store.incidents(1000, before.clone()).await?;
         for r in &page {
             match crate::incidents::IncidentDoc::parse(&r.doc) {
-                Ok(doc) => app.compliance.track_incident(&r.id, doc.next_deadline()),
+                Ok(doc) => {
+                    if let Some(d) = doc.next_deadline() {
+                        l.open_incidents.insert(r.id.clone(), d);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(incident = %r.id, error = %e, "unreadable incident record")
                 }
             }
         }
         if page.len() < 1000 {
-            return Ok(());
+            return Ok(l);
         }
         before = page.last().map(|r| r.id.clone());
     }
+}
+
+impl ComplianceState {
+    /// Replaces everything with what the store holds.
+    fn replace(&self, l: Loaded) {
+        let any = l.restricted.values().any(|s| !s.is_empty());
+        {
+            let mut g = match self.restricted.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            *g = l.restricted;
+            self.any_restricted.store(any, Ordering::Release);
+        }
+        match self.open_dsrs.lock() {
+            Ok(mut g) => *g = l.open_dsrs,
+            Err(p) => *p.into_inner() = l.open_dsrs,
+        }
+        match self.open_incidents.lock() {
+            Ok(mut g) => *g = l.open_incidents,
+            Err(p) => *p.into_inner() = l.open_incidents,
+        }
+    }
+}
+
+/// Loads restrictions, open requests and open incidents from the store.
+pub async fn load(app: &AppState) -> Result<(), StoreError> {
+    let l = read(app).await?;
+    app.compliance.replace(l);
+    Ok(())
+}
+
+/// Reloads it all after another node's change (or missed events), in a
+/// task of its own: it waits for [`ComplianceState::lock`], which this
+/// node's own changes hold from before their commit until memory follows
+/// it (so a reload never drops one of them), and the cluster events behind
+/// it must not wait as long. Events arriving before the queued reload reads
+/// are covered by it.
+pub fn reload(app: &AppState) {
+    if app.compliance.reload_queued.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let _serial = app.compliance.lock.lock().await;
+        app.compliance.reload_queued.store(false, Ordering::Release);
+        match read(&app).await {
+            Ok(l) => app.compliance.replace(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "reloading restrictions and open requests failed")
+            }
+        }
+    });
+}
+
+/// Key of the database lock over request, incident and consent
+/// documents ("c24cmp").
+const CLUSTER_LOCK: i64 = 0x6332_3463_6d70;
+
+/// Held for a read-modify-write of a request, incident or consent
+/// document: no other change of one runs meanwhile, on this node or
+/// (several nodes on one database) on any other.
+pub struct Serial<'a> {
+    _cluster: Option<ClusterLock>,
+    _local: tokio::sync::MutexGuard<'a, ()>,
+}
+
+/// Takes this node's lock, then the database's.
+pub async fn serial(app: &AppState) -> Result<Serial<'_>, ApiError> {
+    let local = app.compliance.lock.lock().await;
+    let cluster = app.store.cluster_lock(CLUSTER_LOCK).await?;
+    Ok(Serial {
+        _cluster: cluster,
+        _local: local,
+    })
 }
 
 /// `ms` plus `months` calendar months (the 31st of a short month clamps to

@@ -522,6 +522,18 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
+/// The id of the policy's `i`-th row: a version-7 UUID at the epoch with
+/// the row number as its random part, the same on every node, and before
+/// every id [`new_id`] makes (the registry lists by id).
+fn seed_id(i: usize) -> String {
+    let mut rest = [0u8; 10];
+    rest[2..].copy_from_slice(&(i as u64).to_be_bytes());
+    uuid::Builder::from_unix_timestamp_millis(0, &rest)
+        .into_uuid()
+        .simple()
+        .to_string()
+}
+
 fn terms_json(sp: &SubProcessor) -> Value {
     json!({
         "name": sp.name,
@@ -609,46 +621,50 @@ const SEED: [SeedRow; 5] = [
 
 /// The registry as the policy describes it today: one active entry per row of
 /// section 8, with the policy's category, purpose, location and safeguard
-/// verbatim. Ids are fresh, so seed only when nothing is persisted yet.
+/// verbatim. Ids are fixed ([`seed_id`]): the store keeps an entry already
+/// stored, so every node may seed an empty database and it holds one seed.
 pub fn seed(now_ms: Millis) -> Vec<SubProcessor> {
     let at = stamp(now_ms);
     SEED.iter()
-        .map(|(category, name, purpose, location, safeguard, data)| {
-            let mut sp = SubProcessor {
-                id: new_id(),
-                name: (*name).to_string(),
-                category: *category,
-                purpose: (*purpose).to_string(),
-                location: (*location).to_string(),
-                location_class: classify_location(location),
-                safeguard: (*safeguard).to_string(),
-                data_categories: data.iter().map(|d| (*d).to_string()).collect(),
-                status: Status::Active,
-                announced_at: at.clone(),
-                effective_at: at.clone(),
-                retired_at: None,
-                flags: flags(location, safeguard),
-                pending_change: None,
-                objections: Vec::new(),
-                objection_count: 0,
-                history: Vec::new(),
-                approval: None,
-                approved_at: None,
-                approved_by: None,
-            };
-            // Listed in the policy already, so no notice period applies: one
-            // `effective` event marks the baseline.
-            let mut detail = terms_json(&sp);
-            detail["kind"] = json!("seeded");
-            detail["source"] = json!("privacy policy section 8");
-            sp.history.push(HistoryEntry {
-                at: at.clone(),
-                event: EVENT_EFFECTIVE.to_string(),
-                detail,
-                effective_at: Some(at.clone()),
-            });
-            sp
-        })
+        .enumerate()
+        .map(
+            |(i, (category, name, purpose, location, safeguard, data))| {
+                let mut sp = SubProcessor {
+                    id: seed_id(i),
+                    name: (*name).to_string(),
+                    category: *category,
+                    purpose: (*purpose).to_string(),
+                    location: (*location).to_string(),
+                    location_class: classify_location(location),
+                    safeguard: (*safeguard).to_string(),
+                    data_categories: data.iter().map(|d| (*d).to_string()).collect(),
+                    status: Status::Active,
+                    announced_at: at.clone(),
+                    effective_at: at.clone(),
+                    retired_at: None,
+                    flags: flags(location, safeguard),
+                    pending_change: None,
+                    objections: Vec::new(),
+                    objection_count: 0,
+                    history: Vec::new(),
+                    approval: None,
+                    approved_at: None,
+                    approved_by: None,
+                };
+                // Listed in the policy already, so no notice period applies: one
+                // `effective` event marks the baseline.
+                let mut detail = terms_json(&sp);
+                detail["kind"] = json!("seeded");
+                detail["source"] = json!("privacy policy section 8");
+                sp.history.push(HistoryEntry {
+                    at: at.clone(),
+                    event: EVENT_EFFECTIVE.to_string(),
+                    detail,
+                    effective_at: Some(at.clone()),
+                });
+                sp
+            },
+        )
         .collect()
 }
 
@@ -1707,6 +1723,18 @@ mod tests {
         // A retired proposal never becomes active.
         assert!(!advance(&mut sp, NOW + 60 * DAY_MS));
         assert_eq!(sp.status, Status::Retired);
+    }
+
+    #[test]
+    fn seed_ids_are_fixed_distinct_and_listed_first() {
+        let ids: Vec<String> = seed(NOW).into_iter().map(|e| e.id).collect();
+        let again: Vec<String> = seed(NOW + DAY_MS).into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, again, "every node seeds the same ids");
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids, "distinct, and listed in the policy's order");
+        assert!(ids.iter().all(|id| *id < new_id() && id.len() == 32));
     }
 
     #[test]

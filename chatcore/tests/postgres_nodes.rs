@@ -665,7 +665,21 @@ fn start_retention(db: &TestDb, kek: &Path, data_dir: &Path, purge_interval: &st
     spawn_node(cmd)
 }
 
-/// Two TOTP codes (this step and the next): each node accepts a code once.
+/// A valid TOTP code other than `used` (the latest step it can be).
+fn totp_code_besides(used: &[String]) -> String {
+    let totp = c24_chatcore::access::totp(TOTP).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    [now + 30, now, now - 30]
+        .into_iter()
+        .map(|at| totp.generate(at))
+        .find(|c| !used.contains(c))
+        .unwrap()
+}
+
+/// Two TOTP codes (this step and the next): a code is accepted once.
 fn totp_codes() -> [String; 2] {
     let totp = c24_chatcore::access::totp(TOTP).unwrap();
     let now = std::time::SystemTime::now()
@@ -821,9 +835,11 @@ async fn purge_on_two_nodes_at_once_deletes_each_due_row_once() {
     // The workers stay idle (an hour apart): the purges are the manual ones.
     let a = start_retention(&db, &kek, &dir.path().join("a"), "1h");
     let b = start_retention(&db, &kek, &dir.path().join("b"), "1h");
-    let mut codes_a = totp_codes().to_vec();
-    let [code_b, _] = totp_codes();
+    let codes = totp_codes();
+    let mut codes_a = codes.to_vec();
     let (gone, kept, due, kept_rows, now) = terminated_and_due(&db, &a, &b, &mut codes_a).await;
+    // A code is good once across the nodes: B's differs from A's.
+    let code_b = totp_code_besides(&codes);
 
     assert_eq!(
         due,

@@ -4,7 +4,7 @@
 //! reads marked `audit_read`, such as a data-subject export's download).
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -233,8 +233,12 @@ pub fn spec(method: &Method, path: &str) -> Option<&'static RouteSpec> {
         .find(|s| s.path == path && s.method == method.as_str())
 }
 
-fn check(app: &AppState, spec: &RouteSpec, req: &Request) -> Result<Principal, ApiError> {
-    let who = resolve(app, req.headers())?;
+async fn check(
+    app: &AppState,
+    spec: &RouteSpec,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
+    let who = resolve(app, headers)?;
     match &who {
         Principal::Tenant(_) if spec.tenant_key => return Ok(who),
         Principal::Tenant(_) => {
@@ -254,9 +258,11 @@ fn check(app: &AppState, spec: &RouteSpec, req: &Request) -> Result<Principal, A
             ));
         }
         Principal::Staff(s) if spec.mfa => {
-            let code = req.headers().get(TOTP_HEADER).and_then(|v| v.to_str().ok());
+            let code = headers.get(TOTP_HEADER).and_then(|v| v.to_str().ok());
+            // Once across every node on the database, not only this one.
             app.access
-                .check_totp(s.idx, code, unix_now())
+                .check_totp_shared(app.store.as_ref(), s.idx, code, unix_now())
+                .await
                 .map_err(|r| match r {
                     MfaRefusal::Missing => ApiError::unauthorized(
                         "mfa_required",
@@ -270,6 +276,9 @@ fn check(app: &AppState, spec: &RouteSpec, req: &Request) -> Result<Principal, A
                         "mfa_not_enrolled",
                         "this token has no TOTP secret enrolled; privileged writes need one",
                     ),
+                    MfaRefusal::Unavailable => {
+                        ApiError::unavailable("the second factor cannot be checked now; retry")
+                    }
                 })?;
         }
         Principal::Staff(_) => {}
@@ -287,7 +296,7 @@ pub async fn admin_guard(State(app): State<AppState>, mut req: Request, next: Ne
         return next.run(req).await;
     };
     let target = req.uri().path().to_string();
-    let checked = check(&app, spec, &req);
+    let checked = check(&app, spec, req.headers()).await;
     let actor = match &checked {
         Ok(p) => p.actor(),
         Err(_) => match resolve(&app, req.headers()) {

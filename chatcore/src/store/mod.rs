@@ -435,6 +435,18 @@ pub enum WriteOp {
     Outbound(Box<OutboundMessage>),
     /// Upserts sub-processor registry entries: (id, JSON document).
     PutSubprocessors(Vec<(String, String)>),
+    /// Inserts registry entries whose id is not stored yet, leaving stored
+    /// ones as they are (the seed: two nodes starting at once seed once).
+    SeedSubprocessors(Vec<(String, String)>),
+    /// Writes one registry entry if it is still as read: `expected` is the
+    /// stored document (or `None`: no entry of that id yet); otherwise
+    /// `StoreError::Conflict` and nothing changes (another node changed it
+    /// since).
+    ReplaceSubprocessor {
+        id: String,
+        expected: Option<String>,
+        doc: String,
+    },
     /// Inserts or updates a data-subject request, checking its version
     /// ([`IncidentRecord::version`]).
     PutDsr(Box<DsrRecord>),
@@ -547,8 +559,22 @@ pub enum ClusterEvent {
         /// purge deleted from it (the retention report's trace total).
         trace: i64,
     },
+    /// Data-subject requests, restrictions or breach records changed:
+    /// reload what ingress and the overview keep of them.
+    Compliance,
+    /// The sub-processor registry changed: reload it.
+    Registry,
     /// Events may have been missed (the listener reconnected): reload all.
     Resync,
+}
+
+/// A lock other nodes wait for ([`Store::cluster_lock`]); released on drop.
+pub struct ClusterLock(#[allow(dead_code)] Box<dyn Send>);
+
+impl ClusterLock {
+    pub fn new(held: impl Send + 'static) -> Self {
+        Self(Box::new(held))
+    }
 }
 
 /// A queued write; await it for the commit.
@@ -776,6 +802,25 @@ pub trait Store: Send + Sync + 'static {
     /// the published figures); `None` when this node is the only one.
     fn node_id(&self) -> Option<&str> {
         None
+    }
+
+    /// Records that staff token `token_key` used TOTP step `step`; `false`
+    /// if some node recorded it already (a replayed code). Drops steps
+    /// below `prune_below`. With one node its memory suffices: always `true`.
+    async fn claim_totp_step(
+        &self,
+        _token_key: &str,
+        _step: i64,
+        _prune_below: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Held while this node reads, changes and writes back a shared
+    /// document: no other node holds the same `key` meanwhile (released
+    /// when dropped). `None` with one node: its own lock suffices.
+    async fn cluster_lock(&self, _key: i64) -> Result<Option<ClusterLock>, StoreError> {
+        Ok(None)
     }
 
     /// Changes other nodes commit; `None` when this node is the only one.

@@ -545,6 +545,10 @@ fn apply(
             purge_batch(c, *table, *now, *batch).map(WriteOutcome::Purged)
         }
         WriteOp::PutSubprocessors(docs) => put_subprocessors(c, docs).map(|_| WriteOutcome::Done),
+        WriteOp::SeedSubprocessors(docs) => seed_subprocessors(c, docs).map(|_| WriteOutcome::Done),
+        WriteOp::ReplaceSubprocessor { id, expected, doc } => {
+            replace_subprocessor(c, id, expected.as_deref(), doc).map(|_| WriteOutcome::Done)
+        }
         WriteOp::DestroyKey { tenant_id, at } => {
             ctx.truncate_wal = true;
             destroy_key(c, tenant_id, *at).map(|_| WriteOutcome::Done)
@@ -1129,6 +1133,40 @@ fn put_subprocessors(c: &Connection, docs: &[(String, String)]) -> Result<(), St
     )?;
     for (id, doc) in docs {
         stmt.execute(params![id, doc])?;
+    }
+    Ok(())
+}
+
+fn seed_subprocessors(c: &Connection, docs: &[(String, String)]) -> Result<(), StoreError> {
+    let mut stmt = c.prepare_cached(
+        "INSERT INTO subprocessors (id, doc) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+    )?;
+    for (id, doc) in docs {
+        stmt.execute(params![id, doc])?;
+    }
+    Ok(())
+}
+
+fn replace_subprocessor(
+    c: &Connection,
+    id: &str,
+    expected: Option<&str>,
+    doc: &str,
+) -> Result<(), StoreError> {
+    let n = match expected {
+        Some(old) => c
+            .prepare_cached("UPDATE subprocessors SET doc = ?3 WHERE id = ?1 AND doc = ?2")?
+            .execute(params![id, old, doc])?,
+        None => c
+            .prepare_cached(
+                "INSERT INTO subprocessors (id, doc) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![id, doc])?,
+    };
+    if n == 0 {
+        return Err(StoreError::Conflict(format!(
+            "sub-processor {id} changed meanwhile"
+        )));
     }
     Ok(())
 }

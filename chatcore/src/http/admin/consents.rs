@@ -134,7 +134,7 @@ pub async fn withdraw(
     JsonBody(req): JsonBody<WithdrawConsent>,
 ) -> Result<Json<Consent>, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
-    let _serial = app.compliance.lock.lock().await;
+    let _serial = crate::compliance::serial(&app).await?;
     let which: Vec<String> = req
         .purposes
         .unwrap_or_default()

@@ -164,7 +164,10 @@ pub async fn file(
     let bi = cipher.blind_index(dsr::blind_kind(kind), &value);
     let (actor, role) = who.actor();
     let mut r = Request::new(&t.id, req.kind, kind, bi, received_at, (actor, role), now)?;
+    // Held so that a reload for another node's change does not miss this one.
+    let serial = app.compliance.lock.lock().await;
     save(&app, &mut r).await?;
+    drop(serial);
     tracing::info!(tenant = %t.id, dsr = %r.id, kind = req.kind.as_str(), "data-subject request filed");
     publish(&app, &r, "filed", now);
     Ok((StatusCode::CREATED, Json(r.view(now))))
@@ -276,7 +279,7 @@ pub async fn extend(
     let reason = text_field("reason", &req.reason, MAX_REASON)?;
     let informed = parse_time(&req.person_informed_at)
         .ok_or_else(|| invalid_field("person_informed_at must be an RFC 3339 timestamp"))?;
-    let _serial = app.compliance.lock.lock().await;
+    let _serial = crate::compliance::serial(&app).await?;
     let mut attempt = 1;
     loop {
         // Read from the store each time: another node may have changed it.
@@ -433,7 +436,7 @@ pub async fn complete(
     JsonBody(req): JsonBody<CompleteDsr>,
 ) -> Result<Json<Dsr>, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
-    let _serial = app.compliance.lock.lock().await;
+    let _serial = crate::compliance::serial(&app).await?;
     let mut attempt = 1;
     loop {
         match complete_once(&app, &who, &t, &dsr_id, &req).await {
@@ -655,7 +658,7 @@ pub async fn export(
     Path((id, dsr_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let t = tenant_for(&app, &who, &id)?;
-    let _serial = app.compliance.lock.lock().await;
+    let _serial = crate::compliance::serial(&app).await?;
     let mut attempt = 1;
     let (r, sealed, now, cipher) = loop {
         let mut r = find(&app, &t, &dsr_id).await?;

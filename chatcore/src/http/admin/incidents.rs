@@ -142,9 +142,12 @@ pub async fn record(
         purge_after,
     };
     let id = crate::ingress::new_id();
+    // Held so that a reload for another node's change does not miss this one.
+    let serial = app.compliance.lock.lock().await;
     if !save(&app, &id, &doc, 0).await? {
         return Err(ApiError::internal("a new incident's id is taken"));
     }
+    drop(serial);
     tracing::warn!(incident = %id, tenants = doc.affected_tenants.len(), "personal-data breach recorded");
     publish(&app, &id, &doc, "recorded", now);
     Ok((StatusCode::CREATED, Json(doc.view(&id, now))))
@@ -246,7 +249,7 @@ pub async fn notify(
         }
         _ => {}
     }
-    let _serial = app.compliance.lock.lock().await;
+    let _serial = crate::compliance::serial(&app).await?;
     // Read from the store, changed, written back only if still at the
     // version read; a write that lost to another node's is redone once on
     // a fresh read (both notifications then stand), a second loss is 409 `conflict`.

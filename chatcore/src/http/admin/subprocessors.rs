@@ -14,7 +14,9 @@ use crate::http::extract::{JsonBody, Principal, RawBody};
 use crate::registry::{
     self, Announcement, ChangeRequest, ObjectionRequest, RegistryError, Status, SubProcessor,
 };
-use crate::store::WriteOp;
+use std::collections::HashMap;
+
+use crate::store::{StoreError, WriteOp};
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
@@ -26,61 +28,143 @@ impl From<RegistryError> for ApiError {
     }
 }
 
-/// The registry in memory; the store holds each entry as a JSON document.
+/// The registry in memory; the store holds each entry as a JSON document
+/// (the truth: every change re-reads it first, and other nodes' changes
+/// reload it, see [`reload`]).
 #[derive(Default)]
 pub struct RegistryState {
     pub entries: tokio::sync::Mutex<Vec<SubProcessor>>,
 }
 
-async fn persist(app: &AppState, changed: &[&SubProcessor]) -> Result<(), ApiError> {
-    let mut docs = Vec::with_capacity(changed.len());
-    for sp in changed {
-        let doc = serde_json::to_string(sp)
-            .map_err(|e| ApiError::internal(format!("encoding registry entry: {e}")))?;
-        docs.push((sp.id.clone(), doc));
-    }
-    if !docs.is_empty() {
-        app.store.write(WriteOp::PutSubprocessors(docs)).await?;
-    }
-    Ok(())
+/// The stored document of each entry, by id: what a write of it expects
+/// to replace.
+type Stored = HashMap<String, String>;
+
+fn encode(sp: &SubProcessor) -> Result<String, ApiError> {
+    serde_json::to_string(sp)
+        .map_err(|e| ApiError::internal(format!("encoding registry entry: {e}")))
 }
 
-/// Loads the registry, seeding it from the policy on first start.
-pub async fn load(app: &AppState) -> Result<(), ApiError> {
+/// Every stored entry, with the documents as stored.
+async fn read(app: &AppState) -> Result<(Vec<SubProcessor>, Stored), ApiError> {
     let docs = app.store.subprocessors().await?;
     let mut entries = Vec::with_capacity(docs.len());
+    let mut stored = Stored::with_capacity(docs.len());
     for d in docs {
         let sp: SubProcessor = serde_json::from_str(&d).map_err(|e| {
             ApiError::internal(format!("a stored registry entry is unreadable: {e}"))
         })?;
+        stored.insert(sp.id.clone(), d);
         entries.push(sp);
     }
+    Ok((entries, stored))
+}
+
+type Locked<'a> = tokio::sync::MutexGuard<'a, Vec<SubProcessor>>;
+
+/// The registry locked, as the store holds it now: another node may have
+/// changed it since, and a change here must start from that, not write a
+/// stale entry back over it.
+async fn fresh(app: &AppState) -> Result<(Locked<'_>, Stored), ApiError> {
+    let mut entries = app.registry.entries.lock().await;
+    let (now, stored) = read(app).await?;
+    *entries = now;
+    Ok((entries, stored))
+}
+
+/// Writes one entry over the document `stored` holds for it (none: a new
+/// entry); the other nodes hear of it at the commit. `Ok(false)`: another
+/// node wrote it since it was read; nothing changed.
+async fn replace(app: &AppState, sp: &SubProcessor, stored: &mut Stored) -> Result<bool, ApiError> {
+    let doc = encode(sp)?;
+    let op = WriteOp::ReplaceSubprocessor {
+        id: sp.id.clone(),
+        expected: stored.get(&sp.id).cloned(),
+        doc: doc.clone(),
+    };
+    match app.store.write(op).await {
+        Ok(_) => {
+            stored.insert(sp.id.clone(), doc);
+            Ok(true)
+        }
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads of the registry a change retries when another node wrote the
+/// same entry between its read and its write.
+const ATTEMPTS: usize = 5;
+
+fn changed_meanwhile() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "the entry kept changing on other nodes meanwhile; retry",
+    )
+}
+
+/// Loads the registry, seeding it from the policy on first start. The
+/// seed's ids are fixed and stored entries are kept, so nodes starting at
+/// once on an empty database seed it once.
+pub async fn load(app: &AppState) -> Result<(), ApiError> {
+    let (mut entries, _) = read(app).await?;
     if entries.is_empty() {
-        entries = registry::seed(app.clock.now_ms());
-        persist(app, &entries.iter().collect::<Vec<_>>()).await?;
+        let seed = registry::seed(app.clock.now_ms());
+        let mut docs = Vec::with_capacity(seed.len());
+        for sp in &seed {
+            docs.push((sp.id.clone(), encode(sp)?));
+        }
+        app.store.write(WriteOp::SeedSubprocessors(docs)).await?;
+        // Another node's seed may have landed first: the stored one wins.
+        entries = read(app).await?.0;
     }
     *app.registry.entries.lock().await = entries;
     Ok(())
 }
 
+/// Reloads the registry after another node's change (or missed events).
+pub async fn reload(app: &AppState) {
+    if let Err(e) = fresh(app).await {
+        tracing::warn!(error = %e.message, "reloading the sub-processor registry failed");
+    }
+}
+
 /// Applies what has come due (proposals taking effect); persists and announces it.
 pub async fn advance(app: &AppState) -> Result<(), ApiError> {
-    let mut entries = app.registry.entries.lock().await;
-    let now = app.clock.now_ms();
-    let ids = registry::advance_all(&mut entries, now);
-    if ids.is_empty() {
-        return Ok(());
+    for _ in 0..ATTEMPTS {
+        let (mut entries, mut stored) = fresh(app).await?;
+        if advance_locked(app, &mut entries, &mut stored).await? {
+            return Ok(());
+        }
     }
-    let changed: Vec<&SubProcessor> = entries.iter().filter(|e| ids.contains(&e.id)).collect();
-    persist(app, &changed).await?;
-    for sp in changed {
+    Err(changed_meanwhile())
+}
+
+/// `false`: an entry changed on another node meanwhile (read again).
+async fn advance_locked(
+    app: &AppState,
+    entries: &mut [SubProcessor],
+    stored: &mut Stored,
+) -> Result<bool, ApiError> {
+    let now = app.clock.now_ms();
+    let ids = registry::advance_all(entries, now);
+    if ids.is_empty() {
+        return Ok(true);
+    }
+    let mut done = true;
+    for sp in entries.iter().filter(|e| ids.contains(&e.id)) {
+        if !replace(app, sp, stored).await? {
+            done = false;
+            continue;
+        }
         app.events.publish(
             "registry.changed",
             now,
             serde_json::json!({"id": sp.id, "change": "effective", "status": sp.status}),
         );
     }
-    Ok(())
+    Ok(done)
 }
 
 /// The registry, with entries that came due applied first.
@@ -112,33 +196,48 @@ pub async fn list(State(app): State<AppState>) -> Result<Json<RegistryList>, Api
     }))
 }
 
-/// Runs `f` on the registry, persists the entry it names, announces the change.
-async fn mutate<F>(app: &AppState, change: &'static str, f: F) -> Result<SubProcessor, ApiError>
+/// Runs `f` on the registry as stored, writes the entry it names over the
+/// one it read (again from the store if another node wrote it meanwhile),
+/// announces the change.
+async fn mutate<F>(app: &AppState, change: &'static str, mut f: F) -> Result<SubProcessor, ApiError>
 where
-    F: FnOnce(&mut Vec<SubProcessor>, i64) -> Result<String, RegistryError>,
+    F: FnMut(&mut Vec<SubProcessor>, i64) -> Result<String, RegistryError>,
 {
-    advance(app).await?;
-    let mut entries = app.registry.entries.lock().await;
-    let now = app.clock.now_ms();
-    let before = entries.clone();
-    let id = f(&mut entries, now)?;
-    let sp = entries
-        .iter()
-        .find(|e| e.id == id)
-        .cloned()
-        .ok_or_else(|| ApiError::from(RegistryError::NotFound))?;
-    if let Err(e) = persist(app, &[&sp]).await {
-        // Not durable: not done.
-        *entries = before;
-        return Err(e);
+    for _ in 0..ATTEMPTS {
+        let (mut entries, mut stored) = fresh(app).await?;
+        if !advance_locked(app, &mut entries, &mut stored).await? {
+            continue;
+        }
+        let now = app.clock.now_ms();
+        let before = entries.clone();
+        let id = f(&mut entries, now)?;
+        let sp = entries
+            .iter()
+            .find(|e| e.id == id)
+            .cloned()
+            .ok_or_else(|| ApiError::from(RegistryError::NotFound))?;
+        match replace(app, &sp, &mut stored).await {
+            Ok(true) => {}
+            // Not durable: not done.
+            Ok(false) => {
+                *entries = before;
+                continue;
+            }
+            Err(e) => {
+                *entries = before;
+                return Err(e);
+            }
+        }
+        drop(entries);
+        tracing::info!(subprocessor = %sp.id, change, "registry changed");
+        app.events.publish(
+            "registry.changed",
+            now,
+            serde_json::json!({"id": sp.id, "change": change, "status": sp.status}),
+        );
+        return Ok(sp);
     }
-    tracing::info!(subprocessor = %sp.id, change, "registry changed");
-    app.events.publish(
-        "registry.changed",
-        now,
-        serde_json::json!({"id": sp.id, "change": change, "status": sp.status}),
-    );
-    Ok(sp)
+    Err(changed_meanwhile())
 }
 
 /// Announces a new sub-processor, effective after the notice period.
@@ -161,7 +260,7 @@ pub async fn announce(
 ) -> Result<(StatusCode, Json<SubProcessor>), ApiError> {
     let notice = app.notice_days;
     let sp = mutate(&app, "announced", |entries, now| {
-        registry::announce_into(entries, a, now, notice).map(|sp| sp.id.clone())
+        registry::announce_into(entries, a.clone(), now, notice).map(|sp| sp.id.clone())
     })
     .await?;
     Ok((StatusCode::CREATED, Json(sp)))
@@ -192,7 +291,7 @@ pub async fn change(
     Ok(Json(
         mutate(&app, "change_announced", |entries, now| {
             let sp = registry::find_mut(entries, &id)?;
-            registry::announce_change(sp, c, now, notice)?;
+            registry::announce_change(sp, c.clone(), now, notice)?;
             Ok(sp.id.clone())
         })
         .await?,
@@ -306,7 +405,7 @@ pub async fn object(
     }
     let sp = mutate(&app, "objection", |entries, now| {
         let sp = registry::find_mut(entries, &id)?;
-        registry::record_objection(sp, &o.tenant_id, o.reason, now)?;
+        registry::record_objection(sp, &o.tenant_id, o.reason.clone(), now)?;
         Ok(sp.id.clone())
     })
     .await?;

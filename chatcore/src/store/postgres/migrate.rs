@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0005_node_latency_and_nodes.sql"),
     ),
     (6, "versions", include_str!("migrations/0006_versions.sql")),
+    (
+        7,
+        "totp_steps",
+        include_str!("migrations/0007_totp_steps.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

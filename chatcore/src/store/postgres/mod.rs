@@ -47,9 +47,10 @@ use tokio_postgres::{NoTls, Row};
 use self::transport::Transport;
 use self::writer::{Job, Lane};
 use super::{
-    AuditRecord, ClusterEvent, ConsentCounts, ConsentRecord, ContactRecord, ConversationRecord,
-    DsrRecord, DueCounts, IncidentRecord, MessageRecord, NodeLatencyRow, NodeRow, PendingWrite,
-    PurgeTable, Store, StoreError, TenantRecord, TraceBatch, TraceCursor, WriteOp,
+    AuditRecord, ClusterEvent, ClusterLock, ConsentCounts, ConsentRecord, ContactRecord,
+    ConversationRecord, DsrRecord, DueCounts, IncidentRecord, MessageRecord, NodeLatencyRow,
+    NodeRow, PendingWrite, PurgeTable, Store, StoreError, TenantRecord, TraceBatch, TraceCursor,
+    WriteOp,
 };
 use crate::clock::{Clock, Millis};
 
@@ -292,6 +293,19 @@ impl PgStore {
         self.row(sql, params)
             .await?
             .ok_or_else(|| StoreError::Io("query returned no row".into()))
+    }
+}
+
+/// A session-level advisory lock, held by its connection: dropping it
+/// closes that connection (not back to the pool), so the server releases
+/// the lock at once, whatever path the holder left by.
+struct SessionLock(Option<deadpool_postgres::Object>);
+
+impl Drop for SessionLock {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            drop(deadpool_postgres::Object::take(c));
+        }
     }
 }
 
@@ -1113,6 +1127,35 @@ impl Store for PgStore {
 
     fn node_id(&self) -> Option<&str> {
         Some(&self.node)
+    }
+
+    async fn cluster_lock(&self, key: i64) -> Result<Option<ClusterLock>, StoreError> {
+        let c = self
+            .read_pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Io(format!("database unavailable: {}", pool_error(&e))))?;
+        let st = c.prepare_cached("SELECT pg_advisory_lock($1)").await?;
+        c.execute(&st, &[&key]).await?;
+        Ok(Some(ClusterLock::new(SessionLock(Some(c)))))
+    }
+
+    async fn claim_totp_step(
+        &self,
+        token_key: &str,
+        step: i64,
+        prune_below: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = self
+            .rows(
+                "INSERT INTO totp_steps (token_key, step) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING RETURNING step",
+                &[&token_key, &step],
+            )
+            .await?;
+        self.rows("DELETE FROM totp_steps WHERE step < $1", &[&prune_below])
+            .await?;
+        Ok(!inserted.is_empty())
     }
 
     fn cluster_events(&self) -> Option<broadcast::Receiver<ClusterEvent>> {

@@ -50,6 +50,8 @@ enum Event {
         #[serde(default, skip_serializing_if = "is_zero")]
         trace: i64,
     },
+    Compliance,
+    Registry,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -79,6 +81,8 @@ pub(crate) fn payload(node: &str, event: &ClusterEvent) -> Option<String> {
             deltas: deltas.clone(),
             trace: *trace,
         },
+        ClusterEvent::Compliance => Event::Compliance,
+        ClusterEvent::Registry => Event::Registry,
         ClusterEvent::Resync => return None,
     };
     serde_json::to_string(&Payload {
@@ -112,6 +116,8 @@ fn parse(own_node: &str, text: &str) -> Option<ClusterEvent> {
         },
         Event::Tenant { tenant } => ClusterEvent::Tenant { tenant_id: tenant },
         Event::Usage { deltas, trace } => ClusterEvent::Usage { deltas, trace },
+        Event::Compliance => ClusterEvent::Compliance,
+        Event::Registry => ClusterEvent::Registry,
     })
 }
 
@@ -213,6 +219,10 @@ mod tests {
             trace: -7,
         };
         assert_eq!(parse("node-b", &payload("node-a", &u).unwrap()), Some(u));
+        for ev in [ClusterEvent::Compliance, ClusterEvent::Registry] {
+            let text = payload("node-a", &ev).unwrap();
+            assert_eq!(parse("node-b", &text), Some(ev));
+        }
         assert_eq!(payload("node-a", &ClusterEvent::Resync), None);
         assert_eq!(parse("node-b", "not json"), None);
     }

@@ -778,6 +778,15 @@ async fn apply_other(
         WriteOp::PutSubprocessors(docs) => {
             put_subprocessors(c, docs).await.map(|_| WriteOutcome::Done)
         }
+        WriteOp::SeedSubprocessors(docs) => seed_subprocessors(c, docs)
+            .await
+            .map(|_| WriteOutcome::Done),
+        WriteOp::ReplaceSubprocessor { id, expected, doc } => {
+            replace_subprocessor(c, id, expected.as_deref(), doc).await?;
+            // The other nodes reload the registry once this commits.
+            notify(c, ctx, &ClusterEvent::Registry).await?;
+            Ok(WriteOutcome::Done)
+        }
         WriteOp::DestroyKey { tenant_id, at } => {
             ctx.vacuum_keyring = true;
             destroy_key(c, tenant_id, *at).await?;
@@ -787,10 +796,25 @@ async fn apply_other(
         WriteOp::Inbound(_) | WriteOp::Outbound(_) => {
             apply_message(c, ctx, op, now).await.map(|(o, _)| o)
         }
-        WriteOp::PutDsr(r) => put_dsr(c, r).await.map(|_| WriteOutcome::Done),
-        WriteOp::CompleteDsr(d) => complete_dsr(c, d).await,
+        // Requests and incidents: the other nodes reload their restrictions
+        // and open clocks once this commits (sent in the transaction, so a
+        // crash after the commit cannot lose it).
+        WriteOp::PutDsr(r) => {
+            put_dsr(c, r).await?;
+            notify(c, ctx, &ClusterEvent::Compliance).await?;
+            Ok(WriteOutcome::Done)
+        }
+        WriteOp::CompleteDsr(d) => {
+            let out = complete_dsr(c, d).await?;
+            notify(c, ctx, &ClusterEvent::Compliance).await?;
+            Ok(out)
+        }
         WriteOp::TakeDsrExport(r) => take_dsr_export(c, r).await.map(WriteOutcome::Blob),
-        WriteOp::PutIncident(i) => put_incident(c, i).await.map(|_| WriteOutcome::Done),
+        WriteOp::PutIncident(i) => {
+            put_incident(c, i).await?;
+            notify(c, ctx, &ClusterEvent::Compliance).await?;
+            Ok(WriteOutcome::Done)
+        }
         WriteOp::PutConsent(r) => put_consent(c, r).await.map(|_| WriteOutcome::Done),
         WriteOp::EndTenantConsents {
             tenant_id,
@@ -1142,6 +1166,49 @@ async fn put_subprocessors(c: &Conn, docs: &[(String, String)]) -> Result<(), St
             &[id, doc],
         )
         .await?;
+    }
+    Ok(())
+}
+
+async fn seed_subprocessors(c: &Conn, docs: &[(String, String)]) -> Result<(), StoreError> {
+    for (id, doc) in docs {
+        exec(
+            c,
+            "INSERT INTO subprocessors (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            &[id, doc],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn replace_subprocessor(
+    c: &Conn,
+    id: &str,
+    expected: Option<&str>,
+    doc: &str,
+) -> Result<(), StoreError> {
+    let n =
+        match expected {
+            Some(old) => {
+                exec(
+                    c,
+                    "UPDATE subprocessors SET doc = $3 WHERE id = $1 AND doc = $2",
+                    &[&id, &old, &doc],
+                )
+                .await?
+            }
+            None => exec(
+                c,
+                "INSERT INTO subprocessors (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                &[&id, &doc],
+            )
+            .await?,
+        };
+    if n == 0 {
+        return Err(StoreError::Conflict(format!(
+            "sub-processor {id} changed meanwhile"
+        )));
     }
     Ok(())
 }
