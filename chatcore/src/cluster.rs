@@ -25,7 +25,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::http::AppState;
 use crate::ingress;
-use crate::store::ClusterEvent;
+use crate::stats::LiveStats;
+use crate::store::{ClusterEvent, Store, StoreError};
 use crate::tenants;
 
 /// Follows the store's cluster events, if it has any (one SQLite node has
@@ -197,6 +198,7 @@ const KEEP_S: i64 = 25 * 3600;
 /// Every second, upserts this node's counts of the last complete seconds.
 async fn publish_seconds(state: AppState) {
     let mut shutdown = state.shutdown.clone();
+    let mut tenants = TenantExchange::default();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -238,20 +240,13 @@ async fn publish_seconds(state: AppState) {
         }
         // The same per tenant (complete seconds only), then the other
         // nodes' recent per-tenant counts for the tenant rates and histories.
-        let tenant_rows = state
-            .stats
-            .tenant_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize)
-            .into_iter()
-            .map(|(s, t, k, m, b)| (s, t, k, m as i64, b as i64))
-            .collect();
-        if let Err(e) = state
-            .store
-            .publish_tenant_seconds(tenant_rows, prune_before)
+        if let Err(e) = tenants
+            .publish(&state.stats, &*state.store, now_s, prune_before)
             .await
         {
             tracing::debug!(error = %e, "publishing this node's tenant figures failed");
         }
-        refresh_other_tenants(&state, now_s).await;
+        refresh_other_tenants(&state, &mut tenants, now_s).await;
     }
 }
 
@@ -259,25 +254,61 @@ async fn publish_seconds(state: AppState) {
 /// list's history and rate.
 const TENANT_HISTORY_S: i64 = crate::http::admin::tenants::HISTORY_SECONDS as i64 + 1;
 
-async fn refresh_other_tenants(state: &AppState, now_s: i64) {
-    let rows = match state
-        .store
-        .other_nodes_tenant_seconds(now_s - TENANT_HISTORY_S, now_s, None)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, "reading the other nodes' tenant figures failed");
-            return;
-        }
-    };
-    let mut per = crate::stats::OtherNodesCounts::default();
-    for (second, tenant, _, messages, _) in rows {
-        per.entry(tenant.into_boxed_str())
-            .or_default()
-            .push((second, messages.max(0) as u64));
+async fn refresh_other_tenants(state: &AppState, tenants: &mut TenantExchange, now_s: i64) {
+    if let Err(e) = tenants.refresh(&state.stats, &*state.store, now_s).await {
+        tracing::debug!(error = %e, "reading the other nodes' tenant figures failed");
     }
-    state.stats.set_other_nodes(per);
+}
+
+/// The per-tenant half of the figures the nodes exchange each second:
+/// this node's counts published ([`Self::publish`]), the other nodes' read
+/// into the live stats ([`Self::refresh`]). Public for the
+/// `tenant_publish` bench, which times one tick of each.
+#[derive(Default)]
+pub struct TenantExchange {}
+
+impl TenantExchange {
+    /// Publishes this node's per-tenant counts of the last complete seconds
+    /// and prunes every node's rows before `prune_before_s`. Returns the
+    /// rows written.
+    pub async fn publish(
+        &mut self,
+        stats: &LiveStats,
+        store: &dyn Store,
+        now_s: i64,
+        prune_before_s: i64,
+    ) -> Result<usize, StoreError> {
+        let rows: Vec<_> = stats
+            .tenant_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize)
+            .into_iter()
+            .map(|(s, t, k, m, b)| (s, t, k, m as i64, b as i64))
+            .collect();
+        let n = rows.len();
+        store.publish_tenant_seconds(rows, prune_before_s).await?;
+        Ok(n)
+    }
+
+    /// Replaces the stats' other-nodes counts with the other nodes' last
+    /// [`TENANT_HISTORY_S`] seconds. Returns the rows read.
+    pub async fn refresh(
+        &mut self,
+        stats: &LiveStats,
+        store: &dyn Store,
+        now_s: i64,
+    ) -> Result<usize, StoreError> {
+        let rows = store
+            .other_nodes_tenant_seconds(now_s - TENANT_HISTORY_S, now_s, None)
+            .await?;
+        let n = rows.len();
+        let mut per = crate::stats::OtherNodesCounts::default();
+        for (second, tenant, _, messages, _) in rows {
+            per.entry(tenant.into_boxed_str())
+                .or_default()
+                .push((second, messages.max(0) as u64));
+        }
+        stats.set_other_nodes(per);
+        Ok(n)
+    }
 }
 
 /// Adds the other nodes' published counts to this node's throughput, of the
