@@ -260,17 +260,37 @@ async fn refresh_other_tenants(state: &AppState, tenants: &mut TenantExchange, n
     }
 }
 
+/// Seconds before the last read's `now_s` that each read takes again: a
+/// second's first publication lands up to a tick after it ends, so the
+/// newest second published at the last read, and every later one.
+const REREAD_S: i64 = 1;
+
 /// The per-tenant half of the figures the nodes exchange each second:
 /// this node's counts published ([`Self::publish`]), the other nodes' read
-/// into the live stats ([`Self::refresh`]). Public for the
-/// `tenant_publish` bench, which times one tick of each.
+/// into the live stats ([`Self::refresh`]). Both are incremental, so a tick
+/// costs about the rows that changed, not every active tenant's last minute:
+/// a publish writes only the (second, tenant, series) counts that differ
+/// from what it last wrote, and a read takes again only the seconds that
+/// may have changed since the last one, keeping the older ones. Public for
+/// the `tenant_publish` bench, which times one tick of each.
 #[derive(Default)]
-pub struct TenantExchange {}
+pub struct TenantExchange {
+    /// What the last successful publish left in the table for the
+    /// republished seconds: (second, tenant, series) → (messages, bytes).
+    published: std::collections::HashMap<(i64, String, i16), (i64, i64)>,
+    /// The other nodes' counts read so far: tenant → (second, messages),
+    /// the last [`TENANT_HISTORY_S`] seconds.
+    others: crate::stats::OtherNodesCounts,
+    /// `now_s` of the last successful read.
+    read_at: Option<i64>,
+    /// Successful reads, for the periodic wider one.
+    reads: u64,
+}
 
 impl TenantExchange {
     /// Publishes this node's per-tenant counts of the last complete seconds
-    /// and prunes every node's rows before `prune_before_s`. Returns the
-    /// rows written.
+    /// that changed since the last publish, and prunes every node's rows
+    /// before `prune_before_s`. Returns the rows written.
     pub async fn publish(
         &mut self,
         stats: &LiveStats,
@@ -278,35 +298,68 @@ impl TenantExchange {
         now_s: i64,
         prune_before_s: i64,
     ) -> Result<usize, StoreError> {
-        let rows: Vec<_> = stats
-            .tenant_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize)
-            .into_iter()
-            .map(|(s, t, k, m, b)| (s, t, k, m as i64, b as i64))
-            .collect();
-        let n = rows.len();
-        store.publish_tenant_seconds(rows, prune_before_s).await?;
+        let rows = stats.tenant_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize);
+        let mut current = std::collections::HashMap::with_capacity(rows.len());
+        let mut changed = Vec::new();
+        for (second, tenant, series, messages, bytes) in rows {
+            let value = (messages as i64, bytes as i64);
+            let key = (second, tenant, series);
+            if self.published.get(&key) != Some(&value) {
+                changed.push((second, key.1.clone(), series, value.0, value.1));
+            }
+            current.insert(key, value);
+        }
+        let n = changed.len();
+        store.publish_tenant_seconds(changed, prune_before_s).await?;
+        // Only once written: after a failure the next tick writes them again.
+        self.published = current;
         Ok(n)
     }
 
-    /// Replaces the stats' other-nodes counts with the other nodes' last
-    /// [`TENANT_HISTORY_S`] seconds. Returns the rows read.
+    /// Brings the stats' other-nodes counts up to the other nodes' last
+    /// [`TENANT_HISTORY_S`] seconds. Reads the seconds from
+    /// [`REREAD_S`] before the last read on (every [`REPUBLISH_S`]th read,
+    /// from [`REPUBLISH_S`]` + 1` before, which takes in a message counted
+    /// late in an older second); the first read, and one after a clock
+    /// jump, read the whole history. Returns the rows read.
     pub async fn refresh(
         &mut self,
         stats: &LiveStats,
         store: &dyn Store,
         now_s: i64,
     ) -> Result<usize, StoreError> {
+        let oldest = now_s - TENANT_HISTORY_S;
+        let from = match self.read_at {
+            Some(last) if last <= now_s && now_s - last < TENANT_HISTORY_S => {
+                let back = if self.reads % REPUBLISH_S as u64 == 0 {
+                    REPUBLISH_S + 1
+                } else {
+                    REREAD_S
+                };
+                (last - back).max(oldest)
+            }
+            _ => oldest,
+        };
         let rows = store
-            .other_nodes_tenant_seconds(now_s - TENANT_HISTORY_S, now_s, None)
+            .other_nodes_tenant_seconds(from, now_s, None)
             .await?;
         let n = rows.len();
-        let mut per = crate::stats::OtherNodesCounts::default();
+        // Older seconds stay as read; `from..now_s` is what was just read.
+        self.others.retain(|_, seconds| {
+            seconds.retain(|(s, _)| (oldest..from).contains(s));
+            !seconds.is_empty()
+        });
         for (second, tenant, _, messages, _) in rows {
-            per.entry(tenant.into_boxed_str())
-                .or_default()
-                .push((second, messages.max(0) as u64));
+            let messages = messages.max(0) as u64;
+            let seconds = self.others.entry(tenant.into_boxed_str()).or_default();
+            match seconds.last_mut() {
+                Some((s, m)) if *s == second => *m += messages,
+                _ => seconds.push((second, messages)),
+            }
         }
-        stats.set_other_nodes(per);
+        stats.set_other_nodes(self.others.clone());
+        self.read_at = Some(now_s);
+        self.reads += 1;
         Ok(n)
     }
 }
