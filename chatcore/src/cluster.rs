@@ -283,6 +283,8 @@ pub struct TenantExchange {
     others: crate::stats::OtherNodesCounts,
     /// `now_s` of the last successful read.
     read_at: Option<i64>,
+    /// `now_s` of the last successful read that reached back for late counts.
+    wide_at: Option<i64>,
     /// Successful reads, for the periodic wider one.
     reads: u64,
 }
@@ -317,11 +319,12 @@ impl TenantExchange {
     }
 
     /// Brings the stats' other-nodes counts up to the other nodes' last
-    /// [`TENANT_HISTORY_S`] seconds. Reads the seconds from
-    /// [`REREAD_S`] before the last read on (every [`REPUBLISH_S`]th read,
-    /// from [`REPUBLISH_S`]` + 1` before, which takes in a message counted
-    /// late in an older second); the first read, and one after a clock
-    /// jump, read the whole history. Returns the rows read.
+    /// [`TENANT_HISTORY_S`] seconds. Reads the seconds from [`REREAD_S`]
+    /// before the last read on; every [`REPUBLISH_S`]th read reaches back
+    /// to [`REPUBLISH_S`]` + 1` before the previous such read, which takes
+    /// in any message counted late in an older second since (a publish
+    /// rewrites only its last [`REPUBLISH_S`] seconds). The first read, and
+    /// one after a clock jump, read the whole history. Returns the rows read.
     pub async fn refresh(
         &mut self,
         stats: &LiveStats,
@@ -329,17 +332,19 @@ impl TenantExchange {
         now_s: i64,
     ) -> Result<usize, StoreError> {
         let oldest = now_s - TENANT_HISTORY_S;
-        let from = match self.read_at {
-            Some(last) if last <= now_s && now_s - last < TENANT_HISTORY_S => {
-                let back = if self.reads % REPUBLISH_S as u64 == 0 {
-                    REPUBLISH_S + 1
+        let (from, wide) = match (self.read_at, self.wide_at) {
+            (Some(last), Some(wide_at))
+                if last <= now_s && now_s - last < TENANT_HISTORY_S && wide_at <= last =>
+            {
+                if self.reads % REPUBLISH_S as u64 == 0 {
+                    (wide_at - REPUBLISH_S - 1, true)
                 } else {
-                    REREAD_S
-                };
-                (last - back).max(oldest)
+                    (last - REREAD_S, false)
+                }
             }
-            _ => oldest,
+            _ => (oldest, true),
         };
+        let from = from.max(oldest);
         let rows = store
             .other_nodes_tenant_seconds(from, now_s, None)
             .await?;
@@ -359,6 +364,9 @@ impl TenantExchange {
         }
         stats.set_other_nodes(self.others.clone());
         self.read_at = Some(now_s);
+        if wide {
+            self.wide_at = Some(now_s);
+        }
         self.reads += 1;
         Ok(n)
     }
@@ -512,4 +520,233 @@ pub async fn add_other_nodes_to_overview(
         }
     }
     live.msgs_per_s += recent as f64 / crate::stats::RATE_WINDOW_S as f64;
+}
+
+#[cfg(test)]
+mod tests {
+    //! The per-tenant exchange against a real PostgreSQL
+    //! (`C24_TEST_POSTGRES_URL`; skipped with a message without one, a
+    //! failure with `C24_TEST_POSTGRES_REQUIRED=1`).
+
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::stats::Direction;
+    use crate::store::Channel;
+    use crate::store::postgres::PgStore;
+
+    struct TestDb {
+        admin_url: String,
+        name: String,
+        url: String,
+    }
+
+    impl TestDb {
+        async fn create(test: &str) -> Option<Self> {
+            let required = std::env::var("C24_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
+            let Ok(admin_url) = std::env::var("C24_TEST_POSTGRES_URL") else {
+                assert!(!required, "C24_TEST_POSTGRES_URL is not set");
+                eprintln!("SKIPPED {test}: C24_TEST_POSTGRES_URL is not set");
+                return None;
+            };
+            let name = format!(
+                "c24u_{test}_{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            );
+            let admin = Self::connect(&admin_url).await;
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .unwrap();
+            let (base, query) = match admin_url.split_once('?') {
+                Some((b, q)) => (b, format!("?{q}")),
+                None => (admin_url.as_str(), String::new()),
+            };
+            let start = base.find("://").map_or(0, |i| i + 3);
+            let base = match base[start..].find('/') {
+                Some(slash) => &base[..start + slash],
+                None => base,
+            };
+            let url = format!("{base}/{name}{query}");
+            Some(Self {
+                admin_url,
+                name,
+                url,
+            })
+        }
+
+        async fn connect(url: &str) -> tokio_postgres::Client {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+        }
+
+        async fn store(&self) -> PgStore {
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            PgStore::open(&self.url, true, clock).await.unwrap()
+        }
+
+        async fn drop_db(self) {
+            let admin = Self::connect(&self.admin_url).await;
+            admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ))
+                .await
+                .unwrap();
+        }
+    }
+
+    const START_S: i64 = 1_800_000_000;
+
+    /// 10,000 tenants' counts, published by A tick by tick (with messages
+    /// counted late in older seconds), read by B incrementally: B's history
+    /// of every tenant equals A's counts exactly, and so does a read of the
+    /// table.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ten_thousand_tenants_counts_reach_the_other_node_exactly() {
+        let Some(db) = TestDb::create("tenant_exchange").await else {
+            return;
+        };
+        let (a, b) = (db.store().await, db.store().await);
+        let (stats_a, stats_b) = (LiveStats::new(START_S * 1000), LiveStats::new(START_S * 1000));
+        let (mut ex_a, mut ex_b) = (TenantExchange::default(), TenantExchange::default());
+        let tenants: Vec<String> = (0..10_000).map(|i| format!("{i:032x}")).collect();
+        let mut expected: HashMap<(usize, i64), u64> = HashMap::new();
+        let mut record = |i: usize, second: i64, d: Direction| {
+            stats_a.record(&tenants[i], Channel::Webchat, d, 100, 1, 1, second * 1000 + 300);
+            *expected.entry((i, second)).or_default() += 1;
+        };
+        let ticks = 12;
+        let mut now_s = START_S;
+        for tick in 0..ticks + REPUBLISH_S + 1 {
+            now_s = START_S + tick;
+            if tick < ticks {
+                for i in 0..tenants.len() {
+                    // 1 to 3 inbound, every 7th tenant an outbound too.
+                    for _ in 0..1 + (i + tick as usize) % 3 {
+                        record(i, now_s - 1, Direction::Inbound);
+                    }
+                    if i % 7 == 0 {
+                        record(i, now_s - 1, Direction::Outbound);
+                    }
+                    // Counted late: a second already published once or more.
+                    if tick >= 4 && i % 101 == tick as usize {
+                        record(i, now_s - 2 - (i as i64 % 3), Direction::Inbound);
+                    }
+                }
+            }
+            ex_a.publish(&stats_a, &a, now_s, now_s - 90_000)
+                .await
+                .unwrap();
+            ex_b.refresh(&stats_b, &b, now_s).await.unwrap();
+        }
+        let first = now_s - 60;
+        let mut wrong = Vec::new();
+        for (i, t) in tenants.iter().enumerate() {
+            let got = stats_b.tenant_figures(t, 60, now_s * 1000).sparkline;
+            let want: Vec<u64> = (first..now_s)
+                .map(|s| expected.get(&(i, s)).copied().unwrap_or(0))
+                .collect();
+            if got != want {
+                wrong.push(i);
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} of 10,000 tenants' histories on B differ from A's counts (first: {:?})",
+            wrong.len(),
+            wrong.first()
+        );
+        // The table itself, summed per tenant and second.
+        let rows = b
+            .other_nodes_tenant_seconds(first, now_s, None)
+            .await
+            .unwrap();
+        let mut stored: HashMap<(usize, i64), u64> = HashMap::new();
+        let index: HashMap<&str, usize> = tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i))
+            .collect();
+        for (second, tenant, _, messages, _) in rows {
+            *stored.entry((index[tenant.as_str()], second)).or_default() += messages as u64;
+        }
+        assert_eq!(stored.len(), expected.len());
+        assert!(stored == expected, "the stored counts differ from A's");
+        // A's node reads none of its own.
+        assert!(
+            a.other_nodes_tenant_seconds(first, now_s, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        a.close().await;
+        b.close().await;
+        db.drop_db().await;
+    }
+
+    /// The batched prune deletes every row before its bound, every node's,
+    /// and nothing after it, including rows older than its last bound
+    /// deleted by a first (unbounded) prune.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tenant_prune_deletes_every_due_row_and_no_other() {
+        let Some(db) = TestDb::create("tenant_prune").await else {
+            return;
+        };
+        let a = db.store().await;
+        let sql = TestDb::connect(&db.url).await;
+        let p0 = START_S;
+        for node in ["other-1", "other-2"] {
+            sql.execute(
+                "INSERT INTO node_tenant_seconds (node, second, tenant_id, series, messages, bytes)
+                 SELECT $1, s, 't' || t, 0, 1, 1
+                 FROM generate_series($2::bigint, $3::bigint) s, generate_series(1, 50) t",
+                &[&node, &(p0 - 1000), &(p0 + 99)],
+            )
+            .await
+            .unwrap();
+        }
+        let count = |below: i64| {
+            let sql = &sql;
+            async move {
+                let below_n: i64 = sql
+                    .query_one(
+                        "SELECT count(*) FROM node_tenant_seconds WHERE second < $1",
+                        &[&below],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                let all: i64 = sql
+                    .query_one("SELECT count(*) FROM node_tenant_seconds", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                (below_n, all)
+            }
+        };
+        let per_second = 2 * 50;
+        let total = 1100 * per_second;
+        // The first prune: everything before its bound.
+        a.publish_tenant_seconds(Vec::new(), p0).await.unwrap();
+        assert_eq!(count(p0).await, (0, total - 1000 * per_second));
+        // Then one every 15 s, from where the last ended.
+        for p in p0 + 1..p0 + 15 {
+            a.publish_tenant_seconds(Vec::new(), p).await.unwrap();
+        }
+        assert_eq!(count(p0 + 14).await.1, total - 1000 * per_second);
+        a.publish_tenant_seconds(Vec::new(), p0 + 15).await.unwrap();
+        assert_eq!(count(p0 + 15).await, (0, total - 1015 * per_second));
+        // A jump (a tick skipped, a clock moved on) deletes all in between.
+        a.publish_tenant_seconds(Vec::new(), p0 + 90).await.unwrap();
+        assert_eq!(count(p0 + 90).await, (0, total - 1090 * per_second));
+        a.close().await;
+        db.drop_db().await;
+    }
 }
