@@ -312,7 +312,9 @@ impl TenantExchange {
             current.insert(key, value);
         }
         let n = changed.len();
-        store.publish_tenant_seconds(changed, prune_before_s).await?;
+        store
+            .publish_tenant_seconds(changed, prune_before_s)
+            .await?;
         // Only once written: after a failure the next tick writes them again.
         self.published = current;
         Ok(n)
@@ -336,7 +338,7 @@ impl TenantExchange {
             (Some(last), Some(wide_at))
                 if last <= now_s && now_s - last < TENANT_HISTORY_S && wide_at <= last =>
             {
-                if self.reads % REPUBLISH_S as u64 == 0 {
+                if self.reads.is_multiple_of(REPUBLISH_S as u64) {
                     (wide_at - REPUBLISH_S - 1, true)
                 } else {
                     (last - REREAD_S, false)
@@ -345,9 +347,7 @@ impl TenantExchange {
             _ => (oldest, true),
         };
         let from = from.max(oldest);
-        let rows = store
-            .other_nodes_tenant_seconds(from, now_s, None)
-            .await?;
+        let rows = store.other_nodes_tenant_seconds(from, now_s, None).await?;
         let n = rows.len();
         // Older seconds stay as read; `from..now_s` is what was just read.
         self.others.retain(|_, seconds| {
@@ -614,12 +614,23 @@ mod tests {
             return;
         };
         let (a, b) = (db.store().await, db.store().await);
-        let (stats_a, stats_b) = (LiveStats::new(START_S * 1000), LiveStats::new(START_S * 1000));
+        let (stats_a, stats_b) = (
+            LiveStats::new(START_S * 1000),
+            LiveStats::new(START_S * 1000),
+        );
         let (mut ex_a, mut ex_b) = (TenantExchange::default(), TenantExchange::default());
         let tenants: Vec<String> = (0..10_000).map(|i| format!("{i:032x}")).collect();
         let mut expected: HashMap<(usize, i64), u64> = HashMap::new();
         let mut record = |i: usize, second: i64, d: Direction| {
-            stats_a.record(&tenants[i], Channel::Webchat, d, 100, 1, 1, second * 1000 + 300);
+            stats_a.record(
+                &tenants[i],
+                Channel::Webchat,
+                d,
+                100,
+                1,
+                1,
+                second * 1000 + 300,
+            );
             *expected.entry((i, second)).or_default() += 1;
         };
         let ticks = 12;

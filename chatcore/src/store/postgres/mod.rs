@@ -262,7 +262,8 @@ fn tenant_pruned_to(node: &Arc<str>) -> Option<i64> {
 
 fn set_tenant_pruned_to(node: &Arc<str>, to: i64) {
     let mut map = TENANT_PRUNED_TO.lock().unwrap_or_else(|e| e.into_inner());
-    map.get_or_insert_with(Default::default).insert(node.clone(), to);
+    map.get_or_insert_with(Default::default)
+        .insert(node.clone(), to);
 }
 
 impl PgStore {
