@@ -760,4 +760,56 @@ mod tests {
         a.close().await;
         db.drop_db().await;
     }
+
+    /// New seconds are written with a plain insert, changed ones upserted;
+    /// a new second that has rows after all (a commit whose answer was
+    /// lost) is upserted instead of failing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tenant_rows_are_inserted_then_rewritten() {
+        let Some(db) = TestDb::create("tenant_rows").await else {
+            return;
+        };
+        let a = db.store().await;
+        let sql = TestDb::connect(&db.url).await;
+        let s = START_S;
+        let row = |second: i64, t: &str, m: i64| (second, t.to_string(), 0i16, m, m * 10);
+        a.publish_tenant_seconds(vec![row(s, "t1", 1)], 0)
+            .await
+            .unwrap();
+        let node: String = sql
+            .query_one("SELECT node FROM node_tenant_seconds", &[])
+            .await
+            .unwrap()
+            .get(0);
+        sql.execute(
+            "INSERT INTO node_tenant_seconds VALUES ($1, $2, 't2', 0, 99, 990)",
+            &[&(s + 1), &node],
+        )
+        .await
+        .unwrap();
+        a.publish_tenant_seconds(vec![row(s + 1, "t2", 5), row(s + 1, "t3", 7)], 0)
+            .await
+            .unwrap();
+        a.publish_tenant_seconds(vec![row(s, "t1", 2), row(s + 1, "t2", 6)], 0)
+            .await
+            .unwrap();
+        let rows: Vec<(i64, String, i64, i64)> = sql
+            .query(
+                "SELECT second, tenant_id, messages, bytes FROM node_tenant_seconds ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let want = vec![
+            (s, "t1".to_string(), 2, 20),
+            (s + 1, "t2".to_string(), 6, 60),
+            (s + 1, "t3".to_string(), 7, 70),
+        ];
+        assert_eq!(rows, want);
+        a.close().await;
+        db.drop_db().await;
+    }
 }
