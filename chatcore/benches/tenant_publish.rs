@@ -142,6 +142,21 @@ async fn create_database(
     Ok(format!("{base}/{name}{query}"))
 }
 
+/// Best effort: a server process in it that this role may not end
+/// (autovacuum) is waited for briefly, then the database is left and named.
+async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let mut last = None;
+    for _ in 0..40 {
+        match admin.batch_execute(&sql).await {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("left database {name} behind: {last:?}");
+}
+
 async fn connect(url: &str) -> Result<tokio_postgres::Client, BoxError> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
@@ -739,9 +754,7 @@ async fn run(bench: Bench, client_rt: tokio::runtime::Handle) -> Result<(), BoxE
     }
     .await;
     for db in databases {
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-            .await?;
+        drop_database(&admin, &db).await;
     }
     result
 }

@@ -590,15 +590,20 @@ mod tests {
             PgStore::open(&self.url, true, clock).await.unwrap()
         }
 
+        /// Best effort: a server process still in it that this role may
+        /// not end (autovacuum) is waited for briefly, then it is left.
         async fn drop_db(self) {
             let admin = Self::connect(&self.admin_url).await;
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.name
-                ))
-                .await
-                .unwrap();
+            let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+            let mut last = None;
+            for _ in 0..20 {
+                match admin.batch_execute(&sql).await {
+                    Ok(()) => return,
+                    Err(e) => last = Some(e),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            eprintln!("left test database {} behind: {last:?}", self.name);
         }
     }
 
