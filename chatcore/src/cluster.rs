@@ -39,7 +39,8 @@
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::http::AppState;
-use crate::store::ClusterEvent;
+use crate::stats::LiveStats;
+use crate::store::{ClusterEvent, Store, StoreError};
 use crate::tenants;
 
 /// Follows the store's cluster events, if it has any (one SQLite node has
@@ -227,6 +228,7 @@ pub const NODE_LIVE_MS: i64 = 10_000;
 /// its latency slots being filled, and its heartbeat with its totals.
 async fn publish_seconds(state: AppState) {
     let mut shutdown = state.shutdown.clone();
+    let mut tenants = TenantExchange::default();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut latency_published = LatencyPublished::default();
@@ -269,20 +271,13 @@ async fn publish_seconds(state: AppState) {
         }
         // The same per tenant (complete seconds only), then the other
         // nodes' recent per-tenant counts for the tenant rates and histories.
-        let tenant_rows = state
-            .stats
-            .tenant_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize)
-            .into_iter()
-            .map(|(s, t, k, m, b)| (s, t, k, m as i64, b as i64))
-            .collect();
-        if let Err(e) = state
-            .store
-            .publish_tenant_seconds(tenant_rows, prune_before)
+        if let Err(e) = tenants
+            .publish(&state.stats, &*state.store, now_s, prune_before)
             .await
         {
             tracing::debug!(error = %e, "publishing this node's tenant figures failed");
         }
-        refresh_other_tenants(&state, now_s).await;
+        refresh_other_tenants(&state, &mut tenants, now_s).await;
         publish_latency(&state, now, &mut latency_published).await;
         let row = figures::node_row(state.stats.started_at_ms(), now, &state.stats.node_totals());
         if let Err(e) = state.store.publish_node(row, now - KEEP_S * 1000).await {
@@ -363,25 +358,122 @@ async fn add_other_nodes_latency(
 /// list's history and rate.
 const TENANT_HISTORY_S: i64 = crate::http::admin::tenants::HISTORY_SECONDS as i64 + 1;
 
-async fn refresh_other_tenants(state: &AppState, now_s: i64) {
-    let rows = match state
-        .store
-        .other_nodes_tenant_seconds(now_s - TENANT_HISTORY_S, now_s, None)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, "reading the other nodes' tenant figures failed");
-            return;
-        }
-    };
-    let mut per = crate::stats::OtherNodesCounts::default();
-    for (second, tenant, _, messages, _) in rows {
-        per.entry(tenant.into_boxed_str())
-            .or_default()
-            .push((second, messages.max(0) as u64));
+async fn refresh_other_tenants(state: &AppState, tenants: &mut TenantExchange, now_s: i64) {
+    if let Err(e) = tenants.refresh(&state.stats, &*state.store, now_s).await {
+        tracing::debug!(error = %e, "reading the other nodes' tenant figures failed");
     }
-    state.stats.set_other_nodes(per);
+}
+
+/// Seconds before the last read's `now_s` that each read takes again: a
+/// second's first publication lands up to a tick after it ends, so the
+/// newest second published at the last read, and every later one.
+const REREAD_S: i64 = 1;
+
+/// The per-tenant half of the figures the nodes exchange each second:
+/// this node's counts published ([`Self::publish`]), the other nodes' read
+/// into the live stats ([`Self::refresh`]). Both are incremental, so a tick
+/// costs about the rows that changed, not every active tenant's last minute:
+/// a publish writes only the (second, tenant, series) counts that differ
+/// from what it last wrote, and a read takes again only the seconds that
+/// may have changed since the last one, keeping the older ones. Public for
+/// the `tenant_publish` bench, which times one tick of each.
+#[derive(Default)]
+pub struct TenantExchange {
+    /// What the last successful publish left in the table for the
+    /// republished seconds: (second, tenant, series) → (messages, bytes).
+    published: std::collections::HashMap<(i64, String, i16), (i64, i64)>,
+    /// The other nodes' counts read so far: tenant → (second, messages),
+    /// the last [`TENANT_HISTORY_S`] seconds.
+    others: crate::stats::OtherNodesCounts,
+    /// `now_s` of the last successful read.
+    read_at: Option<i64>,
+    /// `now_s` of the last successful read that reached back for late counts.
+    wide_at: Option<i64>,
+    /// Successful reads, for the periodic wider one.
+    reads: u64,
+}
+
+impl TenantExchange {
+    /// Publishes this node's per-tenant counts of the last complete seconds
+    /// that changed since the last publish, and prunes every node's rows
+    /// before `prune_before_s`. Returns the rows written.
+    pub async fn publish(
+        &mut self,
+        stats: &LiveStats,
+        store: &dyn Store,
+        now_s: i64,
+        prune_before_s: i64,
+    ) -> Result<usize, StoreError> {
+        let rows = stats.tenant_seconds(now_s - REPUBLISH_S, REPUBLISH_S as usize);
+        let mut current = std::collections::HashMap::with_capacity(rows.len());
+        let mut changed = Vec::new();
+        for (second, tenant, series, messages, bytes) in rows {
+            let value = (messages as i64, bytes as i64);
+            let key = (second, tenant, series);
+            if self.published.get(&key) != Some(&value) {
+                changed.push((second, key.1.clone(), series, value.0, value.1));
+            }
+            current.insert(key, value);
+        }
+        let n = changed.len();
+        store
+            .publish_tenant_seconds(changed, prune_before_s)
+            .await?;
+        // Only once written: after a failure the next tick writes them again.
+        self.published = current;
+        Ok(n)
+    }
+
+    /// Brings the stats' other-nodes counts up to the other nodes' last
+    /// [`TENANT_HISTORY_S`] seconds. Reads the seconds from [`REREAD_S`]
+    /// before the last read on; every [`REPUBLISH_S`]th read reaches back
+    /// to [`REPUBLISH_S`]` + 1` before the previous such read, which takes
+    /// in any message counted late in an older second since (a publish
+    /// rewrites only its last [`REPUBLISH_S`] seconds). The first read, and
+    /// one after a clock jump, read the whole history. Returns the rows read.
+    pub async fn refresh(
+        &mut self,
+        stats: &LiveStats,
+        store: &dyn Store,
+        now_s: i64,
+    ) -> Result<usize, StoreError> {
+        let oldest = now_s - TENANT_HISTORY_S;
+        let (from, wide) = match (self.read_at, self.wide_at) {
+            (Some(last), Some(wide_at))
+                if last <= now_s && now_s - last < TENANT_HISTORY_S && wide_at <= last =>
+            {
+                if self.reads.is_multiple_of(REPUBLISH_S as u64) {
+                    (wide_at - REPUBLISH_S - 1, true)
+                } else {
+                    (last - REREAD_S, false)
+                }
+            }
+            _ => (oldest, true),
+        };
+        let from = from.max(oldest);
+        let rows = store.other_nodes_tenant_seconds(from, now_s, None).await?;
+        let n = rows.len();
+        // Older seconds stay as read; `from..now_s` is what was just read.
+        self.others.retain(|_, seconds| {
+            seconds.retain(|(s, _)| (oldest..from).contains(s));
+            !seconds.is_empty()
+        });
+        for (second, tenant, _, messages, _) in rows {
+            let messages = messages.max(0) as u64;
+            let seconds = self.others.entry(tenant.into_boxed_str()).or_default();
+            match seconds.last_mut() {
+                Some((s, m)) if *s == second => *m += messages,
+                _ => seconds.push((second, messages)),
+            }
+        }
+        stats.set_other_nodes(self.others.clone());
+        self.read_at = Some(now_s);
+        if wide {
+            self.wide_at = Some(now_s);
+        }
+        self.reads += 1;
+        Ok(n)
+    }
 }
 
 /// Adds the other nodes' published counts to this node's throughput, of the
@@ -573,4 +665,301 @@ async fn add_other_nodes_recent(
         }
     }
     live.msgs_per_s += recent as f64 / crate::stats::RATE_WINDOW_S as f64;
+}
+
+#[cfg(test)]
+mod tests {
+    //! The per-tenant exchange against a real PostgreSQL
+    //! (`C24_TEST_POSTGRES_URL`; skipped with a message without one, a
+    //! failure with `C24_TEST_POSTGRES_REQUIRED=1`).
+
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::stats::Direction;
+    use crate::store::Channel;
+    use crate::store::postgres::PgStore;
+
+    struct TestDb {
+        admin_url: String,
+        name: String,
+        url: String,
+    }
+
+    impl TestDb {
+        async fn create(test: &str) -> Option<Self> {
+            let required = std::env::var("C24_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
+            let Ok(admin_url) = std::env::var("C24_TEST_POSTGRES_URL") else {
+                assert!(!required, "C24_TEST_POSTGRES_URL is not set");
+                eprintln!("SKIPPED {test}: C24_TEST_POSTGRES_URL is not set");
+                return None;
+            };
+            let name = format!(
+                "c24u_{test}_{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            );
+            let admin = Self::connect(&admin_url).await;
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .unwrap();
+            let (base, query) = match admin_url.split_once('?') {
+                Some((b, q)) => (b, format!("?{q}")),
+                None => (admin_url.as_str(), String::new()),
+            };
+            let start = base.find("://").map_or(0, |i| i + 3);
+            let base = match base[start..].find('/') {
+                Some(slash) => &base[..start + slash],
+                None => base,
+            };
+            let url = format!("{base}/{name}{query}");
+            Some(Self {
+                admin_url,
+                name,
+                url,
+            })
+        }
+
+        async fn connect(url: &str) -> tokio_postgres::Client {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+        }
+
+        async fn store(&self) -> PgStore {
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            PgStore::open(&self.url, true, clock).await.unwrap()
+        }
+
+        /// Best effort: a server process still in it that this role may
+        /// not end (autovacuum) is waited for briefly, then it is left.
+        async fn drop_db(self) {
+            let admin = Self::connect(&self.admin_url).await;
+            let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+            let mut last = None;
+            for _ in 0..20 {
+                match admin.batch_execute(&sql).await {
+                    Ok(()) => return,
+                    Err(e) => last = Some(e),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            eprintln!("left test database {} behind: {last:?}", self.name);
+        }
+    }
+
+    const START_S: i64 = 1_800_000_000;
+
+    /// 10,000 tenants' counts, published by A tick by tick (with messages
+    /// counted late in older seconds), read by B incrementally: B's history
+    /// of every tenant equals A's counts exactly, and so does a read of the
+    /// table.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ten_thousand_tenants_counts_reach_the_other_node_exactly() {
+        let Some(db) = TestDb::create("tenant_exchange").await else {
+            return;
+        };
+        let (a, b) = (db.store().await, db.store().await);
+        let (stats_a, stats_b) = (
+            LiveStats::new(START_S * 1000),
+            LiveStats::new(START_S * 1000),
+        );
+        let (mut ex_a, mut ex_b) = (TenantExchange::default(), TenantExchange::default());
+        let tenants: Vec<String> = (0..10_000).map(|i| format!("{i:032x}")).collect();
+        let mut expected: HashMap<(usize, i64), u64> = HashMap::new();
+        let mut record = |i: usize, second: i64, d: Direction| {
+            stats_a.record(
+                &tenants[i],
+                Channel::Webchat,
+                d,
+                100,
+                1,
+                1,
+                second * 1000 + 300,
+            );
+            *expected.entry((i, second)).or_default() += 1;
+        };
+        let ticks = 12;
+        let mut now_s = START_S;
+        for tick in 0..ticks + REPUBLISH_S + 1 {
+            now_s = START_S + tick;
+            if tick < ticks {
+                for i in 0..tenants.len() {
+                    // 1 to 3 inbound, every 7th tenant an outbound too.
+                    for _ in 0..1 + (i + tick as usize) % 3 {
+                        record(i, now_s - 1, Direction::Inbound);
+                    }
+                    if i % 7 == 0 {
+                        record(i, now_s - 1, Direction::Outbound);
+                    }
+                    // Counted late: a second already published once or more.
+                    if tick >= 4 && i % 101 == tick as usize {
+                        record(i, now_s - 2 - (i as i64 % 3), Direction::Inbound);
+                    }
+                }
+            }
+            ex_a.publish(&stats_a, &a, now_s, now_s - 90_000)
+                .await
+                .unwrap();
+            ex_b.refresh(&stats_b, &b, now_s).await.unwrap();
+        }
+        let first = now_s - 60;
+        let mut wrong = Vec::new();
+        for (i, t) in tenants.iter().enumerate() {
+            let got = stats_b.tenant_figures(t, 60, now_s * 1000).sparkline;
+            let want: Vec<u64> = (first..now_s)
+                .map(|s| expected.get(&(i, s)).copied().unwrap_or(0))
+                .collect();
+            if got != want {
+                wrong.push(i);
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} of 10,000 tenants' histories on B differ from A's counts (first: {:?})",
+            wrong.len(),
+            wrong.first()
+        );
+        // The table itself, summed per tenant and second.
+        let rows = b
+            .other_nodes_tenant_seconds(first, now_s, None)
+            .await
+            .unwrap();
+        let mut stored: HashMap<(usize, i64), u64> = HashMap::new();
+        let index: HashMap<&str, usize> = tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i))
+            .collect();
+        for (second, tenant, _, messages, _) in rows {
+            *stored.entry((index[tenant.as_str()], second)).or_default() += messages as u64;
+        }
+        assert_eq!(stored.len(), expected.len());
+        assert!(stored == expected, "the stored counts differ from A's");
+        // A's node reads none of its own.
+        assert!(
+            a.other_nodes_tenant_seconds(first, now_s, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        a.close().await;
+        b.close().await;
+        db.drop_db().await;
+    }
+
+    /// The batched prune deletes every row before its bound, every node's,
+    /// and nothing after it, including rows older than its last bound
+    /// deleted by a first (unbounded) prune.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tenant_prune_deletes_every_due_row_and_no_other() {
+        let Some(db) = TestDb::create("tenant_prune").await else {
+            return;
+        };
+        let a = db.store().await;
+        let sql = TestDb::connect(&db.url).await;
+        let p0 = START_S;
+        for node in ["other-1", "other-2"] {
+            sql.execute(
+                "INSERT INTO node_tenant_seconds (node, second, tenant_id, series, messages, bytes)
+                 SELECT $1, s, 't' || t, 0, 1, 1
+                 FROM generate_series($2::bigint, $3::bigint) s, generate_series(1, 50) t",
+                &[&node, &(p0 - 1000), &(p0 + 99)],
+            )
+            .await
+            .unwrap();
+        }
+        let count = |below: i64| {
+            let sql = &sql;
+            async move {
+                let below_n: i64 = sql
+                    .query_one(
+                        "SELECT count(*) FROM node_tenant_seconds WHERE second < $1",
+                        &[&below],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                let all: i64 = sql
+                    .query_one("SELECT count(*) FROM node_tenant_seconds", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                (below_n, all)
+            }
+        };
+        let per_second = 2 * 50;
+        let total = 1100 * per_second;
+        // The first prune: everything before its bound.
+        a.publish_tenant_seconds(Vec::new(), p0).await.unwrap();
+        assert_eq!(count(p0).await, (0, total - 1000 * per_second));
+        // Then one every 15 s, from where the last ended.
+        for p in p0 + 1..p0 + 15 {
+            a.publish_tenant_seconds(Vec::new(), p).await.unwrap();
+        }
+        assert_eq!(count(p0 + 14).await.1, total - 1000 * per_second);
+        a.publish_tenant_seconds(Vec::new(), p0 + 15).await.unwrap();
+        assert_eq!(count(p0 + 15).await, (0, total - 1015 * per_second));
+        // A jump (a tick skipped, a clock moved on) deletes all in between.
+        a.publish_tenant_seconds(Vec::new(), p0 + 90).await.unwrap();
+        assert_eq!(count(p0 + 90).await, (0, total - 1090 * per_second));
+        a.close().await;
+        db.drop_db().await;
+    }
+
+    /// New seconds are written with a plain insert, changed ones upserted;
+    /// a new second that has rows after all (a commit whose answer was
+    /// lost) is upserted instead of failing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tenant_rows_are_inserted_then_rewritten() {
+        let Some(db) = TestDb::create("tenant_rows").await else {
+            return;
+        };
+        let a = db.store().await;
+        let sql = TestDb::connect(&db.url).await;
+        let s = START_S;
+        let row = |second: i64, t: &str, m: i64| (second, t.to_string(), 0i16, m, m * 10);
+        a.publish_tenant_seconds(vec![row(s, "t1", 1)], 0)
+            .await
+            .unwrap();
+        let node: String = sql
+            .query_one("SELECT node FROM node_tenant_seconds", &[])
+            .await
+            .unwrap()
+            .get(0);
+        sql.execute(
+            "INSERT INTO node_tenant_seconds VALUES ($1, $2, 't2', 0, 99, 990)",
+            &[&(s + 1), &node],
+        )
+        .await
+        .unwrap();
+        a.publish_tenant_seconds(vec![row(s + 1, "t2", 5), row(s + 1, "t3", 7)], 0)
+            .await
+            .unwrap();
+        a.publish_tenant_seconds(vec![row(s, "t1", 2), row(s + 1, "t2", 6)], 0)
+            .await
+            .unwrap();
+        let rows: Vec<(i64, String, i64, i64)> = sql
+            .query(
+                "SELECT second, tenant_id, messages, bytes FROM node_tenant_seconds ORDER BY 1, 2",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let want = vec![
+            (s, "t1".to_string(), 2, 20),
+            (s + 1, "t2".to_string(), 6, 60),
+            (s + 1, "t3".to_string(), 7, 70),
+        ];
+        assert_eq!(rows, want);
+        a.close().await;
+        db.drop_db().await;
+    }
 }
