@@ -78,10 +78,11 @@ fn kek_file(dir: &Path) -> PathBuf {
     path
 }
 
-/// `ROUNDS` admin tokens, each with the TOTP secret.
+/// `2 × ROUNDS` admin tokens, each with the TOTP secret (a code is good
+/// once per token across all nodes: two racers in one round need two).
 fn tokens_file(dir: &Path) -> PathBuf {
     let mut text = String::new();
-    for i in 0..ROUNDS {
+    for i in 0..2 * ROUNDS {
         text.push_str(&format!(
             "[[token]]\nname = \"racer-{i}\"\nrole = \"admin\"\nsha256 = \"{}\"\ntotp_secret = \"{TOTP}\"\n\n",
             hex::encode(c24_chatcore::tenants::sha256(&racer_token(i)))
@@ -468,7 +469,8 @@ async fn one_export_completed_on_both_nodes_at_once() {
             )
             .await
             .unwrap();
-        let (ra, rb) = (a.racer(round), b.racer(round));
+        // Two admins, one per node (each code is good once per token).
+        let (ra, rb) = (a.racer(round), b.racer(ROUNDS + round));
         let code = totp_code();
         let none = CompleteDsr::default();
         let (x, y) = tokio::join!(
