@@ -12,11 +12,12 @@
 //!
 //! Skipped with a message without a server (see `support/pg.rs`).
 
+#[path = "support/node.rs"]
+mod node;
 #[path = "support/pg.rs"]
 mod pg;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,7 @@ use c24_api::admin::subprocessors::{Announcement, ChangeRequest, ObjectionReques
 use c24_api::admin::tenants::CreateTenant;
 use c24_api::client::webchat::WebchatClient;
 use c24_api::client::{Client, ClientError};
+use node::{Node, eventually, kek_file, listening, spawn_node};
 use pg::TestDb;
 
 const TOKEN: &str = "pg-coherence-admin";
@@ -34,34 +36,15 @@ const TOTP: &str = "JBSWY3DPEHPK3PXP";
 const WAIT: Duration = Duration::from_secs(10);
 const DAY_S: i64 = 86_400;
 
-struct Node {
-    child: Child,
-    url: String,
+/// What these tests ask of a node besides the shared support.
+trait NodeExt {
+    fn admin(&self) -> Client;
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    fn ws(&self) -> String {
-        self.url.replacen("http", "ws", 1)
-    }
-
+impl NodeExt for Node {
     fn admin(&self) -> Client {
         Client::new(&self.url, TOKEN).unwrap()
     }
-}
-
-/// A KEK file shared by the nodes (each opens the others' tenants with it).
-fn kek_file(dir: &Path) -> PathBuf {
-    let (_, text) = c24_chatcore::crypto::Kek::generate().unwrap();
-    let path = dir.join("kek.b64");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// A node with the dev clock and the bootstrap admin enrolled for TOTP.
@@ -87,46 +70,6 @@ fn command(db: &TestDb, kek: &Path, data_dir: &Path) -> Command {
 
 fn start(db: &TestDb, kek: &Path, data_dir: &Path) -> Node {
     spawn_node(command(db, kek, data_dir))
-}
-
-/// Waits for the node's "listening" line.
-fn spawn_node(mut cmd: Command) -> Node {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    listening(child)
-}
-
-fn listening(mut child: Child) -> Node {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("c24-core listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Node { child, url }
-}
-
-/// Retries `f` until it succeeds, up to a deadline (another node learns of
-/// a change through an asynchronous notification).
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) if Instant::now() > deadline => panic!("{what}: still {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-        }
-    }
 }
 
 async fn tenant(node: &Node, name: &str) -> c24_api::admin::tenants::TenantCreated {

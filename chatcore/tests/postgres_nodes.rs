@@ -28,7 +28,7 @@ use c24_api::admin::throughput::Direction;
 use c24_api::client::webchat::WebchatClient;
 use c24_api::client::{Client, ClientError};
 use c24_api::webchat::{ClientFrame, ServerFrame};
-use node::{Node, kek_file, spawn_node};
+use node::{Node, eventually, kek_file, spawn_node};
 use pg::TestDb;
 
 const TOKEN: &str = "pg-nodes-admin";
@@ -85,23 +85,6 @@ async fn assert_every_ack_stored(node: &Node, api_key: &str, acked: &[(String, S
 fn kill(node: &mut Node) {
     node.child.kill().unwrap();
     node.child.wait().unwrap();
-}
-
-/// Retries `f` until it succeeds, up to a deadline (another node learns of
-/// a change through an asynchronous notification).
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) if Instant::now() > deadline => panic!("{what}: still {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-        }
-    }
 }
 
 async fn tenant(node: &Node, name: &str) -> c24_api::admin::tenants::TenantCreated {

@@ -16,13 +16,14 @@
 //!
 //! Skipped with a message without a server (see `support/pg.rs`).
 
+#[path = "support/node.rs"]
+mod node;
 #[path = "support/pg.rs"]
 mod pg;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use c24_api::admin::consents::{RecordConsent, WithdrawConsent};
 use c24_api::admin::dsr::{CompleteDsr, CreateDsr, DsrStatus, DsrSubject, DsrType, ExtendDsr};
@@ -30,6 +31,7 @@ use c24_api::admin::incidents::{CreateIncident, NotifyTarget, RecordNotification
 use c24_api::admin::tenants::{CreateTenant, TenantCreated};
 use c24_api::client::webchat::WebchatClient;
 use c24_api::client::{Client, ClientError};
+use node::{Node, eventually, kek_file, spawn_node};
 use pg::TestDb;
 
 const TOKEN: &str = "pg-races-admin";
@@ -39,28 +41,18 @@ const TOTP: &str = "JBSWY3DPEHPK3PXP";
 const ROUNDS: usize = 20;
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Node {
-    child: Child,
-    url: String,
+/// What these tests ask of a node besides the shared support.
+trait NodeExt {
+    fn admin(&self) -> Client;
+    /// Round `i`'s admin token (with a second factor).
+    fn racer(&self, i: usize) -> Client;
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    fn ws(&self) -> String {
-        self.url.replacen("http", "ws", 1)
-    }
-
+impl NodeExt for Node {
     fn admin(&self) -> Client {
         Client::new(&self.url, TOKEN).unwrap()
     }
 
-    /// Round `i`'s admin token (with a second factor).
     fn racer(&self, i: usize) -> Client {
         Client::new(&self.url, &racer_token(i)).unwrap()
     }
@@ -68,14 +60,6 @@ impl Node {
 
 fn racer_token(i: usize) -> String {
     format!("pg-races-token-{i}")
-}
-
-/// A KEK file shared by the nodes (each opens the others' tenants with it).
-fn kek_file(dir: &Path) -> PathBuf {
-    let (_, text) = c24_chatcore::crypto::Kek::generate().unwrap();
-    let path = dir.join("kek.b64");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// `2 × ROUNDS` admin tokens, each with the TOTP secret (a code is good
@@ -94,35 +78,22 @@ fn tokens_file(dir: &Path) -> PathBuf {
 }
 
 fn start(db: &TestDb, kek: &Path, tokens: &Path, data_dir: &Path) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_c24-core"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-token",
-            TOKEN,
-            "--database",
-        ])
-        .arg(&db.url)
-        .arg("--kek-file")
-        .arg(kek)
-        .arg("--tokens-file")
-        .arg(tokens)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("c24-core listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Node { child, url }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_c24-core"));
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        TOKEN,
+        "--database",
+    ])
+    .arg(&db.url)
+    .arg("--kek-file")
+    .arg(kek)
+    .arg("--tokens-file")
+    .arg(tokens)
+    .arg("--data-dir")
+    .arg(data_dir);
+    spawn_node(cmd)
 }
 
 /// Two nodes on a fresh database, and the directory they live in.
@@ -143,23 +114,6 @@ fn totp_code() -> String {
         .unwrap()
         .as_secs();
     c24_chatcore::access::totp(TOTP).unwrap().generate(now)
-}
-
-/// Retries `f` until it succeeds, up to a deadline (another node learns of
-/// a change through an asynchronous notification).
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) if Instant::now() > deadline => panic!("{what}: still {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
 }
 
 async fn tenant(node: &Node, name: &str) -> TenantCreated {

@@ -26,11 +26,16 @@ impl Node {
 
 /// Starts `cmd` and waits for its "listening on" line.
 pub fn spawn_node(mut cmd: Command) -> Node {
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    listening(child)
+}
+
+/// A node started with a piped stdout, once it printed where it listens.
+pub fn listening(mut child: Child) -> Node {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -49,4 +54,21 @@ pub fn kek_file(dir: &Path) -> PathBuf {
     let path = dir.join("kek.b64");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Retries `f` until it succeeds, up to 10 s (another node learns of a
+/// change through an asynchronous notification).
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if std::time::Instant::now() > deadline => panic!("{what}: still {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+        }
+    }
 }
