@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use c24_chatcore::{Database, KekSource};
 use support::{
     BoxError, CLIENT_THREAD, Core, DRAIN_TIMEOUT, Load, SERVER_THREAD, Settings, cpu_count,
-    create_tenant, median, minmax, runtime, thousands,
+    create_database, create_tenant, drop_database, median, minmax, runtime, thousands,
 };
 
 /// One backend under test: its nodes and the visitors on each.
@@ -97,31 +97,6 @@ async fn window(side: &Side, length: Duration) -> Result<Window, BoxError> {
         acked: acked1 - acked0,
         errors: errors(side) - errors0,
     })
-}
-
-/// A fresh database on the server; returns its URL.
-async fn create_database(
-    admin: &tokio_postgres::Client,
-    admin_url: &str,
-    name: &str,
-) -> Result<String, BoxError> {
-    // One statement each: a multi-statement batch is one transaction.
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-        .await?;
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin_url, String::new()),
-    };
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[start..].find('/') {
-        Some(slash) => &base[..start + slash],
-        None => base,
-    };
-    Ok(format!("{base}/{name}{query}"))
 }
 
 async fn start_side(
@@ -278,9 +253,7 @@ async fn run(settings: Settings, client_rt: tokio::runtime::Handle) -> Result<()
         }
     }
     for db in [db1, db2] {
-        admin
-            .batch_execute(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
-            .await?;
+        drop_database(&admin, &db).await;
     }
     Ok(())
 }

@@ -100,8 +100,9 @@ use c24_chatcore::store::{Channel, Store};
 use c24_chatcore::{Database, KekSource};
 use futures_util::StreamExt;
 use support::{
-    BoxError, CLIENT_THREAD, CONTENT, Core, DRAIN_TIMEOUT, SERVER_THREAD, Settings, cpu_count,
-    create_tenant, env_usize, median, minmax, now_ms, runtime, thousands,
+    BoxError, CLIENT_THREAD, CONTENT, Core, DRAIN_TIMEOUT, SERVER_THREAD, Settings, connect,
+    cpu_count, create_database, create_tenant, drop_database, env_usize, median, minmax, now_ms,
+    runtime, thousands,
 };
 use tokio::sync::watch;
 
@@ -121,51 +122,6 @@ struct Bench {
 // ---------------------------------------------------------------------------
 // Databases
 // ---------------------------------------------------------------------------
-
-/// A fresh database on the server; returns its URL.
-async fn create_database(
-    admin: &tokio_postgres::Client,
-    admin_url: &str,
-    name: &str,
-) -> Result<String, BoxError> {
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-        .await?;
-    let (base, query) = match admin_url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin_url, String::new()),
-    };
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[start..].find('/') {
-        Some(slash) => &base[..start + slash],
-        None => base,
-    };
-    Ok(format!("{base}/{name}{query}"))
-}
-
-/// Best effort: a server process in it that this role may not end
-/// (autovacuum) is waited for briefly, then the database is left and named.
-async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
-    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    let mut last = None;
-    for _ in 0..40 {
-        match admin.batch_execute(&sql).await {
-            Ok(()) => return,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("left database {name} behind: {last:?}");
-}
-
-async fn connect(url: &str) -> Result<tokio_postgres::Client, BoxError> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
-    Ok(client)
-}
 
 // ---------------------------------------------------------------------------
 // Part 1: one tick, timed

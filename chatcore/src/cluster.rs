@@ -667,6 +667,12 @@ async fn add_other_nodes_recent(
     live.msgs_per_s += recent as f64 / crate::stats::RATE_WINDOW_S as f64;
 }
 
+// The integration tests' throwaway databases, for the unit tests below.
+#[cfg(test)]
+#[path = "../tests/support/pg.rs"]
+#[allow(dead_code)]
+mod test_pg;
+
 #[cfg(test)]
 mod tests {
     //! The per-tenant exchange against a real PostgreSQL
@@ -682,74 +688,11 @@ mod tests {
     use crate::store::Channel;
     use crate::store::postgres::PgStore;
 
-    struct TestDb {
-        admin_url: String,
-        name: String,
-        url: String,
-    }
+    use super::test_pg::TestDb;
 
-    impl TestDb {
-        async fn create(test: &str) -> Option<Self> {
-            let required = std::env::var("C24_TEST_POSTGRES_REQUIRED").is_ok_and(|v| v == "1");
-            let Ok(admin_url) = std::env::var("C24_TEST_POSTGRES_URL") else {
-                assert!(!required, "C24_TEST_POSTGRES_URL is not set");
-                eprintln!("SKIPPED {test}: C24_TEST_POSTGRES_URL is not set");
-                return None;
-            };
-            let name = format!(
-                "c24u_{test}_{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..12]
-            );
-            let admin = Self::connect(&admin_url).await;
-            admin
-                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-                .await
-                .unwrap();
-            let (base, query) = match admin_url.split_once('?') {
-                Some((b, q)) => (b, format!("?{q}")),
-                None => (admin_url.as_str(), String::new()),
-            };
-            let start = base.find("://").map_or(0, |i| i + 3);
-            let base = match base[start..].find('/') {
-                Some(slash) => &base[..start + slash],
-                None => base,
-            };
-            let url = format!("{base}/{name}{query}");
-            Some(Self {
-                admin_url,
-                name,
-                url,
-            })
-        }
-
-        async fn connect(url: &str) -> tokio_postgres::Client {
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-        }
-
-        async fn store(&self) -> PgStore {
-            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            PgStore::open(&self.url, true, clock).await.unwrap()
-        }
-
-        /// Best effort: a server process still in it that this role may
-        /// not end (autovacuum) is waited for briefly, then it is left.
-        async fn drop_db(self) {
-            let admin = Self::connect(&self.admin_url).await;
-            let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-            let mut last = None;
-            for _ in 0..20 {
-                match admin.batch_execute(&sql).await {
-                    Ok(()) => return,
-                    Err(e) => last = Some(e),
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            eprintln!("left test database {} behind: {last:?}", self.name);
-        }
+    async fn store(db: &TestDb) -> PgStore {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        PgStore::open(&db.url, true, clock).await.unwrap()
     }
 
     const START_S: i64 = 1_800_000_000;
@@ -763,7 +706,7 @@ mod tests {
         let Some(db) = TestDb::create("tenant_exchange").await else {
             return;
         };
-        let (a, b) = (db.store().await, db.store().await);
+        let (a, b) = (store(&db).await, store(&db).await);
         let (stats_a, stats_b) = (
             LiveStats::new(START_S * 1000),
             LiveStats::new(START_S * 1000),
@@ -860,8 +803,8 @@ mod tests {
         let Some(db) = TestDb::create("tenant_prune").await else {
             return;
         };
-        let a = db.store().await;
-        let sql = TestDb::connect(&db.url).await;
+        let a = store(&db).await;
+        let sql = db.sql().await;
         let p0 = START_S;
         for node in ["other-1", "other-2"] {
             sql.execute(
@@ -919,8 +862,8 @@ mod tests {
         let Some(db) = TestDb::create("tenant_rows").await else {
             return;
         };
-        let a = db.store().await;
-        let sql = TestDb::connect(&db.url).await;
+        let a = store(&db).await;
+        let sql = db.sql().await;
         let s = START_S;
         let row = |second: i64, t: &str, m: i64| (second, t.to_string(), 0i16, m, m * 10);
         a.publish_tenant_seconds(vec![row(s, "t1", 1)], 0)

@@ -300,6 +300,31 @@ async fn create_tenant(store: &Arc<dyn Store>, now: Millis) -> TenantRecord {
     t
 }
 
+/// A completed erasure of the web-chat visitor `bi`, as the DSR handler
+/// writes it (filed at `now`, completed at `at`).
+fn visitor_erasure(tenant_id: &str, bi: &[u8], now: Millis, at: Millis) -> DsrCompletion {
+    DsrCompletion {
+        record: DsrRecord {
+            id: id(),
+            tenant_id: tenant_id.to_string(),
+            kind: "erasure".into(),
+            subject_kind: "visitor_id".into(),
+            subject_bi: Some(bi.to_vec()),
+            status: "completed".into(),
+            received_at: now,
+            due_at: now + 1000,
+            doc: "{}".into(),
+            purge_after: None,
+            version: 0,
+        },
+        action: DsrAction::Erase {
+            kind: "visitor",
+            ident_bi: bi.to_vec(),
+        },
+        at,
+    }
+}
+
 // ---------------------------------------------------------------- tests
 
 both!(webchat_message_acked_and_read_back);
@@ -686,28 +711,10 @@ async fn erasure_and_key_destruction(b: &Backend) {
     .await;
     let other = visitor();
     send(&store, webchat(&t.id, &other, None, b"k9", b"kept", now)).await;
-    let dsr = DsrRecord {
-        id: id(),
-        tenant_id: t.id.clone(),
-        kind: "erasure".into(),
-        subject_kind: "visitor_id".into(),
-        subject_bi: Some(v.bi.clone()),
-        status: "completed".into(),
-        received_at: now,
-        due_at: now + 1000,
-        doc: "{}".into(),
-        purge_after: None,
-        version: 0,
-    };
+    let erasure = visitor_erasure(&t.id, &v.bi, now, now);
+    let dsr = erasure.record.clone();
     let out = store
-        .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
-            record: dsr.clone(),
-            action: DsrAction::Erase {
-                kind: "visitor",
-                ident_bi: v.bi.clone(),
-            },
-            at: now,
-        })))
+        .write(WriteOp::CompleteDsr(Box::new(erasure)))
         .await
         .unwrap();
     let WriteOutcome::Erased(e) = out else {
@@ -821,26 +828,12 @@ async fn erasure_removes_trace_entries(b: &Backend) {
     assert_eq!(store.traffic_trace_rows().await.unwrap(), 6);
 
     let out = store
-        .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
-            record: DsrRecord {
-                id: id(),
-                tenant_id: t.id.clone(),
-                kind: "erasure".into(),
-                subject_kind: "visitor_id".into(),
-                subject_bi: Some(v.bi.clone()),
-                status: "completed".into(),
-                received_at: now,
-                due_at: now + 1000,
-                doc: "{}".into(),
-                purge_after: None,
-                version: 0,
-            },
-            action: DsrAction::Erase {
-                kind: "visitor",
-                ident_bi: v.bi.clone(),
-            },
-            at: b.clock.now_ms(),
-        })))
+        .write(WriteOp::CompleteDsr(Box::new(visitor_erasure(
+            &t.id,
+            &v.bi,
+            now,
+            b.clock.now_ms(),
+        ))))
         .await
         .unwrap();
     let WriteOutcome::Erased(e) = out else {
@@ -873,26 +866,12 @@ async fn erasure_removes_trace_entries(b: &Backend) {
 
     // Erasing the other one empties the trace.
     let again = store
-        .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
-            record: DsrRecord {
-                id: id(),
-                tenant_id: t.id.clone(),
-                kind: "erasure".into(),
-                subject_kind: "visitor_id".into(),
-                subject_bi: Some(other.bi.clone()),
-                status: "completed".into(),
-                received_at: now,
-                due_at: now + 1000,
-                doc: "{}".into(),
-                purge_after: None,
-                version: 0,
-            },
-            action: DsrAction::Erase {
-                kind: "visitor",
-                ident_bi: other.bi.clone(),
-            },
-            at: b.clock.now_ms(),
-        })))
+        .write(WriteOp::CompleteDsr(Box::new(visitor_erasure(
+            &t.id,
+            &other.bi,
+            now,
+            b.clock.now_ms(),
+        ))))
         .await
         .unwrap();
     let WriteOutcome::Erased(e) = again else {
@@ -2124,28 +2103,9 @@ async fn erasure_waits_for_another_nodes_batch_of_the_person(b: &Backend) {
             let store = store.clone();
             let (tenant, bi) = (t.id.clone(), v.bi.clone());
             tokio::spawn(async move {
-                let dsr = DsrRecord {
-                    id: id(),
-                    tenant_id: tenant,
-                    kind: "erasure".into(),
-                    subject_kind: "visitor_id".into(),
-                    subject_bi: Some(bi.clone()),
-                    status: "completed".into(),
-                    received_at: now,
-                    due_at: now + 1000,
-                    doc: "{}".into(),
-                    purge_after: None,
-                    version: 0,
-                };
+                let erasure = visitor_erasure(&tenant, &bi, now, now);
                 store
-                    .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
-                        record: dsr,
-                        action: DsrAction::Erase {
-                            kind: "visitor",
-                            ident_bi: bi,
-                        },
-                        at: now,
-                    })))
+                    .write(WriteOp::CompleteDsr(Box::new(erasure)))
                     .await
                     .unwrap()
             })
@@ -2528,28 +2488,9 @@ async fn an_erasure_moves_the_other_nodes_trace_total(b: &Backend) {
         )
         .await;
     }
-    let dsr = DsrRecord {
-        id: id(),
-        tenant_id: t.id.clone(),
-        kind: "erasure".into(),
-        subject_kind: "visitor_id".into(),
-        subject_bi: Some(v.bi.clone()),
-        status: "completed".into(),
-        received_at: now,
-        due_at: now + 1000,
-        doc: "{}".into(),
-        purge_after: None,
-        version: 0,
-    };
+    let erasure = visitor_erasure(&t.id, &v.bi, now, now);
     let WriteOutcome::Erased(e) = a
-        .write(WriteOp::CompleteDsr(Box::new(DsrCompletion {
-            record: dsr,
-            action: DsrAction::Erase {
-                kind: "visitor",
-                ident_bi: v.bi.clone(),
-            },
-            at: now,
-        })))
+        .write(WriteOp::CompleteDsr(Box::new(erasure)))
         .await
         .unwrap()
     else {

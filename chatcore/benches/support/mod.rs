@@ -632,3 +632,51 @@ pub fn print_window(tag: &str, label: &str, w: &WindowResult, extra: &str) {
     }
     println!("{line}");
 }
+
+// PostgreSQL databases for the benches that need a server.
+
+/// A fresh database on the server; returns its URL.
+pub async fn create_database(
+    admin: &tokio_postgres::Client,
+    admin_url: &str,
+    name: &str,
+) -> Result<String, BoxError> {
+    // One statement each: a multi-statement batch is one transaction.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin_url, String::new()),
+    };
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[start..].find('/') {
+        Some(slash) => &base[..start + slash],
+        None => base,
+    };
+    Ok(format!("{base}/{name}{query}"))
+}
+
+/// Best effort: a server process in it that this role may not end
+/// (autovacuum) is waited for briefly, then the database is left and named.
+pub async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let mut last = None;
+    for _ in 0..40 {
+        match admin.batch_execute(&sql).await {
+            Ok(()) => return,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("left database {name} behind: {last:?}");
+}
+
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, BoxError> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
